@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints a ratio or count measured in one run."""

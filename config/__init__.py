@@ -1,0 +1,1 @@
+"""The worker's settings, read once at start-up from environment variables and an optional .env."""

@@ -1,0 +1,1 @@
+"""The amo-sla worker: the sync cycle, its schedule and the command line."""
