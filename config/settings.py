@@ -1,0 +1,342 @@
+"""The worker's settings: one frozen object, read once at start-up.
+
+Values come from environment variables and, when present, a ``.env`` file in the
+working directory; the environment wins. Every field below is one variable: the
+field ``sla_poll_interval`` is the variable ``SLA_POLL_INTERVAL``. A bad value
+raises :class:`ConfigError`, whose message names each offending variable, so the
+worker can stop before it sends a single request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+NameOrIdList = Annotated[tuple[str, ...], NoDecode]
+TagList = Annotated[tuple[str, ...], NoDecode]
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class AmoDomain(StrEnum):
+    AMOCRM_RU = "amocrm.ru"
+    AMOCRM_COM = "amocrm.com"
+    KOMMO_COM = "kommo.com"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` holds one line per bad variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class Settings(BaseSettings):
+    """Every variable the worker reads. The README's reference table is generated from it."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- the account -------------------------------------------------------------------
+    amo_base_url: str | None = Field(
+        None,
+        description="Account address, e.g. `https://example.amocrm.ru`. "
+        "Alternative to AMO_SUBDOMAIN + AMO_DOMAIN.",
+    )
+    amo_subdomain: str | None = Field(
+        None, description="Account subdomain: `example` in example.amocrm.ru."
+    )
+    amo_domain: AmoDomain = Field(
+        AmoDomain.AMOCRM_RU, description="Account domain, used with AMO_SUBDOMAIN."
+    )
+
+    # --- authorisation -----------------------------------------------------------------
+    amo_long_lived_token: SecretStr | None = Field(
+        None, description="A long-lived token of a private integration. Alternative to OAuth."
+    )
+    amo_client_id: str | None = Field(None, description="OAuth integration ID.")
+    amo_client_secret: SecretStr | None = Field(None, description="OAuth integration secret key.")
+    amo_redirect_uri: str | None = Field(
+        None, description="OAuth redirect URI, exactly as set in the integration."
+    )
+    amo_token_file: Path | None = Field(
+        None,
+        description="Where OAuth tokens are kept (mode 0600). "
+        "Default: `tokens.json` in SLA_STATE_DIR.",
+    )
+    amo_max_requests_per_second: float = Field(
+        7.0, gt=0, le=7.0, description="Client-side cap on API calls; amoCRM allows 7/s."
+    )
+
+    # --- the support pipeline and its stages -------------------------------------------
+    sla_pipeline: str | None = Field(
+        None, description="The support pipeline, by ID or by name. Required for a real account."
+    )
+    sla_first_stage: str | None = Field(
+        None,
+        description="Stage a new request lands in (ID or name); a person moving a lead out of "
+        "it counts as the reaction. Default: the pipeline's first stage.",
+    )
+    sla_hold_stages: NameOrIdList = Field(
+        (), description="Comma-separated stages where the clocks stop (waiting for the customer)."
+    )
+    sla_done_stages: NameOrIdList = Field(
+        (), description="Comma-separated extra done stages; 142 and 143 are always done."
+    )
+    sla_acceptance_stages: NameOrIdList = Field(
+        (),
+        description="Comma-separated done stages where the result waits for the customer's "
+        "remarks; after the policy's acceptance period the lead moves to SLA_ACCEPTED_STAGE.",
+    )
+    sla_accepted_stage: str = Field(
+        "142", description="Where an accepted lead is moved (ID or name)."
+    )
+
+    # --- the policy ----------------------------------------------------------------------
+    sla_policy_file: Path | None = Field(
+        None,
+        description="A policy TOML file (see `sla/presets/`). Default: the built-in CRMBP policy.",
+    )
+    sla_tariff_tags: Mapping[str, tuple[str, ...]] | None = Field(
+        None,
+        description="JSON: tag spellings per tariff, overriding the policy's, e.g. "
+        '`{"Приоритет": ["Приоритет", "VIP"]}`.',
+    )
+    sla_typical_tags: TagList | None = Field(
+        None, description="Comma-separated tags that mark a typical request (overrides policy)."
+    )
+    sla_non_standard_tags: TagList | None = Field(
+        None,
+        description="Comma-separated tags that mark a non-standard request (overrides policy).",
+    )
+    sla_emergency_tags: TagList | None = Field(
+        None, description="Comma-separated tags that mark an outage (overrides policy)."
+    )
+    sla_class_field: str | None = Field(
+        None,
+        description="Optional select field (ID or name) whose value gives the request class.",
+    )
+
+    # --- the lead fields the worker writes --------------------------------------------
+    sla_field_reaction_due: int | None = Field(
+        None, description="ID of the «SLA: реакция до» field. Default: found by name."
+    )
+    sla_field_resolution_due: int | None = Field(
+        None, description="ID of the «SLA: решение до» field. Default: found by name."
+    )
+    sla_field_reacted_at: int | None = Field(
+        None, description="ID of the «SLA: реакция» field. Default: found by name."
+    )
+    sla_field_reaction_breached: int | None = Field(
+        None, description="ID of the «SLA: реакция просрочена» field. Default: found by name."
+    )
+    sla_field_resolution_breached: int | None = Field(
+        None, description="ID of the «SLA: решение просрочено» field. Default: found by name."
+    )
+    sla_field_status: int | None = Field(
+        None, description="ID of the «SLA: статус» field. Default: found by name."
+    )
+    sla_field_remaining_minutes: int | None = Field(
+        None, description="ID of the «SLA: осталось, мин» field. Default: found by name."
+    )
+    sla_field_agreed_due: int | None = Field(
+        None, description="ID of the «SLA: срок по согласованию» field. Default: found by name."
+    )
+
+    # --- tasks -----------------------------------------------------------------------------
+    sla_task_type_id: int = Field(
+        1, ge=1, description="Task type for breach tasks (1 = «Связаться» in every account)."
+    )
+    sla_task_text: str = Field(
+        "Просрочена реакция по обращению «{lead_name}» (#{lead_id}), тариф «{tariff}»: "
+        "срок реакции истёк {due}.",
+        description="Reaction-breach task text. Placeholders: {lead_id}, {lead_name}, "
+        "{tariff}, {request_class}, {due}.",
+    )
+    sla_task_due_minutes: int = Field(
+        60, ge=0, description="The task is due this many minutes after it is created."
+    )
+    sla_supervisor_user_id: int | None = Field(
+        None,
+        description="When set, a resolution breach creates one task for this user.",
+    )
+    sla_resolution_task_text: str = Field(
+        "Просрочено решение по обращению «{lead_name}» (#{lead_id}), тариф «{tariff}»: "
+        "срок решения истёк {due}.",
+        description="Resolution-breach task text; same placeholders as SLA_TASK_TEXT.",
+    )
+
+    # --- running -----------------------------------------------------------------------------
+    sla_poll_interval: int = Field(300, ge=10, le=86400, description="Seconds between sync cycles.")
+    sla_full_reconcile_interval: int = Field(
+        21600,
+        ge=60,
+        description="Seconds between full re-reads of the pipeline (catches missed updates).",
+    )
+    sla_state_dir: Path = Field(
+        Path("state"), description="Directory for the local cache, task ledger and tokens."
+    )
+    sla_log_format: LogFormat = Field(
+        LogFormat.AUTO, description="`json`, `console`, or `auto` (JSON unless a terminal)."
+    )
+    sla_log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    sla_health_max_age: int = Field(
+        0,
+        ge=0,
+        description="`health` fails when the last good cycle is older than this many seconds. "
+        "Default (0): three poll intervals.",
+    )
+
+    # --- validation ----------------------------------------------------------------------------
+    @field_validator(
+        "sla_hold_stages",
+        "sla_done_stages",
+        "sla_acceptance_stages",
+        "sla_typical_tags",
+        "sla_non_standard_tags",
+        "sla_emergency_tags",
+        mode="before",
+    )
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("amo_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"https", "http"} or not parts.hostname:
+            raise ValueError("expected an address like https://example.amocrm.ru")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("amo_subdomain")
+    @classmethod
+    def _check_subdomain(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.strip().lower()
+        if not _SUBDOMAIN.match(value):
+            raise ValueError("expected the subdomain alone, e.g. `example` for example.amocrm.ru")
+        return value
+
+    @field_validator("sla_log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @field_validator("sla_task_text", "sla_resolution_task_text")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        sample = dict.fromkeys(TASK_PLACEHOLDERS, "x")
+        try:
+            value.format(**sample)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"unknown or malformed placeholder {error}; allowed: "
+                + ", ".join("{" + name + "}" for name in TASK_PLACEHOLDERS)
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_account(self) -> Self:
+        if self.amo_base_url and self.amo_subdomain:
+            raise ValueError("AMO_BASE_URL and AMO_SUBDOMAIN: set one of them, not both")
+        oauth = (self.amo_client_id, self.amo_client_secret, self.amo_redirect_uri)
+        if any(oauth) and not all(oauth):
+            raise ValueError(
+                "AMO_CLIENT_ID, AMO_CLIENT_SECRET, AMO_REDIRECT_URI: OAuth needs all three"
+            )
+        if self.amo_long_lived_token and any(oauth):
+            raise ValueError(
+                "AMO_LONG_LIVED_TOKEN and AMO_CLIENT_ID: choose a long-lived token or OAuth"
+            )
+        if self.account_configured and not self.sla_pipeline:
+            raise ValueError("SLA_PIPELINE: required when an account is configured")
+        return self
+
+    # --- derived values --------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str | None:
+        if self.amo_base_url:
+            return self.amo_base_url
+        if self.amo_subdomain:
+            return f"https://{self.amo_subdomain}.{self.amo_domain.value}"
+        return None
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.amo_client_id is not None
+
+    @property
+    def account_configured(self) -> bool:
+        """False when no account is set at all: the worker then runs its offline demo."""
+        return (
+            self.base_url is not None
+            or self.amo_long_lived_token is not None
+            or (self.amo_client_id is not None)
+        )
+
+    @property
+    def token_file(self) -> Path:
+        return self.amo_token_file or self.sla_state_dir / "tokens.json"
+
+    @property
+    def health_max_age(self) -> int:
+        return self.sla_health_max_age or 3 * self.sla_poll_interval
+
+
+TASK_PLACEHOLDERS = ("lead_id", "lead_name", "tariff", "request_class", "due")
+
+
+def env_name(field: str) -> str:
+    return field.upper()
+
+
+def load_settings(env_file: Path | None = Path(".env")) -> Settings:
+    """Read the settings from the environment (and ``env_file`` when it exists).
+
+    Raises :class:`ConfigError` naming every bad variable. Input values are never
+    echoed, so a mistyped secret does not end up in a log.
+    """
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if field in Settings.model_fields:
+            problems.append(f"{env_name(field)}: {message}")
+        else:
+            problems.append(message)
+    return problems

@@ -1,0 +1,156 @@
+"""Settings: one frozen object, every bad variable named, secrets never echoed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from config.reference import markdown_table, readme_section
+from config.settings import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only what a test sets is seen; no stray .env is read."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_nothing_configured_means_no_account_and_crmbp_defaults() -> None:
+    settings = load_settings()
+    assert settings.account_configured is False
+    assert settings.base_url is None
+    assert settings.sla_poll_interval == 300
+    assert settings.sla_policy_file is None
+    assert settings.token_file == Path("state/tokens.json")
+    assert settings.health_max_age == 900
+
+
+def test_subdomain_and_domain_make_the_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(
+        monkeypatch,
+        AMO_SUBDOMAIN="Acme",
+        AMO_DOMAIN="kommo.com",
+        AMO_LONG_LIVED_TOKEN="t0ken",
+        SLA_PIPELINE="Поддержка",
+    )
+    settings = load_settings()
+    assert settings.base_url == "https://acme.kommo.com"
+    assert settings.uses_oauth is False
+
+
+def test_lists_are_comma_separated_and_mappings_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(
+        monkeypatch,
+        AMO_BASE_URL="https://acme.amocrm.ru/leads/pipeline/1",
+        AMO_LONG_LIVED_TOKEN="t0ken",
+        SLA_PIPELINE="7001",
+        SLA_HOLD_STAGES=" Ждём клиента , 55 ",
+        SLA_EMERGENCY_TAGS="авария,Outage",
+        SLA_TARIFF_TAGS='{"Приоритет": ["Приоритет", "VIP"]}',
+    )
+    settings = load_settings()
+    assert settings.base_url == "https://acme.amocrm.ru"
+    assert settings.sla_hold_stages == ("Ждём клиента", "55")
+    assert settings.sla_emergency_tags == ("авария", "Outage")
+    assert settings.sla_tariff_tags == {"Приоритет": ("Приоритет", "VIP")}
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValidationError):
+        settings.sla_poll_interval = 5  # type: ignore[misc]
+
+
+def test_dotenv_file_is_read_and_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("SLA_POLL_INTERVAL=120\nSLA_LOG_LEVEL=debug\n")
+    configure(monkeypatch, SLA_POLL_INTERVAL="90")
+    settings = load_settings()
+    assert settings.sla_poll_interval == 90
+    assert settings.sla_log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("SLA_POLL_INTERVAL", "soon", "SLA_POLL_INTERVAL: Input should be a valid integer"),
+        ("SLA_POLL_INTERVAL", "1", "SLA_POLL_INTERVAL: Input should be greater than or equal"),
+        ("AMO_DOMAIN", "bitrix24.ru", "AMO_DOMAIN: Input should be"),
+        ("AMO_BASE_URL", "acme.amocrm.ru", "AMO_BASE_URL: expected an address"),
+        ("AMO_MAX_REQUESTS_PER_SECOND", "20", "AMO_MAX_REQUESTS_PER_SECOND: Input should be less"),
+        (
+            "SLA_TASK_TEXT",
+            "Просрочено {deadline}",
+            "SLA_TASK_TEXT: unknown or malformed placeholder",
+        ),
+        ("SLA_LOG_LEVEL", "chatty", "SLA_LOG_LEVEL: expected DEBUG"),
+        ("SLA_TARIFF_TAGS", "Приоритет=VIP", "SLA_TARIFF_TAGS"),
+    ],
+)
+def test_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    configure(monkeypatch, **{variable: value})
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert said in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"AMO_CLIENT_ID": "abc", "AMO_BASE_URL": "https://a.amocrm.ru"}, "OAuth needs all three"),
+        (
+            {"AMO_BASE_URL": "https://a.amocrm.ru", "AMO_SUBDOMAIN": "a"},
+            "AMO_BASE_URL and AMO_SUBDOMAIN",
+        ),
+        ({"AMO_BASE_URL": "https://a.amocrm.ru", "AMO_LONG_LIVED_TOKEN": "x"}, "SLA_PIPELINE"),
+    ],
+)
+def test_inconsistent_account_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], said: str
+) -> None:
+    configure(monkeypatch, **values)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert said in str(raised.value)
+
+
+def test_a_bad_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s3cr3t-value-that-must-not-leak"
+    configure(
+        monkeypatch,
+        AMO_LONG_LIVED_TOKEN=secret,
+        AMO_CLIENT_ID="id",
+        AMO_CLIENT_SECRET=secret,
+        AMO_REDIRECT_URI="https://example.org/cb",
+        AMO_BASE_URL="https://a.amocrm.ru",
+        SLA_PIPELINE="1",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert secret not in str(raised.value)
+    monkeypatch.delenv("AMO_CLIENT_ID")
+    monkeypatch.delenv("AMO_CLIENT_SECRET")
+    monkeypatch.delenv("AMO_REDIRECT_URI")
+    settings = load_settings()
+    assert secret not in repr(settings)
+    assert secret not in str(settings.model_dump())
+
+
+def test_readme_reference_table_is_generated_from_settings() -> None:
+    assert readme_section(ROOT / "README.md") == markdown_table(), (
+        "README's configuration table is stale: run `python -m config.reference --update`"
+    )
