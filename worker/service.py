@@ -1,0 +1,359 @@
+"""The long-running worker: the sync cycle on a schedule, stopped cleanly by a signal.
+
+One APScheduler job runs the cycle: at once on start, then every poll interval. Runs never
+overlap (one worker thread, ``max_instances=1``); runs missed while one was in progress
+coalesce into a single run that starts as soon as the slow one returns.
+
+After a cycle whose report names a ``next_change_at`` sooner than the next poll, the job's
+next run moves to that instant plus a small margin (the state changes *at* the instant, and
+the cycle must see a clock past it). A reaction deadline is then flagged seconds after it
+passes rather than up to a poll interval later; a reaction just before it is not flagged
+because the cycle reads new events before it computes.
+
+SIGTERM or SIGINT: the cycle is asked to stop (it finishes the write batch in flight), the
+service waits for it to return, shuts the scheduler down and returns 0. A second signal
+kills the process at once.
+
+A failing cycle is logged and retried at the next poll, except an error the admin has to
+fix: any exception with an attribute ``fatal`` that is ``True`` (on itself or anywhere in its
+``__cause__``/``__context__`` chain) stops the service with exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from types import FrameType
+from typing import Final, Protocol
+
+import structlog
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from worker.health import write_heartbeat
+
+log = structlog.stdlib.get_logger("worker.service")
+
+JOB_ID: Final = "sync-cycle"
+WAKEUP_MARGIN_SECONDS: Final = 1.0
+EXIT_OK: Final = 0
+EXIT_FATAL: Final = 2
+# How often the main thread looks for a received signal; signal handlers only set a flag
+# because taking a lock inside one can deadlock the thread it interrupted.
+_SIGNAL_POLL_SECONDS: Final = 0.1
+_REPORT_FIELDS: Final = (
+    "full_sync",
+    "leads_read",
+    "leads_computed",
+    "leads_written",
+    "leads_failed",
+    "tasks_created",
+    "requests",
+)
+
+
+class CycleReportLike(Protocol):
+    """What the service reads from a cycle's report (worker.cycle.CycleReport fits)."""
+
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime: ...
+    @property
+    def full_sync(self) -> bool: ...
+    @property
+    def leads_read(self) -> int: ...
+    @property
+    def leads_computed(self) -> int: ...
+    @property
+    def leads_written(self) -> int: ...
+    @property
+    def leads_failed(self) -> int: ...
+    @property
+    def tasks_created(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def next_change_at(self) -> datetime | None: ...
+
+
+class Cycle(Protocol):
+    """What the scheduler drives (worker.cycle.SyncCycle fits)."""
+
+    def run(self, now: datetime) -> CycleReportLike: ...
+    def request_stop(self) -> None: ...
+
+
+_SignalHandler = Callable[[int, FrameType | None], object] | int | None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_fatal(error: BaseException) -> bool:
+    """True when ``error`` or an exception it was raised from carries ``fatal = True``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if getattr(current, "fatal", False) is True:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def report_summary(report: CycleReportLike) -> dict[str, object]:
+    """The report's counts as JSON-ready values: the ``cycle_done`` line and the heartbeat."""
+    summary_method = getattr(report, "summary", None)
+    if callable(summary_method):
+        raw = summary_method()
+        if isinstance(raw, Mapping):
+            return {str(key): _json_ready(value) for key, value in raw.items()}
+    summary = {name: _json_ready(getattr(report, name)) for name in _REPORT_FIELDS}
+    summary["duration_s"] = round((report.finished_at - report.started_at).total_seconds(), 3)
+    summary["next_change_at"] = _json_ready(report.next_change_at)
+    return summary
+
+
+def _json_ready(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Enum):
+        return _json_ready(value.value)
+    return str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shutdown:
+    reason: str
+    exit_code: int
+
+
+class SyncService:
+    """Runs ``cycle`` on a schedule until :meth:`request_shutdown`, a signal or a fatal error."""
+
+    def __init__(
+        self,
+        cycle: Cycle,
+        *,
+        poll_interval: float,
+        state_dir: Path,
+        clock: Callable[[], datetime] = _utc_now,
+        wakeup_margin: float = WAKEUP_MARGIN_SECONDS,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        if wakeup_margin < 0:
+            raise ValueError("wakeup_margin must not be negative")
+        self._cycle = cycle
+        self._poll_interval = poll_interval
+        self._state_dir = state_dir
+        self._clock = clock
+        self._wakeup_margin = timedelta(seconds=wakeup_margin)
+        self._scheduler: BackgroundScheduler | None = None
+        self._shutdown: _Shutdown | None = None
+        self._shutdown_event = threading.Event()
+        self._received_signal: int | None = None
+        self._overran = False
+
+    # --- control ------------------------------------------------------------------------------
+    def request_shutdown(self, reason: str = "requested", exit_code: int = EXIT_OK) -> None:
+        """Stop after the running cycle (if any) returns; the first request wins. Thread-safe."""
+        if self._shutdown is None:
+            self._shutdown = _Shutdown(reason, exit_code)
+        self._shutdown_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._shutdown is not None or self._received_signal is not None
+
+    def run(self, *, install_signal_handlers: bool = True) -> int:
+        """Start the schedule, block until shutdown, return the exit code (0, or 2 if fatal)."""
+        if install_signal_handlers and threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                "signal handlers can only be installed from the main thread; "
+                "pass install_signal_handlers=False"
+            )
+        previous_handlers = self._install_signal_handlers() if install_signal_handlers else {}
+        scheduler = self._build_scheduler()
+        self._scheduler = scheduler
+        try:
+            log.info(
+                "worker_started",
+                pid=os.getpid(),
+                poll_interval_s=self._poll_interval,
+                state_dir=str(self._state_dir),
+            )
+            scheduler.start()
+            shutdown = self._wait_for_shutdown()
+            log.info("shutdown_requested", reason=shutdown.reason)
+            scheduler.pause()
+            # The running cycle finishes its write batch and returns; shutdown() waits for it.
+            self._cycle.request_stop()
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=True)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+        log.info("shutdown_complete", reason=shutdown.reason, exit_code=shutdown.exit_code)
+        return shutdown.exit_code
+
+    def _wait_for_shutdown(self) -> _Shutdown:
+        while not self._shutdown_event.is_set() and self._received_signal is None:
+            self._shutdown_event.wait(_SIGNAL_POLL_SECONDS)
+        if self._received_signal is not None:
+            self.request_shutdown(signal.Signals(self._received_signal).name)
+        return self._shutdown or _Shutdown("requested", EXIT_OK)
+
+    # --- signals ------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, _SignalHandler]:
+        previous: dict[int, _SignalHandler] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._received_signal = signum
+        # A second signal gets the default treatment: the process ends at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    # --- the schedule -------------------------------------------------------------------------
+    def _build_scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        scheduler.add_listener(self._on_job_event, EVENT_JOB_EXECUTED | EVENT_JOB_MAX_INSTANCES)
+        scheduler.add_job(
+            self._run_cycle,
+            trigger=IntervalTrigger(seconds=self._poll_interval, timezone=UTC),
+            id=JOB_ID,
+            name="sync cycle",
+            next_run_time=datetime.now(UTC),
+        )
+        return scheduler
+
+    def _run_cycle(self) -> CycleReportLike | None:
+        if self.stopping:
+            return None
+        try:
+            report = self._cycle.run(self._clock())
+        except Exception as error:
+            self._cycle_failed(error)
+            return None
+        summary = report_summary(report)
+        try:
+            write_heartbeat(self._state_dir, summary, self._clock())
+        except OSError as error:
+            log.error("heartbeat_failed", state_dir=str(self._state_dir), error=str(error))
+        log.info("cycle_done", **summary)
+        return report
+
+    def _cycle_failed(self, error: Exception) -> None:
+        if is_fatal(error):
+            log.error(
+                "cycle_failed",
+                fatal=True,
+                error_type=type(error).__name__,
+                error=str(error),
+                action="the worker stops: this needs the admin (see the error), then restart it",
+            )
+            self.request_shutdown("fatal_error", EXIT_FATAL)
+            return
+        log.error(
+            "cycle_failed",
+            fatal=False,
+            error_type=type(error).__name__,
+            error=str(error),
+            retry_in_s=self._poll_interval,
+            exc_info=error,
+        )
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        # Runs after the job's instance count is released, so a run moved to "now" can start.
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self._overran = True
+            return
+        scheduler = self._scheduler
+        if self.stopping or scheduler is None:
+            return
+        now = datetime.now(UTC)
+        report: CycleReportLike | None = event.retval
+        change_at = report.next_change_at if report is not None else None
+        # An instant not after the cycle's own "now" is already reflected in its results.
+        if change_at is not None and report is not None and change_at <= report.started_at:
+            change_at = None
+        overran, self._overran = self._overran, False
+        if overran:
+            self._move_next_run(scheduler, now, now)
+        elif change_at is not None:
+            self._move_next_run(
+                scheduler, max(change_at + self._wakeup_margin, now), now, change_at
+            )
+
+    def _move_next_run(
+        self,
+        scheduler: BackgroundScheduler,
+        when: datetime,
+        now: datetime,
+        change_at: datetime | None = None,
+    ) -> None:
+        job = scheduler.get_job(JOB_ID)
+        if job is None or job.next_run_time is None or when >= job.next_run_time:
+            return
+        next_poll_at: datetime = job.next_run_time
+        try:
+            scheduler.modify_job(JOB_ID, next_run_time=when)
+        except JobLookupError:
+            return
+        if change_at is None:
+            log.info("cycle_overran", poll_interval_s=self._poll_interval)
+            return
+        log.info(
+            "wakeup_scheduled",
+            at=when.astimezone(UTC).isoformat(),
+            next_change_at=change_at.isoformat(),
+            in_s=round((when - now).total_seconds(), 3),
+            instead_of=next_poll_at.astimezone(UTC).isoformat(),
+        )
+
+
+def run_service(
+    cycle: Cycle,
+    *,
+    poll_interval: float,
+    state_dir: Path,
+    clock: Callable[[], datetime] = _utc_now,
+    install_signal_handlers: bool = True,
+    wakeup_margin: float = WAKEUP_MARGIN_SECONDS,
+) -> int:
+    """Run ``cycle`` every ``poll_interval`` seconds until SIGTERM/SIGINT; return the exit code.
+
+    0 after a clean shutdown, 2 when a cycle raised an error marked ``fatal = True``.
+    ``clock`` gives the ``now`` passed to each cycle and stamped on the heartbeat.
+    """
+    service = SyncService(
+        cycle,
+        poll_interval=poll_interval,
+        state_dir=state_dir,
+        clock=clock,
+        wakeup_margin=wakeup_margin,
+    )
+    return service.run(install_signal_handlers=install_signal_handlers)
