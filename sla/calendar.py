@@ -508,7 +508,12 @@ class BusinessCalendar:
         return timedelta(microseconds=timeline.open_before(high) - timeline.open_before(low))
 
     def open_spans(self, a: datetime, b: datetime) -> Iterator[tuple[datetime, datetime]]:
-        """The open stretches inside ``[a, b)``, in order, in the calendar's zone."""
+        """The open stretches inside ``[a, b)``, in order, in the calendar's zone.
+
+        A stretch can cross a DST change (a calendar open round the clock), and
+        Python subtracts two datetimes of one zone by their wall clocks, so
+        measure a stretch after ``astimezone(UTC)``, or with :meth:`between`.
+        """
         low, high = _microseconds(a), _microseconds(b)
         spans: list[tuple[datetime, datetime]] = []
         if high <= low:
