@@ -13,9 +13,10 @@ httpcore's connection traces stay at WARNING even then.
 Redaction happens twice. A processor masks values under secret-looking keys
 (``authorization``, ``access_token``, ``client_secret``, a long ``code``, ...) and secret-looking
 fragments of any string (``Bearer ...``, ``access_token=...``, JSON ``"refresh_token": "..."``,
-JWTs) together with every value given to :func:`register_secret`. The rendered line is then
-scrubbed once more for the registered values and the same patterns, which also covers text
-that only appears at rendering time (``repr`` of arbitrary objects, tracebacks).
+JWTs) together with every value given to :func:`register_secret`; objects are turned into
+their ``repr`` and tracebacks into text first, so those are masked too. The rendered line is
+then scrubbed once more for the same values and patterns (a JSON line is parsed and written
+again for that, so the scrub can never produce invalid JSON).
 """
 
 from __future__ import annotations
@@ -29,15 +30,13 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from enum import Enum
 from pathlib import PurePath
-from typing import Final, Literal, TextIO
+from typing import Final, TextIO
 from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 MASK: Final = "***"
-
-LogFormat = Literal["auto", "json", "console"]
 
 _SECRET_KEYS: Final = frozenset(
     {
