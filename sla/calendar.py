@@ -164,20 +164,38 @@ class _RuYear:
 
 
 @lru_cache(maxsize=64)
+def _ru_holidays(year: int) -> tuple[dict[date, str], dict[date, str], frozenset[date]]:
+    """Days off with names, public holidays with names (no observed days), and the
+    working weekend days that the year's transfers create."""
+    observed = holidays.country_holidays("RU", years=year, language="ru")
+    plain = holidays.country_holidays("RU", years=year, language="ru", observed=False)
+    weekend_workdays = frozenset(getattr(observed, "weekend_workdays", ()))
+    return (
+        {day: str(name) for day, name in observed.items()},
+        {day: str(name) for day, name in plain.items()},
+        weekend_workdays,
+    )
+
+
+@lru_cache(maxsize=64)
 def _ru_year(year: int) -> _RuYear:
     # Neighbouring years too: a transfer may cross the new year.
-    years = list(range(year - 1, year + 2))
-    observed = holidays.country_holidays("RU", years=years, language="ru")
-    plain = holidays.country_holidays("RU", years=years, language="ru", observed=False)
-    weekend_workdays = frozenset(getattr(observed, "weekend_workdays", ()))
+    observed: dict[date, str] = {}
+    plain: dict[date, str] = {}
+    weekend_workdays: frozenset[date] = frozenset()
+    for neighbour in range(year - 1, year + 2):
+        year_observed, year_plain, year_weekend_workdays = _ru_holidays(neighbour)
+        observed.update(year_observed)
+        plain.update(year_plain)
+        weekend_workdays |= year_weekend_workdays
     public_holidays = frozenset(
         day
         for day, name in plain.items()
-        if any(not _SUBSTITUTED_FROM.search(part) for part in str(name).split(";"))
+        if any(not _SUBSTITUTED_FROM.search(part) for part in name.split(";"))
     )
     stands_in_for: dict[date, date] = {}
     for day_off, name in observed.items():
-        for found in _SUBSTITUTED_FROM.finditer(str(name)):
+        for found in _SUBSTITUTED_FROM.finditer(name):
             working = date(int(found[3]), int(found[2]), int(found[1]))
             if working in weekend_workdays:
                 stands_in_for[working] = day_off
@@ -245,7 +263,7 @@ class ProductionCalendar:
 
 # Offsets are sampled this often and every change is then located to the second;
 # a change undone within the sampling step would go unseen (tzdata has none).
-_OFFSET_SAMPLE = 3 * 3600
+_OFFSET_SAMPLE = 12 * 3600
 
 
 def _offset_at(zone: ZoneInfo, instant: int) -> int:
@@ -432,9 +450,12 @@ def _year_of(instant: int) -> int:
 
 
 def _microseconds(moment: datetime) -> int:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"business time needs an aware datetime, got naive {moment.isoformat()}")
-    delta = moment - _EPOCH
+    try:
+        delta = moment - _EPOCH
+    except TypeError:  # a naive datetime cannot be placed on the UTC line
+        raise ValueError(
+            f"business time needs an aware datetime, got naive {moment.isoformat()}"
+        ) from None
     return (delta.days * _DAY + delta.seconds) * _US + delta.microseconds
 
 
@@ -445,7 +466,13 @@ def _microseconds(moment: datetime) -> int:
 @dataclass(frozen=True)
 class BusinessCalendar:
     """Open hours for workdays and for non-working days in one IANA zone, over a
-    production calendar. See the module docstring for what counts as open."""
+    production calendar. See the module docstring for what counts as open.
+
+    Instants come back in the calendar's zone. Python compares two datetimes of
+    one zone by their wall clocks and never finds an instant inside a repeated
+    (fall-back) hour equal to the same instant in another zone (PEP 495), so
+    compare results in UTC wherever a zone with DST is involved.
+    """
 
     zone: ZoneInfo
     workday_hours: OpenHours
@@ -488,7 +515,9 @@ class BusinessCalendar:
         if not self.workday_hours.spans and not self.non_working_hours.spans:
             raise ValueError("the calendar is never open, so no business time can pass")
         engine = self._engine
-        timeline = engine.covering(origin, origin)
+        timeline = engine.timeline
+        if timeline is None or not timeline.low <= origin <= timeline.high:
+            timeline = engine.covering(origin, origin)
         while True:
             target = timeline.open_before(origin) + length
             index = bisect_left(timeline.through, target)

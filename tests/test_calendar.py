@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,6 +42,15 @@ def berlin(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, fold: int = 0
 ) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=BERLIN, fold=fold)
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def in_utc(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Spans as UTC instants: same-zone datetimes compare by wall clock, blind to fold."""
+    return [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in spans]
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +172,7 @@ def test_a_round_the_clock_day_has_23_hours_in_spring_and_25_in_autumn() -> None
     always = BusinessCalendar.always_open(BERLIN)
     assert always.between(berlin(2025, 3, 30), berlin(2025, 3, 31)) == 23 * HOUR
     assert always.between(berlin(2025, 10, 26), berlin(2025, 10, 27)) == 25 * HOUR
-    assert always.add(berlin(2025, 3, 30), 24 * HOUR) == berlin(2025, 3, 31, 1)
+    assert always.add(berlin(2025, 3, 30), 24 * HOUR).astimezone(UTC) == utc(2025, 3, 30, 23)
 
 
 def test_a_span_starting_in_the_skipped_hour_opens_when_the_clock_jumps() -> None:
@@ -171,8 +181,9 @@ def test_a_span_starting_in_the_skipped_hour_opens_when_the_clock_jumps() -> Non
         workday_hours=OpenHours.parse("02:30-03:30"),
         non_working_hours=OpenHours.parse("02:30-03:30"),
     )
-    spans = list(night.open_spans(berlin(2025, 3, 30), berlin(2025, 3, 31)))
-    assert spans == [(berlin(2025, 3, 30, 3), berlin(2025, 3, 30, 3, 30))]
+    spans = in_utc(night.open_spans(berlin(2025, 3, 30), berlin(2025, 3, 31)))
+    # 03:00 CEST is 01:00 UTC, the instant the clock jumps from 02:00 to 03:00.
+    assert spans == [(utc(2025, 3, 30, 1), utc(2025, 3, 30, 1, 30))]
 
 
 def test_a_span_over_the_repeated_hour_counts_both_passes() -> None:
@@ -181,11 +192,14 @@ def test_a_span_over_the_repeated_hour_counts_both_passes() -> None:
         workday_hours=OpenHours.parse("02:30-03:30"),
         non_working_hours=OpenHours.parse("02:30-03:30"),
     )
-    spans = list(night.open_spans(berlin(2025, 10, 26), berlin(2025, 10, 27)))
+    spans = in_utc(night.open_spans(berlin(2025, 10, 26), berlin(2025, 10, 27)))
+    # 02:30-03:00 CEST, then the clock goes back to 02:00 at 01:00 UTC; 02:30-03:30 CET.
     assert spans == [
-        (berlin(2025, 10, 26, 2, 30, fold=0), berlin(2025, 10, 26, 2, 0, fold=1)),
-        (berlin(2025, 10, 26, 2, 30, fold=1), berlin(2025, 10, 26, 3, 30)),
+        (utc(2025, 10, 26, 0, 30), utc(2025, 10, 26, 1)),
+        (utc(2025, 10, 26, 1, 30), utc(2025, 10, 26, 2, 30)),
     ]
+    assert spans[0][0] == berlin(2025, 10, 26, 2, 30, fold=0).astimezone(UTC)
+    assert spans[1][0] == berlin(2025, 10, 26, 2, 30, fold=1).astimezone(UTC)
     assert night.between(berlin(2025, 10, 26), berlin(2025, 10, 27)) == 90 * timedelta(minutes=1)
 
 
@@ -200,7 +214,8 @@ def test_dst_days_agree_with_the_minute_by_minute_reference(day: date, hours: st
     assert calendar.between(start, start + 36 * HOUR) == reference.between(start, start + 36 * HOUR)
     for minutes in range(0, 24 * 60, 37):
         duration = timedelta(minutes=minutes)
-        assert calendar.add(start, duration) == reference.add(start, duration)
+        deadline = calendar.add(start, duration)
+        assert deadline.astimezone(UTC) == reference.add(start, duration).astimezone(UTC)
 
 
 # ---------------------------------------------------------------------------
