@@ -1,0 +1,30 @@
+"""A stateful fake amoCRM API v4 for tests, benchmarks and the offline demo.
+
+>>> fake = FakeAmoCRM()
+>>> support = fake.add_pipeline("Поддержка", ["Новое", "В работе", "Ждём клиента"])
+>>> lead_id = fake.add_lead("Не работает вход", pipeline_id=support.id, tags=["Приоритет"])
+>>> client = httpx.Client(base_url=fake.base_url, transport=fake.transport,
+...                       headers={"Authorization": f"Bearer {fake.long_lived_token}"})
+"""
+
+from amo_client.fake.core import FakeAmoCRM
+from amo_client.fake.records import (
+    LOST_STATUS_ID,
+    WON_STATUS_ID,
+    LoggedRequest,
+    PipelineRef,
+    TokenGrant,
+    TokenPair,
+)
+from amo_client.fake.server import FakeServer
+
+__all__ = [
+    "LOST_STATUS_ID",
+    "WON_STATUS_ID",
+    "FakeAmoCRM",
+    "FakeServer",
+    "LoggedRequest",
+    "PipelineRef",
+    "TokenGrant",
+    "TokenPair",
+]

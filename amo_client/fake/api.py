@@ -1,0 +1,922 @@
+"""The HTTP surface of the fake: routes, list paging and filters, batch writes."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from amo_client.fake.fields import ENUM_TYPES, SUPPORTED_TYPES
+from amo_client.fake.query import (
+    BadQuery,
+    QueryNode,
+    as_int,
+    as_ints,
+    as_range,
+    as_strings,
+    children,
+    lookup,
+    parse_query,
+)
+from amo_client.fake.records import Entity, StoredEvent
+from amo_client.fake.replies import (
+    ItemError,
+    Reply,
+    hal,
+    no_content,
+    problem,
+    validation_failed,
+)
+from amo_client.fake.state import SINGULAR, AccountState, Change
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 50
+LEADS_MAX_LIMIT = 250
+EVENTS_MAX_LIMIT = 100
+CUSTOM_FIELDS_MAX_LIMIT = 50
+MAX_EVENT_FILTER_IDS = 10
+
+_TASK_ENTITY_TYPES = frozenset({"leads", "contacts", "companies", "customers"})
+_NOTE_EVENTS = {
+    "common": "common_note_added",
+    "call_in": "incoming_call",
+    "call_out": "outgoing_call",
+    "service_message": "service_note_added",
+    "extended_service_message": "service_note_added",
+    "sms_in": "incoming_sms",
+    "sms_out": "outgoing_sms",
+    "attachment": "attachment_note_added",
+    "geolocation": "geo_note_added",
+    "message_cashier": "message_to_cashier_note_added",
+}
+
+
+@dataclass(frozen=True)
+class _EntityFilter:
+    """``filter[...]`` and ``query`` of a lead or company list; all given conditions must hold."""
+
+    ids: frozenset[int]
+    pipelines: frozenset[int]
+    statuses: frozenset[tuple[int, int]]
+    responsible: frozenset[int]
+    creators: frozenset[int]
+    updaters: frozenset[int]
+    names: frozenset[str]
+    created: tuple[int | None, int | None]
+    updated: tuple[int | None, int | None]
+    closed: tuple[int | None, int | None]
+    search: str
+
+    @classmethod
+    def parse(cls, query: dict[str, QueryNode]) -> _EntityFilter:
+        def ints(name: str) -> frozenset[int]:
+            return frozenset(as_ints(lookup(query, "filter", name), f"filter[{name}]"))
+
+        def span(name: str) -> tuple[int | None, int | None]:
+            return as_range(lookup(query, "filter", name), f"filter[{name}]")
+
+        search = query.get("query")
+        return cls(
+            ids=ints("id"),
+            pipelines=ints("pipeline_id"),
+            statuses=frozenset(_status_pairs(lookup(query, "filter", "statuses"))),
+            responsible=ints("responsible_user_id"),
+            creators=ints("created_by"),
+            updaters=ints("updated_by"),
+            names=frozenset(as_strings(lookup(query, "filter", "name"))),
+            created=span("created_at"),
+            updated=span("updated_at"),
+            closed=span("closed_at"),
+            search=search.strip().lower() if isinstance(search, str) else "",
+        )
+
+    def matches(self, entity: Entity) -> bool:
+        closed_ok = self.closed == (None, None) or (
+            entity.closed_at is not None and _in_range(entity.closed_at, self.closed)
+        )
+        return (
+            (not self.pipelines or entity.pipeline_id in self.pipelines)
+            and (not self.statuses or (entity.pipeline_id, entity.status_id) in self.statuses)
+            and (not self.responsible or entity.responsible_user_id in self.responsible)
+            and (not self.creators or entity.created_by in self.creators)
+            and (not self.updaters or entity.updated_by in self.updaters)
+            and (not self.names or entity.name in self.names)
+            and _in_range(entity.created_at, self.created)
+            and _in_range(entity.updated_at, self.updated)
+            and closed_ok
+            and (not self.search or _matches_search(entity, self.search))
+        )
+
+
+def _status_pairs(node: QueryNode | None) -> list[tuple[int, int]]:
+    pairs: list[tuple[int, int]] = []
+    for position, child in enumerate(children(node)):
+        name = f"filter[statuses][{position}]"
+        if not isinstance(child, dict):
+            raise BadQuery(name, "expected pipeline_id and status_id")
+        pipeline_id = as_int(child.get("pipeline_id"), f"{name}[pipeline_id]")
+        status_id = as_int(child.get("status_id"), f"{name}[status_id]")
+        if pipeline_id is None or status_id is None:
+            raise BadQuery(name, "expected pipeline_id and status_id")
+        pairs.append((pipeline_id, status_id))
+    return pairs
+
+
+def _order(query: dict[str, QueryNode], allowed: Sequence[str]) -> tuple[str, bool]:
+    """``order[field]=asc|desc``; the first allowed field wins, ``id`` ascending by default."""
+    order = query.get("order")
+    if isinstance(order, dict):
+        for key, direction in order.items():
+            if key in allowed and isinstance(direction, str):
+                return key, direction.strip().lower() == "desc"
+    return "id", False
+
+
+@dataclass
+class Call:
+    """One authenticated API request, its query already nested by brackets."""
+
+    method: str
+    path: str
+    pairs: list[tuple[str, str]]
+    body: Any
+    user_id: int
+    query: dict[str, QueryNode] = field(default_factory=dict)
+
+
+Handler = Callable[[Call, "re.Match[str]"], Reply]
+
+
+class Api:
+    """Routes API requests to handlers over an :class:`AccountState` (its lock already held)."""
+
+    def __init__(self, state: AccountState) -> None:
+        self.state = state
+        self._selection_cache: dict[tuple[Any, ...], list[Any]] = {}
+        self._selection_version = -1
+        self._routes = self._build_routes()
+
+    def dispatch(self, call: Call) -> Reply:
+        path_known = False
+        for method, pattern, handler in self._routes:
+            match = pattern.fullmatch(call.path)
+            if match is None:
+                continue
+            path_known = True
+            if method != call.method:
+                continue
+            try:
+                call.query = parse_query(call.pairs)
+                return handler(call, match)
+            except BadQuery as error:
+                return problem(400, error.detail, **{"validation-errors": []})
+        if path_known:
+            return problem(405, f"Method {call.method} is not allowed")
+        return problem(404, f"Cannot {call.method} {call.path}")
+
+    # ------------------------------------------------------------------ paging helpers
+
+    def _limit(self, call: Call, cap: int) -> int:
+        raw = call.query.get("limit")
+        if not isinstance(raw, str):
+            return DEFAULT_PAGE_SIZE
+        try:
+            value = int(raw)
+        except ValueError:
+            return DEFAULT_PAGE_SIZE
+        return value if 1 <= value <= cap else DEFAULT_PAGE_SIZE
+
+    def _page_number(self, call: Call) -> int:
+        raw = call.query.get("page")
+        if not isinstance(raw, str):
+            return 1
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            return 1
+
+    def _page_href(self, call: Call, page: int) -> str:
+        pairs = [(key, value) for key, value in call.pairs if key != "page"]
+        pairs.append(("page", str(page)))
+        return f"{self.state.base_url}{call.path}?{urlencode(pairs)}"
+
+    def _paged(
+        self,
+        call: Call,
+        key: str,
+        items: Sequence[T],
+        render: Callable[[T], dict[str, Any]],
+        *,
+        cap: int,
+        with_totals: bool = False,
+    ) -> Reply:
+        limit = self._limit(call, cap)
+        page = self._page_number(call)
+        start = (page - 1) * limit
+        chunk = items[start : start + limit]
+        if not chunk:
+            return no_content()
+        links: dict[str, Any] = {"self": {"href": self._page_href(call, page)}}
+        if start + limit < len(items):
+            links["next"] = {"href": self._page_href(call, page + 1)}
+        payload: dict[str, Any] = {}
+        if with_totals:
+            payload["_total_items"] = len(items)
+        payload["_page"] = page
+        if with_totals:
+            payload["_page_count"] = (len(items) + limit - 1) // limit
+        payload["_links"] = links
+        payload["_embedded"] = {key: [render(item) for item in chunk]}
+        return hal(payload)
+
+    def _selection(self, call: Call, build: Callable[[], list[T]]) -> list[T]:
+        """Filtered, ordered ids of a list request, reused while the data stays unchanged."""
+        if self._selection_version != self.state._version:
+            self._selection_cache.clear()
+            self._selection_version = self.state._version
+        key = (
+            call.path,
+            tuple(sorted((k, v) for k, v in call.pairs if k not in ("page", "limit", "with"))),
+        )
+        cached = self._selection_cache.get(key)
+        if cached is None:
+            cached = build()
+            self._selection_cache[key] = cached
+        return cached
+
+    @staticmethod
+    def _with(call: Call) -> set[str]:
+        return set(as_strings(call.query.get("with")))
+
+    # ------------------------------------------------------------------ routes
+
+    def _build_routes(self) -> list[tuple[str, re.Pattern[str], Handler]]:
+        table: list[tuple[str, str, Handler]] = [
+            ("GET", r"/api/v4/account", self._get_account),
+            ("GET", r"/api/v4/users", self._list_users),
+            ("GET", r"/api/v4/users/(\d+)", self._get_user),
+            ("GET", r"/api/v4/leads/pipelines", self._list_pipelines),
+            ("GET", r"/api/v4/leads/pipelines/(\d+)", self._get_pipeline),
+            ("GET", r"/api/v4/leads/pipelines/(\d+)/statuses", self._list_statuses),
+            ("GET", r"/api/v4/leads/pipelines/(\d+)/statuses/(\d+)", self._get_status),
+            ("GET", r"/api/v4/(leads|companies)/custom_fields", self._list_fields),
+            ("POST", r"/api/v4/(leads|companies)/custom_fields", self._create_fields),
+            ("GET", r"/api/v4/(leads|companies)/custom_fields/(\d+)", self._get_field),
+            ("GET", r"/api/v4/(leads|companies)/notes", self._list_notes),
+            ("POST", r"/api/v4/(leads|companies)/notes", self._create_notes),
+            ("GET", r"/api/v4/(leads|companies)/(\d+)/notes", self._list_notes),
+            ("POST", r"/api/v4/(leads|companies)/(\d+)/notes", self._create_notes),
+            ("GET", r"/api/v4/(leads|companies)", self._list_entities),
+            ("PATCH", r"/api/v4/(leads|companies)", self._patch_entities),
+            ("GET", r"/api/v4/(leads|companies)/(\d+)", self._get_entity),
+            ("PATCH", r"/api/v4/(leads|companies)/(\d+)", self._patch_entity),
+            ("GET", r"/api/v4/events", self._list_events),
+            ("GET", r"/api/v4/events/([0-9a-z]+)", self._get_event),
+            ("GET", r"/api/v4/tasks", self._list_tasks),
+            ("POST", r"/api/v4/tasks", self._create_tasks),
+            ("PATCH", r"/api/v4/tasks", self._patch_tasks),
+            ("GET", r"/api/v4/tasks/(\d+)", self._get_task),
+        ]
+        return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
+
+    # account, users, pipelines
+
+    def _get_account(self, call: Call, match: re.Match[str]) -> Reply:
+        with_ = self._with(call)
+        created = min(
+            (e.created_at for e in self.state._entities["leads"].values()), default=self.state.now()
+        )
+        body: dict[str, Any] = {
+            "id": self.state.account_id,
+            "name": self.state.account_name,
+            "subdomain": self.state.subdomain,
+            "created_at": created,
+            "created_by": 0,
+            "updated_at": self.state.now(),
+            "updated_by": 0,
+            "current_user_id": call.user_id,
+            "country": "RU",
+            "currency": "RUB",
+            "currency_symbol": "₽",
+            "customers_mode": "disabled",
+            "is_unsorted_on": any(p.is_unsorted_on for p in self.state._pipelines.values()),
+            "is_loss_reason_enabled": False,
+            "is_helpbot_enabled": False,
+            "is_technical_account": False,
+            "contact_name_display_order": 1,
+            "_links": self.state._href("/api/v4/account"),
+        }
+        if "amojo_id" in with_:
+            body["amojo_id"] = f"{self.state.account_id:08x}-0000-4000-8000-000000000000"
+        if "uuid" in with_:
+            body["uuid"] = f"{self.state.account_id:08x}-0000-4000-8000-000000000001"
+        if "version" in with_:
+            body["version"] = 11
+        embedded: dict[str, Any] = {}
+        if "users_groups" in with_:
+            embedded["users_groups"] = [{"id": 0, "name": "Отдел продаж", "uuid": None}]
+        if "task_types" in with_:
+            embedded["task_types"] = copy.deepcopy(self.state._task_types)
+        if "datetime_settings" in with_:
+            embedded["datetime_settings"] = {
+                "date_pattern": "d.m.Y H:i",
+                "short_date_pattern": "d.m.Y",
+                "short_time_pattern": "H:i",
+                "date_formant": "d.m.Y",
+                "time_format": "H:i:s",
+                "timezone": self.state.timezone,
+                "timezone_offset": _offset_text(self.state.timezone, self.state._clock()),
+            }
+        if embedded:
+            body["_embedded"] = embedded
+        return hal(body)
+
+    def _list_users(self, call: Call, match: re.Match[str]) -> Reply:
+        users = list(self.state._users.values())
+        return self._paged(call, "users", users, self.state._render_user, cap=250, with_totals=True)
+
+    def _get_user(self, call: Call, match: re.Match[str]) -> Reply:
+        user = self.state._users.get(int(match.group(1)))
+        return hal(self.state._render_user(user)) if user is not None else no_content()
+
+    def _list_pipelines(self, call: Call, match: re.Match[str]) -> Reply:
+        pipelines = sorted(self.state._pipelines.values(), key=lambda p: (p.sort, p.id))
+        if not pipelines:
+            return no_content()
+        return hal(
+            {
+                "_total_items": len(pipelines),
+                "_links": self.state._href("/api/v4/leads/pipelines"),
+                "_embedded": {"pipelines": [self.state._render_pipeline(p) for p in pipelines]},
+            }
+        )
+
+    def _get_pipeline(self, call: Call, match: re.Match[str]) -> Reply:
+        pipeline = self.state._pipelines.get(int(match.group(1)))
+        if pipeline is None:
+            return problem(404, "Pipeline not found")
+        return hal(self.state._render_pipeline(pipeline))
+
+    def _list_statuses(self, call: Call, match: re.Match[str]) -> Reply:
+        pipeline = self.state._pipelines.get(int(match.group(1)))
+        if pipeline is None:
+            return problem(404, "Pipeline not found")
+        return hal(
+            {
+                "_total_items": len(pipeline.statuses),
+                "_links": self.state._href(f"/api/v4/leads/pipelines/{pipeline.id}/statuses"),
+                "_embedded": {
+                    "statuses": [self.state._render_status(s) for s in pipeline.statuses]
+                },
+            }
+        )
+
+    def _get_status(self, call: Call, match: re.Match[str]) -> Reply:
+        pipeline = self.state._pipelines.get(int(match.group(1)))
+        status = pipeline.status(int(match.group(2))) if pipeline is not None else None
+        if status is None:
+            return problem(404, "Status not found")
+        return hal(self.state._render_status(status))
+
+    # custom fields
+
+    def _list_fields(self, call: Call, match: re.Match[str]) -> Reply:
+        kind = match.group(1)
+        types = set(as_strings(lookup(call.query, "filter", "type")))
+        order = call.query.get("order")
+        definitions = [d for d in self.state._fields[kind].values() if not types or d.type in types]
+        if isinstance(order, dict) and order:
+            order_key, direction = next(iter(order.items()))
+            if order_key in ("sort", "id") and isinstance(direction, str):
+                definitions.sort(
+                    key=lambda d: (d.sort, d.id) if order_key == "sort" else (d.id, 0),
+                    reverse=direction.lower() == "desc",
+                )
+        return self._paged(
+            call,
+            "custom_fields",
+            definitions,
+            lambda d: d.as_json(self.state.base_url),
+            cap=CUSTOM_FIELDS_MAX_LIMIT,
+            with_totals=True,
+        )
+
+    def _get_field(self, call: Call, match: re.Match[str]) -> Reply:
+        definition = self.state._fields[match.group(1)].get(int(match.group(2)))
+        if definition is None:
+            return problem(404, "Custom field not found")
+        return hal(definition.as_json(self.state.base_url))
+
+    def _create_fields(self, call: Call, match: re.Match[str]) -> Reply:
+        kind = match.group(1)
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        rejected: list[tuple[str, list[ItemError]]] = []
+        for index, item in enumerate(items):
+            errors = _field_item_errors(item)
+            if errors:
+                rejected.append((_request_id(item, index), errors))
+        if rejected:
+            return validation_failed(rejected)
+        created = []
+        for item in items:
+            enums = [
+                str(enum["value"])
+                for enum in sorted(item.get("enums") or [], key=lambda e: e.get("sort", 0))
+            ]
+            definition = self.state._create_field(
+                kind,
+                item["name"],
+                item["type"],
+                enums=enums,
+                code=item.get("code"),
+                field_id=None,
+                sort=item.get("sort"),
+                is_api_only=bool(item.get("is_api_only", False)),
+            )
+            created.append(definition.as_json(self.state.base_url))
+        return hal(
+            {
+                "_total_items": len(created),
+                "_embedded": {"custom_fields": created},
+            }
+        )
+
+    # leads and companies
+
+    def _list_entities(self, call: Call, match: re.Match[str]) -> Reply:
+        kind = match.group(1)
+        ids = self._selection(call, lambda: self._select_entities(kind, call.query))
+        entities = self.state._entities[kind]
+        with_ = self._with(call)
+        return self._paged(
+            call,
+            kind,
+            ids,
+            lambda entity_id: self.state._render_entity(entities[entity_id], with_),
+            cap=LEADS_MAX_LIMIT,
+        )
+
+    def _select_entities(self, kind: str, query: dict[str, QueryNode]) -> list[int]:
+        wanted = _EntityFilter.parse(query)
+        pool = self.state._entities[kind]
+        candidates: Iterable[Entity] = (
+            [pool[entity_id] for entity_id in sorted(wanted.ids) if entity_id in pool]
+            if wanted.ids
+            else pool.values()
+        )
+        selected = [entity for entity in candidates if wanted.matches(entity)]
+        order_key, descending = _order(query, ("id", "created_at", "updated_at"))
+        selected.sort(key=lambda e: (getattr(e, order_key), e.id), reverse=descending)
+        return [entity.id for entity in selected]
+
+    def _get_entity(self, call: Call, match: re.Match[str]) -> Reply:
+        entity = self.state._entities[match.group(1)].get(int(match.group(2)))
+        if entity is None:
+            return no_content()
+        return hal(self.state._render_entity(entity, self._with(call)))
+
+    def _patch_entities(self, call: Call, match: re.Match[str]) -> Reply:
+        kind = match.group(1)
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        changes: list[Change] = []
+        rejected: list[tuple[str, list[ItemError]]] = []
+        for index, item in enumerate(items):
+            change, errors = self.state._validate_change(kind, item)
+            if errors:
+                rejected.append((_request_id(item, index), errors))
+            elif change is not None:
+                changes.append(change)
+        if rejected:
+            return validation_failed(rejected)
+        at = self.state.now()
+        for change in changes:
+            self.state._apply_change(change, call.user_id, at)
+        return hal(
+            {
+                "_links": self.state._href(f"/api/v4/{kind}"),
+                "_embedded": {
+                    kind: [
+                        {
+                            "id": change.entity.id,
+                            "updated_at": change.entity.updated_at,
+                            "_links": self.state._href(f"/api/v4/{kind}/{change.entity.id}"),
+                        }
+                        for change in changes
+                    ]
+                },
+            }
+        )
+
+    def _patch_entity(self, call: Call, match: re.Match[str]) -> Reply:
+        kind, entity_id = match.group(1), int(match.group(2))
+        if entity_id not in self.state._entities[kind]:
+            return problem(404, "Entity not found")
+        item = dict(call.body) if isinstance(call.body, dict) else call.body
+        if isinstance(item, dict):
+            item["id"] = entity_id
+        change, errors = self.state._validate_change(kind, item)
+        if change is None:
+            return validation_failed([("0", errors)])
+        self.state._apply_change(change, call.user_id, self.state.now())
+        entity = change.entity
+        return hal(
+            {
+                "id": entity.id,
+                "updated_at": entity.updated_at,
+                "_links": self.state._href(f"/api/v4/{kind}/{entity.id}"),
+            }
+        )
+
+    # events
+
+    def _list_events(self, call: Call, match: re.Match[str]) -> Reply:
+        query = call.query
+        entity_types = as_strings(lookup(query, "filter", "entity"))
+        entity_ids = as_ints(lookup(query, "filter", "entity_id"), "filter[entity_id]")
+        creators = as_ints(lookup(query, "filter", "created_by"), "filter[created_by]")
+        rejected: list[ItemError] = []
+        if len(entity_ids) > MAX_EVENT_FILTER_IDS:
+            rejected.append(
+                ItemError(
+                    "TooManyElements",
+                    "filter.entity_id",
+                    f"This collection should contain {MAX_EVENT_FILTER_IDS} elements or less.",
+                )
+            )
+        if entity_ids and len(set(entity_types)) != 1:
+            rejected.append(
+                ItemError(
+                    "NotSupportedChoice",
+                    "filter.entity",
+                    "Filter by entity_id needs exactly one entity type.",
+                )
+            )
+        if len(creators) > MAX_EVENT_FILTER_IDS:
+            rejected.append(
+                ItemError(
+                    "TooManyElements",
+                    "filter.created_by",
+                    f"This collection should contain {MAX_EVENT_FILTER_IDS} elements or less.",
+                )
+            )
+        if rejected:
+            return validation_failed([("0", rejected)])
+        events = self._selection(
+            call, lambda: self._select_events(query, entity_types, entity_ids, creators)
+        )
+        return self._paged(call, "events", events, self.state._render_event, cap=EVENTS_MAX_LIMIT)
+
+    def _select_events(
+        self,
+        query: dict[str, QueryNode],
+        entity_types: list[str],
+        entity_ids: list[int],
+        creators: list[int],
+    ) -> list[StoredEvent]:
+        types = set(as_strings(lookup(query, "filter", "type")))
+        event_ids = set(as_strings(lookup(query, "filter", "id")))
+        created_from, created_to = as_range(
+            lookup(query, "filter", "created_at"), "filter[created_at]"
+        )
+        wanted_entities = {SINGULAR.get(name, name) for name in entity_types}
+        creator_set = set(creators)
+        candidates: Iterable[StoredEvent]
+        if entity_ids:
+            entity_type = next(iter(wanted_entities))
+            candidates = [
+                event
+                for entity_id in dict.fromkeys(entity_ids)
+                for event in self.state._events_by_entity.get((entity_type, entity_id), [])
+            ]
+        else:
+            candidates = self.state._events
+        selected = [
+            event
+            for event in candidates
+            if (not wanted_entities or event.entity_type in wanted_entities)
+            and (not types or event.type in types)
+            and (not event_ids or event.id in event_ids)
+            and (not creator_set or event.created_by in creator_set)
+            and (created_from is None or event.created_at >= created_from)
+            and (created_to is None or event.created_at <= created_to)
+        ]
+        selected.sort(key=lambda event: (event.created_at, event.seq), reverse=True)
+        return selected
+
+    def _get_event(self, call: Call, match: re.Match[str]) -> Reply:
+        event = self.state._events_by_id.get(match.group(1))
+        return hal(self.state._render_event(event)) if event is not None else no_content()
+
+    # tasks
+
+    def _task_errors(self, item: Any, user_id: int) -> list[ItemError]:
+        if not isinstance(item, dict):
+            return [ItemError("InvalidType", "", "This value should be of type object.")]
+        errors: list[ItemError] = []
+        text = item.get("text")
+        if not isinstance(text, str) or not text.strip():
+            errors.append(ItemError("NotBlank", "text", "This value should not be blank."))
+        till = item.get("complete_till")
+        if not isinstance(till, int) or isinstance(till, bool):
+            errors.append(
+                ItemError("InvalidType", "complete_till", "This value should be of type int.")
+            )
+        task_type = item.get("task_type_id", 1)
+        if task_type is not None and task_type not in {t["id"] for t in self.state._task_types}:
+            errors.append(ItemError("NotSupportedChoice", "task_type_id", "Task type not found."))
+        responsible = item.get("responsible_user_id")
+        if responsible is not None and responsible not in self.state._users:
+            errors.append(ItemError("NotSupportedChoice", "responsible_user_id", "User not found."))
+        entity_type, entity_id = item.get("entity_type"), item.get("entity_id")
+        if (entity_type is None) != (entity_id is None):
+            errors.append(
+                ItemError("NotBlank", "entity_type", "entity_id and entity_type go together.")
+            )
+        elif entity_type is not None:
+            if entity_type not in _TASK_ENTITY_TYPES:
+                errors.append(
+                    ItemError("NotSupportedChoice", "entity_type", "Unknown entity type.")
+                )
+            elif (
+                entity_type in self.state._entities
+                and entity_id not in self.state._entities[entity_type]
+            ):
+                errors.append(ItemError("NotSupportedChoice", "entity_id", "Entity not found."))
+        return errors
+
+    def _create_tasks(self, call: Call, match: re.Match[str]) -> Reply:
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        rejected = [
+            (_request_id(item, index), errors)
+            for index, item in enumerate(items)
+            if (errors := self._task_errors(item, call.user_id))
+        ]
+        if rejected:
+            return validation_failed(rejected)
+        at = self.state.now()
+        created = []
+        for index, item in enumerate(items):
+            task_id = self.state._store_task(
+                {**item, "responsible_user_id": item.get("responsible_user_id") or call.user_id},
+                call.user_id,
+                at,
+            )
+            created.append(
+                {
+                    "id": task_id,
+                    "request_id": _request_id(item, index),
+                    "_links": self.state._href(f"/api/v4/tasks/{task_id}"),
+                }
+            )
+        return hal({"_links": self.state._href("/api/v4/tasks"), "_embedded": {"tasks": created}})
+
+    def _patch_tasks(self, call: Call, match: re.Match[str]) -> Reply:
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        rejected: list[tuple[str, list[ItemError]]] = []
+        for index, item in enumerate(items):
+            task_id = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(task_id, int) or task_id not in self.state._tasks:
+                rejected.append(
+                    (_request_id(item, index), [ItemError("NotFound", "id", "Task not found.")])
+                )
+        if rejected:
+            return validation_failed(rejected)
+        at = self.state.now()
+        updated = []
+        for item in items:
+            task = self.state._tasks[item["id"]]
+            for key in (
+                "text",
+                "complete_till",
+                "is_completed",
+                "responsible_user_id",
+                "task_type_id",
+            ):
+                if key in item:
+                    task[key] = item[key]
+            if isinstance(item.get("result"), dict):
+                task["result"] = dict(item["result"])
+            task["updated_at"] = at
+            task["updated_by"] = call.user_id
+            updated.append(
+                {
+                    "id": task["id"],
+                    "updated_at": at,
+                    "_links": self.state._href(f"/api/v4/tasks/{task['id']}"),
+                }
+            )
+        self.state._touch()
+        return hal({"_links": self.state._href("/api/v4/tasks"), "_embedded": {"tasks": updated}})
+
+    def _list_tasks(self, call: Call, match: re.Match[str]) -> Reply:
+        tasks = self._selection(call, lambda: self._select_tasks(call.query))
+        return self._paged(
+            call,
+            "tasks",
+            tasks,
+            lambda task_id: self.state._render_task(self.state._tasks[task_id]),
+            cap=250,
+        )
+
+    def _select_tasks(self, query: dict[str, QueryNode]) -> list[int]:
+        def ints(name: str) -> set[int]:
+            return set(as_ints(lookup(query, "filter", name), f"filter[{name}]"))
+
+        ids, responsible, task_types, entity_ids = (
+            ints("id"),
+            ints("responsible_user_id"),
+            ints("task_type"),
+            ints("entity_id"),
+        )
+        entity_type_node = lookup(query, "filter", "entity_type")
+        entity_types = set(as_strings(entity_type_node))
+        completed_node = lookup(query, "filter", "is_completed")
+        completed: bool | None = None
+        if isinstance(completed_node, str):
+            completed = completed_node.strip().lower() in ("1", "true")
+        updated = as_range(lookup(query, "filter", "updated_at"), "filter[updated_at]")
+        selected = [
+            task
+            for task in self.state._tasks.values()
+            if (not ids or task["id"] in ids)
+            and (not responsible or task["responsible_user_id"] in responsible)
+            and (not task_types or task["task_type_id"] in task_types)
+            and (not entity_ids or task["entity_id"] in entity_ids)
+            and (not entity_types or task["entity_type"] in entity_types)
+            and (completed is None or task["is_completed"] == completed)
+            and _in_range(task["updated_at"], updated)
+        ]
+        order_key, descending = _order(query, ("id", "created_at", "complete_till"))
+        selected.sort(key=lambda task: (task[order_key], task["id"]), reverse=descending)
+        return [task["id"] for task in selected]
+
+    def _get_task(self, call: Call, match: re.Match[str]) -> Reply:
+        task = self.state._tasks.get(int(match.group(1)))
+        return hal(self.state._render_task(task)) if task is not None else no_content()
+
+    # notes
+
+    def _note_errors(self, kind: str, item: Any, entity_id: int | None) -> list[ItemError]:
+        if not isinstance(item, dict):
+            return [ItemError("InvalidType", "", "This value should be of type object.")]
+        errors: list[ItemError] = []
+        target = entity_id if entity_id is not None else item.get("entity_id")
+        if not isinstance(target, int) or target not in self.state._entities[kind]:
+            errors.append(ItemError("NotSupportedChoice", "entity_id", "Entity not found."))
+        note_type = item.get("note_type")
+        if note_type not in _NOTE_EVENTS:
+            errors.append(ItemError("NotSupportedChoice", "note_type", "Unknown note type."))
+        params = item.get("params")
+        if note_type in ("common", "service_message") and (
+            not isinstance(params, dict) or not isinstance(params.get("text"), str)
+        ):
+            errors.append(ItemError("NotBlank", "params.text", "This value should not be blank."))
+        return errors
+
+    def _create_notes(self, call: Call, match: re.Match[str]) -> Reply:
+        kind = match.group(1)
+        entity_id = int(match.group(2)) if match.lastindex and match.lastindex >= 2 else None
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        rejected = [
+            (_request_id(item, index), errors)
+            for index, item in enumerate(items)
+            if (errors := self._note_errors(kind, item, entity_id))
+        ]
+        if rejected:
+            return validation_failed(rejected)
+        at = self.state.now()
+        created = []
+        for index, item in enumerate(items):
+            target = entity_id if entity_id is not None else int(item["entity_id"])
+            note_id = self.state._new_id("note")
+            self.state._notes[note_id] = {
+                "id": note_id,
+                "entity_id": target,
+                "entity_type": kind,
+                "created_by": call.user_id,
+                "updated_by": call.user_id,
+                "created_at": at,
+                "updated_at": at,
+                "responsible_user_id": call.user_id,
+                "group_id": 0,
+                "note_type": item["note_type"],
+                "params": copy.deepcopy(item.get("params") or {}),
+            }
+            self.state._record_event(
+                _NOTE_EVENTS[item["note_type"]],
+                kind,
+                target,
+                call.user_id,
+                at,
+                after=[{"note": {"id": note_id}}],
+            )
+            created.append(
+                {
+                    "id": note_id,
+                    "entity_id": target,
+                    "request_id": _request_id(item, index),
+                    "_links": self.state._href(f"/api/v4/{kind}/{target}/notes/{note_id}"),
+                }
+            )
+        self.state._touch()
+        return hal(
+            {"_links": self.state._href(f"/api/v4/{kind}/notes"), "_embedded": {"notes": created}}
+        )
+
+    def _list_notes(self, call: Call, match: re.Match[str]) -> Reply:
+        kind = match.group(1)
+        path_entity = int(match.group(2)) if match.lastindex and match.lastindex >= 2 else None
+
+        def build() -> list[int]:
+            entity_ids = set(
+                as_ints(lookup(call.query, "filter", "entity_id"), "filter[entity_id]")
+            )
+            note_types = set(as_strings(lookup(call.query, "filter", "note_type")))
+            return [
+                note["id"]
+                for note in self.state._notes.values()
+                if note["entity_type"] == kind
+                and (path_entity is None or note["entity_id"] == path_entity)
+                and (not entity_ids or note["entity_id"] in entity_ids)
+                and (not note_types or note["note_type"] in note_types)
+            ]
+
+        notes = self._selection(call, build)
+        return self._paged(
+            call,
+            "notes",
+            notes,
+            lambda note_id: self.state._render_note(self.state._notes[note_id]),
+            cap=250,
+        )
+
+
+def _request_id(item: Any, index: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("request_id"), str):
+        return str(item["request_id"])
+    return str(index)
+
+
+def _in_range(value: int, bounds: tuple[int | None, int | None]) -> bool:
+    low, high = bounds
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _matches_search(entity: Entity, needle: str) -> bool:
+    if needle in entity.name.lower() or needle == str(entity.id):
+        return True
+    for values in entity.fields.values():
+        for value in values:
+            if needle in str(value.get("value", "")).lower():
+                return True
+    return False
+
+
+def _field_item_errors(item: Any) -> list[ItemError]:
+    if not isinstance(item, dict):
+        return [ItemError("InvalidType", "", "This value should be of type object.")]
+    errors: list[ItemError] = []
+    if not isinstance(item.get("name"), str) or not item["name"].strip():
+        errors.append(ItemError("NotBlank", "name", "This value should not be blank."))
+    field_type = item.get("type")
+    if field_type not in SUPPORTED_TYPES:
+        errors.append(
+            ItemError("NotSupportedChoice", "type", "The value you selected is not a valid choice.")
+        )
+    elif field_type in ENUM_TYPES:
+        enums = item.get("enums")
+        if not isinstance(enums, list) or not enums:
+            errors.append(ItemError("NotBlank", "enums", "This value should not be blank."))
+        else:
+            for position, enum in enumerate(enums):
+                if not isinstance(enum, dict) or not isinstance(enum.get("value"), str):
+                    errors.append(
+                        ItemError(
+                            "NotBlank", f"enums.{position}.value", "This value should not be blank."
+                        )
+                    )
+    return errors
+
+
+def _offset_text(zone_name: str, at: float) -> str:
+
+    offset = datetime.fromtimestamp(at, UTC).astimezone(ZoneInfo(zone_name)).utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

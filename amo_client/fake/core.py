@@ -1,0 +1,526 @@
+"""A stateful fake of the amoCRM API v4, served through an ``httpx`` transport.
+
+What it reproduces, because clients written against the documentation trip on it:
+
+* Lists are HAL: ``{"_page", "_links": {"self", "next"}, "_embedded": {...}}``; ``next`` only
+  while another page exists; an empty list, a page past the end and a missing entity by id
+  are HTTP 204 with no body. Paging is by offset over live data, so entities updated while a
+  client pages through ``order[updated_at]`` shift between pages, as they do in amoCRM.
+* ``limit`` is capped (leads, tasks, notes, companies, users 250; events 100; custom fields 50).
+  A larger ``limit`` is not an error: amoCRM silently falls back to its default page of 50,
+  which is what the fake does too.
+* Events: newest first; ``filter[entity_id]`` takes at most 10 ids and needs exactly one
+  ``filter[entity]``, ``filter[created_by]`` at most 10 ids, otherwise 400.
+* 7 requests per second per account (sliding one-second window on an injectable monotonic
+  clock); the excess gets nginx's HTML 429 page without Retry-After. Rejected requests do not
+  use up the window.
+* Batch PATCH/POST validate every item first; one bad item rejects the whole request with 400
+  ``validation-errors`` naming each bad item by ``request_id`` (its index) and each bad value
+  by its path. Echoing ``enum_code`` back is such an error.
+* OAuth: authorization codes and refresh tokens are single-use. A spent refresh token gets
+  ``{"hint": "Token has been revoked", ...}`` (HTTP 400 by default; amoCRM answered 401 in
+  older reports, hence ``revoked_refresh_status``). amoCRM runs league/oauth2-server, which
+  revokes the access token paired with a refresh token when that refresh token is used, so
+  by default the old access token stops working at once (``revoke_access_on_refresh``).
+* Changes made through the API are recorded in the events feed as made by the token's user
+  (``api_user_id``), not by 0: amoCRM attributes an integration's actions to the user who
+  installed it. ``created_by`` 0 only comes from seeding, for robots.
+* Chat messages, calls and notes are events; they do not change the lead's ``updated_at``,
+  so a poller that reads only ``filter[updated_at]`` misses them.
+* Numeric custom field values come back as strings, dates as unix seconds, checkboxes as bools.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
+
+import httpx
+
+from amo_client.fake.api import Api, Call
+from amo_client.fake.records import (
+    AccessToken,
+    AuthorizationCode,
+    Fault,
+    LoggedRequest,
+    RefreshToken,
+    TokenGrant,
+    TokenPair,
+)
+from amo_client.fake.replies import (
+    JSON,
+    Reply,
+    default_error,
+    encode,
+    nginx_page,
+    oauth_problem,
+    problem,
+    unauthorized,
+)
+from amo_client.fake.server import FakeServer
+from amo_client.fake.state import AccountState
+
+AUTHORIZATION_CODE_LIFETIME = 20 * 60.0
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    request: httpx.Request
+    method: str
+    path: str
+    query_text: str
+    content: bytes
+    content_type: str
+    body: Any
+
+    @classmethod
+    def read(cls, request: httpx.Request) -> _Incoming:
+        content = request.read()
+        content_type = request.headers.get("content-type", "")
+        return cls(
+            request=request,
+            method=request.method.upper(),
+            path=request.url.path.rstrip("/") or "/",
+            query_text=unquote_plus(request.url.query.decode("ascii", "replace")),
+            content=content,
+            content_type=content_type,
+            body=_parse_json(content) if content and "json" in content_type else None,
+        )
+
+
+class _Transport(httpx.BaseTransport):
+    def __init__(self, fake: FakeAmoCRM) -> None:
+        self._fake = fake
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._fake.handle(request)
+
+
+class FakeAmoCRM(AccountState):
+    """An amoCRM account in memory, reachable through :attr:`transport` at :attr:`base_url`.
+
+    Seed it with :meth:`add_pipeline`, :meth:`add_user`, :meth:`add_custom_field`,
+    :meth:`add_lead`, :meth:`move_lead`, :meth:`update_lead`, :meth:`add_event`,
+    :meth:`add_task`, :meth:`add_company`; break it with :meth:`fail_next`,
+    :meth:`timeout_next`, :meth:`disconnect_next`, :meth:`block_account`,
+    :meth:`revoke_tokens`; inspect it with :attr:`request_log`, :attr:`rate_limited_total`,
+    :meth:`lead`, :attr:`tasks`, :attr:`notes`, :attr:`events`. Every public method is
+    thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "https://example.amocrm.ru",
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_requests_per_second: float | None = 7.0,
+        long_lived_token: str | None = None,
+        client_id: str = "fake-client-id",
+        client_secret: str = "fake-client-secret",  # noqa: S107 - a fake's well-known secret
+        redirect_uri: str = "https://example.com/amocrm/oauth",
+        access_token_lifetime: float = 86400.0,
+        refresh_token_lifetime: float = 90 * 86400.0,
+        long_lived_token_lifetime: float = 5 * 365 * 86400.0,
+        revoked_refresh_status: int = 400,
+        revoke_access_on_refresh: bool = True,
+        account_id: int = 31_000_001,
+        account_name: str = "Поддержка",
+        timezone: str = "Europe/Moscow",
+        owner_name: str = "Администратор",
+        block_after_rate_limited: int | None = None,
+        record_change_events: bool = True,
+    ) -> None:
+        super().__init__(
+            base_url=base_url,
+            clock=clock,
+            account_id=account_id,
+            account_name=account_name,
+            timezone=timezone,
+            owner_name=owner_name,
+            record_change_events=record_change_events,
+        )
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.redirect_uri = redirect_uri
+        self.max_requests_per_second = max_requests_per_second
+        self.block_after_rate_limited = block_after_rate_limited
+        self._monotonic = monotonic
+        self._access_token_lifetime = access_token_lifetime
+        self._refresh_token_lifetime = refresh_token_lifetime
+        self._revoked_refresh_status = revoked_refresh_status
+        self._revoke_access_on_refresh = revoke_access_on_refresh
+        self._transport = _Transport(self)
+        self._api = Api(self)
+
+        self._access_tokens: dict[str, AccessToken] = {}
+        self._refresh_tokens: dict[str, RefreshToken] = {}
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._token_grants: list[TokenGrant] = []
+
+        self._faults: list[Fault] = []
+        self._blocked = False
+        self._window: deque[float] = deque()
+        self._log: list[LoggedRequest] = []
+        self._requests_total = 0
+        self._rate_limited_total = 0
+        self._status_counts: Counter[int] = Counter()
+
+        self.long_lived_token = long_lived_token or "fake-ll-" + secrets.token_urlsafe(32)
+        self._access_tokens[self.long_lived_token] = AccessToken(
+            self.long_lived_token, self.api_user_id, self._clock() + long_lived_token_lifetime
+        )
+
+    # ------------------------------------------------------------------ transport
+
+    @property
+    def transport(self) -> httpx.BaseTransport:
+        return self._transport
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request; raises ``httpx`` transport errors for injected failures."""
+        incoming = _Incoming.read(request)
+        with self._lock:
+            self._requests_total += 1
+            reply, error = self._respond(incoming)
+            self._log.append(
+                LoggedRequest(
+                    method=incoming.method,
+                    path=incoming.path,
+                    query=incoming.query_text,
+                    status=None if error is not None else reply.status,
+                    error=type(error).__name__ if error is not None else None,
+                    body=incoming.body,
+                )
+            )
+            if error is not None:
+                raise error
+            self._status_counts[reply.status] += 1
+        headers = dict(reply.headers)
+        if reply.content_type is not None:
+            headers["content-type"] = reply.content_type
+        return httpx.Response(reply.status, headers=headers, content=reply.body, request=request)
+
+    def _respond(self, incoming: _Incoming) -> tuple[Reply, httpx.TransportError | None]:
+        """The gateway first (ban, injected faults, rate limit), then the application."""
+        request = incoming.request
+        if self._blocked:
+            return nginx_page(403), None
+        fault = self._take_fault(incoming.method, incoming.path)
+        if fault is None or (fault.kind == "timeout" and fault.after_processing):
+            if self._rate_limited():
+                return nginx_page(429), None
+            reply = self._serve(incoming)
+            if fault is not None:
+                return reply, httpx.ReadTimeout("timed out after processing", request=request)
+            return reply, None
+        if fault.kind == "status":
+            return fault.reply or default_error(503), None
+        error: httpx.TransportError = (
+            httpx.ConnectError("Connection refused (injected)", request=request)
+            if fault.kind == "connect"
+            else httpx.ReadTimeout("timed out (injected)", request=request)
+        )
+        return Reply(0), error
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.matches(method, path):
+                fault.remaining -= 1
+                return fault
+        return None
+
+    def _rate_limited(self) -> bool:
+        limit = self.max_requests_per_second
+        if limit is None:
+            return False
+        now = self._monotonic()
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+        if len(self._window) >= int(limit):
+            self._rate_limited_total += 1
+            threshold = self.block_after_rate_limited
+            if threshold is not None and self._rate_limited_total >= threshold:
+                self._blocked = True
+            return True
+        self._window.append(now)
+        return False
+
+    def _serve(self, incoming: _Incoming) -> Reply:
+        if incoming.path == "/oauth2/access_token":
+            if incoming.method != "POST":
+                return problem(405, f"Method {incoming.method} is not allowed")
+            return self._oauth_token(incoming)
+        user_id = self._authenticate(incoming.request.headers.get("authorization"))
+        if user_id is None:
+            return unauthorized()
+        call = Call(
+            method=incoming.method,
+            path=incoming.path,
+            pairs=list(incoming.request.url.params.multi_items()),
+            body=incoming.body,
+            user_id=user_id,
+        )
+        return self._api.dispatch(call)
+
+    # ------------------------------------------------------------------ auth
+
+    def _authenticate(self, header: str | None) -> int | None:
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        token = self._access_tokens.get(value.strip())
+        if token is None or token.revoked or token.expires_at <= self._clock():
+            return None
+        return token.user_id
+
+    def _oauth_token(self, incoming: _Incoming) -> Reply:
+        data: dict[str, Any] = {}
+        if isinstance(incoming.body, dict):
+            data = incoming.body
+        elif "form" in incoming.content_type:
+            data = dict(parse_qsl(incoming.content.decode("utf-8", "replace")))
+        grant_type = str(data.get("grant_type", ""))
+        if (
+            data.get("client_id") != self.client_id
+            or data.get("client_secret") != self.client_secret
+        ):
+            return self._grant_refused(grant_type, 401, "Client authentication failed")
+        if grant_type == "authorization_code":
+            return self._exchange_code(data)
+        if grant_type == "refresh_token":
+            return self._refresh(data)
+        return self._grant_refused(
+            grant_type, 400, "Check that all required parameters have been provided"
+        )
+
+    def _grant_refused(self, grant_type: str, status: int, hint: str) -> Reply:
+        self._token_grants.append(TokenGrant(grant_type, issued=False, hint=hint))
+        return oauth_problem(status, hint)
+
+    def _exchange_code(self, data: Mapping[str, Any]) -> Reply:
+        code = self._codes.get(str(data.get("code", "")))
+        if code is None:
+            return self._grant_refused(
+                "authorization_code", 400, "Cannot decrypt the authorization code"
+            )
+        if code.used:
+            return self._grant_refused(
+                "authorization_code", 400, "Authorization code has been revoked"
+            )
+        if code.expires_at <= self._clock():
+            return self._grant_refused("authorization_code", 400, "Authorization code has expired")
+        if data.get("redirect_uri") != self.redirect_uri:
+            return self._grant_refused("authorization_code", 400, "Invalid redirect URI")
+        code.used = True
+        return self._issue(code.user_id, "authorization_code")
+
+    def _refresh(self, data: Mapping[str, Any]) -> Reply:
+        token = self._refresh_tokens.get(str(data.get("refresh_token", "")))
+        if token is None:
+            return self._grant_refused("refresh_token", 400, "Cannot decrypt the refresh token")
+        if token.used or token.revoked:
+            return self._grant_refused(
+                "refresh_token", self._revoked_refresh_status, "Token has been revoked"
+            )
+        if token.expires_at <= self._clock():
+            return self._grant_refused("refresh_token", 400, "Token has expired")
+        token.used = True
+        if self._revoke_access_on_refresh and token.access_value in self._access_tokens:
+            self._access_tokens[token.access_value].revoked = True
+        return self._issue(token.user_id, "refresh_token")
+
+    def _issue(self, user_id: int, grant_type: str) -> Reply:
+        pair = self._new_pair(user_id)
+        self._token_grants.append(TokenGrant(grant_type, issued=True))
+        body = {
+            "token_type": "Bearer",
+            "expires_in": pair.expires_in,
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token,
+        }
+        return Reply(200, encode(body), JSON)
+
+    def _new_pair(self, user_id: int) -> TokenPair:
+        now = self._clock()
+        access = "fake-at-" + secrets.token_urlsafe(32)
+        refresh = "fake-rt-" + secrets.token_urlsafe(32)
+        self._access_tokens[access] = AccessToken(
+            access, user_id, now + self._access_token_lifetime
+        )
+        self._refresh_tokens[refresh] = RefreshToken(
+            refresh, user_id, now + self._refresh_token_lifetime, access
+        )
+        return TokenPair(access, refresh, int(self._access_token_lifetime))
+
+    def issue_authorization_code(self, *, user_id: int | None = None) -> str:
+        """An authorization code as an admin copies it from amoCRM: single use, valid 20 min."""
+        with self._lock:
+            value = "fake-code-" + secrets.token_urlsafe(24)
+            self._codes[value] = AuthorizationCode(
+                value, user_id or self.api_user_id, self._clock() + AUTHORIZATION_CODE_LIFETIME
+            )
+            return value
+
+    def issue_token_pair(self, *, user_id: int | None = None) -> TokenPair:
+        """A fresh OAuth pair, as if the integration had just been authorized."""
+        with self._lock:
+            return self._new_pair(user_id or self.api_user_id)
+
+    def revoke_tokens(self) -> None:
+        """Revoke every token, the long-lived one included (the integration was uninstalled)."""
+        with self._lock:
+            for access in self._access_tokens.values():
+                access.revoked = True
+            for refresh in self._refresh_tokens.values():
+                refresh.revoked = True
+
+    def expire_access_tokens(self) -> None:
+        """Make every access token expired now; refresh tokens stay usable."""
+        with self._lock:
+            now = self._clock()
+            for access in self._access_tokens.values():
+                access.expires_at = min(access.expires_at, now)
+
+    @property
+    def token_grants(self) -> list[TokenGrant]:
+        with self._lock:
+            return list(self._token_grants)
+
+    @property
+    def refresh_reuse_attempts(self) -> int:
+        """How often a spent (or revoked) refresh token was presented again."""
+        with self._lock:
+            return sum(
+                1
+                for grant in self._token_grants
+                if grant.grant_type == "refresh_token" and grant.hint == "Token has been revoked"
+            )
+
+    # ------------------------------------------------------------------ faults
+
+    def fail_next(
+        self,
+        count: int = 1,
+        *,
+        status: int = 503,
+        body: str | bytes | Mapping[str, Any] | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        path: str | re.Pattern[str] | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` matching requests with ``status`` instead of serving them.
+
+        Without ``body`` the answer is what amoCRM's stack sends: nginx HTML for 403/429/5xx,
+        problem JSON otherwise. ``path`` is an exact path or a compiled pattern (searched).
+        """
+        if body is None:
+            reply = default_error(status)
+            if headers:
+                reply = Reply(reply.status, reply.body, reply.content_type, dict(headers))
+        else:
+            if isinstance(body, Mapping):
+                raw, kind = encode(dict(body)), content_type or "application/problem+json"
+            elif isinstance(body, str):
+                raw, kind = body.encode("utf-8"), content_type or "text/html"
+            else:
+                raw, kind = body, content_type or "application/octet-stream"
+            reply = Reply(status, raw, kind, dict(headers or {}))
+        with self._lock:
+            self._faults.append(Fault("status", count, reply=reply, path=path, method=method))
+
+    def timeout_next(
+        self,
+        count: int = 1,
+        *,
+        path: str | re.Pattern[str] | None = None,
+        method: str | None = None,
+        after_processing: bool = False,
+    ) -> None:
+        """Raise ``httpx.ReadTimeout`` for the next ``count`` matching requests.
+
+        With ``after_processing`` the request takes effect first and only its answer is lost,
+        the case that makes a retried POST create a duplicate.
+        """
+        with self._lock:
+            self._faults.append(
+                Fault("timeout", count, path=path, method=method, after_processing=after_processing)
+            )
+
+    def disconnect_next(
+        self,
+        count: int = 1,
+        *,
+        path: str | re.Pattern[str] | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Raise ``httpx.ConnectError`` for the next ``count`` matching requests."""
+        with self._lock:
+            self._faults.append(Fault("connect", count, path=path, method=method))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def block_account(self, blocked: bool = True) -> None:
+        """While blocked every request gets nginx's HTML 403, as a banned account does."""
+        with self._lock:
+            self._blocked = blocked
+
+    @property
+    def blocked(self) -> bool:
+        with self._lock:
+            return self._blocked
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def request_log(self) -> list[LoggedRequest]:
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def requests_total(self) -> int:
+        with self._lock:
+            return self._requests_total
+
+    @property
+    def rate_limited_total(self) -> int:
+        """How many requests got 429."""
+        with self._lock:
+            return self._rate_limited_total
+
+    @property
+    def status_counts(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._status_counts)
+
+    def reset_request_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+            self._requests_total = 0
+            self._rate_limited_total = 0
+            self._status_counts.clear()
+
+    # ------------------------------------------------------------------ local HTTP
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> FakeServer:
+        """Serve the fake over plain HTTP on ``host:port`` (0 = any free port) for curl."""
+        return FakeServer(self, host, port)
+
+
+def _parse_json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None

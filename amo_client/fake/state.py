@@ -1,0 +1,1115 @@
+"""The account's data: users, pipelines, custom fields, leads, companies, tasks, notes, events.
+
+Seeding helpers, the validation and application of PATCH items, and the rendering of every
+entity to the JSON amoCRM returns live here; HTTP routing lives in ``api``, transport,
+authentication, rate limiting and fault injection in ``core``.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from amo_client.fake.fields import (
+    ENUM_TYPES,
+    SUPPORTED_TYPES,
+    TYPE_CODES,
+    CustomField,
+    normalize_values,
+    python_to_values,
+    stored_entry,
+)
+from amo_client.fake.records import (
+    LOST_STATUS_ID,
+    LOST_STATUS_NAME,
+    UNSORTED_STATUS_NAME,
+    WON_STATUS_ID,
+    WON_STATUS_NAME,
+    Entity,
+    Pipeline,
+    PipelineRef,
+    Status,
+    StoredEvent,
+)
+from amo_client.fake.replies import ItemError
+
+SINGULAR = {"leads": "lead", "companies": "company", "contacts": "contact", "customers": "customer"}
+PLURAL = {singular: plural for plural, singular in SINGULAR.items()}
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_STAGE_COLORS = ("#99ccff", "#ffff99", "#ffcc66", "#deff81", "#ccc8f9", "#87f2c0", "#f9deff")
+
+
+@dataclass
+class Change:
+    """A validated PATCH item (or a seeding update), applied only when the whole batch is valid."""
+
+    entity: Entity
+    name: str | None = None
+    price: int | None = None
+    responsible_user_id: int | None = None
+    status: tuple[int, int] | None = None
+    fields: list[tuple[CustomField, list[dict[str, Any]] | None]] = field(default_factory=list)
+    tags_replace: list[str] | None = None
+    tags_add: list[str] = field(default_factory=list)
+    tags_delete: list[str] = field(default_factory=list)
+
+
+class AccountState:
+    """Everything an amoCRM account holds, guarded by one re-entrant lock."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        clock: Callable[[], float],
+        account_id: int,
+        account_name: str,
+        timezone: str,
+        owner_name: str,
+        record_change_events: bool,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.subdomain = (urlsplit(self.base_url).hostname or "example").split(".")[0]
+        self.account_id = account_id
+        self.account_name = account_name
+        self.timezone = timezone
+        self.record_change_events = record_change_events
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._next_ids: dict[str, int] = {
+            "user": 5_000_001,
+            "pipeline": 7_000_001,
+            "status": 60_000_001,
+            "field": 900_001,
+            "enum": 1_500_001,
+            "lead": 30_000_001,
+            "company": 40_000_001,
+            "task": 20_000_001,
+            "note": 80_000_001,
+            "tag": 100_001,
+            "event": 1,
+            "talk": 1_001,
+        }
+        self._users: dict[int, dict[str, Any]] = {}
+        self._pipelines: dict[int, Pipeline] = {}
+        self._fields: dict[str, dict[int, CustomField]] = {"leads": {}, "companies": {}}
+        self._entities: dict[str, dict[int, Entity]] = {"leads": {}, "companies": {}}
+        self._tags: dict[str, dict[str, int]] = {"leads": {}, "companies": {}}
+        self._tasks: dict[int, dict[str, Any]] = {}
+        self._tasks_by_entity: dict[tuple[str, int], list[int]] = {}
+        self._notes: dict[int, dict[str, Any]] = {}
+        self._events: list[StoredEvent] = []
+        self._events_by_id: dict[str, StoredEvent] = {}
+        self._events_by_entity: dict[tuple[str, int], list[StoredEvent]] = {}
+        self._task_types: list[dict[str, Any]] = [
+            {"id": 1, "name": "Связаться", "color": None, "icon_id": None, "code": "FOLLOW_UP"},
+            {"id": 2, "name": "Встреча", "color": None, "icon_id": None, "code": "MEETING"},
+        ]
+        # Bumped by every change; list requests reuse their filtered selection while it holds.
+        self._version = 0
+        self.owner_id = self.add_user(owner_name, email="admin@example.com", is_admin=True)
+        self.api_user_id = self.owner_id
+
+    # ------------------------------------------------------------------ inspection
+
+    def lead(self, lead_id: int) -> dict[str, Any] | None:
+        """The lead as ``GET /api/v4/leads/{id}`` returns it, or None."""
+        with self._lock:
+            entity = self._entities["leads"].get(lead_id)
+            return self._render_entity(entity, set()) if entity is not None else None
+
+    @property
+    def leads(self) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            return {
+                lead_id: self._render_entity(entity, set())
+                for lead_id, entity in self._entities["leads"].items()
+            }
+
+    def company(self, company_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            entity = self._entities["companies"].get(company_id)
+            return self._render_entity(entity, set()) if entity is not None else None
+
+    @property
+    def companies(self) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            return {
+                company_id: self._render_entity(entity, set())
+                for company_id, entity in self._entities["companies"].items()
+            }
+
+    def field_value(self, lead_id: int, field_id: int) -> list[dict[str, Any]] | None:
+        """The stored ``values`` of one custom field of a lead, or None when empty."""
+        with self._lock:
+            values = self._entities["leads"][lead_id].fields.get(field_id)
+            return copy.deepcopy(values) if values is not None else None
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._render_task(task) for task in self._tasks.values()]
+
+    @property
+    def notes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._render_note(note) for note in self._notes.values()]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event, oldest first (the API lists them newest first)."""
+        with self._lock:
+            ordered = sorted(self._events, key=lambda event: (event.created_at, event.seq))
+            return [self._render_event(event) for event in ordered]
+
+    def lead_events(self, lead_id: int, event_type: str | None = None) -> list[dict[str, Any]]:
+        """Events of one lead, oldest first, optionally of one type."""
+        with self._lock:
+            stored = self._events_by_entity.get(("lead", lead_id), [])
+            ordered = sorted(stored, key=lambda event: (event.created_at, event.seq))
+            return [
+                self._render_event(event)
+                for event in ordered
+                if event_type is None or event.type == event_type
+            ]
+
+    # ------------------------------------------------------------------ seeding
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    def _new_id(self, kind: str) -> int:
+        value = self._next_ids[kind]
+        self._next_ids[kind] = value + 1
+        return value
+
+    def _claim_id(self, kind: str, wanted: int | None) -> int:
+        if wanted is None:
+            return self._new_id(kind)
+        self._next_ids[kind] = max(self._next_ids[kind], wanted + 1)
+        return wanted
+
+    def _touch(self) -> None:
+        self._version += 1
+
+    def add_user(
+        self,
+        name: str,
+        *,
+        email: str | None = None,
+        user_id: int | None = None,
+        is_admin: bool = False,
+        is_active: bool = True,
+    ) -> int:
+        with self._lock:
+            new_id = self._claim_id("user", user_id)
+            self._users[new_id] = {
+                "id": new_id,
+                "name": name,
+                "email": email or f"user{new_id}@example.com",
+                "lang": "ru",
+                "rights": {
+                    "leads": {"view": "A", "edit": "A", "add": "A", "delete": "A", "export": "A"},
+                    "contacts": {
+                        "view": "A",
+                        "edit": "A",
+                        "add": "A",
+                        "delete": "A",
+                        "export": "A",
+                    },
+                    "companies": {
+                        "view": "A",
+                        "edit": "A",
+                        "add": "A",
+                        "delete": "A",
+                        "export": "A",
+                    },
+                    "tasks": {"edit": "A", "delete": "A"},
+                    "mail_access": False,
+                    "catalog_access": False,
+                    "status_rights": [],
+                    "is_admin": is_admin,
+                    "is_free": False,
+                    "is_active": is_active,
+                    "group_id": None,
+                    "role_id": None,
+                },
+            }
+            self._touch()
+            return new_id
+
+    def add_task_type(self, name: str, *, code: str | None = None) -> int:
+        with self._lock:
+            new_id = max(task_type["id"] for task_type in self._task_types) + 1
+            self._task_types.append(
+                {"id": new_id, "name": name, "color": None, "icon_id": None, "code": code}
+            )
+            return int(new_id)
+
+    def add_pipeline(
+        self,
+        name: str,
+        statuses: Sequence[str],
+        *,
+        pipeline_id: int | None = None,
+        status_ids: Sequence[int] | None = None,
+        unsorted: bool = True,
+        is_main: bool | None = None,
+    ) -> PipelineRef:
+        """A pipeline with working ``statuses`` in board order.
+
+        Like in amoCRM it starts with «Неразобранное» (incoming requests not yet taken, type 1)
+        unless ``unsorted`` is False, and ends with 142 «Успешно реализовано» and
+        143 «Закрыто и не реализовано», which every pipeline shares.
+        """
+        if status_ids is not None and len(status_ids) != len(statuses):
+            raise ValueError("status_ids must match statuses one to one")
+        with self._lock:
+            new_id = self._claim_id("pipeline", pipeline_id)
+            main = is_main if is_main is not None else not self._pipelines
+            pipeline = Pipeline(
+                new_id, name, sort=len(self._pipelines) + 1, is_main=main, is_unsorted_on=unsorted
+            )
+            sort = 10
+            if unsorted:
+                status_id = self._new_id("status")
+                pipeline.statuses.append(
+                    Status(status_id, UNSORTED_STATUS_NAME, sort, new_id, "#c1c1c1", 1, False)
+                )
+            for position, status_name in enumerate(statuses):
+                sort += 10
+                wanted = status_ids[position] if status_ids is not None else None
+                status_id = self._claim_id("status", wanted)
+                color = _STAGE_COLORS[position % len(_STAGE_COLORS)]
+                pipeline.statuses.append(
+                    Status(status_id, status_name, sort, new_id, color, 0, True)
+                )
+            pipeline.statuses.append(
+                Status(WON_STATUS_ID, WON_STATUS_NAME, 10000, new_id, "#CCFF66", 0, False)
+            )
+            pipeline.statuses.append(
+                Status(LOST_STATUS_ID, LOST_STATUS_NAME, 11000, new_id, "#D5D8DB", 0, False)
+            )
+            self._pipelines[new_id] = pipeline
+            self._touch()
+            return self._pipeline_ref(pipeline)
+
+    def _pipeline_ref(self, pipeline: Pipeline) -> PipelineRef:
+        working = [status for status in pipeline.statuses if status.type == 0]
+        unsorted = [status for status in pipeline.statuses if status.type == 1]
+        return PipelineRef(
+            id=pipeline.id,
+            name=pipeline.name,
+            statuses={status.name: status.id for status in pipeline.statuses},
+            first_status_id=working[0].id,
+            unsorted_status_id=unsorted[0].id if unsorted else None,
+        )
+
+    def add_custom_field(
+        self,
+        name: str,
+        field_type: str,
+        *,
+        enums: Sequence[str] = (),
+        code: str | None = None,
+        entity: str = "leads",
+        field_id: int | None = None,
+        sort: int | None = None,
+        is_api_only: bool = False,
+    ) -> int:
+        if field_type not in SUPPORTED_TYPES:
+            raise ValueError(f"unsupported custom field type {field_type!r}")
+        if field_type in ENUM_TYPES and not enums:
+            raise ValueError(f"a {field_type} field needs enums")
+        with self._lock:
+            return self._create_field(
+                entity,
+                name,
+                field_type,
+                enums=list(enums),
+                code=code,
+                field_id=field_id,
+                sort=sort,
+                is_api_only=is_api_only,
+            ).id
+
+    def _create_field(
+        self,
+        entity: str,
+        name: str,
+        field_type: str,
+        *,
+        enums: list[str],
+        code: str | None,
+        field_id: int | None,
+        sort: int | None,
+        is_api_only: bool,
+    ) -> CustomField:
+        new_id = self._claim_id("field", field_id)
+        definitions = self._fields[entity]
+        definition = CustomField(
+            id=new_id,
+            name=name,
+            type=field_type,
+            entity_type=entity,
+            account_id=self.account_id,
+            code=code,
+            sort=sort if sort is not None else 500 + 10 * len(definitions),
+            is_api_only=is_api_only,
+            enums=[
+                {"id": self._new_id("enum"), "value": value, "sort": 500 + 10 * position}
+                for position, value in enumerate(enums)
+            ]
+            if field_type in ENUM_TYPES
+            else [],
+        )
+        definitions[new_id] = definition
+        self._touch()
+        return definition
+
+    def enum_id(self, field_id: int, value: str, *, entity: str = "leads") -> int:
+        with self._lock:
+            enum = self._fields[entity][field_id].enum_by_value(value)
+            if enum is None:
+                raise KeyError(value)
+            return int(enum["id"])
+
+    def add_company(
+        self,
+        name: str,
+        *,
+        company_id: int | None = None,
+        responsible_user_id: int | None = None,
+        tags: Sequence[str] = (),
+        custom_fields: Mapping[int, Any] | None = None,
+        created_at: float | None = None,
+        created_by: int | None = None,
+    ) -> int:
+        with self._lock:
+            at = int(created_at) if created_at is not None else self.now()
+            author = created_by if created_by is not None else self.owner_id
+            entity = Entity(
+                kind="companies",
+                id=self._claim_id("company", company_id),
+                name=name,
+                responsible_user_id=responsible_user_id or self.owner_id,
+                created_by=author,
+                updated_by=author,
+                created_at=at,
+                updated_at=at,
+            )
+            self._seed_contents(entity, tags, custom_fields)
+            self._entities["companies"][entity.id] = entity
+            self._touch()
+            return entity.id
+
+    def add_lead(
+        self,
+        name: str = "Обращение",
+        *,
+        pipeline_id: int | None = None,
+        status_id: int | None = None,
+        lead_id: int | None = None,
+        responsible_user_id: int | None = None,
+        tags: Sequence[str] = (),
+        custom_fields: Mapping[int, Any] | None = None,
+        created_at: float | None = None,
+        created_by: int = 0,
+        company_id: int | None = None,
+        price: int = 0,
+        record_added_event: bool = True,
+    ) -> int:
+        """A lead, by default in the main pipeline's first working stage.
+
+        ``custom_fields`` maps field id to a value, a list of values, an enum value or an
+        enum id (for list fields), or raw API ``values`` dicts. ``created_by`` 0 means the
+        request came in by itself (a form, a chat, the mail); a ``lead_added`` event is
+        recorded unless ``record_added_event`` is False.
+        """
+        with self._lock:
+            pipeline = self._pipeline_for(pipeline_id)
+            target_status = (
+                status_id if status_id is not None else self._pipeline_ref(pipeline).first_status_id
+            )
+            if pipeline.status(target_status) is None:
+                raise ValueError(f"status {target_status} is not in pipeline {pipeline.id}")
+            if company_id is not None and company_id not in self._entities["companies"]:
+                raise ValueError(f"no company {company_id}")
+            at = int(created_at) if created_at is not None else self.now()
+            entity = Entity(
+                kind="leads",
+                id=self._claim_id("lead", lead_id),
+                name=name,
+                responsible_user_id=responsible_user_id or self.owner_id,
+                created_by=created_by,
+                updated_by=created_by,
+                created_at=at,
+                updated_at=at,
+                price=price,
+                pipeline_id=pipeline.id,
+                status_id=target_status,
+                closed_at=at if target_status in (WON_STATUS_ID, LOST_STATUS_ID) else None,
+                company_ids=[company_id] if company_id is not None else [],
+            )
+            self._seed_contents(entity, tags, custom_fields)
+            self._entities["leads"][entity.id] = entity
+            if record_added_event:
+                self._record_event(
+                    "lead_added",
+                    "leads",
+                    entity.id,
+                    created_by,
+                    at,
+                    after=[{"lead_status": {"id": target_status, "pipeline_id": pipeline.id}}],
+                )
+            self._touch()
+            return entity.id
+
+    def _pipeline_for(self, pipeline_id: int | None) -> Pipeline:
+        if pipeline_id is None:
+            main = next((p for p in self._pipelines.values() if p.is_main), None)
+            if main is None:
+                raise ValueError("no pipeline: call add_pipeline() first")
+            return main
+        found = self._pipelines.get(pipeline_id)
+        if found is None:
+            raise ValueError(f"no pipeline {pipeline_id}")
+        return found
+
+    def _seed_contents(
+        self, entity: Entity, tags: Sequence[str], custom_fields: Mapping[int, Any] | None
+    ) -> None:
+        for tag in tags:
+            self._tag_id(entity.kind, tag)
+            if tag not in entity.tags:
+                entity.tags.append(tag)
+        for field_id, value in (custom_fields or {}).items():
+            definition = self._fields[entity.kind].get(field_id)
+            if definition is None:
+                raise ValueError(f"no {entity.kind} custom field {field_id}")
+            values, errors = normalize_values(
+                definition, python_to_values(definition, value), f"custom_fields_values.{field_id}"
+            )
+            if errors:
+                raise ValueError("; ".join(f"{error.path}: {error.detail}" for error in errors))
+            if values is not None:
+                entity.fields[field_id] = values
+
+    def move_lead(
+        self,
+        lead_id: int,
+        status_id: int,
+        *,
+        by_user: int,
+        pipeline_id: int | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Move a lead as a person (or a robot, ``by_user=0``) would; records the status change."""
+        self.update_lead(
+            lead_id, by_user=by_user, at=at, status_id=status_id, pipeline_id=pipeline_id
+        )
+
+    def update_lead(
+        self,
+        lead_id: int,
+        *,
+        by_user: int,
+        at: float | None = None,
+        name: str | None = None,
+        status_id: int | None = None,
+        pipeline_id: int | None = None,
+        responsible_user_id: int | None = None,
+        tags: Sequence[str] | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
+        custom_fields: Mapping[int, Any] | None = None,
+    ) -> bool:
+        """Change a lead as a person in the interface would; False when nothing changed.
+
+        Records the same events an API PATCH does, attributed to ``by_user`` at ``at``
+        (default: the server clock); ``updated_at`` becomes the latest change time.
+        """
+        with self._lock:
+            entity = self._entities["leads"].get(lead_id)
+            if entity is None:
+                raise KeyError(lead_id)
+            item: dict[str, Any] = {"id": lead_id}
+            if name is not None:
+                item["name"] = name
+            if status_id is not None:
+                item["status_id"] = status_id
+            if pipeline_id is not None:
+                item["pipeline_id"] = pipeline_id
+            if responsible_user_id is not None:
+                item["responsible_user_id"] = responsible_user_id
+            if tags is not None:
+                item["_embedded"] = {"tags": [{"name": tag} for tag in tags]}
+            if add_tags:
+                item["tags_to_add"] = [{"name": tag} for tag in add_tags]
+            if remove_tags:
+                item["tags_to_delete"] = [{"name": tag} for tag in remove_tags]
+            if custom_fields is not None:
+                item["custom_fields_values"] = [
+                    {
+                        "field_id": field_id,
+                        "values": python_to_values(self._fields["leads"][field_id], value)
+                        if field_id in self._fields["leads"]
+                        else None,
+                    }
+                    for field_id, value in custom_fields.items()
+                ]
+            change, errors = self._validate_change("leads", item)
+            if change is None:
+                raise ValueError("; ".join(f"{error.path}: {error.detail}" for error in errors))
+            when = int(at) if at is not None else self.now()
+            return self._apply_change(change, by_user, when)
+
+    def add_event(
+        self,
+        lead_id: int,
+        event_type: str,
+        *,
+        created_by: int,
+        at: float | None = None,
+        value_after: list[dict[str, Any]] | None = None,
+        value_before: list[dict[str, Any]] | None = None,
+        entity_type: str = "lead",
+    ) -> str:
+        """Record an event (``outgoing_chat_message``, ``outgoing_call``, ``common_note_added``...).
+
+        ``created_by`` 0 is a robot or a bot. Without ``value_after`` the fake fills in what
+        amoCRM puts there for messages and calls. The entity's ``updated_at`` is not touched.
+        """
+        with self._lock:
+            plural = PLURAL.get(entity_type, entity_type)
+            when = int(at) if at is not None else self.now()
+            after = (
+                value_after if value_after is not None else self._default_value_after(event_type)
+            )
+            event_id = self._record_event(
+                event_type, plural, lead_id, created_by, when, before=value_before, after=after
+            )
+            self._touch()
+            return event_id
+
+    def _default_value_after(self, event_type: str) -> list[dict[str, Any]] | None:
+        if event_type.endswith("chat_message"):
+            return [
+                {
+                    "message": {
+                        "id": secrets.token_hex(16),
+                        "origin": "telegram",
+                        "talk_id": self._new_id("talk"),
+                    }
+                }
+            ]
+        if event_type.endswith("_call") or event_type.endswith("note_added"):
+            return [{"note": {"id": self._new_id("note")}}]
+        return None
+
+    def add_task(
+        self,
+        lead_id: int,
+        text: str,
+        *,
+        complete_till: float,
+        responsible_user_id: int | None = None,
+        task_type_id: int = 1,
+        is_completed: bool = False,
+        created_by: int | None = None,
+        created_at: float | None = None,
+        entity_type: str = "leads",
+    ) -> int:
+        with self._lock:
+            at = int(created_at) if created_at is not None else self.now()
+            author = created_by if created_by is not None else self.owner_id
+            return self._store_task(
+                {
+                    "text": text,
+                    "complete_till": int(complete_till),
+                    "responsible_user_id": responsible_user_id or self.owner_id,
+                    "task_type_id": task_type_id,
+                    "is_completed": is_completed,
+                    "entity_id": lead_id,
+                    "entity_type": entity_type,
+                },
+                author,
+                at,
+            )
+
+    def complete_task(self, task_id: int, *, result: str = "") -> None:
+        with self._lock:
+            task = self._tasks[task_id]
+            task["is_completed"] = True
+            task["result"] = {"text": result} if result else []
+            task["updated_at"] = self.now()
+            self._touch()
+
+    # ------------------------------------------------------------------ events and tags
+
+    def _event_id(self, at: int) -> str:
+        number = (max(at, 0) * 1000 & (2**48 - 1)) << 80 | self._new_id("event")
+        chars = []
+        for _ in range(26):
+            chars.append(_CROCKFORD[number & 31])
+            number >>= 5
+        return "".join(reversed(chars))
+
+    def _record_event(
+        self,
+        event_type: str,
+        plural: str,
+        entity_id: int,
+        created_by: int,
+        at: int,
+        *,
+        before: list[dict[str, Any]] | None = None,
+        after: list[dict[str, Any]] | None = None,
+    ) -> str:
+        event = StoredEvent(
+            seq=len(self._events),
+            id=self._event_id(at),
+            type=event_type,
+            entity_type=SINGULAR.get(plural, plural),
+            entity_id=entity_id,
+            created_by=created_by,
+            created_at=at,
+            value_after=after,
+            value_before=before,
+        )
+        self._events.append(event)
+        self._events_by_id[event.id] = event
+        self._events_by_entity.setdefault((event.entity_type, entity_id), []).append(event)
+        return event.id
+
+    def _tag_id(self, kind: str, name: str) -> int:
+        registry = self._tags[kind]
+        if name not in registry:
+            registry[name] = self._new_id("tag")
+        return registry[name]
+
+    # ------------------------------------------------------------------ changes
+
+    def _validate_change(self, kind: str, item: Any) -> tuple[Change | None, list[ItemError]]:
+        if not isinstance(item, dict):
+            return None, [ItemError("InvalidType", "", "This value should be of type object.")]
+        entity_id = item.get("id")
+        if not isinstance(entity_id, int) or isinstance(entity_id, bool):
+            return None, [ItemError("NotBlank", "id", "This value should not be blank.")]
+        entity = self._entities[kind].get(entity_id)
+        if entity is None:
+            return None, [ItemError("NotFound", "id", "Entity not found.")]
+        change = Change(entity)
+        errors = self._validate_scalars(kind, item, change)
+        if kind == "leads":
+            errors.extend(self._validate_status(item, entity, change))
+        if "custom_fields_values" in item:
+            errors.extend(self._validate_fields(kind, item["custom_fields_values"], change))
+        errors.extend(self._validate_tags(kind, item, change))
+        return (change if not errors else None), errors
+
+    def _validate_scalars(self, kind: str, item: dict[str, Any], change: Change) -> list[ItemError]:
+        errors: list[ItemError] = []
+        if "name" in item:
+            if isinstance(item["name"], str):
+                change.name = item["name"]
+            else:
+                errors.append(
+                    ItemError("InvalidType", "name", "This value should be of type string.")
+                )
+        if "price" in item and kind == "leads":
+            price = item["price"]
+            if isinstance(price, int) and not isinstance(price, bool):
+                change.price = price
+            else:
+                errors.append(
+                    ItemError("InvalidType", "price", "This value should be of type int.")
+                )
+        if "responsible_user_id" in item:
+            user = item["responsible_user_id"]
+            if isinstance(user, int) and user in self._users:
+                change.responsible_user_id = user
+            else:
+                errors.append(
+                    ItemError("NotSupportedChoice", "responsible_user_id", "User not found.")
+                )
+        return errors
+
+    def _validate_status(
+        self, item: dict[str, Any], entity: Entity, change: Change
+    ) -> list[ItemError]:
+        if "status_id" not in item and "pipeline_id" not in item:
+            return []
+        pipeline_id = item.get("pipeline_id", entity.pipeline_id)
+        if not isinstance(pipeline_id, int) or pipeline_id not in self._pipelines:
+            return [ItemError("NotSupportedChoice", "pipeline_id", "Pipeline not found.")]
+        pipeline = self._pipelines[pipeline_id]
+        if "status_id" in item:
+            status_id = item["status_id"]
+            if not isinstance(status_id, int) or pipeline.status(status_id) is None:
+                return [ItemError("NotSupportedChoice", "status_id", "Status not found.")]
+        elif pipeline_id == entity.pipeline_id:
+            status_id = entity.status_id
+        else:
+            status_id = self._pipeline_ref(pipeline).first_status_id
+        change.status = (pipeline_id, status_id)
+        return []
+
+    def _validate_fields(self, kind: str, entries: Any, change: Change) -> list[ItemError]:
+        if entries is None:
+            return []
+        if not isinstance(entries, list):
+            return [
+                ItemError(
+                    "InvalidType", "custom_fields_values", "This value should be of type array."
+                )
+            ]
+        errors: list[ItemError] = []
+        definitions = self._fields[kind]
+        for index, entry in enumerate(entries):
+            path = f"custom_fields_values.{index}"
+            if not isinstance(entry, dict):
+                errors.append(
+                    ItemError("InvalidType", path, "This value should be of type object.")
+                )
+                continue
+            definition: CustomField | None = None
+            field_id = entry.get("field_id")
+            if isinstance(field_id, int) and not isinstance(field_id, bool):
+                definition = definitions.get(field_id)
+            elif isinstance(entry.get("field_code"), str):
+                definition = next(
+                    (d for d in definitions.values() if d.code == entry["field_code"]), None
+                )
+            if definition is None:
+                errors.append(
+                    ItemError("NotSupportedChoice", f"{path}.field_id", "Custom field not found.")
+                )
+                continue
+            values, value_errors = normalize_values(definition, entry.get("values"), path)
+            if value_errors:
+                errors.extend(value_errors)
+            else:
+                change.fields.append((definition, values))
+        return errors
+
+    def _validate_tags(self, kind: str, item: dict[str, Any], change: Change) -> list[ItemError]:
+        errors: list[ItemError] = []
+        embedded = item.get("_embedded")
+        if isinstance(embedded, dict) and "tags" in embedded:
+            names, tag_errors = self._tag_names(kind, embedded["tags"], "_embedded.tags")
+            errors.extend(tag_errors)
+            change.tags_replace = names
+        for key in ("tags_to_add", "tags_to_delete"):
+            if key in item:
+                names, tag_errors = self._tag_names(kind, item[key], key)
+                errors.extend(tag_errors)
+                if key == "tags_to_add":
+                    change.tags_add = names
+                else:
+                    change.tags_delete = names
+        return errors
+
+    def _tag_names(self, kind: str, refs: Any, path: str) -> tuple[list[str], list[ItemError]]:
+        if refs is None:
+            return [], []
+        if not isinstance(refs, list):
+            return [], [ItemError("InvalidType", path, "This value should be of type array.")]
+        by_id = {tag_id: name for name, tag_id in self._tags[kind].items()}
+        names: list[str] = []
+        errors: list[ItemError] = []
+        for index, ref in enumerate(refs):
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"].strip():
+                names.append(ref["name"].strip())
+            elif isinstance(ref, dict) and isinstance(ref.get("id"), int) and ref["id"] in by_id:
+                names.append(by_id[ref["id"]])
+            else:
+                errors.append(ItemError("NotSupportedChoice", f"{path}.{index}", "Tag not found."))
+        return names, errors
+
+    def _apply_change(self, change: Change, user_id: int, at: int) -> bool:
+        """Apply a validated change; record what amoCRM records; False when nothing changed."""
+        entity = change.entity
+
+        def emit(
+            event_type: str,
+            before: list[dict[str, Any]] | None,
+            after: list[dict[str, Any]] | None,
+            *,
+            always: bool = False,
+        ) -> None:
+            if always or self.record_change_events:
+                self._record_event(
+                    event_type, entity.kind, entity.id, user_id, at, before=before, after=after
+                )
+
+        changed = False
+        if change.name is not None and change.name != entity.name:
+            emit(
+                "name_field_changed",
+                [{"name_field_value": {"name": entity.name}}],
+                [{"name_field_value": {"name": change.name}}],
+            )
+            entity.name, changed = change.name, True
+        if change.price is not None and change.price != entity.price:
+            emit(
+                "sale_field_changed",
+                [{"sale_field_value": {"sale": entity.price}}],
+                [{"sale_field_value": {"sale": change.price}}],
+            )
+            entity.price, changed = change.price, True
+        responsible = change.responsible_user_id
+        if responsible is not None and responsible != entity.responsible_user_id:
+            emit(
+                "entity_responsible_changed",
+                [{"responsible_user": {"id": entity.responsible_user_id}}],
+                [{"responsible_user": {"id": responsible}}],
+            )
+            entity.responsible_user_id, changed = responsible, True
+        if change.status is not None and change.status != (entity.pipeline_id, entity.status_id):
+            pipeline_id, status_id = change.status
+            emit(
+                "lead_status_changed",
+                [{"lead_status": {"id": entity.status_id, "pipeline_id": entity.pipeline_id}}],
+                [{"lead_status": {"id": status_id, "pipeline_id": pipeline_id}}],
+                always=True,
+            )
+            entity.pipeline_id, entity.status_id = pipeline_id, status_id
+            closed = status_id in (WON_STATUS_ID, LOST_STATUS_ID)
+            entity.closed_at = (entity.closed_at or at) if closed else None
+            changed = True
+        changed = self._apply_contents(change, emit) or changed
+        if changed:
+            entity.updated_at = max(entity.updated_at, at)
+            entity.updated_by = user_id
+            self._touch()
+        return changed
+
+    def _apply_contents(self, change: Change, emit: Callable[..., None]) -> bool:
+        entity = change.entity
+        changed = False
+        for definition, values in change.fields:
+            current = entity.fields.get(definition.id)
+            if values == current:
+                continue
+            emit(
+                f"custom_field_{definition.id}_value_changed",
+                _field_event_values(definition, current),
+                _field_event_values(definition, values),
+            )
+            if values is None:
+                del entity.fields[definition.id]
+            else:
+                entity.fields[definition.id] = values
+            changed = True
+        wanted = self._tags_after(change)
+        if wanted != entity.tags:
+            for name in wanted:
+                self._tag_id(entity.kind, name)
+            for name in (name for name in wanted if name not in entity.tags):
+                emit("entity_tag_added", None, [{"tag": {"name": name}}])
+            for name in (name for name in entity.tags if name not in wanted):
+                emit("entity_tag_deleted", [{"tag": {"name": name}}], None)
+            entity.tags, changed = wanted, True
+        return changed
+
+    @staticmethod
+    def _tags_after(change: Change) -> list[str]:
+        wanted = list(change.entity.tags)
+        if change.tags_replace is not None:
+            wanted = list(dict.fromkeys(change.tags_replace))
+        for name in change.tags_add:
+            if name not in wanted:
+                wanted.append(name)
+        return [name for name in wanted if name not in change.tags_delete]
+
+    # ------------------------------------------------------------------ rendering
+
+    def _href(self, path: str) -> dict[str, dict[str, str]]:
+        return {"self": {"href": f"{self.base_url}{path}"}}
+
+    def _render_entity(self, entity: Entity, with_: set[str]) -> dict[str, Any]:
+        definitions = self._fields[entity.kind]
+        values = [
+            stored_entry(definitions[field_id], copy.deepcopy(field_values))
+            for field_id, field_values in entity.fields.items()
+            if field_id in definitions
+        ]
+        registry = self._tags[entity.kind]
+        tags = [{"id": registry[name], "name": name, "color": None} for name in entity.tags]
+        path = f"/api/v4/{entity.kind}/{entity.id}"
+        out: dict[str, Any] = {"id": entity.id, "name": entity.name}
+        if entity.kind == "leads":
+            out.update(
+                {
+                    "price": entity.price,
+                    "responsible_user_id": entity.responsible_user_id,
+                    "group_id": 0,
+                    "status_id": entity.status_id,
+                    "pipeline_id": entity.pipeline_id,
+                    "loss_reason_id": None,
+                }
+            )
+        else:
+            out.update({"responsible_user_id": entity.responsible_user_id, "group_id": 0})
+        out.update(
+            {
+                "created_by": entity.created_by,
+                "updated_by": entity.updated_by,
+                "created_at": entity.created_at,
+                "updated_at": entity.updated_at,
+            }
+        )
+        if entity.kind == "leads":
+            out["closed_at"] = entity.closed_at
+        out["closest_task_at"] = self._closest_task_at(entity.kind, entity.id)
+        out["is_deleted"] = False
+        if entity.kind == "leads" and "is_price_modified_by_robot" in with_:
+            out["is_price_modified_by_robot"] = False
+        if entity.kind == "leads" and "source_id" in with_:
+            out["source_id"] = None
+        out["custom_fields_values"] = values or None
+        if entity.kind == "leads":
+            out["score"] = None
+            out["labor_cost"] = None
+        out["account_id"] = self.account_id
+        out["_links"] = self._href(path)
+        embedded: dict[str, Any] = {"tags": tags}
+        if entity.kind == "leads":
+            embedded["companies"] = [
+                {"id": company_id, "_links": self._href(f"/api/v4/companies/{company_id}")}
+                for company_id in entity.company_ids
+            ]
+            if "contacts" in with_:
+                embedded["contacts"] = []
+        out["_embedded"] = embedded
+        return out
+
+    def _closest_task_at(self, kind: str, entity_id: int) -> int | None:
+        pending = [
+            self._tasks[task_id]["complete_till"]
+            for task_id in self._tasks_by_entity.get((kind, entity_id), [])
+            if not self._tasks[task_id]["is_completed"]
+        ]
+        return min(pending) if pending else None
+
+    def _render_event(self, event: StoredEvent) -> dict[str, Any]:
+        plural = PLURAL.get(event.entity_type, event.entity_type)
+        return {
+            "id": event.id,
+            "type": event.type,
+            "entity_id": event.entity_id,
+            "entity_type": event.entity_type,
+            "created_by": event.created_by,
+            "created_at": event.created_at,
+            "value_after": copy.deepcopy(event.value_after)
+            if event.value_after is not None
+            else [],
+            "value_before": copy.deepcopy(event.value_before)
+            if event.value_before is not None
+            else [],
+            "account_id": self.account_id,
+            "_links": self._href(f"/api/v4/events/{event.id}"),
+            "_embedded": {
+                "entity": {
+                    "id": event.entity_id,
+                    "_links": self._href(f"/api/v4/{plural}/{event.entity_id}"),
+                }
+            },
+        }
+
+    def _render_task(self, task: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(task)
+        out["account_id"] = self.account_id
+        out["_links"] = self._href(f"/api/v4/tasks/{task['id']}")
+        return out
+
+    def _render_note(self, note: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(note)
+        out["account_id"] = self.account_id
+        out["_links"] = self._href(f"/api/v4/leads/{note['entity_id']}/notes/{note['id']}")
+        return out
+
+    def _render_pipeline(self, pipeline: Pipeline) -> dict[str, Any]:
+        return {
+            "id": pipeline.id,
+            "name": pipeline.name,
+            "sort": pipeline.sort,
+            "is_main": pipeline.is_main,
+            "is_unsorted_on": pipeline.is_unsorted_on,
+            "is_archive": False,
+            "account_id": self.account_id,
+            "_links": self._href(f"/api/v4/leads/pipelines/{pipeline.id}"),
+            "_embedded": {
+                "statuses": [self._render_status(status) for status in pipeline.statuses]
+            },
+        }
+
+    def _render_status(self, status: Status) -> dict[str, Any]:
+        return {
+            "id": status.id,
+            "name": status.name,
+            "sort": status.sort,
+            "is_editable": status.is_editable,
+            "pipeline_id": status.pipeline_id,
+            "color": status.color,
+            "type": status.type,
+            "account_id": self.account_id,
+            "_links": self._href(
+                f"/api/v4/leads/pipelines/{status.pipeline_id}/statuses/{status.id}"
+            ),
+        }
+
+    def _render_user(self, user: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(user)
+        out["_links"] = self._href(f"/api/v4/users/{user['id']}")
+        return out
+
+    # ------------------------------------------------------------------ tasks
+
+    def _store_task(self, item: Mapping[str, Any], author: int, at: int) -> int:
+        task_id = self._new_id("task")
+        entity_type = item.get("entity_type")
+        entity_id = item.get("entity_id")
+        self._tasks[task_id] = {
+            "id": task_id,
+            "created_by": author,
+            "updated_by": author,
+            "created_at": at,
+            "updated_at": at,
+            "responsible_user_id": item.get("responsible_user_id") or author,
+            "group_id": 0,
+            "entity_id": entity_id,
+            "entity_type": entity_type,
+            "duration": int(item.get("duration") or 0),
+            "is_completed": bool(item.get("is_completed", False)),
+            "task_type_id": int(item.get("task_type_id") or 1),
+            "text": item["text"],
+            "result": [],
+            "complete_till": int(item["complete_till"]),
+        }
+        if isinstance(entity_type, str) and isinstance(entity_id, int):
+            self._tasks_by_entity.setdefault((entity_type, entity_id), []).append(task_id)
+        self._touch()
+        return task_id
+
+
+def _field_event_values(
+    definition: CustomField, values: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "custom_field_value": {
+                "field_id": definition.id,
+                "field_type": TYPE_CODES.get(definition.type, 0),
+                "enum_id": value.get("enum_id"),
+                "text": str(value.get("value", "")),
+            }
+        }
+        for value in values or []
+    ]
