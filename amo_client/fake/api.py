@@ -289,14 +289,11 @@ class Api:
 
     def _get_account(self, call: Call, match: re.Match[str]) -> Reply:
         with_ = self._with(call)
-        created = min(
-            (e.created_at for e in self.state._entities["leads"].values()), default=self.state.now()
-        )
         body: dict[str, Any] = {
             "id": self.state.account_id,
             "name": self.state.account_name,
             "subdomain": self.state.subdomain,
-            "created_at": created,
+            "created_at": self.state.created_at,
             "created_by": 0,
             "updated_at": self.state.now(),
             "updated_by": 0,

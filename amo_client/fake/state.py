@@ -80,6 +80,7 @@ class AccountState:
         self.timezone = timezone
         self.record_change_events = record_change_events
         self._clock = clock
+        self.created_at = int(clock())
         self._lock = threading.RLock()
         self._next_ids: dict[str, int] = {
             "user": 5_000_001,
@@ -587,6 +588,8 @@ class AccountState:
         """
         with self._lock:
             plural = PLURAL.get(entity_type, entity_type)
+            if plural in self._entities and lead_id not in self._entities[plural]:
+                raise KeyError(lead_id)
             when = int(at) if at is not None else self.now()
             after = (
                 value_after if value_after is not None else self._default_value_after(event_type)
