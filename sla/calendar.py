@@ -398,6 +398,9 @@ class _Engine:
     def __reduce__(self) -> tuple[type[_Engine], tuple[object, ...]]:
         return (_Engine, self._spec)
 
+    def hours_of(self, kind: DayKind) -> OpenHours:
+        return self._hours[kind]
+
     def _day(self, ordinal: int) -> list[tuple[int, int]]:
         intervals = self._days.get(ordinal)
         if intervals is None:
@@ -497,7 +500,7 @@ class BusinessCalendar:
 
     def hours_for(self, day: date) -> OpenHours:
         """The wall-clock open hours of a local date."""
-        return self._engine._hours[self.production.day_kind(day)]
+        return self._engine.hours_of(self.production.day_kind(day))
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest instant ``t >= start`` with ``between(start, t) == duration``.
