@@ -1,0 +1,629 @@
+"""SLA policies: tariffs, request classes, targets and calendars, read from TOML.
+
+A policy says, per tariff and request class, on which business calendar the
+clocks run and how much business time the reaction and the resolution may take.
+The built-in default is the CRMBP regulation (:func:`default_policy`); an admin
+can hand the worker any other policy file (``sla/presets/`` holds examples).
+
+The TOML format (every key is checked; an unknown key, a wrong type or a bad
+value is a :class:`PolicyError` that names the key)::
+
+    name = "CRMBP"                        # shown in traces
+    zone = "Europe/Moscow"                # IANA zone of every calendar unless one says otherwise
+    at_risk_fraction = 0.8                # "Под угрозой" once this share of a target is used
+    reaction_events = ["outgoing_chat_message", "outgoing_call", "common_note_added"]
+    default_tariff = "По факту"           # optional: tariff of leads with no tariff tag
+    acceptance_period = "8h"              # business time a result waits in an acceptance stage
+    acceptance_calendar = "workdays"      # the calendar that business time is counted on
+
+    [production_calendar]                 # optional
+    extra_days_off = [2026-12-31]         # TOML dates or "YYYY-MM-DD" strings
+    extra_working_days = []
+    shorten_pre_holiday = false           # Labour Code art. 95: one hour less before a holiday
+
+    [calendars.workdays]                  # named calendars, referenced below
+    workdays = "10:00-18:00"              # open hours of working days ("09:00-13:00, 14:00-18:00")
+    non_working_days = ""                 # open hours of weekends and holidays; "" = closed
+    # zone = "Asia/Yekaterinburg"         # optional per-calendar zone
+    # shorten_pre_holiday = true          # optional per-calendar override
+
+    [classes]                             # tag spellings of the request classes
+    typical = ["Типовое"]
+    non_standard = ["Нестандартное", "Доработка"]
+
+    [emergency]                           # optional
+    tags = ["авария"]
+    reaction_calendar = "round_the_clock" # optional: emergencies react on this calendar
+
+    [tariffs.priority]                    # one table per tariff; file order = precedence
+    name = "Приоритет"                    # optional, defaults to the table key
+    tags = ["Приоритет"]                  # optional, defaults to [name]
+
+    [tariffs.priority.typical]            # required
+    calendar = "priority_typical"
+    reaction = "1h"                       # durations: "1h", "90m", "1h30m", "45s"
+    resolution = "12h"                    # or "by agreement" (по согласованию сторон)
+
+    [tariffs.priority.non_standard]       # optional: without it non-standard requests
+    calendar = "workdays"                 # get the typical targets
+    reaction = "3h"
+    resolution = "by agreement"
+
+Tags are compared ignoring case, surrounding spaces and repeated inner spaces
+(:func:`normalize_tag`). A tag may belong to one tariff, one class or the
+emergency list, never to two of them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sla.calendar import BusinessCalendar, OpenHours, ProductionCalendar
+
+__all__ = [
+    "DEFAULT_REACTION_EVENT_TYPES",
+    "Policy",
+    "PolicyError",
+    "RequestClass",
+    "Targets",
+    "Tariff",
+    "default_policy",
+    "load_policy",
+    "normalize_tag",
+]
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+# amoCRM API v4 event types made by a person answering a request: a chat reply, a call,
+# an e-mail and a note typed into the lead card.
+DEFAULT_REACTION_EVENT_TYPES = frozenset(
+    {"outgoing_chat_message", "outgoing_call", "outgoing_mail", "common_note_added"}
+)
+
+BY_AGREEMENT_SPELLINGS = frozenset({"by agreement", "по согласованию"})
+
+
+class RequestClass(StrEnum):
+    TYPICAL = "typical"
+    NON_STANDARD = "non_standard"
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used; ``key`` is the offending TOML key path."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+def normalize_tag(tag: str) -> str:
+    """The form tags are compared in: case-folded, trimmed, inner spaces collapsed."""
+    return " ".join(tag.split()).casefold()
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where and how long: the calendar a class's clocks run on and its two targets."""
+
+    calendar: BusinessCalendar
+    reaction: timedelta
+    resolution: timedelta | None  # None: by agreement (the lead's agreed date, if any)
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """A support plan. ``targets`` always holds both classes: a tariff defined for typical
+    requests only applies those targets to non-standard requests too."""
+
+    name: str
+    tags: tuple[str, ...]
+    targets: Mapping[RequestClass, Targets]
+    key: str = ""  # the TOML table key (tariffs.KEY), for messages
+
+    @property
+    def path(self) -> str:
+        return f"tariffs.{_key(self.key or self.name)}"
+
+    def __post_init__(self) -> None:
+        targets = dict(self.targets)
+        if RequestClass.TYPICAL not in targets:
+            raise PolicyError(f"{self.path}.typical", "missing table")
+        targets.setdefault(RequestClass.NON_STANDARD, targets[RequestClass.TYPICAL])
+        object.__setattr__(self, "targets", MappingProxyType(targets))
+        object.__setattr__(self, "tags", tuple(self.tags) or (self.name,))
+
+
+@dataclass(frozen=True)
+class Policy:
+    tariffs: tuple[Tariff, ...]  # order = precedence when a lead carries several tariff tags
+    class_tags: Mapping[RequestClass, tuple[str, ...]]
+    emergency_tags: tuple[str, ...] = ("авария",)
+    emergency_reaction_calendar: BusinessCalendar | None = None  # None: no special calendar
+    at_risk_fraction: float = 0.8
+    default_tariff: str | None = None  # tariff of leads with no tariff tag; None: "Нет тарифа"
+    reaction_event_types: frozenset[str] = DEFAULT_REACTION_EVENT_TYPES
+    acceptance_period: timedelta = timedelta(hours=8)
+    # Business time of the acceptance period is counted on this calendar; None counts it on
+    # the lead's resolution calendar (wall-clock time for a lead without a tariff).
+    acceptance_calendar: BusinessCalendar | None = None
+    zone: ZoneInfo = MOSCOW  # the zone a lead's instants are reported in
+    name: str = ""
+    calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)  # by TOML name
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tariffs", tuple(self.tariffs))
+        object.__setattr__(
+            self,
+            "class_tags",
+            MappingProxyType({kind: tuple(self.class_tags.get(kind, ())) for kind in RequestClass}),
+        )
+        object.__setattr__(self, "emergency_tags", tuple(self.emergency_tags))
+        object.__setattr__(self, "reaction_event_types", frozenset(self.reaction_event_types))
+        object.__setattr__(self, "calendars", MappingProxyType(dict(self.calendars)))
+        if not 0 < self.at_risk_fraction <= 1:
+            raise PolicyError("at_risk_fraction", "must be more than 0 and at most 1")
+        if self.acceptance_period <= timedelta(0):
+            raise PolicyError("acceptance_period", "must be more than zero")
+        names = [tariff.name for tariff in self.tariffs]
+        for index, tariff in enumerate(self.tariffs):
+            if tariff.name in names[:index]:
+                raise PolicyError(tariff.path, f"tariff name {tariff.name!r} is used twice")
+        if self.default_tariff is not None and self.default_tariff not in names:
+            raise PolicyError(
+                "default_tariff", f"no tariff is named {self.default_tariff!r} ({_listing(names)})"
+            )
+        _check_tag_owners(self)
+
+    def tariff_named(self, name: str) -> Tariff:
+        for tariff in self.tariffs:
+            if tariff.name == name:
+                return tariff
+        raise KeyError(f"no tariff named {name!r} in the policy ({_listing(self.tariff_names)})")
+
+    @property
+    def tariff_names(self) -> tuple[str, ...]:
+        return tuple(tariff.name for tariff in self.tariffs)
+
+
+def _check_tag_owners(policy: Policy) -> None:
+    owners: dict[str, str] = {}
+
+    def claim(tag: str, owner: str, key: str) -> None:
+        normal = normalize_tag(tag)
+        if not normal:
+            raise PolicyError(key, "a tag cannot be empty")
+        previous = owners.setdefault(normal, owner)
+        if previous != owner:
+            raise PolicyError(key, f"tag {tag!r} already belongs to {previous}")
+
+    for tariff in policy.tariffs:
+        for index, tag in enumerate(tariff.tags):
+            claim(tag, f"tariff {tariff.name!r}", f"{tariff.path}.tags[{index}]")
+    for kind, tags in policy.class_tags.items():
+        for index, tag in enumerate(tags):
+            claim(tag, f"class {kind.value}", f"classes.{kind.value}[{index}]")
+    for index, tag in enumerate(policy.emergency_tags):
+        claim(tag, "the emergency tags", f"emergency.tags[{index}]")
+
+
+# ---------------------------------------------------------------------------
+# Reading TOML
+
+_T = TypeVar("_T")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION_HINT = 'expected a duration like "1h" or "90m"'
+_MISSING: Any = object()
+
+
+def _key(part: str) -> str:
+    return part if _BARE_KEY.match(part) else '"' + part.replace('"', '\\"') + '"'
+
+
+def _listing(names: Iterable[str]) -> str:
+    listed = ", ".join(repr(name) for name in names)
+    return f"defined: {listed}" if listed else "none are defined"
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true/false)"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, date):
+        return f"{value.isoformat()} (a date)"
+    if isinstance(value, int | float):
+        return f"{value} (a number)"
+    kinds = {list: "a list", dict: "a table"}
+    return next(
+        (text for cls, text in kinds.items() if isinstance(value, cls)), type(value).__name__
+    )
+
+
+_ROOT_KEYS = (
+    "name",
+    "zone",
+    "at_risk_fraction",
+    "reaction_events",
+    "default_tariff",
+    "acceptance_period",
+    "acceptance_calendar",
+    "production_calendar",
+    "calendars",
+    "classes",
+    "emergency",
+    "tariffs",
+)
+_PRODUCTION_KEYS = ("extra_days_off", "extra_working_days", "shorten_pre_holiday")
+_CALENDAR_KEYS = ("workdays", "non_working_days", "zone", "shorten_pre_holiday")
+_CLASS_KEYS = tuple(kind.value for kind in RequestClass)
+_EMERGENCY_KEYS = ("tags", "reaction_calendar")
+_TARIFF_KEYS = ("name", "tags", *_CLASS_KEYS)
+_TARGET_KEYS = ("calendar", "reaction", "resolution")
+
+
+class _Table:
+    """One TOML table being read: knows its key path and refuses keys it does not expect.
+
+    ``keys`` None: a table of named entries (calendars, tariffs), any key allowed."""
+
+    def __init__(self, data: object, path: str, keys: tuple[str, ...] | None) -> None:
+        if not isinstance(data, dict):
+            raise PolicyError(path, f"expected a table, got {_describe(data)}")
+        self.data: dict[str, Any] = data
+        self.path = path
+        for key in data:
+            if keys is not None and key not in keys:
+                raise PolicyError(self.at(key), f"unknown key (expected one of: {', '.join(keys)})")
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{_key(key)}" if self.path else _key(key)
+
+    def get(self, key: str, read: Callable[[object, str], _T], default: _T) -> _T:
+        value = self.data.get(key, _MISSING)
+        return default if value is _MISSING else read(value, self.at(key))
+
+    def need(self, key: str, read: Callable[[object, str], _T]) -> _T:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            raise PolicyError(self.at(key), "missing")
+        return read(value, self.at(key))
+
+    def table(self, key: str, keys: tuple[str, ...] | None) -> _Table | None:
+        value = self.data.get(key, _MISSING)
+        return None if value is _MISSING else _Table(value, self.at(key), keys)
+
+    def sub(self, key: str, keys: tuple[str, ...] | None) -> _Table:
+        """A table that must be there."""
+        table = self.table(key, keys)
+        if table is None:
+            raise PolicyError(self.at(key), "missing table")
+        return table
+
+
+def _text(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(path, f"expected a text, got {_describe(value)}")
+    return value
+
+
+def _name(value: object, path: str) -> str:
+    text = _text(value, path).strip()
+    if not text:
+        raise PolicyError(path, "cannot be empty")
+    return text
+
+
+def _flag(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyError(path, f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _fraction(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(path, f"expected a number like 0.8, got {_describe(value)}")
+    if not 0 < value <= 1:
+        raise PolicyError(path, f"must be more than 0 and at most 1, got {value}")
+    return float(value)
+
+
+def _texts(value: object, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise PolicyError(path, f"expected a list of texts, got {_describe(value)}")
+    return tuple(_name(item, f"{path}[{index}]") for index, item in enumerate(value))
+
+
+def _duration(value: object, path: str) -> timedelta:
+    if not isinstance(value, str):
+        raise PolicyError(path, f"{_DURATION_HINT}, got {_describe(value)}")
+    compact = "".join(value.split()).lower()
+    if compact.startswith("-"):
+        raise PolicyError(path, f"a duration cannot be negative, got {value!r}")
+    match = _DURATION.match(compact)
+    if not compact or match is None:
+        raise PolicyError(path, f"{_DURATION_HINT}, got {value!r}")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    duration = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    if duration <= timedelta(0):
+        raise PolicyError(path, f"must be more than zero, got {value!r}")
+    return duration
+
+
+def _resolution(value: object, path: str) -> timedelta | None:
+    if isinstance(value, str) and normalize_tag(value) in BY_AGREEMENT_SPELLINGS:
+        return None
+    try:
+        return _duration(value, path)
+    except PolicyError as error:
+        raise PolicyError(path, f'{error.problem}, or "by agreement"') from None
+
+
+def _zone(value: object, path: str) -> ZoneInfo:
+    name = _name(value, path)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PolicyError(
+            path, f'unknown time zone {name!r}: expected an IANA name like "Europe/Moscow"'
+        ) from None
+
+
+def _open_hours(value: object, path: str) -> OpenHours:
+    text = _text(value, path)
+    try:
+        return OpenHours.parse(text)
+    except ValueError as error:
+        raise PolicyError(path, str(error)) from None
+
+
+def _dates(value: object, path: str) -> frozenset[date]:
+    if not isinstance(value, list):
+        raise PolicyError(path, f"expected a list of dates, got {_describe(value)}")
+    days: set[date] = set()
+    for index, item in enumerate(value):
+        item_path = f"{path}[{index}]"
+        if isinstance(item, date) and type(item) is date:
+            days.add(item)
+        elif isinstance(item, str):
+            try:
+                days.add(date.fromisoformat(item.strip()))
+            except ValueError:
+                raise PolicyError(
+                    item_path, f'expected a date like 2026-12-31 or "2026-12-31", got {item!r}'
+                ) from None
+        else:
+            raise PolicyError(item_path, f"expected a date like 2026-12-31, got {_describe(item)}")
+    return frozenset(days)
+
+
+def _calendar_ref(calendars: Mapping[str, BusinessCalendar]) -> Callable[[object, str], str]:
+    def read(value: object, path: str) -> str:
+        name = _name(value, path)
+        if name not in calendars:
+            raise PolicyError(path, f"unknown calendar {name!r} ({_listing(calendars)})")
+        return name
+
+    return read
+
+
+def load_policy(text: str) -> Policy:
+    """Read a policy from TOML text; the caller reads the file."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError("", f"not valid TOML: {error}") from None
+    root = _Table(data, "", _ROOT_KEYS)
+    name = root.get("name", _text, "")
+    zone = root.need("zone", _zone)
+    at_risk = root.get("at_risk_fraction", _fraction, 0.8)
+    reaction_events = root.get("reaction_events", _texts, tuple(DEFAULT_REACTION_EVENT_TYPES))
+    for index, event_type in enumerate(reaction_events):
+        if not re.fullmatch(r"[a-z0-9_]+", event_type):
+            raise PolicyError(
+                f"reaction_events[{index}]",
+                f'expected an amoCRM event type like "outgoing_chat_message", got {event_type!r}',
+            )
+    if not reaction_events:
+        raise PolicyError("reaction_events", "name at least one event type")
+
+    production, shorten = _read_production(root.table("production_calendar", _PRODUCTION_KEYS))
+    calendars = _read_calendars(root.sub("calendars", None), zone, production, shorten)
+    calendar_ref = _calendar_ref(calendars)
+
+    acceptance_period = root.get("acceptance_period", _duration, timedelta(hours=8))
+    acceptance_calendar = calendars[root.need("acceptance_calendar", calendar_ref)]
+
+    class_tags = _read_classes(root.table("classes", _CLASS_KEYS))
+    emergency_tags: tuple[str, ...] = ()
+    emergency_calendar: BusinessCalendar | None = None
+    emergency = root.table("emergency", _EMERGENCY_KEYS)
+    if emergency is not None:
+        emergency_tags = emergency.get("tags", _texts, emergency_tags)
+        calendar_name = emergency.get("reaction_calendar", calendar_ref, "")
+        emergency_calendar = calendars[calendar_name] if calendar_name else None
+
+    tariffs = _read_tariffs(root.sub("tariffs", None), calendars)
+    default_tariff = root.get("default_tariff", _name, "") or None
+    return Policy(
+        tariffs=tariffs,
+        class_tags=class_tags,
+        emergency_tags=emergency_tags,
+        emergency_reaction_calendar=emergency_calendar,
+        at_risk_fraction=at_risk,
+        default_tariff=default_tariff,
+        reaction_event_types=frozenset(reaction_events),
+        acceptance_period=acceptance_period,
+        acceptance_calendar=acceptance_calendar,
+        zone=zone,
+        name=name,
+        calendars=calendars,
+    )
+
+
+def _read_production(table: _Table | None) -> tuple[ProductionCalendar, bool]:
+    if table is None:
+        return ProductionCalendar(), False
+    nothing: frozenset[date] = frozenset()
+    days_off = table.get("extra_days_off", _dates, nothing)
+    working = table.get("extra_working_days", _dates, nothing)
+    shorten = table.get("shorten_pre_holiday", _flag, False)
+    both = sorted(days_off & working)
+    if both:
+        raise PolicyError(
+            table.at("extra_working_days"),
+            f"{both[0].isoformat()} is listed in extra_days_off too",
+        )
+    return ProductionCalendar(extra_days_off=days_off, extra_working_days=working), shorten
+
+
+def _read_calendars(
+    table: _Table, zone: ZoneInfo, production: ProductionCalendar, shorten: bool
+) -> dict[str, BusinessCalendar]:
+    calendars: dict[str, BusinessCalendar] = {}
+    for calendar_name in table.data:
+        entry = table.sub(calendar_name, _CALENDAR_KEYS)
+        workdays = entry.need("workdays", _open_hours)
+        non_working = entry.get("non_working_days", _open_hours, OpenHours.CLOSED)
+        calendar_zone = entry.get("zone", _zone, zone)
+        calendar_shorten = entry.get("shorten_pre_holiday", _flag, shorten)
+        if not workdays.spans and not non_working.spans:
+            raise PolicyError(entry.path, "a calendar must be open on some days")
+        calendars[calendar_name] = BusinessCalendar(
+            zone=calendar_zone,
+            workday_hours=workdays,
+            non_working_hours=non_working,
+            production=production,
+            shorten_pre_holiday=calendar_shorten,
+        )
+    if not calendars:
+        raise PolicyError(table.path, "define at least one calendar")
+    return calendars
+
+
+def _read_classes(table: _Table | None) -> dict[RequestClass, tuple[str, ...]]:
+    if table is None:
+        return dict.fromkeys(RequestClass, ())
+    none: tuple[str, ...] = ()
+    tags = {kind: table.get(kind.value, _texts, none) for kind in RequestClass}
+    return tags
+
+
+def _read_tariffs(table: _Table, calendars: Mapping[str, BusinessCalendar]) -> tuple[Tariff, ...]:
+    calendar_ref = _calendar_ref(calendars)
+    tariffs: list[Tariff] = []
+    seen: dict[str, str] = {}
+    for tariff_key in table.data:
+        entry = table.sub(tariff_key, _TARIFF_KEYS)
+        tariff_name = entry.get("name", _name, tariff_key.strip())
+        if tariff_name in seen:
+            raise PolicyError(
+                entry.at("name"), f"tariff name {tariff_name!r} is also used by {seen[tariff_name]}"
+            )
+        seen[tariff_name] = entry.path
+        own_name: tuple[str, ...] = (tariff_name,)
+        tags = entry.get("tags", _texts, own_name)
+        if not tags:
+            raise PolicyError(entry.at("tags"), "list at least one tag")
+        targets: dict[RequestClass, Targets] = {}
+        for kind in RequestClass:
+            class_table = (
+                entry.sub(kind.value, _TARGET_KEYS)
+                if kind is RequestClass.TYPICAL
+                else entry.table(kind.value, _TARGET_KEYS)
+            )
+            if class_table is None:
+                continue
+            calendar_name = class_table.need("calendar", calendar_ref)
+            reaction = class_table.need("reaction", _duration)
+            resolution = class_table.need("resolution", _resolution)
+            targets[kind] = Targets(calendars[calendar_name], reaction, resolution)
+        tariffs.append(Tariff(name=tariff_name, tags=tags, targets=targets, key=tariff_key))
+    if not tariffs:
+        raise PolicyError(table.path, "define at least one tariff")
+    return tuple(tariffs)
+
+
+# ---------------------------------------------------------------------------
+# The built-in policy: seed 000 (CRMBP), §3. The documented copy of this text is
+# sla/presets/crmbp.toml; a test keeps the two equal.
+
+_CRMBP = """
+name = "CRMBP"
+zone = "Europe/Moscow"
+at_risk_fraction = 0.8
+reaction_events = ["outgoing_chat_message", "outgoing_call", "outgoing_mail", "common_note_added"]
+acceptance_period = "8h"
+acceptance_calendar = "workdays"
+
+[production_calendar]
+extra_days_off = []
+extra_working_days = []
+shorten_pre_holiday = false
+
+[calendars.workdays]
+workdays = "10:00-18:00"
+non_working_days = ""
+
+[calendars.priority_typical]
+workdays = "10:00-18:00"
+non_working_days = "12:00-18:00"
+
+[calendars.round_the_clock]
+workdays = "00:00-24:00"
+non_working_days = "00:00-24:00"
+
+[classes]
+typical = ["Типовое"]
+non_standard = ["Нестандартное", "Доработка"]
+
+[emergency]
+tags = ["авария"]
+reaction_calendar = "round_the_clock"
+
+[tariffs.priority]
+name = "Приоритет"
+tags = ["Приоритет"]
+
+[tariffs.priority.typical]
+calendar = "priority_typical"
+reaction = "1h"
+resolution = "12h"
+
+[tariffs.priority.non_standard]
+calendar = "workdays"
+reaction = "3h"
+resolution = "by agreement"
+
+[tariffs.po_faktu]
+name = "По факту"
+tags = ["По факту"]
+
+[tariffs.po_faktu.typical]
+calendar = "workdays"
+reaction = "24h"
+resolution = "72h"
+
+[tariffs.po_faktu.non_standard]
+calendar = "workdays"
+reaction = "24h"
+resolution = "by agreement"
+"""
+
+
+@lru_cache(maxsize=1)
+def default_policy() -> Policy:
+    """The CRMBP regulation (spec §2), the same policy as ``sla/presets/crmbp.toml``.
+
+    One shared instance, so its calendars' caches are warmed once per process."""
+    return load_policy(_CRMBP)
