@@ -1,0 +1,1 @@
+"""Policy presets (TOML package data): read by the worker's configuration, never by sla."""

@@ -1,0 +1,814 @@
+"""A lead's SLA state: a pure function of (lead, history, policy, stage roles, now).
+
+How the state is derived, and the choices the regulations leave open:
+
+Tariff, class, emergency
+    Tags are compared ignoring case and spaces (:func:`sla.policy.normalize_tag`).
+    The first tariff in policy order whose tag the lead carries wins; several
+    tariff tags add a ``problems`` entry. No tariff tag: the policy's
+    ``default_tariff``, else status «Нет тарифа» (no deadlines, nothing breaches).
+    The class comes from the class select field when its value is one of the
+    class's spellings (or ``typical``/``non_standard``), else from the class
+    tags, else ``typical``. Tags of both classes: ``non_standard`` wins (typical
+    is the default anyway, so an explicit non-standard tag is the stronger
+    signal) and the conflict is reported. Emergency tags switch the reaction
+    clock to ``policy.emergency_reaction_calendar`` when the policy has one.
+
+Registration
+    ``created_at``, or the latest ``lead_status_changed`` event that moved the
+    lead into the support pipeline from another pipeline. Events before the
+    registration are ignored. A registration after ``now`` is reported; the
+    clocks then have used nothing and their deadlines count from registration.
+
+Stage timeline
+    Rebuilt from ``lead_status_changed`` events (ordered by time, then id).
+    The lead starts in the first event's ``status_before`` (or its current
+    status when there are no events). A move whose ``status_before`` differs
+    from the stage the history had reached is reported and trusted. When the
+    history ends elsewhere than the lead's current status, the current status
+    is the ground truth: it is reported and taken to hold since the last
+    recorded move (registration when none), because the moment of the missing
+    move is unknown and guessing "now" would make the state drift every cycle.
+    Stage roles: 142 and 143 and ``roles.done``/``roles.acceptance`` are done;
+    ``roles.hold`` is hold; a status of another pipeline is "outside" and
+    stops the clocks like hold (reported); every other status runs.
+
+Reaction
+    The first event at or after registration made by a person
+    (``created_by != 0``) that is of a type in ``policy.reaction_event_types``,
+    or moves the lead out of ``roles.first_status_id``, or moves it into a done
+    stage (closing a request answers it). Robots and bots never react; their
+    events are listed in the trace. A reaction stops the reaction clock for good.
+
+Clocks
+    Both clocks run from registration and accrue business time only while the
+    lead is in a running stage: the reaction clock on the tariff/class calendar
+    (the emergency calendar for emergencies), the resolution clock on the
+    tariff/class calendar. Hold and "outside" stop both. A done stage stops
+    both: the resolution is finished while the lead stays done (at its entry
+    into the done stages); a reaction clock without a reaction just stops
+    (no task is due for a closed lead). A lead leaving a done stage (reopened)
+    has its clocks run on from the time already used.
+
+Due, breach, remaining
+    ``due`` is the instant the target is used up: found inside past running
+    stretches, or projected from the start of the current running stretch (so
+    a later ``now`` gives the same ``due`` while nothing changes). A clock that
+    stopped inside a running stretch keeps the deadline as it stood then. On
+    hold an unbreached clock has no ``due``; ``remaining`` (and
+    ``remaining_minutes``, rounded up, for the pending clock) is shown instead.
+    A breached clock keeps its past ``due``. Breached means the due instant has
+    passed: the clock finished after it, or is unfinished at a ``now`` after it
+    (a deadline at closing time is breached right after closing, not at the
+    next opening). A reaction exactly at ``due`` is on time; the breach shows
+    from ``due`` plus one second. "By agreement" resolution: the lead's agreed date is the
+    due and the breach line, on the wall clock (hold does not move an agreed
+    date; agents retype it); no agreed date, no resolution due. At-risk is not
+    evaluated for agreed dates.
+
+Status (first rule that applies)
+    1. «Нет тарифа»: no tariff.
+    2. A clock breached: «Выполнено с нарушением» when the lead is done,
+       else «Просрочено».
+    3. «Выполнено в срок»: the lead is in a done stage.
+    4. «На паузе»: the lead is in a hold stage (or outside the pipeline).
+    5. «Под угрозой»: a running, unfinished clock has used at least
+       ``at_risk_fraction`` of its target (rounded up to a whole second).
+    6. «В срок».
+
+Tasks and acceptance
+    ``reaction_task_due``: the reaction clock is breached, no reaction yet and
+    the lead is not done. ``resolution_task_due``: the resolution is breached
+    and not finished. The worker creates each task once. ``accept_now``: the
+    lead has been in acceptance stages for ``policy.acceptance_period`` of
+    business time on ``policy.acceptance_calendar`` (counted from its entry
+    into the acceptance stages).
+
+``next_change_at``
+    The earliest instant after ``now`` at which the state changes with no new
+    input: the at-risk instant of a running clock (while «В срок»), a breach
+    instant (due + 1 s) of a running clock or of an agreed date, the
+    acceptance deadline. None when nothing is pending. Nothing observable
+    changes before it, and something does at it.
+
+Cost: a few ``between``/``add`` calls per running stretch, no per-minute loops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum, StrEnum
+
+from sla.calendar import BusinessCalendar
+from sla.policy import Policy, RequestClass, Targets, Tariff, normalize_tag
+
+__all__ = [
+    "ClockState",
+    "LeadEvent",
+    "LeadFacts",
+    "SlaState",
+    "SlaStatus",
+    "StageRoles",
+    "compute_sla",
+    "state_as_dict",
+]
+
+WON = 142
+LOST = 143
+STATUS_CHANGED = "lead_status_changed"
+_TICK = timedelta(seconds=1)  # precision of the state: a breach shows one second after due
+
+Place = tuple[int, int]  # (pipeline_id, status_id)
+
+
+@dataclass(frozen=True)
+class StageRoles:
+    pipeline_id: int
+    first_status_id: int | None  # leaving it counts as a reaction (if made by a person)
+    hold: frozenset[int] = frozenset()
+    done: frozenset[int] = frozenset()  # 142 and 143 are always done
+    acceptance: frozenset[int] = frozenset()  # done stages that wait for the customer's remarks
+    accepted_status_id: int = WON
+
+    def __post_init__(self) -> None:
+        for name in ("hold", "done", "acceptance"):
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    lead_id: int
+    pipeline_id: int
+    status_id: int
+    created_at: datetime
+    tags: tuple[str, ...]
+    class_value: str | None
+    agreed_due: datetime | None
+    responsible_user_id: int
+    problems: tuple[str, ...] = ()  # findings of the mapping from amoCRM (a bad field value...)
+
+
+@dataclass(frozen=True)
+class LeadEvent:
+    event_id: str
+    type: str
+    at: datetime
+    created_by: int  # 0: a robot or a bot
+    status_before: Place | None = None  # (pipeline_id, status_id) for lead_status_changed
+    status_after: Place | None = None
+
+
+class SlaStatus(StrEnum):
+    ON_TIME = "В срок"
+    AT_RISK = "Под угрозой"
+    PAUSED = "На паузе"
+    BREACHED = "Просрочено"
+    MET = "Выполнено в срок"
+    MET_LATE = "Выполнено с нарушением"
+    NO_TARIFF = "Нет тарифа"
+
+
+@dataclass(frozen=True)
+class ClockState:
+    target: timedelta | None  # None: no tariff, or resolution by agreement
+    due: datetime | None
+    finished_at: datetime | None  # the reaction, or the entry into a done stage
+    breached: bool
+    running: bool
+    used: timedelta  # business time used so far (up to finished_at when finished)
+    remaining: timedelta | None  # target - used, never below zero
+
+
+@dataclass(frozen=True)
+class SlaState:
+    lead_id: int
+    registered_at: datetime
+    tariff: str | None
+    request_class: RequestClass
+    emergency: bool
+    reaction: ClockState
+    resolution: ClockState
+    status: SlaStatus
+    remaining_minutes: int | None  # set only while the pending clock is on hold
+    next_change_at: datetime | None  # next instant the state changes by itself
+    reaction_task_due: bool
+    resolution_task_due: bool
+    accept_now: bool
+    trace: tuple[str, ...]  # human-readable derivation (explain)
+    problems: tuple[str, ...]  # bad-input findings for the worker to log
+
+
+class _Role(Enum):
+    RUNNING = "running"
+    HOLD = "hold"
+    DONE = "done"
+    OUTSIDE = "outside the support pipeline"
+
+
+@dataclass(frozen=True)
+class _Stretch:
+    start: datetime
+    end: datetime | None  # None: still there
+    place: Place
+    role: _Role
+    acceptance: bool
+
+
+@dataclass(frozen=True)
+class _Interval:
+    start: datetime
+    end: datetime | None  # None: open, the clock runs on
+    projectable: bool  # the clock ran to the end of it: deadlines may be projected past it
+
+
+@dataclass(frozen=True)
+class _Clock:
+    state: ClockState
+    at_risk: bool
+    at_risk_at: datetime | None
+
+
+# ---------------------------------------------------------------------------
+
+
+def compute_sla(
+    lead: LeadFacts,
+    events: Sequence[LeadEvent],
+    policy: Policy,
+    roles: StageRoles,
+    now: datetime,
+) -> SlaState:
+    """The lead's SLA state at ``now``; see the module docstring for the rules."""
+    for label, moment in (("now", now), ("created_at", lead.created_at)):
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"{label} must be an aware datetime, got {moment.isoformat()}")
+    return _Derivation(lead, events, policy, roles, now).state()
+
+
+def state_as_dict(state: SlaState) -> dict[str, object]:
+    """The explain JSON: ISO datetimes, status text, class value."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment is not None else None
+
+    return {
+        "registered_at": iso(state.registered_at),
+        "tariff": state.tariff,
+        "request_class": state.request_class.value,
+        "reaction_due": iso(state.reaction.due),
+        "reacted_at": iso(state.reaction.finished_at),
+        "reaction_breached": state.reaction.breached,
+        "resolution_due": iso(state.resolution.due),
+        "resolved_at": iso(state.resolution.finished_at),
+        "resolution_breached": state.resolution.breached,
+        "status": state.status.value,
+        "remaining_minutes": state.remaining_minutes,
+        "next_change_at": iso(state.next_change_at),
+    }
+
+
+class _Derivation:
+    """One compute_sla call: the inputs, and the trace and problems found on the way."""
+
+    def __init__(
+        self,
+        lead: LeadFacts,
+        events: Sequence[LeadEvent],
+        policy: Policy,
+        roles: StageRoles,
+        now: datetime,
+    ) -> None:
+        self.lead = lead
+        self.policy = policy
+        self.roles = roles
+        self.zone = policy.zone
+        self.now = now.astimezone(self.zone)
+        self.events = sorted(events, key=lambda event: (event.at, event.event_id))
+        self.trace: list[str] = []
+        self.problems: list[str] = []
+
+    # --- notes ----------------------------------------------------------------------------------
+    def t(self, moment: datetime | None) -> str:
+        """An instant in the trace: local wall time of the policy's zone."""
+        if moment is None:
+            return "—"
+        local = moment.astimezone(self.zone)
+        return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
+
+    def note(self, text: str) -> None:
+        self.trace.append(text)
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+        self.trace.append(f"problem: {text}")
+
+    # --- the whole state ------------------------------------------------------------------------
+    def state(self) -> SlaState:
+        lead, policy = self.lead, self.policy
+        for problem in lead.problems:
+            self.problem(problem)
+        self.note(
+            f"policy {policy.name or '(unnamed)'}; times in {self.zone.key}; now {self.t(self.now)}"
+        )
+        tariff = self.tariff()
+        request_class = self.request_class()
+        emergency = self.emergency()
+        targets = tariff.targets[request_class] if tariff is not None else None
+
+        registered_at, entry_id = self.registration()
+        history = [event for event in self.events if event.at >= registered_at]
+        for event in history:
+            if event.at > self.now:
+                self.problem(f"event {event.event_id} ({event.type}) is dated after now")
+        stretches = self.timeline(history, entry_id, registered_at)
+        role = stretches[-1].role
+
+        reaction_event = self.reaction(history, entry_id)
+        reacted_at = reaction_event.at.astimezone(self.zone) if reaction_event else None
+        resolved_at = None
+        if role is _Role.DONE:
+            resolved_at = _trailing_start(stretches, lambda s: s.role is _Role.DONE)
+            self.note(f"resolved: in a done stage since {self.t(resolved_at)}")
+
+        reaction = self.reaction_clock(targets, emergency, registered_at, reacted_at, stretches)
+        resolution = self.resolution_clock(targets, registered_at, resolved_at, stretches)
+        accept_now, accept_at = self.acceptance(stretches, targets)
+
+        status = _status(tariff, reaction, resolution, role)
+        pending = reaction.state if reaction.state.finished_at is None else resolution.state
+        remaining_minutes = None
+        if status is SlaStatus.PAUSED and pending.remaining is not None:
+            remaining_minutes = math.ceil(pending.remaining.total_seconds() / 60)
+        left = f"; {remaining_minutes} business min left" if remaining_minutes is not None else ""
+        self.note(f"status {status.value}{left}")
+        next_change_at = self.next_change(status, (reaction, resolution), accept_now, accept_at)
+
+        return SlaState(
+            lead_id=lead.lead_id,
+            registered_at=registered_at,
+            tariff=tariff.name if tariff is not None else None,
+            request_class=request_class,
+            emergency=emergency,
+            reaction=reaction.state,
+            resolution=resolution.state,
+            status=status,
+            remaining_minutes=remaining_minutes,
+            next_change_at=next_change_at,
+            reaction_task_due=reaction.state.breached
+            and reaction.state.finished_at is None
+            and role is not _Role.DONE,
+            resolution_task_due=resolution.state.breached and resolution.state.finished_at is None,
+            accept_now=accept_now,
+            trace=tuple(self.trace),
+            problems=tuple(self.problems),
+        )
+
+    def next_change(
+        self,
+        status: SlaStatus,
+        clocks: tuple[_Clock, _Clock],
+        accept_now: bool,
+        accept_at: datetime | None,
+    ) -> datetime | None:
+        candidates = [accept_at] if accept_at is not None and not accept_now else []
+        for clock in clocks:
+            state = clock.state
+            if state.finished_at is not None or state.breached or state.due is None:
+                continue
+            if state.running or state.target is None:  # an agreed date passes on the wall clock
+                candidates.append(state.due + _TICK)
+            # Reaching the at-risk share changes only an «В срок» status.
+            if status is SlaStatus.ON_TIME and state.running and clock.at_risk_at is not None:
+                candidates.append(clock.at_risk_at)
+        future = [moment for moment in candidates if moment > self.now]
+        next_change_at = min(future).astimezone(self.zone) if future else None
+        self.note(f"next change by itself: {self.t(next_change_at)}")
+        return next_change_at
+
+    # --- tags -----------------------------------------------------------------------------------
+    def tariff(self) -> Tariff | None:
+        lead, policy = self.lead, self.policy
+        carried = {normalize_tag(tag): tag for tag in lead.tags}
+        self.note("tags: " + (", ".join(f"«{tag}»" for tag in lead.tags) or "none"))
+        matches: list[tuple[Tariff, str]] = []
+        for tariff in policy.tariffs:
+            spellings = [normalize_tag(tag) for tag in tariff.tags]
+            hit = next((carried[tag] for tag in spellings if tag in carried), None)
+            if hit is not None:
+                matches.append((tariff, hit))
+        if matches:
+            tariff, tag = matches[0]
+            self.note(f"tariff «{tariff.name}» (tag «{tag}»)")
+            if len(matches) > 1:
+                others = ", ".join(f"«{other.name}»" for other, _ in matches[1:])
+                self.problem(f"several tariff tags: «{tariff.name}» wins over {others}")
+            return tariff
+        if policy.default_tariff is not None:
+            self.note(f"no tariff tag: default tariff «{policy.default_tariff}»")
+            return policy.tariff_named(policy.default_tariff)
+        self.note("no tariff tag and no default tariff: «Нет тарифа»")
+        return None
+
+    def request_class(self) -> RequestClass:
+        lead = self.lead
+        spellings = {
+            kind: {normalize_tag(kind.value)}
+            | {normalize_tag(tag) for tag in self.policy.class_tags[kind]}
+            for kind in RequestClass
+        }
+        if lead.class_value is not None and normalize_tag(lead.class_value):
+            value = normalize_tag(lead.class_value)
+            for kind in RequestClass:
+                if value in spellings[kind]:
+                    self.note(f"class {kind.value} (field value «{lead.class_value}»)")
+                    return kind
+            self.problem(f"class field value «{lead.class_value}» names no request class")
+        carried = {normalize_tag(tag): tag for tag in lead.tags}
+        found = {
+            kind: [carried[tag] for tag in sorted(spellings[kind]) if tag in carried]
+            for kind in RequestClass
+        }
+        non_standard, typical = found[RequestClass.NON_STANDARD], found[RequestClass.TYPICAL]
+        if non_standard:
+            if typical:
+                self.problem(
+                    f"tags of both classes: non_standard («{non_standard[0]}») wins over "
+                    f"typical («{typical[0]}»)"
+                )
+            self.note(f"class non_standard (tag «{non_standard[0]}»)")
+            return RequestClass.NON_STANDARD
+        if typical:
+            self.note(f"class typical (tag «{typical[0]}»)")
+        else:
+            self.note("class typical (nothing says otherwise)")
+        return RequestClass.TYPICAL
+
+    def emergency(self) -> bool:
+        emergency_tags = {normalize_tag(tag) for tag in self.policy.emergency_tags}
+        hit = next((tag for tag in self.lead.tags if normalize_tag(tag) in emergency_tags), None)
+        if hit is None:
+            return False
+        if self.policy.emergency_reaction_calendar is not None:
+            self.note(f"emergency (tag «{hit}»): reaction on the emergency calendar")
+        else:
+            self.note(f"emergency (tag «{hit}»); the policy has no emergency calendar")
+        return True
+
+    # --- history --------------------------------------------------------------------------------
+    def role(self, place: Place) -> tuple[_Role, bool]:
+        """The stage role of a (pipeline, status) and whether it is an acceptance stage."""
+        roles = self.roles
+        pipeline, status = place
+        acceptance = pipeline == roles.pipeline_id and status in roles.acceptance
+        if status in (WON, LOST) or acceptance or status in roles.done:
+            return _Role.DONE, acceptance
+        if pipeline != roles.pipeline_id:
+            return _Role.OUTSIDE, False
+        if status in roles.hold:
+            return _Role.HOLD, False
+        return _Role.RUNNING, False
+
+    def is_entry(self, event: LeadEvent) -> bool:
+        pipeline = self.roles.pipeline_id
+        return (
+            event.type == STATUS_CHANGED
+            and event.status_after is not None
+            and event.status_after[0] == pipeline
+            and event.status_before is not None
+            and event.status_before[0] != pipeline
+        )
+
+    def registration(self) -> tuple[datetime, str | None]:
+        lead, pipeline = self.lead, self.roles.pipeline_id
+        if lead.pipeline_id != pipeline:
+            self.problem(
+                f"the lead is in pipeline {lead.pipeline_id}, not the support pipeline "
+                f"{pipeline}: its clocks stop there"
+            )
+        entries = [event for event in self.events if self.is_entry(event)]
+        if entries:
+            entry = entries[-1]
+            registered_at = entry.at.astimezone(self.zone)
+            source = entry.status_before[0] if entry.status_before is not None else "?"
+            self.note(
+                f"registered {self.t(registered_at)}: moved into pipeline {pipeline} from "
+                f"pipeline {source} (event {entry.event_id})"
+            )
+        else:
+            entry = None
+            registered_at = lead.created_at.astimezone(self.zone)
+            self.note(f"registered {self.t(registered_at)} (created_at)")
+        if registered_at > self.now:
+            self.problem(
+                f"registered {self.t(registered_at)}, after now ({self.t(self.now)}): "
+                "the clocks have not started"
+            )
+        return registered_at, entry.event_id if entry is not None else None
+
+    def timeline(
+        self, history: Sequence[LeadEvent], entry_id: str | None, registered_at: datetime
+    ) -> list[_Stretch]:
+        moves = [e for e in history if e.type == STATUS_CHANGED and e.event_id != entry_id]
+        current_place: Place = (self.lead.pipeline_id, self.lead.status_id)
+        entry = next((e for e in history if e.event_id == entry_id), None)
+        place: Place
+        if entry is not None and entry.status_after is not None:
+            place = entry.status_after
+        elif moves and moves[0].status_before is not None:
+            place = moves[0].status_before
+        else:
+            place = current_place
+        starts: list[tuple[datetime, Place]] = [(registered_at, place)]
+        for move in moves:
+            if move.status_after is None:
+                self.problem(f"status change {move.event_id} names no new status; skipped")
+                continue
+            if move.status_before is not None and move.status_before != place:
+                self.problem(
+                    f"history gap: event {move.event_id} moves the lead from "
+                    f"{_place(move.status_before)} but the history had it in {_place(place)}"
+                )
+            place = move.status_after
+            starts.append((move.at.astimezone(self.zone), place))
+        if place != current_place:
+            self.problem(
+                f"history gap: the history ends in {_place(place)} but the lead is in "
+                f"{_place(current_place)}; taken to be there since {self.t(starts[-1][0])}"
+            )
+            starts[-1] = (starts[-1][0], current_place)
+        stretches: list[_Stretch] = []
+        for index, (start, stretch_place) in enumerate(starts):
+            end = starts[index + 1][0] if index + 1 < len(starts) else None
+            role, acceptance = self.role(stretch_place)
+            stretches.append(_Stretch(start, end, stretch_place, role, acceptance))
+            kind = "acceptance" if acceptance else role.value
+            until = f" to {self.t(end)}" if end is not None else " (current)"
+            self.note(f"stage {_place(stretch_place)} ({kind}) from {self.t(start)}{until}")
+        return stretches
+
+    def reaction(self, history: Sequence[LeadEvent], entry_id: str | None) -> LeadEvent | None:
+        for event in history:
+            why = self.reaction_kind(event, entry_id)
+            if why is None:
+                continue
+            if event.created_by == 0:
+                self.note(
+                    f"not a reaction: {why} at {self.t(event.at)} by a robot "
+                    f"(event {event.event_id})"
+                )
+                continue
+            self.note(
+                f"reaction: {why} at {self.t(event.at)} by user {event.created_by} "
+                f"(event {event.event_id})"
+            )
+            return event
+        self.note("no reaction yet")
+        return None
+
+    def reaction_kind(self, event: LeadEvent, entry_id: str | None) -> str | None:
+        if event.type in self.policy.reaction_event_types:
+            return event.type
+        if event.type != STATUS_CHANGED or event.event_id == entry_id:
+            return None
+        if event.status_after is None:
+            return None
+        first = self.roles.first_status_id
+        first_place = (self.roles.pipeline_id, first) if first is not None else None
+        if first_place is not None and event.status_before == first_place != event.status_after:
+            return "moved out of the first stage"
+        if self.role(event.status_after)[0] is _Role.DONE:
+            return "moved into a done stage"
+        return None
+
+    # --- clocks ---------------------------------------------------------------------------------
+    def reaction_clock(
+        self,
+        targets: Targets | None,
+        emergency: bool,
+        registered_at: datetime,
+        reacted_at: datetime | None,
+        stretches: Sequence[_Stretch],
+    ) -> _Clock:
+        if targets is None:
+            return self.untimed_clock("reaction", registered_at, reacted_at, stretches)
+        calendar = targets.calendar
+        if emergency and self.policy.emergency_reaction_calendar is not None:
+            calendar = self.policy.emergency_reaction_calendar
+        return self.timed_clock(
+            "reaction", calendar, targets.reaction, (registered_at, reacted_at), stretches
+        )
+
+    def resolution_clock(
+        self,
+        targets: Targets | None,
+        registered_at: datetime,
+        resolved_at: datetime | None,
+        stretches: Sequence[_Stretch],
+    ) -> _Clock:
+        if targets is None:
+            return self.untimed_clock("resolution", registered_at, resolved_at, stretches)
+        agreed = self.lead.agreed_due
+        if targets.resolution is not None:
+            if agreed is not None:
+                self.note(
+                    f"agreed date {self.t(agreed)} ignored: this class has a resolution target"
+                )
+            return self.timed_clock(
+                "resolution",
+                targets.calendar,
+                targets.resolution,
+                (registered_at, resolved_at),
+                stretches,
+            )
+        intervals = _running_intervals(stretches, registered_at, resolved_at)
+        running = resolved_at is None and bool(intervals) and intervals[-1].end is None
+        horizon = resolved_at if resolved_at is not None else self.now
+        used = _used(targets.calendar, intervals, horizon)
+        finished = f"; finished {self.t(resolved_at)}" if resolved_at is not None else ""
+        if agreed is None:
+            self.note(f"resolution by agreement: no agreed date yet, so no due{finished}")
+            state = ClockState(None, None, resolved_at, False, running, used, None)
+            return _Clock(state, False, None)
+        agreed = agreed.astimezone(self.zone)
+        breached = horizon > agreed
+        self.note(
+            f"resolution by agreement: due {self.t(agreed)} (the agreed date)"
+            + ("; BREACHED" if breached else "")
+            + finished
+        )
+        state = ClockState(None, agreed, resolved_at, breached, running, used, None)
+        return _Clock(state, False, None)
+
+    def untimed_clock(
+        self,
+        label: str,
+        start: datetime,
+        stop: datetime | None,
+        stretches: Sequence[_Stretch],
+    ) -> _Clock:
+        intervals = _running_intervals(stretches, start, stop)
+        running = stop is None and bool(intervals) and intervals[-1].end is None
+        self.note(f"{label}: no target" + (f", finished {self.t(stop)}" if stop else ""))
+        return _Clock(ClockState(None, None, stop, False, running, timedelta(0), None), False, None)
+
+    def timed_clock(
+        self,
+        label: str,
+        calendar: BusinessCalendar,
+        target: timedelta,
+        span: tuple[datetime, datetime | None],
+        stretches: Sequence[_Stretch],
+    ) -> _Clock:
+        """A clock with a target: runs from ``span[0]`` until ``span[1]`` (None: not yet)."""
+        start, stop = span
+        intervals = _running_intervals(stretches, start, stop)
+        running = stop is None and bool(intervals) and intervals[-1].end is None
+        horizon = stop if stop is not None else self.now
+        used = _used(calendar, intervals, horizon)
+        due = _reach(calendar, intervals, target)
+        threshold = _threshold(target, self.policy.at_risk_fraction)
+        at_risk_at = _reach(calendar, intervals, threshold)
+        breached = due is not None and horizon > due
+        if not breached and not running and stop is None:
+            due = None  # on hold: the deadline is computed again when the clock runs on
+        due = due.astimezone(self.zone) if due is not None else None
+        at_risk_at = at_risk_at.astimezone(self.zone) if at_risk_at is not None else None
+        counted = ", ".join(
+            f"{self.t(interval.start)} – "
+            + (self.t(interval.end) if interval.end is not None else "now")
+            + f" ({_duration(calendar.between(interval.start, interval.end or horizon))})"
+            for interval in intervals
+        )
+        self.note(
+            f"{label} clock: target {_duration(target)} on {self.calendar_name(calendar)}; "
+            f"counted {counted or 'nothing'}; used {_duration(used)}; due {self.t(due)}"
+            + ("; BREACHED" if breached else "")
+            + (f"; finished {self.t(stop)}" if stop is not None else "")
+            + ("; running" if running else "")
+        )
+        state = ClockState(
+            target=target,
+            due=due,
+            finished_at=stop,
+            breached=breached,
+            running=running,
+            used=used,
+            remaining=max(target - used, timedelta(0)),
+        )
+        return _Clock(state, running and used >= threshold, at_risk_at)
+
+    def calendar_name(self, calendar: BusinessCalendar) -> str:
+        for name, candidate in self.policy.calendars.items():
+            if candidate is calendar:
+                return f"calendar «{name}»"
+        workdays = str(calendar.workday_hours) or "closed"
+        days_off = str(calendar.non_working_hours) or "closed"
+        return f"calendar workdays {workdays}, days off {days_off}"
+
+    # --- acceptance -----------------------------------------------------------------------------
+    def acceptance(
+        self, stretches: Sequence[_Stretch], targets: Targets | None
+    ) -> tuple[bool, datetime | None]:
+        if not stretches[-1].acceptance:
+            return False, None
+        entered = _trailing_start(stretches, lambda stretch: stretch.acceptance)
+        calendar = self.policy.acceptance_calendar
+        if calendar is None:
+            calendar = targets.calendar if targets else BusinessCalendar.always_open(self.zone)
+        deadline = calendar.add(entered, self.policy.acceptance_period).astimezone(self.zone)
+        accept_now = self.now >= deadline
+        self.note(
+            f"acceptance: waiting since {self.t(entered)}, accepted at {self.t(deadline)}"
+            + ("; accept now" if accept_now else "")
+        )
+        return accept_now, deadline
+
+
+def _place(place: Place) -> str:
+    return f"status {place[1]} of pipeline {place[0]}"
+
+
+def _trailing_start(stretches: Sequence[_Stretch], keep: Callable[[_Stretch], bool]) -> datetime:
+    start = stretches[-1].start
+    for stretch in reversed(stretches):
+        if not keep(stretch):
+            break
+        start = stretch.start
+    return start
+
+
+def _running_intervals(
+    stretches: Sequence[_Stretch], start: datetime, stop: datetime | None
+) -> list[_Interval]:
+    """The running stretches of a clock that starts at ``start`` and stops at ``stop``."""
+    intervals: list[_Interval] = []
+    for stretch in stretches:
+        if stretch.role is not _Role.RUNNING:
+            continue
+        low = max(stretch.start, start)
+        high = stretch.end
+        if stop is not None:
+            if stop < low:
+                break
+            if high is None or stop <= high:  # stopped while running: deadline still projectable
+                intervals.append(_Interval(low, stop, True))
+                break
+        if high is None or high > low:
+            intervals.append(_Interval(low, high, high is None))
+    return intervals
+
+
+def _reach(
+    calendar: BusinessCalendar, intervals: Sequence[_Interval], amount: timedelta
+) -> datetime | None:
+    """The instant the clock has used ``amount``, projected past the last interval when the
+    clock ran to its end; None when it stopped short of it."""
+    used = timedelta(0)
+    for index, interval in enumerate(intervals):
+        last = index == len(intervals) - 1
+        if interval.end is None or (last and interval.projectable):
+            return calendar.add(interval.start, amount - used)
+        length = calendar.between(interval.start, interval.end)
+        if used + length >= amount:
+            return calendar.add(interval.start, amount - used)
+        used += length
+    return None
+
+
+def _used(
+    calendar: BusinessCalendar, intervals: Sequence[_Interval], horizon: datetime
+) -> timedelta:
+    total = timedelta(0)
+    for interval in intervals:
+        end = interval.end if interval.end is not None else horizon
+        total += calendar.between(interval.start, end)
+    return total
+
+
+def _threshold(target: timedelta, fraction: float) -> timedelta:
+    seconds = round(target.total_seconds() * fraction, 6)
+    return timedelta(seconds=math.ceil(seconds))
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" + (f"{seconds:02d}s" if seconds else "")
+
+
+def _status(tariff: Tariff | None, reaction: _Clock, resolution: _Clock, role: _Role) -> SlaStatus:
+    if tariff is None:
+        return SlaStatus.NO_TARIFF
+    if reaction.state.breached or resolution.state.breached:
+        return SlaStatus.MET_LATE if role is _Role.DONE else SlaStatus.BREACHED
+    if role is _Role.DONE:
+        return SlaStatus.MET
+    if role is not _Role.RUNNING:
+        return SlaStatus.PAUSED
+    if reaction.at_risk or resolution.at_risk:
+        return SlaStatus.AT_RISK
+    return SlaStatus.ON_TIME
