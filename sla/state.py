@@ -61,15 +61,17 @@ Due, breach, remaining
     passed: the clock finished after it, or is unfinished at a ``now`` after it
     (a deadline at closing time is breached right after closing, not at the
     next opening). A reaction exactly at ``due`` is on time; the breach shows
-    from ``due`` plus one second. "By agreement" resolution: the lead's agreed date is the
-    due and the breach line, on the wall clock (hold does not move an agreed
-    date; agents retype it); no agreed date, no resolution due. At-risk is not
-    evaluated for agreed dates.
+    from ``due`` plus one second. "By agreement" resolution: the lead's agreed
+    date is the due and the breach line, on the wall clock (hold does not move
+    an agreed date; agents retype it); no agreed date, no resolution due.
+    At-risk is not evaluated for agreed dates. Every instant in the state is
+    expressed in ``policy.zone``.
 
 Status (first rule that applies)
     1. «Нет тарифа»: no tariff.
     2. A clock breached: «Выполнено с нарушением» when the lead is done,
-       else «Просрочено».
+       else «Просрочено» (a late reaction keeps an open request «Просрочено»:
+       the SLA was missed whatever happens next).
     3. «Выполнено в срок»: the lead is in a done stage.
     4. «На паузе»: the lead is in a hold stage (or outside the pipeline).
     5. «Под угрозой»: a running, unfinished clock has used at least
