@@ -7,6 +7,9 @@ aware UTC datetimes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 
@@ -109,3 +112,194 @@ def _lead_status(values: list[dict[str, Any]] | None) -> StatusRef | None:
         if isinstance(status, dict):
             return StatusRef.model_validate(status)
     return None
+
+
+class Status(_Model):
+    id: int
+    name: str
+    sort: int = 0
+    pipeline_id: int = 0
+    type: int = 0
+
+
+class PipelineEmbedded(_Model):
+    statuses: list[Status] = Field(default_factory=list)
+
+
+class Pipeline(_Model):
+    id: int
+    name: str
+    sort: int = 0
+    is_main: bool = False
+    is_archive: bool = False
+    embedded: PipelineEmbedded = Field(default_factory=PipelineEmbedded, alias="_embedded")
+
+    @property
+    def statuses(self) -> list[Status]:
+        return self.embedded.statuses
+
+
+class FieldEnum(_Model):
+    id: int
+    value: str
+    sort: int = 0
+
+
+class CustomField(_Model):
+    id: int
+    name: str
+    type: str
+    code: str | None = None
+    sort: int = 0
+    is_api_only: bool = False
+    enums: list[FieldEnum] | None = None
+
+
+class NewCustomField(_Model):
+    """A custom field to create; ``enums`` are the option texts of a select."""
+
+    name: str
+    type: str
+    enums: tuple[str, ...] = ()
+    sort: int | None = None
+    code: str | None = None
+
+
+class User(_Model):
+    id: int
+    name: str = ""
+    email: str | None = None
+
+
+class TaskType(_Model):
+    id: int
+    name: str = ""
+
+
+class AccountEmbedded(_Model):
+    datetime_settings: dict[str, Any] | None = None
+    task_types: list[TaskType] = Field(default_factory=list)
+
+
+class Account(_Model):
+    """``GET /api/v4/account?with=datetime_settings,task_types``."""
+
+    id: int
+    name: str = ""
+    subdomain: str = ""
+    current_user_id: int = 0
+    country: str | None = None
+    embedded: AccountEmbedded = Field(default_factory=AccountEmbedded, alias="_embedded")
+
+    @property
+    def timezone(self) -> str | None:
+        zone = (self.embedded.datetime_settings or {}).get("timezone")
+        return zone if isinstance(zone, str) else None
+
+
+class Task(_Model):
+    id: int
+    text: str | None = ""
+    entity_id: int | None = None
+    entity_type: str | None = None
+    responsible_user_id: int = 0
+    task_type_id: int = 1
+    is_completed: bool = False
+    complete_till: datetime | None = None
+    created_by: int = 0
+    created_at: datetime | None = None
+
+
+class NewTask(_Model):
+    text: str
+    complete_till: int
+    entity_id: int | None = None
+    entity_type: str | None = None
+    responsible_user_id: int | None = None
+    task_type_id: int = 1
+
+
+class NewNote(_Model):
+    """A plain text note (``note_type`` ``common``) on an entity."""
+
+    entity_id: int
+    text: str
+
+
+class CreatedEntity(_Model):
+    id: int
+
+
+class Company(_Model):
+    id: int
+    name: str = ""
+    responsible_user_id: int = 0
+    updated_at: datetime | None = None
+    custom_fields_values: list[CustomFieldValues] | None = None
+    embedded: LeadEmbedded = Field(default_factory=LeadEmbedded, alias="_embedded")
+
+    def field(self, field_id: int) -> CustomFieldValues | None:
+        for field in self.custom_fields_values or ():
+            if field.field_id == field_id:
+                return field
+        return None
+
+
+@dataclass(frozen=True)
+class SelectValue:
+    """A select option chosen by its ``enum_id``, the only form a PATCH accepts back."""
+
+    enum_id: int
+
+
+# What a field can be set to: unix seconds or a datetime (date_time), bool (checkbox),
+# SelectValue (select), int/float (numeric), str (text), None (clear the field).
+OutgoingValue = datetime | bool | int | float | str | SelectValue | None
+
+
+@dataclass(frozen=True)
+class EntityUpdate:
+    """One item of a batch PATCH: field values by field id, optionally a status move."""
+
+    id: int
+    values: Mapping[int, OutgoingValue] = dataclass_field(default_factory=dict)
+    status_id: int | None = None
+    pipeline_id: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": self.id}
+        if self.status_id is not None:
+            item["status_id"] = self.status_id
+        if self.pipeline_id is not None:
+            item["pipeline_id"] = self.pipeline_id
+        if self.values:
+            item["custom_fields_values"] = [
+                {"field_id": field_id, "values": encode_value(value)}
+                for field_id, value in self.values.items()
+            ]
+        return item
+
+
+def encode_value(value: OutgoingValue) -> list[dict[str, Any]] | None:
+    """A field value in the form amoCRM accepts in a PATCH; ``None`` clears the field."""
+    if value is None:
+        return None
+    if isinstance(value, SelectValue):
+        return [{"enum_id": value.enum_id}]
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a date_time value must be timezone-aware")
+        return [{"value": int(value.timestamp())}]
+    return [{"value": value}]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The outcome of a batch write whose bad items were dropped and the rest re-sent.
+
+    ``written`` holds the ids amoCRM accepted; ``failed`` maps each rejected item's id
+    to a readable reason built from its validation errors.
+    """
+
+    written: tuple[int, ...] = ()
+    failed: Mapping[int, str] = dataclass_field(default_factory=dict)

@@ -1,0 +1,655 @@
+"""The amoCRM API v4 client: one class over one ``httpx.Client``.
+
+What it takes care of, so that callers never have to:
+
+* **Rate.** Every request of the process passes one :class:`RateLimiter` (7/s by
+  default), so a full-speed run does not meet amoCRM's limit at all.
+* **Retries.** One policy (:meth:`AmoClient._retrying`): 429 (an HTML page without
+  Retry-After), 5xx, timeouts and dropped connections are retried with bounded
+  exponential backoff and jitter. A POST, which is not idempotent, is retried only
+  when amoCRM cannot have acted on it (a 429, a connection that never opened). 401
+  and the other 4xx are never retried.
+* **Auth.** A long-lived token, or OAuth: refreshed ahead of expiry and once after a
+  401, single-flight, the new pair stored before it is used (:mod:`amo_client.auth`).
+* **The gateway's HTML 403** means the account is blocked for abuse: the circuit
+  opens and no request leaves for ``circuit_cooldown`` seconds.
+* **Paging.** Iterators follow ``_links.next`` and stop at HTTP 204, amoCRM's answer
+  to an empty list; page sizes stay within each list's cap.
+* **Batch writes.** A 400 ``validation-errors`` names the bad items; the batch is sent
+  again without them, and the caller learns which ids failed and why.
+
+``transport``, ``sleep`` and the clocks are injectable, so tests run it against
+:class:`amo_client.fake.FakeAmoCRM` or respx without waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import httpx
+import structlog
+from pydantic import BaseModel
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from amo_client.auth import (
+    REAUTHORISE_HINT,
+    LongLivedToken,
+    OAuthTokens,
+    TokenPair,
+)
+from amo_client.errors import (
+    AccountBlocked,
+    AmoError,
+    ApiError,
+    AuthorizationRequired,
+    BadRequest,
+    CircuitOpen,
+    Forbidden,
+    ItemError,
+    NotFound,
+    PaymentRequired,
+    RateLimited,
+    ServerError,
+    TransportError,
+    Unauthorized,
+    ValidationFailed,
+)
+from amo_client.models import (
+    Account,
+    BatchResult,
+    Company,
+    CreatedEntity,
+    CustomField,
+    EntityUpdate,
+    Event,
+    Lead,
+    NewCustomField,
+    NewNote,
+    NewTask,
+    Pipeline,
+    Task,
+    User,
+)
+from amo_client.ratelimit import RateLimiter
+
+log = structlog.get_logger("amo_client")
+
+LEADS_PAGE: Final = 250
+EVENTS_PAGE: Final = 100
+CUSTOM_FIELDS_PAGE: Final = 50
+TASKS_PAGE: Final = 250
+COMPANIES_PAGE: Final = 250
+MAX_EVENT_FILTER_IDS: Final = 10
+WRITE_BATCH: Final = 50
+USER_AGENT: Final = "amo-sla/0.1 (+https://github.com/amo-sla)"
+
+M = TypeVar("M", bound=BaseModel)
+Credentials = LongLivedToken | OAuthTokens
+
+
+class AmoClient:
+    """A client of one amoCRM account. Thread-safe; one per process."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        max_requests_per_second: float = 7.0,
+        max_attempts: int = 6,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+        timeout: float = 30.0,
+        circuit_cooldown: float = 900.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/hal+json"},
+        )
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._clock = clock
+        self._limiter = RateLimiter(max_requests_per_second, clock=monotonic, sleep=sleep)
+        self._max_attempts = max_attempts
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._circuit_cooldown = circuit_cooldown
+        self._blocked_until = 0.0
+        self._counter_lock = threading.Lock()
+        self.requests_sent = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AmoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- OAuth ---------------------------------------------------------------------------------
+
+    def exchange_code(self, code: str) -> TokenPair:
+        """Trade an authorization code (single-use, 20 minutes) for a pair, and store it."""
+        tokens = self._oauth()
+        body = {
+            "client_id": tokens.app.client_id,
+            "client_secret": tokens.app.client_secret,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": tokens.app.redirect_uri,
+        }
+        pair = self._token_grant(body, "the authorization code was not accepted")
+        tokens.adopt(pair)
+        log.info("token_obtained", expires_at=int(pair.expires_at))
+        return pair
+
+    def _refresh(self, refresh_token: str) -> TokenPair:
+        tokens = self._oauth()
+        body = {
+            "client_id": tokens.app.client_id,
+            "client_secret": tokens.app.client_secret,
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "redirect_uri": tokens.app.redirect_uri,
+        }
+        pair = self._token_grant(body, "the refresh token was not accepted")
+        log.info("token_refreshed", expires_at=int(pair.expires_at))
+        return pair
+
+    def _oauth(self) -> OAuthTokens:
+        if not isinstance(self.credentials, OAuthTokens):
+            raise AuthorizationRequired("this client uses a long-lived token, not OAuth")
+        return self.credentials
+
+    def _token_grant(self, body: Mapping[str, str], refused: str) -> TokenPair:
+        response = self._send("POST", "/oauth2/access_token", json=body, authorize=False)
+        if response.status_code in (400, 401, 403):
+            hint = _json_text(response, "hint") or _json_text(response, "detail")
+            raise AuthorizationRequired(
+                f"{refused} ({hint or response.status_code}): {REAUTHORISE_HINT}"
+            )
+        self._raise_for_status("POST", "/oauth2/access_token", response)
+        try:
+            return TokenPair.from_grant(response.json(), self._clock())
+        except ValueError as error:
+            raise ApiError(
+                response.status_code, "POST", "/oauth2/access_token", str(error)
+            ) from None
+
+    # --- account, pipelines, fields ------------------------------------------------------------
+
+    def account(self) -> Account:
+        body = self._get_json("/api/v4/account", {"with": "datetime_settings,task_types"})
+        if body is None:
+            raise ApiError(204, "GET", "/api/v4/account", "empty answer")
+        return Account.model_validate(body)
+
+    def iter_users(self) -> Iterator[User]:
+        return self._paged("/api/v4/users", {"limit": 250}, "users", User)
+
+    def pipelines(self) -> list[Pipeline]:
+        return list(self._paged("/api/v4/leads/pipelines", {}, "pipelines", Pipeline))
+
+    def iter_lead_custom_fields(self) -> Iterator[CustomField]:
+        return self._paged(
+            "/api/v4/leads/custom_fields",
+            {"limit": CUSTOM_FIELDS_PAGE},
+            "custom_fields",
+            CustomField,
+        )
+
+    def iter_company_custom_fields(self) -> Iterator[CustomField]:
+        return self._paged(
+            "/api/v4/companies/custom_fields",
+            {"limit": CUSTOM_FIELDS_PAGE},
+            "custom_fields",
+            CustomField,
+        )
+
+    def create_lead_custom_fields(self, fields: Sequence[NewCustomField]) -> list[CustomField]:
+        return self._create_fields("leads", fields)
+
+    def create_company_custom_fields(self, fields: Sequence[NewCustomField]) -> list[CustomField]:
+        return self._create_fields("companies", fields)
+
+    def _create_fields(self, kind: str, fields: Sequence[NewCustomField]) -> list[CustomField]:
+        created: list[CustomField] = []
+        for batch in _chunks(fields, WRITE_BATCH):
+            items = []
+            for spec in batch:
+                item: dict[str, Any] = {"name": spec.name, "type": spec.type}
+                if spec.enums:
+                    item["enums"] = [
+                        {"value": value, "sort": (index + 1) * 10}
+                        for index, value in enumerate(spec.enums)
+                    ]
+                if spec.sort is not None:
+                    item["sort"] = spec.sort
+                if spec.code is not None:
+                    item["code"] = spec.code
+                items.append(item)
+            body = self._write_json("POST", f"/api/v4/{kind}/custom_fields", items)
+            created.extend(_embedded(body, "custom_fields", CustomField))
+        return created
+
+    # --- leads and companies -------------------------------------------------------------------
+
+    def iter_leads(
+        self,
+        *,
+        pipeline_id: int | None = None,
+        status_ids: Iterable[int] | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
+        ids: Iterable[int] | None = None,
+        order: tuple[str, str] = ("id", "asc"),
+        with_: Iterable[str] = (),
+    ) -> Iterator[Lead]:
+        """Leads matching every given filter.
+
+        The default order is by id: offset paging over live data is stable under
+        updates only when the order key never changes (a lead updated mid-read would
+        otherwise move to the end and push another one past the page boundary).
+        """
+        params: dict[str, Any] = {"limit": LEADS_PAGE, f"order[{order[0]}]": order[1]}
+        if pipeline_id is not None:
+            params["filter[pipeline_id]"] = pipeline_id
+        if status_ids is not None:
+            if pipeline_id is None:
+                raise ValueError("status_ids need pipeline_id")
+            for index, status_id in enumerate(status_ids):
+                params[f"filter[statuses][{index}][pipeline_id]"] = pipeline_id
+                params[f"filter[statuses][{index}][status_id]"] = status_id
+        if updated_from is not None:
+            params["filter[updated_at][from]"] = int(updated_from.timestamp())
+        if updated_to is not None:
+            params["filter[updated_at][to]"] = int(updated_to.timestamp())
+        if ids is not None:
+            wanted = list(ids)
+            if not wanted:
+                return iter(())
+            for index, lead_id in enumerate(wanted):
+                params[f"filter[id][{index}]"] = lead_id
+        if with_:
+            params["with"] = ",".join(with_)
+        return self._paged("/api/v4/leads", params, "leads", Lead)
+
+    def lead(self, lead_id: int, *, with_: Iterable[str] = ()) -> Lead | None:
+        params = {"with": ",".join(with_)} if with_ else {}
+        body = self._get_json(f"/api/v4/leads/{lead_id}", params)
+        return None if body is None else Lead.model_validate(body)
+
+    def update_leads(self, updates: Sequence[EntityUpdate]) -> BatchResult:
+        return self._update_batches("leads", updates)
+
+    def iter_companies(self, *, ids: Iterable[int] | None = None) -> Iterator[Company]:
+        params: dict[str, Any] = {"limit": COMPANIES_PAGE}
+        for index, company_id in enumerate(ids or ()):
+            params[f"filter[id][{index}]"] = company_id
+        return self._paged("/api/v4/companies", params, "companies", Company)
+
+    def company(self, company_id: int) -> Company | None:
+        body = self._get_json(f"/api/v4/companies/{company_id}", {})
+        return None if body is None else Company.model_validate(body)
+
+    def update_companies(self, updates: Sequence[EntityUpdate]) -> BatchResult:
+        return self._update_batches("companies", updates)
+
+    def _update_batches(self, kind: str, updates: Sequence[EntityUpdate]) -> BatchResult:
+        """PATCH in batches; items amoCRM rejects are dropped and the rest sent again."""
+        written: list[int] = []
+        failed: dict[int, str] = {}
+        for batch in _chunks(updates, WRITE_BATCH):
+            pending = list(batch)
+            while pending:
+                try:
+                    self._write_json("PATCH", f"/api/v4/{kind}", [u.as_json() for u in pending])
+                except ValidationFailed as error:
+                    bad = error.bad_indexes() & set(range(len(pending)))
+                    if not bad:
+                        raise
+                    for index in sorted(bad):
+                        reasons = [str(i) for i in error.items if i.request_index == index]
+                        failed[pending[index].id] = "; ".join(
+                            reason.split(": ", 1)[1] for reason in reasons
+                        )
+                    pending = [u for i, u in enumerate(pending) if i not in bad]
+                    continue
+                written.extend(u.id for u in pending)
+                break
+        return BatchResult(written=tuple(written), failed=failed)
+
+    # --- events --------------------------------------------------------------------------------
+
+    def iter_events(
+        self,
+        *,
+        entity: str = "lead",
+        entity_ids: Sequence[int] | None = None,
+        types: Iterable[str] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        created_by: Sequence[int] | None = None,
+    ) -> Iterator[Event]:
+        """Events, newest first; ``entity_ids`` and ``created_by`` any length (chunked by 10)."""
+        base: dict[str, Any] = {"limit": EVENTS_PAGE, "filter[entity][0]": entity}
+        for index, event_type in enumerate(types or ()):
+            base[f"filter[type][{index}]"] = event_type
+        if created_from is not None:
+            base["filter[created_at][from]"] = int(created_from.timestamp())
+        if created_to is not None:
+            base["filter[created_at][to]"] = int(created_to.timestamp())
+        id_chunks: list[Sequence[int] | None] = (
+            list(_chunks(entity_ids, MAX_EVENT_FILTER_IDS)) if entity_ids is not None else [None]
+        )
+        creator_chunks: list[Sequence[int] | None] = (
+            list(_chunks(created_by, MAX_EVENT_FILTER_IDS)) if created_by is not None else [None]
+        )
+        for id_chunk in id_chunks:
+            for creator_chunk in creator_chunks:
+                params = dict(base)
+                for index, entity_id in enumerate(id_chunk or ()):
+                    params[f"filter[entity_id][{index}]"] = entity_id
+                for index, user_id in enumerate(creator_chunk or ()):
+                    params[f"filter[created_by][{index}]"] = user_id
+                yield from self._paged("/api/v4/events", params, "events", Event)
+
+    # --- tasks and notes -----------------------------------------------------------------------
+
+    def iter_tasks(
+        self,
+        *,
+        entity_type: str | None = None,
+        entity_ids: Iterable[int] | None = None,
+        is_completed: bool | None = None,
+        responsible_user_ids: Iterable[int] | None = None,
+    ) -> Iterator[Task]:
+        params: dict[str, Any] = {"limit": TASKS_PAGE}
+        if entity_type is not None:
+            params["filter[entity_type]"] = entity_type
+        for index, entity_id in enumerate(entity_ids or ()):
+            params[f"filter[entity_id][{index}]"] = entity_id
+        for index, user_id in enumerate(responsible_user_ids or ()):
+            params[f"filter[responsible_user_id][{index}]"] = user_id
+        if is_completed is not None:
+            params["filter[is_completed]"] = int(is_completed)
+        return self._paged("/api/v4/tasks", params, "tasks", Task)
+
+    def create_tasks(self, tasks: Sequence[NewTask]) -> list[CreatedEntity]:
+        """Create tasks; the ids come back in the order the tasks were given."""
+        created: list[CreatedEntity] = []
+        for batch in _chunks(tasks, WRITE_BATCH):
+            items = [task.model_dump(exclude_none=True) for task in batch]
+            body = self._write_json("POST", "/api/v4/tasks", items)
+            created.extend(_embedded(body, "tasks", CreatedEntity))
+        return created
+
+    def create_notes(
+        self, notes: Sequence[NewNote], *, entity: str = "leads"
+    ) -> list[CreatedEntity]:
+        created: list[CreatedEntity] = []
+        for batch in _chunks(notes, WRITE_BATCH):
+            items = [
+                {"entity_id": note.entity_id, "note_type": "common", "params": {"text": note.text}}
+                for note in batch
+            ]
+            body = self._write_json("POST", f"/api/v4/{entity}/notes", items)
+            created.extend(_embedded(body, "notes", CreatedEntity))
+        return created
+
+    # --- the request core ----------------------------------------------------------------------
+
+    def _paged(self, path: str, params: Mapping[str, Any], key: str, model: type[M]) -> Iterator[M]:
+        url: str | None = path
+        query: Mapping[str, Any] | None = params
+        while url is not None:
+            body = self._get_json(url, query)
+            if body is None:
+                return  # 204: an empty list, or a page past the end
+            yield from _embedded(body, key, model)
+            url = _next_link(body)
+            query = None  # the next link carries the whole query
+
+    def _get_json(self, url: str, params: Mapping[str, Any] | None) -> Any:
+        response = self._call("GET", url, params=params)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _write_json(self, method: str, path: str, payload: Any) -> Any:
+        response = self._call(method, path, json=payload)
+        if response.status_code == 204 or not response.content:
+            return {}
+        return response.json()
+
+    def _call(
+        self, method: str, url: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> httpx.Response:
+        """One API call: authorised, rate-limited, retried; raises the error tree."""
+        path = httpx.URL(url).path
+        token = self.credentials.access_token(self._refresh)
+        response = self._send(method, url, params=params, json=json, token=token)
+        if response.status_code == 401 and self.credentials.after_unauthorized(
+            token, self._refresh
+        ):
+            token = self.credentials.access_token(self._refresh)
+            response = self._send(method, url, params=params, json=json, token=token)
+        self._raise_for_status(method, path, response)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        token: str | None = None,
+        authorize: bool = True,
+    ) -> httpx.Response:
+        path = httpx.URL(url).path
+        headers = {"Authorization": f"Bearer {token}"} if authorize and token else {}
+
+        def attempt() -> httpx.Response:
+            self._check_circuit(method, path)
+            self._limiter.acquire()
+            with self._counter_lock:
+                self.requests_sent += 1
+            try:
+                response = self._http.request(
+                    method, url, params=params, json=json, headers=headers
+                )
+            except httpx.TransportError as error:
+                raise _transport_error(method, path, error) from None
+            status = response.status_code
+            if status == 429:
+                raise RateLimited(status, method, path, "too many requests")
+            if status >= 500:
+                raise ServerError(status, method, path, _detail(response))
+            if status == 403 and _is_html(response):
+                self._open_circuit(method, path)
+                raise AccountBlocked(status, method, path, "blocked by amoCRM's gateway")
+            return response
+
+        return self._retrying(method).__call__(attempt)
+
+    def _retrying(self, method: str) -> Retrying:
+        idempotent = method.upper() != "POST"
+
+        def retryable(error: BaseException) -> bool:
+            if isinstance(error, RateLimited):
+                return True
+            if isinstance(error, ServerError | _Undelivered):
+                return idempotent or isinstance(error, _Undelivered)
+            if isinstance(error, TransportError):
+                return idempotent
+            return False
+
+        return Retrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max),
+            retry=retry_if_exception(retryable),
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    def _check_circuit(self, method: str, path: str) -> None:
+        if self._blocked_until and self._monotonic() < self._blocked_until:
+            left = round(self._blocked_until - self._monotonic())
+            raise CircuitOpen(
+                f"{method} {path}: not sent, amoCRM blocked the account; retry in {left} s",
+                self._blocked_until,
+            )
+
+    def _open_circuit(self, method: str, path: str) -> None:
+        with self._counter_lock:
+            already_open = self._monotonic() < self._blocked_until
+            self._blocked_until = self._monotonic() + self._circuit_cooldown
+        if not already_open:
+            log.error(
+                "api_blocked",
+                method=method,
+                path=path,
+                cooldown_s=self._circuit_cooldown,
+                hint="amoCRM blocked the account for too many requests or errors; "
+                "no calls until the cool-down ends",
+            )
+
+    def _raise_for_status(self, method: str, path: str, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = _detail(response)
+        if status == 400:
+            items = _validation_items(response)
+            if items is not None:
+                raise ValidationFailed(method, path, items)
+            raise BadRequest(status, method, path, detail)
+        if status == 401:
+            raise Unauthorized(
+                f"{method} {path}: HTTP 401, the token was not accepted"
+                + (
+                    f"; {REAUTHORISE_HINT}"
+                    if isinstance(self.credentials, OAuthTokens)
+                    else "; issue a new long-lived token in the integration's settings"
+                )
+            )
+        error_class: type[ApiError] = {
+            402: PaymentRequired,
+            403: Forbidden,
+            404: NotFound,
+            429: RateLimited,
+        }.get(status, ServerError if status >= 500 else BadRequest)
+        raise error_class(status, method, path, detail)
+
+
+class _Undelivered(TransportError):
+    """The connection never opened: the request cannot have reached amoCRM."""
+
+
+def _transport_error(method: str, path: str, error: httpx.TransportError) -> TransportError:
+    kind = type(error).__name__
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return _Undelivered(f"{method} {path}: {kind}")
+    return TransportError(f"{method} {path}: {kind}")
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    fields: dict[str, Any] = {
+        "attempt": state.attempt_number,
+        "wait_s": round(wait, 2),
+        "error": str(error),
+    }
+    if isinstance(error, RateLimited):
+        log.warning("api_rate_limited", **fields)
+    else:
+        log.warning("api_retry", **fields)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _embedded(body: Any, key: str, model: type[M]) -> list[M]:
+    if not isinstance(body, dict):
+        return []
+    embedded = body.get("_embedded")
+    items = embedded.get(key) if isinstance(embedded, dict) else None
+    return [model.model_validate(item) for item in items or ()]
+
+
+def _next_link(body: Any) -> str | None:
+    links = body.get("_links") if isinstance(body, dict) else None
+    following = links.get("next") if isinstance(links, dict) else None
+    href = following.get("href") if isinstance(following, dict) else None
+    return href if isinstance(href, str) and href else None
+
+
+def _is_html(response: httpx.Response) -> bool:
+    return "html" in response.headers.get("content-type", "").lower()
+
+
+def _json_text(response: httpx.Response, key: str) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    value = body.get(key) if isinstance(body, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _detail(response: httpx.Response) -> str:
+    if _is_html(response):
+        return response.reason_phrase or "HTML error page"
+    return _json_text(response, "detail") or _json_text(response, "title")
+
+
+def _validation_items(response: httpx.Response) -> list[ItemError] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    groups = body.get("validation-errors") if isinstance(body, dict) else None
+    if not isinstance(groups, list) or not groups:
+        return None
+    items: list[ItemError] = []
+    for group in groups:
+        if not isinstance(group, dict):
+            continue
+        raw_index = str(group.get("request_id"))
+        index = int(raw_index) if raw_index.isdigit() else None
+        for error in group.get("errors") or ():
+            if isinstance(error, dict):
+                items.append(
+                    ItemError(
+                        request_index=index,
+                        path=str(error.get("path", "")),
+                        code=str(error.get("code", "")),
+                        detail=str(error.get("detail", "")),
+                    )
+                )
+    return items
+
+
+__all__ = ["AmoClient", "AmoError", "Credentials"]

@@ -1,0 +1,125 @@
+"""Every error the client raises, in one tree.
+
+::
+
+    AmoError                       anything that went wrong talking to amoCRM
+    ├── TransportError             no answer: timeouts, refused or dropped connections
+    ├── CircuitOpen                calls are held back after amoCRM blocked the account
+    ├── AuthError                  the account cannot be used until an admin acts (fatal)
+    │   ├── Unauthorized           401: the token is not accepted, even after a refresh
+    │   └── AuthorizationRequired  the refresh token is revoked or expired: authorise again
+    └── ApiError                   amoCRM answered with an error status
+        ├── BadRequest             400 without item-level detail
+        │   └── ValidationFailed   400 ``validation-errors``: which item, which value, why
+        ├── PaymentRequired        402: the account's subscription has lapsed (fatal)
+        ├── Forbidden              403 with a JSON body: the user lacks a right
+        ├── AccountBlocked         403 with the gateway's HTML page: blocked for abuse
+        ├── NotFound               404
+        ├── RateLimited            429 that outlasted every retry
+        └── ServerError            5xx that outlasted every retry
+
+An error whose ``fatal`` is ``True`` needs an admin (a new authorisation, a paid
+account): the worker stops on it instead of retrying every poll. No message here
+ever contains a token, a client secret or an authorization code: errors carry the
+method, the path and amoCRM's own detail text, never headers or request bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class AmoError(Exception):
+    """Base of every client error."""
+
+    fatal: bool = False
+
+
+class TransportError(AmoError):
+    """The request got no HTTP answer (after the retries allowed for it)."""
+
+
+class CircuitOpen(AmoError):
+    """The client refuses to call amoCRM until ``until`` (monotonic seconds)."""
+
+    def __init__(self, message: str, until: float) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class AuthError(AmoError):
+    fatal = True
+
+
+class Unauthorized(AuthError):
+    """401 that a token refresh did not cure (or a long-lived token that is not accepted)."""
+
+
+class AuthorizationRequired(AuthError):
+    """The refresh token no longer works: the integration has to be authorised again."""
+
+
+class ApiError(AmoError):
+    """amoCRM answered ``status``; ``detail`` is its own explanation, if it gave one."""
+
+    def __init__(self, status: int, method: str, path: str, detail: str = "") -> None:
+        self.status = status
+        self.method = method
+        self.path = path
+        self.detail = detail
+        text = f"{method} {path}: HTTP {status}"
+        super().__init__(f"{text}: {detail}" if detail else text)
+
+
+class BadRequest(ApiError):
+    pass
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One rejected value of a batch item: its index in the request, where, and why."""
+
+    request_index: int | None
+    path: str
+    code: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"item {self.request_index}" if self.request_index is not None else "request"
+        return f"{where}: {self.path}: {self.code} ({self.detail})"
+
+
+class ValidationFailed(BadRequest):
+    """400 with ``validation-errors``; ``items`` names every bad item of the batch."""
+
+    def __init__(self, method: str, path: str, items: Sequence[ItemError]) -> None:
+        self.items = tuple(items)
+        super().__init__(400, method, path, "; ".join(str(item) for item in self.items))
+
+    def bad_indexes(self) -> set[int]:
+        return {item.request_index for item in self.items if item.request_index is not None}
+
+
+class PaymentRequired(ApiError):
+    fatal = True
+
+
+class Forbidden(ApiError):
+    pass
+
+
+class AccountBlocked(ApiError):
+    """The gateway's HTML 403: amoCRM has blocked the account (or address) for abuse."""
+
+
+class NotFound(ApiError):
+    pass
+
+
+class RateLimited(ApiError):
+    pass
+
+
+class ServerError(ApiError):
+    pass
