@@ -185,11 +185,46 @@ def test_crmbp_emergency_reaction_runs_round_the_clock() -> None:
     assert state.resolution.due == msk(12, 17, 30)
 
 
+# ---------------------------------------------------------------------------
+# Worked cases over holidays and closing times, through the built-in policy: the
+# calendar tests check the arithmetic, these check that the CRMBP policy picks the
+# calendar and target that give it.
+
+
+def test_crmbp_priority_reaction_from_friday_evening_lands_on_the_working_saturday() -> None:
+    # Saturday 1 November 2025 is a transferred working day: workday hours 10–18, not 12–18.
+    created = datetime(2025, 10, 31, 17, 30, tzinfo=MSK)
+    state = compute(lead("Приоритет", created=created), now=created)
+    assert state.reaction.due == datetime(2025, 11, 1, 10, 30, tzinfo=MSK)
+
+
 def test_crmbp_po_faktu_reaction_over_the_november_holidays() -> None:
     # Thu 30 Oct 15:00: Thu 3 h + Fri 8 + working Sat 1 Nov 8; 2–4 Nov off; Wed 5 h.
     created = datetime(2025, 10, 30, 15, tzinfo=MSK)
     state = compute(lead("По факту", created=created), now=created)
     assert state.reaction.due == datetime(2025, 11, 5, 15, tzinfo=MSK)
+
+
+def test_crmbp_po_faktu_reaction_over_the_new_year_holidays() -> None:
+    # 19:00 is after closing; 31 December to 11 January are off; 12–14 January give 24 h.
+    created = datetime(2025, 12, 30, 19, tzinfo=MSK)
+    state = compute(lead("По факту", created=created), now=created)
+    assert state.reaction.due == datetime(2026, 1, 14, 18, tzinfo=MSK)
+
+
+def test_crmbp_priority_reaction_on_a_holiday_runs_in_days_off_hours() -> None:
+    # Sunday 4 January 2026, a holiday: open 12–18, so 11:00 waits for noon.
+    created = datetime(2026, 1, 4, 11, tzinfo=MSK)
+    state = compute(lead("Приоритет", created=created), now=created)
+    assert state.reaction.due == datetime(2026, 1, 4, 13, tzinfo=MSK)
+
+
+def test_crmbp_deadline_on_closing_time_stays_at_closing_time() -> None:
+    priority = compute(lead("Приоритет", created=msk(15, 17)), now=msk(15, 17))
+    assert priority.reaction.due == msk(15, 18)
+    # 24 workday hours from Monday 10:00 are three full days: Wednesday 18:00, not Thursday 10:00.
+    po_faktu = compute(lead("По факту", created=MONDAY), now=MONDAY)
+    assert po_faktu.reaction.due == msk(15, 18)
 
 
 # ---------------------------------------------------------------------------
