@@ -195,7 +195,9 @@ class AmoClient:
     # --- account, pipelines, fields ------------------------------------------------------------
 
     def account(self) -> Account:
-        body = self._get_json("/api/v4/account", {"with": "datetime_settings,task_types"})
+        body = self._get_json(
+            "/api/v4/account", {"with": "datetime_settings,task_types,is_api_filter_enabled"}
+        )
         if body is None:
             raise ApiError(204, "GET", "/api/v4/account", "empty answer")
         return Account.model_validate(body)

@@ -189,6 +189,7 @@ class Account(_Model):
     subdomain: str = ""
     current_user_id: int = 0
     country: str | None = None
+    is_api_filter_enabled: bool | None = None  # None: not asked for, or not reported
     embedded: AccountEmbedded = Field(default_factory=AccountEmbedded, alias="_embedded")
 
     @property

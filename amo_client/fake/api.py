@@ -315,6 +315,8 @@ class Api:
             body["uuid"] = f"{self.state.account_id:08x}-0000-4000-8000-000000000001"
         if "version" in with_:
             body["version"] = 11
+        if "is_api_filter_enabled" in with_:
+            body["is_api_filter_enabled"] = self.state.api_filter_enabled
         embedded: dict[str, Any] = {}
         if "users_groups" in with_:
             embedded["users_groups"] = [{"id": 0, "name": "Отдел продаж", "uuid": None}]
@@ -462,6 +464,8 @@ class Api:
         )
 
     def _select_entities(self, kind: str, query: dict[str, QueryNode]) -> list[int]:
+        if not self.state.api_filter_enabled:
+            query = {key: node for key, node in query.items() if key != "filter"}
         wanted = _EntityFilter.parse(query)
         pool = self.state._entities[kind]
         candidates: Iterable[Entity] = (

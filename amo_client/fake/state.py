@@ -79,6 +79,9 @@ class AccountState:
         self.account_name = account_name
         self.timezone = timezone
         self.record_change_events = record_change_events
+        # amoCRM's "API filtering" (alpha) account option: when off, ``filter[...]`` on lead
+        # and company lists is silently ignored and every list returns everything.
+        self.api_filter_enabled = True
         self._clock = clock
         self.created_at = int(clock())
         self._lock = threading.RLock()
