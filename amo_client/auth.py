@@ -178,6 +178,9 @@ class OAuthTokens:
         self._refresh_ahead = refresh_ahead
         self._lock = threading.Lock()
         self._pair: TokenPair | None = None
+        # A refresh token amoCRM refused stays refused: threads queued behind the refusal,
+        # and every later call, get the same answer without presenting it again.
+        self._refused: str | None = None
 
     def current(self) -> TokenPair | None:
         with self._lock:
@@ -212,7 +215,15 @@ class OAuthTokens:
             if pair.access_token != stale_access:
                 self._pair = pair
                 return pair  # someone refreshed while this thread waited
-            fresh = refresh(pair.refresh_token)
+            if pair.refresh_token == self._refused:
+                raise AuthorizationRequired(
+                    f"the stored refresh token was already refused: {REAUTHORISE_HINT}"
+                )
+            try:
+                fresh = refresh(pair.refresh_token)
+            except AuthorizationRequired:
+                self._refused = pair.refresh_token
+                raise
             # Persist before anyone can use it: the old refresh token is already dead.
             self.store.save(fresh)
             self._pair = fresh
