@@ -195,8 +195,10 @@ def test_bad_input_exits_2_with_a_message(
     assert message in captured.err
 
 
-def test_without_a_command_the_samples_are_explained(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([]) == 0
+def test_the_samples_command_explains_the_bundled_leads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["samples"]) == 0
     out = capsys.readouterr().out
     cases = sample_cases()
     assert len(cases) == 4

@@ -2,8 +2,11 @@
 
 Every subcommand is one ``add_<name>`` function that declares its options and
 one ``run_<name>`` function that does the work and returns the exit code.
-Without a command the bundled sample leads are explained (the offline default
-of ``python3 dev.py run``).
+Without a command the worker runs (``run``) when an account is configured, and
+the demo on the built-in amoCRM emulator when none is.
+
+Exit codes: 0 done, 1 a check found problems (``check``, ``health``), 2 the
+configuration or the account needs the admin.
 """
 
 from __future__ import annotations
@@ -11,21 +14,39 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from worker import explain
+import structlog
+
+from amo_client.errors import AmoError
+from config.settings import ConfigError, Settings, load_settings
+from worker import admin, app, explain
+from worker.logs import configure_logging
 
 Command = Callable[[argparse.Namespace], int]
+EXIT_CONFIG = 2
+
+log = structlog.get_logger("worker.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m worker",
-        description="amo-sla: support SLAs inside amoCRM. Without a command: the offline samples.",
+        description="amo-sla: support SLAs inside amoCRM. Without a command: `run` when an "
+        "account is configured, otherwise `demo` on the built-in amoCRM emulator.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_run(commands)
+    add_once(commands)
+    add_check(commands)
+    add_provision(commands)
+    add_auth(commands)
     add_explain(commands)
+    add_health(commands)
+    add_demo(commands)
+    add_samples(commands)
     return parser
 
 
@@ -38,7 +59,256 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_default(args: argparse.Namespace) -> int:
-    """No command given: explain the bundled samples."""
+    settings = _settings()
+    if settings is None:
+        return EXIT_CONFIG
+    if settings.account_configured:
+        return _run_service(settings)
+    from worker import demo  # noqa: PLC0415 - the emulator is loaded only for the demo
+
+    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    return demo.run_demo(sys.stdout)
+
+
+# --- shared ---------------------------------------------------------------------------------------
+
+
+def _settings() -> Settings | None:
+    """The settings, or None after one ``config_invalid`` line naming each bad variable."""
+    try:
+        return load_settings()
+    except ConfigError as error:
+        configure_logging("auto", "INFO")
+        log.error("config_invalid", problems=error.problems)
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def _live_settings() -> Settings | None:
+    settings = _settings()
+    if settings is None:
+        return None
+    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    if not settings.account_configured or settings.base_url is None:
+        log.error(
+            "config_invalid",
+            problems=["AMO_BASE_URL or AMO_SUBDOMAIN: no amoCRM account is configured"],
+        )
+        print(
+            "error: no amoCRM account is configured (set AMO_SUBDOMAIN or AMO_BASE_URL and a "
+            "token; see the README). `python -m worker demo` runs without one.",
+            file=sys.stderr,
+        )
+        return None
+    return settings
+
+
+def _fail(error: Exception) -> int:
+    log.error("command_failed", error_type=type(error).__name__, error=str(error))
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_CONFIG if getattr(error, "fatal", False) else 1
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+
+def add_run(commands: Any) -> None:
+    parser = commands.add_parser("run", help="run the worker: a sync cycle every poll interval")
+    parser.set_defaults(run=lambda args: _run_service_from_env())
+
+
+def _run_service_from_env() -> int:
+    settings = _live_settings()
+    return EXIT_CONFIG if settings is None else _run_service(settings)
+
+
+def _run_service(settings: Settings) -> int:
+    from worker.service import run_service  # noqa: PLC0415 - the scheduler only when it runs
+
+    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    try:
+        policy = app.build_policy(settings)
+    except ConfigError as error:
+        log.error("config_invalid", problems=error.problems)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    client = app.build_client(settings)
+    cycle = app.build_cycle(settings, client, policy)
+    try:
+        return run_service(
+            cycle, poll_interval=settings.sla_poll_interval, state_dir=settings.sla_state_dir
+        )
+    finally:
+        client.close()
+
+
+# --- once -----------------------------------------------------------------------------------------
+
+
+def add_once(commands: Any) -> None:
+    parser = commands.add_parser("once", help="run one sync cycle and exit")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the planned field writes and tasks as a table; write nothing",
+    )
+    parser.set_defaults(run=run_once)
+
+
+def run_once(args: argparse.Namespace) -> int:
+    from worker.report import print_plan  # noqa: PLC0415
+
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        policy = app.build_policy(settings)
+        with app.build_client(settings) as client:
+            cycle = app.build_cycle(settings, client, policy, dry_run=args.dry_run)
+            report = cycle.run(datetime.now(UTC))
+            if cycle.setup is not None:
+                print_plan(report, cycle.setup, policy, sys.stdout, dry_run=args.dry_run)
+    except ConfigError as error:
+        log.error("config_invalid", problems=error.problems)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (AmoError, OSError, ValueError) as error:
+        return _fail(error)
+    log.info("cycle_done", **report.summary())
+    return 0
+
+
+# --- check and provision ------------------------------------------------------------------------
+
+
+def add_check(commands: Any) -> None:
+    parser = commands.add_parser(
+        "check", help="validate the configuration and the account; exit 1 on any problem"
+    )
+    parser.set_defaults(run=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        app.build_policy(settings)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"problem: {problem}")
+        return 1
+    print("configuration: ok")
+    try:
+        with app.build_client(settings) as client:
+            result = admin.check_account(client, app.stage_options(settings))
+    except AmoError as error:
+        return _fail(error)
+    for note in result.notes:
+        print(f"ok: {note}")
+    for problem in result.problems:
+        print(f"problem: {problem}")
+    print("everything is in place" if result.ok else f"{len(result.problems)} problem(s)")
+    return 0 if result.ok else 1
+
+
+def add_provision(commands: Any) -> None:
+    parser = commands.add_parser(
+        "provision", help="create the SLA lead fields the account lacks (idempotent)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list what would be created")
+    parser.set_defaults(run=run_provision)
+
+
+def run_provision(args: argparse.Namespace) -> int:
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        with app.build_client(settings) as client:
+            admin.provision(client, dry_run=args.dry_run, say=print)
+    except AmoError as error:
+        return _fail(error)
+    return 0
+
+
+# --- auth -----------------------------------------------------------------------------------------
+
+
+def add_auth(commands: Any) -> None:
+    parser = commands.add_parser(
+        "auth", help="exchange an OAuth authorization code for tokens and store them"
+    )
+    parser.add_argument(
+        "--code", required=True, help="the authorization code (single-use, valid 20 minutes)"
+    )
+    parser.set_defaults(run=run_auth)
+
+
+def run_auth(args: argparse.Namespace) -> int:
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    if not settings.uses_oauth:
+        print("error: AMO_CLIENT_ID is not set: `auth` is for OAuth integrations", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        with app.build_client(settings) as client:
+            pair = client.exchange_code(args.code)
+    except AmoError as error:
+        return _fail(error)
+    expires = datetime.fromtimestamp(pair.expires_at, UTC).isoformat()
+    print(f"tokens stored in {settings.token_file} (access token valid until {expires})")
+    return 0
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+def add_health(commands: Any) -> None:
+    parser = commands.add_parser(
+        "health", help="exit 0 when the last good cycle is recent enough, 1 otherwise"
+    )
+    parser.set_defaults(run=run_health)
+
+
+def run_health(args: argparse.Namespace) -> int:
+    from worker.health import health_main  # noqa: PLC0415
+
+    settings = _settings()
+    if settings is None:
+        return EXIT_CONFIG
+    return health_main(settings.sla_state_dir, settings.health_max_age)
+
+
+# --- demo and samples -----------------------------------------------------------------------------
+
+
+def add_demo(commands: Any) -> None:
+    parser = commands.add_parser(
+        "demo", help="run the worker for a few cycles on the built-in amoCRM emulator"
+    )
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from worker import demo  # noqa: PLC0415
+
+    settings = _settings()
+    if settings is None:
+        return EXIT_CONFIG
+    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    return demo.run_demo(sys.stdout)
+
+
+def add_samples(commands: Any) -> None:
+    parser = commands.add_parser(
+        "samples", help="explain the bundled sample leads offline (no account, no emulator)"
+    )
+    parser.set_defaults(run=run_samples)
+
+
+def run_samples(args: argparse.Namespace) -> int:
     try:
         return explain.run_samples(sys.stdout)
     except explain.ExplainError as error:
@@ -52,25 +322,25 @@ def run_default(args: argparse.Namespace) -> int:
 def add_explain(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "explain",
-        help="compute one lead's SLA state offline from saved API responses",
+        help="show how one lead's SLA state is derived (live by id, or offline from files)",
         description=(
-            "Compute the SLA state the worker would write for one lead, from a saved "
-            "GET /api/v4/leads/{id} response and its GET /api/v4/events response. "
-            "Prints the state as JSON on stdout and the derivation (trace) on stderr."
+            "Compute the SLA state the worker would write for one lead: live, by LEAD_ID, "
+            "from the configured account; or offline, from a saved GET /api/v4/leads/{id} "
+            "response (--lead) and its GET /api/v4/events response (--events). Prints the "
+            "state as JSON on stdout and the derivation (trace) on stderr."
         ),
     )
     parser.add_argument(
-        "--lead", type=Path, required=True, help="LEAD.json (GET /api/v4/leads/{id})"
+        "lead_id", type=int, nargs="?", metavar="LEAD_ID", help="a lead of the live account"
     )
+    parser.add_argument("--lead", type=Path, help="LEAD.json (GET /api/v4/leads/{id})")
     parser.add_argument(
         "--events",
         type=Path,
-        required=True,
         help='EVENTS.json ({"_embedded": {"events": [...]}}; an empty file means no events)',
     )
     parser.add_argument(
         "--now",
-        required=True,
         help="the instant to compute for, ISO 8601 (e.g. 2025-10-14T12:00:00+03:00); "
         "without an offset it is read in the policy's zone",
     )
@@ -105,6 +375,11 @@ def add_explain(commands: Any) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    if args.lead_id is not None:
+        return run_live_explain(args)
+    if args.lead is None or args.events is None or args.now is None:
+        print("error: give LEAD_ID, or --lead, --events and --now", file=sys.stderr)
+        return 2
     roles = explain.RoleOptions(
         pipeline_id=args.pipeline_id,
         first_status=args.first_status,
@@ -126,5 +401,44 @@ def run_explain(args: argparse.Namespace) -> int:
     except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    explain.print_explanation(explanation, sys.stdout, sys.stderr, with_trace=not args.no_trace)
+    return 0
+
+
+def run_live_explain(args: argparse.Namespace) -> int:
+    from worker.fields import SlaField  # noqa: PLC0415
+    from worker.setup import resolve_setup  # noqa: PLC0415
+
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        policy = app.build_policy(settings)
+        with app.build_client(settings) as client:
+            setup = resolve_setup(
+                app.stage_options(settings),
+                client.pipelines(),
+                list(client.iter_lead_custom_fields()),
+            )
+            lead = client.lead(args.lead_id, with_=("contacts",))
+            if lead is None:
+                print(f"error: lead {args.lead_id} does not exist", file=sys.stderr)
+                return 1
+            events = list(client.iter_events(entity="lead", entity_ids=[lead.id]))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (AmoError, ValueError) as error:
+        return _fail(error)
+    now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
+    explanation = explain.explain(
+        lead,
+        events,
+        policy=policy,
+        roles=setup.roles,
+        now=now,
+        agreed_due_field_id=setup.fields.id_of(SlaField.AGREED_DUE),
+        class_field_id=setup.class_field_id,
+    )
     explain.print_explanation(explanation, sys.stdout, sys.stderr, with_trace=not args.no_trace)
     return 0

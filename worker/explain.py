@@ -226,8 +226,8 @@ def run_samples(out: TextIO, directory: Path = SAMPLES) -> int:
     first = cases[0] if cases else None
     if first is not None:
         print(
-            "amo-sla: no amoCRM account is configured, so here is the SLA engine on the bundled\n"
-            f"sample leads ({directory}), with the built-in CRMBP policy.\n"
+            "amo-sla: the SLA engine, offline, on the bundled sample leads\n"
+            f"({directory}), with the built-in CRMBP policy.\n"
             "Each is the same as:\n"
             f"  python -m worker explain --lead {first.lead_path.name} "
             f"--events {first.events_path.name} --now {first.now} --pipeline-id "

@@ -376,6 +376,11 @@ class AccountState:
         self._touch()
         return definition
 
+    def field_id(self, name: str, *, entity: str = "leads") -> int | None:
+        """The id of the custom field called ``name``, or None."""
+        with self._lock:
+            return next((d.id for d in self._fields[entity].values() if d.name == name), None)
+
     def enum_id(self, field_id: int, value: str, *, entity: str = "leads") -> int:
         with self._lock:
             enum = self._fields[entity][field_id].enum_by_value(value)

@@ -1,0 +1,187 @@
+"""Wiring: from the admin's :class:`config.Settings` to a client, a policy and a cycle.
+
+Everything the commands share is built here, once, from plain values; nothing
+below reads the environment again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from amo_client.auth import FileTokenStore, LongLivedToken, OAuthApp, OAuthTokens, TokenPair
+from amo_client.client import AmoClient, Credentials
+from config.settings import ConfigError, Settings
+from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
+from worker.cycle import CycleOptions, SyncCycle
+from worker.fields import SlaField
+from worker.logs import register_secret
+from worker.setup import StageOptions
+from worker.store import StateStore
+from worker.tasks import TaskOptions
+
+STORE_FILE = "state.sqlite3"
+LOCK_FILE = "cycle.lock"
+
+
+class SecretRegisteringStore:
+    """A token store that tells the log redactor about every token it hands out or keeps."""
+
+    def __init__(self, inner: FileTokenStore) -> None:
+        self.inner = inner
+
+    def load(self) -> TokenPair | None:
+        pair = self.inner.load()
+        if pair is not None:
+            register_secret(pair.access_token)
+            register_secret(pair.refresh_token)
+        return pair
+
+    def save(self, pair: TokenPair) -> None:
+        register_secret(pair.access_token)
+        register_secret(pair.refresh_token)
+        self.inner.save(pair)
+
+
+def credentials(settings: Settings) -> Credentials:
+    if settings.amo_long_lived_token is not None and not settings.uses_oauth:
+        token = settings.amo_long_lived_token.get_secret_value()
+        register_secret(token)
+        return LongLivedToken(token)
+    secret = settings.amo_client_secret.get_secret_value() if settings.amo_client_secret else ""
+    register_secret(secret)
+    app = OAuthApp(
+        client_id=settings.amo_client_id or "",
+        client_secret=secret,
+        redirect_uri=settings.amo_redirect_uri or "",
+    )
+    return OAuthTokens(app, SecretRegisteringStore(FileTokenStore(settings.token_file)))
+
+
+def build_client(
+    settings: Settings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AmoClient:
+    if settings.base_url is None:
+        raise ValueError("no amoCRM account is configured")
+    return AmoClient(
+        settings.base_url,
+        credentials(settings),
+        transport=transport,
+        sleep=sleep,
+        max_requests_per_second=settings.amo_max_requests_per_second,
+    )
+
+
+def build_policy(settings: Settings) -> Policy:
+    """The policy file (or the built-in CRMBP one) with the admin's tag overrides applied."""
+    policy = _policy_file(settings.sla_policy_file)
+    changes: dict[str, object] = {}
+    if settings.sla_tariff_tags:
+        known = set(policy.tariff_names)
+        unknown = sorted(set(settings.sla_tariff_tags) - known)
+        if unknown:
+            raise ConfigError(
+                [
+                    f"SLA_TARIFF_TAGS: no tariff {', '.join(unknown)} in the policy; "
+                    f"it has {', '.join(sorted(known))}"
+                ]
+            )
+        changes["tariffs"] = tuple(
+            dataclasses.replace(tariff, tags=tuple(settings.sla_tariff_tags[tariff.name]))
+            if tariff.name in settings.sla_tariff_tags
+            else tariff
+            for tariff in policy.tariffs
+        )
+    class_tags = dict(policy.class_tags)
+    if settings.sla_typical_tags is not None:
+        class_tags[RequestClass.TYPICAL] = settings.sla_typical_tags
+    if settings.sla_non_standard_tags is not None:
+        class_tags[RequestClass.NON_STANDARD] = settings.sla_non_standard_tags
+    if class_tags != dict(policy.class_tags):
+        changes["class_tags"] = class_tags
+    if settings.sla_emergency_tags is not None:
+        changes["emergency_tags"] = settings.sla_emergency_tags
+    try:
+        return dataclasses.replace(policy, **changes) if changes else policy  # type: ignore[arg-type]
+    except PolicyError as error:
+        raise ConfigError([f"SLA_*_TAGS: {error}"]) from None
+
+
+def _policy_file(path: Path | None) -> Policy:
+    if path is None:
+        return default_policy()
+    try:
+        return load_policy(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError([f"SLA_POLICY_FILE: {path}: {error.strerror or error}"]) from None
+    except PolicyError as error:
+        raise ConfigError([f"SLA_POLICY_FILE: {path}: {error}"]) from None
+
+
+def stage_options(settings: Settings) -> StageOptions:
+    field_ids = {
+        key: value
+        for key in SlaField
+        if (value := getattr(settings, f"sla_field_{key.value}")) is not None
+    }
+    return StageOptions(
+        pipeline=settings.sla_pipeline or "",
+        first_stage=settings.sla_first_stage,
+        hold_stages=settings.sla_hold_stages,
+        done_stages=settings.sla_done_stages,
+        acceptance_stages=settings.sla_acceptance_stages,
+        accepted_stage=settings.sla_accepted_stage,
+        class_field=settings.sla_class_field,
+        field_ids=field_ids,
+    )
+
+
+def task_options(settings: Settings, policy: Policy) -> TaskOptions:
+    return TaskOptions(
+        reaction_text=settings.sla_task_text,
+        resolution_text=settings.sla_resolution_task_text,
+        task_type_id=settings.sla_task_type_id,
+        due_after=timedelta(minutes=settings.sla_task_due_minutes),
+        supervisor_user_id=settings.sla_supervisor_user_id,
+        display_zone=policy.zone,
+    )
+
+
+def cycle_options(settings: Settings, policy: Policy) -> CycleOptions:
+    return CycleOptions(
+        stages=stage_options(settings),
+        tasks=task_options(settings, policy),
+        full_reconcile_interval=timedelta(seconds=settings.sla_full_reconcile_interval),
+    )
+
+
+def open_store(state_dir: Path) -> StateStore:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return StateStore(state_dir / STORE_FILE)
+
+
+def build_cycle(
+    settings: Settings,
+    client: AmoClient,
+    policy: Policy,
+    *,
+    dry_run: bool = False,
+    wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SyncCycle:
+    return SyncCycle(
+        client,
+        open_store(settings.sla_state_dir),
+        policy,
+        cycle_options(settings, policy),
+        lock_path=settings.sla_state_dir / LOCK_FILE,
+        dry_run=dry_run,
+        wall_clock=wall_clock,
+    )

@@ -1,0 +1,162 @@
+"""The lead fields the worker writes, and which of them a lead needs changed.
+
+A value is compared in the form amoCRM sends it back: date_time as unix
+seconds, checkbox as a bool, select as its enum id, numeric as a whole number.
+A field that is not set on the lead counts as empty (and an unset checkbox as
+unchecked), so a lead whose SLA is all clear needs no write at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from amo_client.models import CustomFieldValues, Lead
+from sla.state import SlaState, SlaStatus
+
+Value = int | bool | None
+
+
+class SlaField(StrEnum):
+    REACTION_DUE = "reaction_due"
+    RESOLUTION_DUE = "resolution_due"
+    REACTED_AT = "reacted_at"
+    REACTION_BREACHED = "reaction_breached"
+    RESOLUTION_BREACHED = "resolution_breached"
+    STATUS = "status"
+    REMAINING_MINUTES = "remaining_minutes"
+    AGREED_DUE = "agreed_due"
+
+
+class FieldType(StrEnum):
+    DATE_TIME = "date_time"
+    CHECKBOX = "checkbox"
+    SELECT = "select"
+    NUMERIC = "numeric"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    key: SlaField
+    name: str
+    type: FieldType
+    written: bool = True  # False: typed by agents, only read by the worker
+
+
+FIELD_SPECS: tuple[FieldSpec, ...] = (
+    FieldSpec(SlaField.REACTION_DUE, "SLA: реакция до", FieldType.DATE_TIME),
+    FieldSpec(SlaField.RESOLUTION_DUE, "SLA: решение до", FieldType.DATE_TIME),
+    FieldSpec(SlaField.REACTED_AT, "SLA: реакция", FieldType.DATE_TIME),
+    FieldSpec(SlaField.REACTION_BREACHED, "SLA: реакция просрочена", FieldType.CHECKBOX),
+    FieldSpec(SlaField.RESOLUTION_BREACHED, "SLA: решение просрочено", FieldType.CHECKBOX),
+    FieldSpec(SlaField.STATUS, "SLA: статус", FieldType.SELECT),
+    FieldSpec(SlaField.REMAINING_MINUTES, "SLA: осталось, мин", FieldType.NUMERIC),
+    FieldSpec(SlaField.AGREED_DUE, "SLA: срок по согласованию", FieldType.DATE_TIME, written=False),
+)
+SPEC_BY_KEY: Mapping[SlaField, FieldSpec] = {spec.key: spec for spec in FIELD_SPECS}
+STATUS_OPTIONS: tuple[str, ...] = tuple(status.value for status in SlaStatus)
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """The account's ids for the SLA fields; a field the account lacks is simply absent."""
+
+    ids: Mapping[SlaField, int]
+    status_enum_ids: Mapping[str, int]
+
+    def id_of(self, key: SlaField) -> int | None:
+        return self.ids.get(key)
+
+
+class BadFieldValue(ValueError):
+    """A lead holds a value that cannot be read as its field's type."""
+
+
+def desired_values(state: SlaState, fields: FieldMap) -> dict[int, Value]:
+    """What the lead's SLA fields should hold for ``state``, by field id."""
+    wanted: dict[SlaField, Value] = {
+        SlaField.REACTION_DUE: _unix(state.reaction.due),
+        SlaField.RESOLUTION_DUE: _unix(state.resolution.due),
+        SlaField.REACTED_AT: _unix(state.reaction.finished_at),
+        SlaField.REACTION_BREACHED: state.reaction.breached,
+        SlaField.RESOLUTION_BREACHED: state.resolution.breached,
+        SlaField.STATUS: fields.status_enum_ids.get(state.status.value),
+        SlaField.REMAINING_MINUTES: state.remaining_minutes,
+    }
+    return {
+        field_id: value
+        for key, value in wanted.items()
+        if (field_id := fields.id_of(key)) is not None
+    }
+
+
+def current_values(lead: Lead, fields: FieldMap) -> dict[int, Value]:
+    """The lead's SLA field values as the worker compares them. Raises BadFieldValue."""
+    current: dict[int, Value] = {}
+    for spec in FIELD_SPECS:
+        field_id = fields.id_of(spec.key)
+        if field_id is None:
+            continue
+        current[field_id] = read_value(lead.field(field_id), spec)
+    return current
+
+
+def changed_values(lead: Lead, state: SlaState, fields: FieldMap) -> dict[int, Value]:
+    """Only the fields whose value differs; empty when the lead is up to date."""
+    current = current_values(lead, fields)
+    return {
+        field_id: value
+        for field_id, value in desired_values(state, fields).items()
+        if _comparable(current.get(field_id)) != _comparable(value)
+    }
+
+
+def read_value(field: CustomFieldValues | None, spec: FieldSpec) -> Value:
+    if field is None or not field.values:
+        return False if spec.type is FieldType.CHECKBOX else None
+    first = field.values[0]
+    if spec.type is FieldType.SELECT:
+        return first.enum_id
+    return _coerce(first.value, spec)
+
+
+def agreed_due(lead: Lead, fields: FieldMap) -> datetime | None:
+    """The date agents typed into «SLA: срок по согласованию». Raises BadFieldValue."""
+    field_id = fields.id_of(SlaField.AGREED_DUE)
+    if field_id is None:
+        return None
+    value = read_value(lead.field(field_id), SPEC_BY_KEY[SlaField.AGREED_DUE])
+    if value is None or isinstance(value, bool):
+        return None
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _coerce(raw: Any, spec: FieldSpec) -> Value:
+    if raw is None or raw == "":
+        return False if spec.type is FieldType.CHECKBOX else None
+    if spec.type is FieldType.CHECKBOX:
+        if isinstance(raw, bool):
+            return raw
+        if raw in (0, 1, "0", "1"):
+            return bool(int(raw))
+        raise BadFieldValue(f"«{spec.name}» holds {raw!r}, not a checkbox value")
+    if isinstance(raw, bool):
+        raise BadFieldValue(f"«{spec.name}» holds {raw!r}, not a number")
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        kind = "a date" if spec.type is FieldType.DATE_TIME else "a number"
+        raise BadFieldValue(f"«{spec.name}» holds {raw!r}, not {kind}") from None
+    return round(number)
+
+
+def _comparable(value: Value) -> Value:
+    # An unchecked checkbox and a checkbox never set read the same in amoCRM.
+    return None if value is False else value
+
+
+def _unix(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())

@@ -1,0 +1,179 @@
+"""Resolving the admin's names into the account's ids: pipeline, stages, fields.
+
+Admins name things the way they see them in amoCRM ("Техподдержка", "Ждём
+клиента"); the API speaks in ids. This module looks the names up once per
+process and reports every name it cannot find, so ``check`` can list them all
+and a cycle never writes with a half-resolved setup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from amo_client.models import CustomField, Pipeline
+from sla.state import StageRoles
+from worker.fields import FIELD_SPECS, STATUS_OPTIONS, FieldMap, FieldSpec, FieldType, SlaField
+
+WON, LOST = 142, 143
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """The stage roles as the admin configured them: ids or names."""
+
+    pipeline: str
+    first_stage: str | None = None
+    hold_stages: tuple[str, ...] = ()
+    done_stages: tuple[str, ...] = ()
+    acceptance_stages: tuple[str, ...] = ()
+    accepted_stage: str = str(WON)
+    class_field: str | None = None
+    field_ids: Mapping[SlaField, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountSetup:
+    pipeline_id: int
+    pipeline_name: str
+    roles: StageRoles
+    open_status_ids: tuple[int, ...]
+    status_names: Mapping[int, str]
+    fields: FieldMap
+    class_field_id: int | None
+
+
+class SetupError(Exception):
+    """The configuration does not match the account; ``problems`` lists every mismatch."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def _matches(wanted: str, item_id: int, name: str) -> bool:
+    wanted = wanted.strip()
+    return wanted == str(item_id) or wanted.casefold() == name.strip().casefold()
+
+
+def find_pipeline(pipelines: Iterable[Pipeline], wanted: str) -> Pipeline | None:
+    return next((p for p in pipelines if _matches(wanted, p.id, p.name)), None)
+
+
+def resolve_setup(
+    options: StageOptions,
+    pipelines: Sequence[Pipeline],
+    lead_fields: Sequence[CustomField],
+) -> AccountSetup:
+    """Turn names into ids. Raises SetupError listing every problem at once."""
+    problems: list[str] = []
+    pipeline = find_pipeline(pipelines, options.pipeline)
+    if pipeline is None:
+        known = ", ".join(f"{p.name} ({p.id})" for p in pipelines) or "none"
+        raise SetupError(
+            [f"SLA_PIPELINE: no pipeline {options.pipeline!r}; the account has {known}"]
+        )
+    statuses = sorted(pipeline.statuses, key=lambda s: (s.sort, s.id))
+
+    def stage_ids(variable: str, names: Iterable[str]) -> frozenset[int]:
+        found: set[int] = set()
+        for name in names:
+            match = next((s.id for s in statuses if _matches(name, s.id, s.name)), None)
+            if match is None:
+                problems.append(f"{variable}: pipeline «{pipeline.name}» has no stage {name!r}")
+            else:
+                found.add(match)
+        return frozenset(found)
+
+    open_statuses = [s for s in statuses if s.id not in (WON, LOST)]
+    if options.first_stage is not None:
+        first = stage_ids("SLA_FIRST_STAGE", [options.first_stage])
+        first_id = next(iter(first), None)
+    else:
+        first_id = open_statuses[0].id if open_statuses else None
+    hold = stage_ids("SLA_HOLD_STAGES", options.hold_stages)
+    done = stage_ids("SLA_DONE_STAGES", options.done_stages) | {WON, LOST}
+    acceptance = stage_ids("SLA_ACCEPTANCE_STAGES", options.acceptance_stages)
+    accepted = stage_ids("SLA_ACCEPTED_STAGE", [options.accepted_stage])
+
+    fields, class_field_id = _resolve_fields(options, lead_fields, problems)
+    if problems:
+        raise SetupError(problems)
+    roles = StageRoles(
+        pipeline_id=pipeline.id,
+        first_status_id=first_id,
+        hold=hold,
+        done=done | acceptance,
+        acceptance=acceptance,
+        accepted_status_id=next(iter(accepted), WON),
+    )
+    return AccountSetup(
+        pipeline_id=pipeline.id,
+        pipeline_name=pipeline.name,
+        roles=roles,
+        open_status_ids=tuple(s.id for s in open_statuses),
+        status_names={s.id: s.name for s in statuses},
+        fields=fields,
+        class_field_id=class_field_id,
+    )
+
+
+def _resolve_fields(
+    options: StageOptions, lead_fields: Sequence[CustomField], problems: list[str]
+) -> tuple[FieldMap, int | None]:
+    by_id = {f.id: f for f in lead_fields}
+    ids: dict[SlaField, int] = {}
+    status_enum_ids: dict[str, int] = {}
+    for spec in FIELD_SPECS:
+        variable = f"SLA_FIELD_{spec.key.value.upper()}"
+        configured = options.field_ids.get(spec.key)
+        if configured is not None:
+            found = by_id.get(configured)
+            if found is None:
+                problems.append(f"{variable}: the account has no lead field {configured}")
+                continue
+        else:
+            found = next((f for f in lead_fields if f.name.strip() == spec.name), None)
+            if found is None:
+                problems.append(
+                    f"field «{spec.name}» is missing: run `python -m worker provision` "
+                    f"or set {variable}"
+                )
+                continue
+        if found.type != spec.type.value:
+            problems.append(
+                f"field «{found.name}» ({found.id}) is {found.type}, expected {spec.type.value}"
+            )
+            continue
+        ids[spec.key] = found.id
+        if spec.key is SlaField.STATUS:
+            status_enum_ids = _status_enums(found, problems)
+    class_field_id = None
+    if options.class_field is not None:
+        match = next((f for f in lead_fields if _matches(options.class_field, f.id, f.name)), None)
+        if match is None:
+            problems.append(f"SLA_CLASS_FIELD: no lead field {options.class_field!r}")
+        else:
+            class_field_id = match.id
+    return FieldMap(ids=ids, status_enum_ids=status_enum_ids), class_field_id
+
+
+def _status_enums(found: CustomField, problems: list[str]) -> dict[str, int]:
+    enums = {enum.value: enum.id for enum in found.enums or ()}
+    missing = [option for option in STATUS_OPTIONS if option not in enums]
+    if missing:
+        problems.append(
+            f"field «{found.name}» lacks the options {', '.join(missing)}: "
+            "run `python -m worker provision`"
+        )
+    return enums
+
+
+def missing_fields(lead_fields: Sequence[CustomField]) -> list[FieldSpec]:
+    """The SLA fields the account does not have yet, by their default names."""
+    names = {f.name.strip() for f in lead_fields}
+    return [spec for spec in FIELD_SPECS if spec.name not in names]
+
+
+def select_options(spec: FieldSpec) -> tuple[str, ...]:
+    return STATUS_OPTIONS if spec.type is FieldType.SELECT else ()

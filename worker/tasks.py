@@ -1,0 +1,180 @@
+"""Breach tasks, created exactly once per lead and clock.
+
+Two guards make "exactly once" hold across crashes, restarts and a lost state
+directory:
+
+1. the local ledger claims the task durably *before* the create request goes out,
+   and records the task id when amoCRM answers;
+2. any task the ledger cannot vouch for (no entry: a fresh state directory; or a
+   claim without an id: a crash between the request and the record) is first
+   looked for in amoCRM, among the lead's tasks, by the marker line every task
+   text ends with. Only when none is found is it created.
+
+The marker is a short line such as ``[SLA: реакция]``; agents see it as a label,
+and it lets the worker recognise its own tasks whatever the text template says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from amo_client.client import AmoClient
+from amo_client.models import Lead, NewTask
+from sla.state import SlaState
+from worker.store import StateStore, TaskMark
+
+log = structlog.get_logger("worker.tasks")
+
+TASKS_PER_LOOKUP = 50
+
+
+class BreachClock(StrEnum):
+    REACTION = "reaction"
+    RESOLUTION = "resolution"
+
+
+MARKERS: Mapping[BreachClock, str] = {
+    BreachClock.REACTION: "[SLA: реакция]",
+    BreachClock.RESOLUTION: "[SLA: решение]",
+}
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    reaction_text: str
+    resolution_text: str
+    task_type_id: int = 1
+    due_after: timedelta = timedelta(hours=1)
+    supervisor_user_id: int | None = None
+    display_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    lead_id: int
+    clock: BreachClock
+    responsible_user_id: int
+    text: str
+
+
+def plan_tasks(
+    states: Mapping[int, SlaState], leads: Mapping[int, Lead], options: TaskOptions
+) -> list[TaskPlan]:
+    """The breach tasks the states call for (before the ledger is consulted)."""
+    plans: list[TaskPlan] = []
+    for lead_id, state in sorted(states.items()):
+        lead = leads[lead_id]
+        if state.reaction_task_due and state.reaction.due is not None:
+            plans.append(
+                TaskPlan(
+                    lead_id,
+                    BreachClock.REACTION,
+                    lead.responsible_user_id,
+                    render_text(options.reaction_text, lead, state, state.reaction.due, options)
+                    + "\n"
+                    + MARKERS[BreachClock.REACTION],
+                )
+            )
+        supervisor = options.supervisor_user_id
+        if supervisor is not None and state.resolution_task_due and state.resolution.due:
+            plans.append(
+                TaskPlan(
+                    lead_id,
+                    BreachClock.RESOLUTION,
+                    supervisor,
+                    render_text(options.resolution_text, lead, state, state.resolution.due, options)
+                    + "\n"
+                    + MARKERS[BreachClock.RESOLUTION],
+                )
+            )
+    return plans
+
+
+def render_text(
+    template: str, lead: Lead, state: SlaState, due: datetime, options: TaskOptions
+) -> str:
+    return template.format(
+        lead_id=lead.id,
+        lead_name=lead.name or f"#{lead.id}",
+        tariff=state.tariff or "—",
+        request_class="нестандартное" if state.request_class == "non_standard" else "типовое",
+        due=due.astimezone(options.display_zone).strftime("%d.%m.%Y %H:%M"),
+    )
+
+
+def ensure_tasks(
+    client: AmoClient,
+    store: StateStore,
+    plans: Sequence[TaskPlan],
+    options: TaskOptions,
+    now: datetime,
+) -> int:
+    """Create the planned tasks that do not exist yet; returns how many were created."""
+    pending = [plan for plan in plans if not _recorded(store, plan)]
+    if not pending:
+        return 0
+    existing = _existing_tasks(client, sorted({plan.lead_id for plan in pending}))
+    to_create: list[TaskPlan] = []
+    at = int(now.timestamp())
+    for plan in pending:
+        task_id = existing.get((plan.lead_id, plan.clock))
+        if task_id is not None:
+            store.record_task(plan.lead_id, plan.clock, task_id, at)
+            log.info(
+                "task_skipped_existing", lead_id=plan.lead_id, clock=plan.clock, task_id=task_id
+            )
+        else:
+            to_create.append(plan)
+    if not to_create:
+        return 0
+    for plan in to_create:
+        store.claim_task(plan.lead_id, plan.clock, at)
+    complete_till = int((now + options.due_after).timestamp())
+    created = client.create_tasks(
+        [
+            NewTask(
+                text=plan.text,
+                entity_id=plan.lead_id,
+                entity_type="leads",
+                responsible_user_id=plan.responsible_user_id or None,
+                task_type_id=options.task_type_id,
+                complete_till=complete_till,
+            )
+            for plan in to_create
+        ]
+    )
+    for plan, task in zip(to_create, created, strict=True):
+        store.record_task(plan.lead_id, plan.clock, task.id, at)
+        log.info(
+            "task_created",
+            lead_id=plan.lead_id,
+            clock=plan.clock,
+            task_id=task.id,
+            responsible_user_id=plan.responsible_user_id,
+        )
+    return len(created)
+
+
+def _recorded(store: StateStore, plan: TaskPlan) -> bool:
+    entry = store.ledger_entry(plan.lead_id, plan.clock)
+    return entry is not None and entry.mark is TaskMark.CREATED
+
+
+def _existing_tasks(
+    client: AmoClient, lead_ids: Sequence[int]
+) -> dict[tuple[int, BreachClock], int]:
+    found: dict[tuple[int, BreachClock], int] = {}
+    for start in range(0, len(lead_ids), TASKS_PER_LOOKUP):
+        chunk = lead_ids[start : start + TASKS_PER_LOOKUP]
+        # Completed tasks count too: a task an agent already closed was still created once.
+        for task in client.iter_tasks(entity_type="leads", entity_ids=chunk):
+            for clock, marker in MARKERS.items():
+                if task.entity_id is not None and marker in (task.text or ""):
+                    found.setdefault((task.entity_id, clock), task.id)
+    return found
