@@ -1,0 +1,136 @@
+"""The client's rate cap against the fake amoCRM, which enforces 7 requests/s on the same clock."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+
+import httpx
+import pytest
+
+from amo_client.fake import FakeAmoCRM
+from amo_client.ratelimit import RateLimiter
+from tests.client_kit import FakeClock, Tap, long_lived_client, make_fake
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(clock: FakeClock) -> FakeAmoCRM:
+    return make_fake(clock, max_requests_per_second=7)
+
+
+def test_full_speed_requests_meet_no_429_and_keep_close_to_seven_a_second(
+    fake: FakeAmoCRM, clock: FakeClock
+) -> None:
+    began = clock.monotonic()
+    with long_lived_client(fake, clock) as amo:
+        for _ in range(300):
+            amo.account()
+        sent = amo.requests_sent
+    elapsed = clock.monotonic() - began
+    assert fake.rate_limited_total == 0
+    assert fake.status_counts == {200: 300}
+    assert sent == 300
+    assert 6.5 <= 300 / elapsed <= 7.0
+
+
+def test_no_429_when_requests_take_a_varying_time_to_arrive(
+    fake: FakeAmoCRM, clock: FakeClock
+) -> None:
+    rng = random.Random(7)  # noqa: S311 - reproducible jitter, not a secret
+
+    def in_transit(request: httpx.Request) -> None:
+        clock.advance(rng.uniform(0.0, 0.04))
+
+    with long_lived_client(fake, clock, transport=Tap(fake.transport, before=in_transit)) as amo:
+        for _ in range(300):
+            amo.account()
+    assert fake.rate_limited_total == 0
+
+
+class LockstepClock(FakeClock):
+    """A shared virtual clock that stands still while a request is on its way to the fake.
+
+    A thread reads the clock when the limiter gives it a slot, and lands when the fake has
+    answered. With a plain virtual clock, other threads' sleeps could move time on by whole
+    seconds between those two moments while only microseconds pass: a transit delay no
+    network has, far beyond what the limiter's margin is meant to absorb.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transit = threading.Condition()
+        self._on_the_way: set[int] = set()
+
+    def monotonic(self) -> float:
+        with self._transit:
+            self._on_the_way.add(threading.get_ident())
+        return super().monotonic()
+
+    def landed(self) -> None:
+        with self._transit:
+            self._on_the_way.discard(threading.get_ident())
+            self._transit.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        me = threading.get_ident()
+        with self._transit:
+            self._transit.wait_for(lambda: not self._on_the_way - {me}, timeout=5)
+        super().sleep(seconds)
+
+
+def test_threads_share_one_cap() -> None:
+    clock = LockstepClock()
+    fake = make_fake(clock, max_requests_per_second=7)
+    tap = Tap(fake.transport, after=lambda request, response: clock.landed())
+    with long_lived_client(fake, clock, transport=tap) as amo:
+        threads = [
+            threading.Thread(target=lambda: [amo.account() for _ in range(40)]) for _ in range(5)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert fake.rate_limited_total == 0
+    assert fake.status_counts == {200: 200}
+
+
+def test_without_the_cap_the_same_run_meets_429s(fake: FakeAmoCRM, clock: FakeClock) -> None:
+    # The control: the fake does enforce its limit on this clock, so the zero above means something.
+    with long_lived_client(fake, clock, max_requests_per_second=1000) as amo:
+        for _ in range(50):
+            amo.account()
+    assert fake.rate_limited_total > 0
+
+
+@pytest.mark.parametrize("rate", [7.0, 3.0, 1.0])
+def test_no_one_second_window_holds_more_than_the_rate(rate: float) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock=clock.monotonic, sleep=clock.sleep)
+    sent = []
+    for _ in range(100):
+        limiter.acquire()
+        sent.append(clock.monotonic())
+    for index, at in enumerate(sent):
+        in_window = [t for t in sent[index:] if t < at + 1.0]
+        assert len(in_window) <= int(rate)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert min(gaps) >= 1.0 / rate - 1e-9
+    assert (len(sent) - 1) / (sent[-1] - sent[0]) >= rate * 0.9
+
+
+@pytest.mark.parametrize("rate", [6.5, 2.5, 0.5])
+def test_a_fractional_rate_is_kept_on_average(rate: float) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock=clock.monotonic, sleep=clock.sleep)
+    sent = []
+    for _ in range(60):
+        limiter.acquire()
+        sent.append(clock.monotonic())
+    achieved = (len(sent) - 1) / (sent[-1] - sent[0])
+    assert rate * 0.85 <= achieved <= rate
