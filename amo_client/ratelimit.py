@@ -3,9 +3,10 @@
 amoCRM counts requests in a one-second window (7 per account) and answers the
 excess with an HTML 429 and no Retry-After. Requests leave no closer together
 than ``1 / rate`` seconds, and no more than ``floor(rate)`` leave within any
-window of one second plus ``margin``: the margin absorbs the jitter between when a
-request leaves here and when it reaches amoCRM, so a full-speed run stays clear of
-429s at the cost of a few percent of throughput.
+window of ``floor(rate) / rate`` seconds plus ``margin`` (for a whole-number rate
+such as the default 7, one second plus the margin). The margin absorbs the jitter
+between when a request leaves here and when it reaches amoCRM, so a full-speed run
+stays clear of 429s at the cost of a few percent of throughput.
 """
 
 from __future__ import annotations
