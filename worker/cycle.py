@@ -66,6 +66,7 @@ LEADS_CURSOR = "leads_cursor"
 EVENTS_CURSOR = "events_cursor"
 EVENTS_SINCE = "events_since"
 LAST_FULL_SYNC = "last_full_sync"
+GENERATION = "generation"
 STRUCTURAL_EVENTS = frozenset({"lead_status_changed", "lead_deleted", "lead_restored"})
 
 
@@ -180,6 +181,7 @@ class SyncCycle:
         self.wall_clock = wall_clock
         self.setup: AccountSetup | None = None
         self._tracked: dict[int, _Tracked] | None = None
+        self._generation: int | None = None  # the store's generation the cache reflects
         self._stop = threading.Event()
         self._event_types = sorted(policy.reaction_event_types | STRUCTURAL_EVENTS)
 
@@ -191,7 +193,12 @@ class SyncCycle:
         requests_before = self.client.requests_sent
         try:
             with _exclusive(self.lock_path):
-                return self._run(now, requests_before)
+                try:
+                    return self._run(now, requests_before)
+                except BaseException:
+                    # The cache may hold half of this cycle; the store holds the last whole one.
+                    self._tracked = None
+                    raise
         except CycleLocked:
             log.warning("cycle_skipped_locked", lock=str(self.lock_path))
             return CycleReport(
@@ -285,7 +292,13 @@ class SyncCycle:
         return self.setup
 
     def _load_cache(self) -> dict[int, _Tracked]:
+        generation = self.store.get_int(GENERATION)
+        if self._tracked is not None and generation != self._generation:
+            # Another process (a `once` next to the service) ran a cycle on this state
+            # directory since: it consumed events past the cursors this cache was built with.
+            self._tracked = None
         if self._tracked is None:
+            self._generation = generation
             events = self.store.load_events()
             self._tracked = {}
             for lead_id, data in self.store.load_leads().items():
@@ -329,8 +342,13 @@ class SyncCycle:
             since = datetime.fromtimestamp(cursor, UTC) - self.options.event_overlap
             for lead in self.client.iter_leads(pipeline_id=setup.pipeline_id, updated_from=since):
                 self._take_lead(lead, setup, tracked, step)
-        if not step.leads_cursor:
-            step.leads_cursor = int(step.now.timestamp())
+        # The cursor follows the clock, not only the newest lead: left at the newest lead's
+        # updated_at, a quiet account would re-read every lead of that last minute (all of
+        # them, after the first sync wrote them) in each cycle. amoCRM stamps updated_at at
+        # the change, so nothing older than the overlap can still turn up.
+        step.leads_cursor = max(
+            step.leads_cursor, int((step.now - self.options.event_overlap).timestamp())
+        )
 
     def _take_lead(
         self, lead: Lead, setup: AccountSetup, tracked: dict[int, _Tracked], step: _Pass
@@ -520,6 +538,8 @@ class SyncCycle:
             self.store.set_int(EVENTS_SINCE, step.events_since)
             if step.full:
                 self.store.set_int(LAST_FULL_SYNC, int(step.now.timestamp()))
+            self._generation = (self.store.get_int(GENERATION) or 0) + 1
+            self.store.set_int(GENERATION, self._generation)
 
 
 ACCEPTANCE_NOTE = (
