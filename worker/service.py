@@ -8,7 +8,9 @@ After a cycle whose report names a ``next_change_at`` sooner than the next poll,
 next run moves to that instant plus a small margin (the state changes *at* the instant, and
 the cycle must see a clock past it). A reaction deadline is then flagged seconds after it
 passes rather than up to a poll interval later; a reaction just before it is not flagged
-because the cycle reads new events before it computes.
+because the cycle reads new events before it computes. The instant is read on the service's
+``clock`` (the one each cycle is given) and turned into a delay, because APScheduler always
+runs on the wall clock; with the default clock the two are the same.
 
 SIGTERM or SIGINT: the cycle is asked to stop (it finishes the write batch in flight), the
 service waits for it to return, shuts the scheduler down and returns 0. A second signal
@@ -138,6 +140,14 @@ def _json_ready(value: object) -> object:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Ran:
+    """What one run of the job hands to the scheduler's listener."""
+
+    now: datetime  # the instant the cycle was given, on the service's clock
+    report: CycleReportLike
+
+
+@dataclasses.dataclass(frozen=True)
 class _Shutdown:
     reason: str
     exit_code: int
@@ -250,11 +260,12 @@ class SyncService:
         )
         return scheduler
 
-    def _run_cycle(self) -> CycleReportLike | None:
+    def _run_cycle(self) -> _Ran | None:
         if self.stopping:
             return None
+        now = self._clock()
         try:
-            report = self._cycle.run(self._clock())
+            report = self._cycle.run(now)
         except Exception as error:
             self._cycle_failed(error)
             return None
@@ -264,7 +275,7 @@ class SyncService:
         except OSError as error:
             log.error("heartbeat_failed", state_dir=str(self._state_dir), error=str(error))
         log.info("cycle_done", **summary)
-        return report
+        return _Ran(now, report)
 
     def _cycle_failed(self, error: Exception) -> None:
         if is_fatal(error):
@@ -294,27 +305,38 @@ class SyncService:
         scheduler = self._scheduler
         if self.stopping or scheduler is None:
             return
-        now = datetime.now(UTC)
-        report: CycleReportLike | None = event.retval
-        change_at = report.next_change_at if report is not None else None
+        # The service's clock is read first: with the default clock the wall clock is then a
+        # hair later, and the run never starts before the wake-up instant.
+        clock_now = self._clock()
+        wall_now = datetime.now(UTC)
+        ran: _Ran | None = event.retval
+        change_at = ran.report.next_change_at if ran is not None else None
         # An instant not after the cycle's own "now" is already reflected in its results.
-        if change_at is not None and report is not None and change_at <= report.started_at:
+        # (The report's started_at may come from another clock than the one the cycle got.)
+        if change_at is not None and ran is not None and change_at <= ran.now:
             change_at = None
         overran, self._overran = self._overran, False
         if overran:
-            self._move_next_run(scheduler, now, now)
+            self._move_next_run(scheduler, wall_now, wall_now)
         elif change_at is not None:
+            wake_at = change_at + self._wakeup_margin
+            delay = max(wake_at - clock_now, timedelta(0))
             self._move_next_run(
-                scheduler, max(change_at + self._wakeup_margin, now), now, change_at
+                scheduler, wall_now + delay, wall_now, (change_at, wake_at, clock_now)
             )
 
     def _move_next_run(
         self,
         scheduler: BackgroundScheduler,
         when: datetime,
-        now: datetime,
-        change_at: datetime | None = None,
+        wall_now: datetime,
+        wakeup: tuple[datetime, datetime, datetime] | None = None,
     ) -> None:
+        """Move the job to ``when`` (wall clock) if that is sooner than its next run.
+
+        ``wakeup`` is (the change instant, the wake-up instant, now), all on the service's
+        clock: logged in those terms, since they are the instants the admin can relate to.
+        """
         job = scheduler.get_job(JOB_ID)
         if job is None or job.next_run_time is None or when >= job.next_run_time:
             return
@@ -323,15 +345,16 @@ class SyncService:
             scheduler.modify_job(JOB_ID, next_run_time=when)
         except JobLookupError:
             return
-        if change_at is None:
+        if wakeup is None:
             log.info("cycle_overran", poll_interval_s=self._poll_interval)
             return
+        change_at, wake_at, clock_now = wakeup
         log.info(
             "wakeup_scheduled",
-            at=when.astimezone(UTC).isoformat(),
+            at=wake_at.astimezone(UTC).isoformat(),
             next_change_at=change_at.isoformat(),
-            in_s=round((when - now).total_seconds(), 3),
-            instead_of=next_poll_at.astimezone(UTC).isoformat(),
+            in_s=round((when - wall_now).total_seconds(), 3),
+            instead_of=(next_poll_at - wall_now + clock_now).astimezone(UTC).isoformat(),
         )
 
 
