@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
+
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest, PipelineRef
@@ -84,13 +86,15 @@ class World:
         )
 
 
-def make_client(fake: FakeAmoCRM, clock: FakeClock) -> AmoClient:
+def make_client(
+    fake: FakeAmoCRM, clock: FakeClock, transport: httpx.BaseTransport | None = None
+) -> AmoClient:
     # The client's limiter sleeps on the shared virtual clock, so the fake sees requests
     # spaced as amoCRM would, and nothing waits for real.
     return AmoClient(
         fake.base_url,
         LongLivedToken(fake.long_lived_token),
-        transport=fake.transport,
+        transport=transport or fake.transport,
         sleep=clock.sleep,
         monotonic=clock.monotonic,
         clock=clock.time,
