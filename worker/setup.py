@@ -43,8 +43,15 @@ class AccountSetup:
     class_field_id: int | None
 
 
-class SetupError(Exception):
-    """The configuration does not match the account; ``problems`` lists every mismatch."""
+class SetupError(ValueError):
+    """The configuration does not match the account; ``problems`` lists every mismatch.
+
+    Only the admin can fix it (a renamed stage, a missing field), so it is ``fatal``: the
+    service stops instead of retrying, and the commands exit 2 with the message, not a
+    traceback.
+    """
+
+    fatal = True
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)

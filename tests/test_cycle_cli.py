@@ -1,0 +1,273 @@
+"""The commands end to end: ``once``, ``check`` and ``provision`` against the fake amoCRM served
+on loopback HTTP, configured through the environment exactly as an admin would."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from amo_client.client import AmoClient
+from amo_client.fake import FakeServer
+from config.settings import Settings
+from tests.client_kit import FakeClock
+from tests.cycle_kit import ACCEPTANCE, HOLD, LOST, PIPELINE, WON, World, build_world, sla_values_of
+from worker import app
+from worker.cli import main
+from worker.fields import FIELD_SPECS
+
+
+@dataclass
+class Served:
+    world: World
+    server: FakeServer
+    state_dir: Path
+
+    def gets_only(self) -> bool:
+        return all(request.method == "GET" for request in self.world.fake.request_log)
+
+
+def free_port() -> int:
+    # The fake writes absolute _links, so it must know its address before it serves.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    # The commands' client paces itself on a virtual clock: nothing here waits for real.
+    clock = FakeClock()
+    original = app.build_client
+
+    def paced(settings: Settings, **options: Any) -> AmoClient:
+        return original(settings, sleep=clock.sleep, monotonic=clock.monotonic, **options)
+
+    monkeypatch.setattr(app, "build_client", paced)
+    handlers = list(logging.getLogger().handlers)
+    yield
+    # The commands route logs to the captured stderr; leave later tests the usual setup.
+    for handler in logging.getLogger().handlers:
+        if handler not in handlers:
+            logging.getLogger().removeHandler(handler)
+    structlog.reset_defaults()
+
+
+def serve(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **world_options: Any
+) -> Iterator[Served]:
+    port = free_port()
+    world = build_world(
+        base_url=f"http://127.0.0.1:{port}", max_requests_per_second=None, **world_options
+    )
+    server = world.fake.serve(port=port)
+    state_dir = tmp_path / "state"
+    for name, value in {
+        "AMO_BASE_URL": server.url,
+        "AMO_LONG_LIVED_TOKEN": world.fake.long_lived_token,
+        "SLA_PIPELINE": PIPELINE,
+        "SLA_HOLD_STAGES": HOLD,
+        "SLA_ACCEPTANCE_STAGES": ACCEPTANCE,
+        "SLA_STATE_DIR": str(state_dir),
+        "SLA_LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(name, value)
+    world.fake.reset_request_log()
+    try:
+        yield Served(world, server, state_dir)
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def account(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Served]:
+    yield from serve(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def bare_account(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Served]:
+    yield from serve(monkeypatch, tmp_path, provisioned=False)
+
+
+# --- start-up ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SLA_POLL_INTERVAL", "abc"),
+        ("AMO_DOMAIN", "foo"),
+        ("SLA_TASK_TEXT", "срок {deadline}"),
+        ("AMO_MAX_REQUESTS_PER_SECOND", "50"),
+    ],
+)
+def test_a_bad_variable_stops_start_up_naming_it_before_any_request(
+    account: Served,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    code = main(["once"])
+
+    assert code == 2
+    assert variable in capsys.readouterr().err
+    assert account.world.fake.requests_total == 0
+    assert not account.state_dir.exists()
+
+
+# --- once -----------------------------------------------------------------------------------------
+
+
+def test_once_dry_run_prints_the_plan_and_writes_nothing(
+    account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = account.world
+
+    code = main(["once", "--dry-run"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert account.gets_only()
+    assert world.fake.tasks == []
+    open_leads = [
+        lead_id
+        for lead_id in world.leads.values()
+        if (world.fake.lead(lead_id) or {})["status_id"] not in (WON, LOST)
+    ]
+    assert open_leads
+    for lead_id in world.leads.values():
+        assert sla_values_of(world, lead_id) == []
+    for lead_id in open_leads:
+        assert str(lead_id) in out
+    assert "SLA: статус" in out
+    assert "Просрочена реакция" in out  # the planned task
+
+
+def test_a_second_once_writes_nothing(account: Served) -> None:
+    world = account.world
+    assert main(["once"]) == 0
+    assert any(r.method == "PATCH" for r in world.fake.request_log)
+    assert world.fake.tasks
+    tasks = len(world.fake.tasks)
+
+    world.fake.reset_request_log()
+    assert main(["once"]) == 0
+
+    assert account.gets_only()
+    assert len(world.fake.tasks) == tasks
+    for lead_id in world.other_leads:
+        assert sla_values_of(world, lead_id) == []
+
+
+def test_once_on_an_account_without_the_fields_says_what_to_do(
+    bare_account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["once"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "SLA: реакция до" in err
+    assert "provision" in err
+    assert bare_account.gets_only()
+
+
+# --- provision ------------------------------------------------------------------------------------
+
+
+def test_provision_dry_run_creates_nothing(
+    bare_account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["provision", "--dry-run"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert bare_account.gets_only()
+    for spec in FIELD_SPECS:
+        assert f"would create: «{spec.name}» ({spec.type.value})" in out
+        assert bare_account.world.fake.field_id(spec.name) is None
+
+
+def test_provision_creates_the_fields_once(
+    bare_account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = bare_account.world.fake
+
+    assert main(["provision"]) == 0
+    ids = {spec.name: fake.field_id(spec.name) for spec in FIELD_SPECS}
+    assert None not in ids.values()
+    fake.reset_request_log()
+    capsys.readouterr()
+
+    assert main(["provision"]) == 0
+
+    assert "nothing to create" in capsys.readouterr().out
+    assert bare_account.gets_only()
+    assert {spec.name: fake.field_id(spec.name) for spec in FIELD_SPECS} == ids
+    assert main(["check"]) == 0
+
+
+# --- check ----------------------------------------------------------------------------------------
+
+
+def test_check_passes_on_a_good_account(
+    account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "problem" not in out
+    assert "everything is in place" in out
+
+
+def test_check_names_a_missing_stage(
+    account: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLA_HOLD_STAGES", f"{HOLD},Ждём поставщика")
+
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "problem: SLA_HOLD_STAGES" in out
+    assert "Ждём поставщика" in out
+
+
+def test_check_names_missing_fields(
+    bare_account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check"])
+
+    problems = [line for line in capsys.readouterr().out.splitlines() if "problem" in line]
+    assert code == 1
+    for spec in FIELD_SPECS:
+        assert any(f"«{spec.name}» is missing" in line for line in problems)
+
+
+def test_check_names_a_field_of_the_wrong_type(
+    bare_account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = bare_account.world.fake
+    fake.add_custom_field("SLA: реакция до", "text")
+    assert main(["provision"]) == 0
+    capsys.readouterr()
+
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "problem: field «SLA: реакция до»" in out
+    assert "is text, expected date_time" in out
