@@ -68,6 +68,7 @@ def build_client(
     *,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> AmoClient:
     if settings.base_url is None:
         raise ValueError("no amoCRM account is configured")
@@ -76,6 +77,7 @@ def build_client(
         credentials(settings),
         transport=transport,
         sleep=sleep,
+        monotonic=monotonic,
         max_requests_per_second=settings.amo_max_requests_per_second,
     )
 
