@@ -208,3 +208,35 @@ def test_a_dry_run_cycle_plans_the_writes_and_sends_none(tmp_path: Path) -> None
         assert sla_values_of(world, lead_id) == []
     # Nothing was kept either: a real cycle afterwards starts from scratch.
     assert make_cycle(world, tmp_path).run(now).full_sync
+
+
+def test_a_request_closed_days_ago_costs_no_per_lead_event_calls_after_it_is_written(
+    tmp_path: Path,
+) -> None:
+    world = build_world()
+    anna = world.agents[0]
+    closed = world.fake.add_lead(
+        "closed last week",
+        pipeline_id=world.support.id,
+        tags=["Приоритет"],
+        created_at=at(28, 10, 0, month=10),
+        responsible_user_id=anna,
+    )
+    world.fake.add_event(closed, "outgoing_call", created_by=anna, at=at(28, 10, 20, month=10))
+    world.fake.move_lead(closed, WON, by_user=anna, at=at(1, 12, 0))
+    cycle = make_cycle(world, tmp_path)
+    first = cycle.run(world.now())
+    assert closed in {write.lead_id for write in first.writes}
+
+    world.fake.reset_request_log()
+    later = world.advance(timedelta(minutes=5))
+    cycle.run(later)
+
+    per_lead = [
+        r
+        for r in world.fake.request_log
+        if r.path == "/api/v4/events" and "filter[entity_id]" in r.query
+    ]
+    assert per_lead == []
+    assert writes(world.fake.request_log) == []
+    assert stored_fields(world, closed) == expected_fields(engine_state(world, closed, later))

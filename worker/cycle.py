@@ -148,6 +148,7 @@ class _Pass:
     now: datetime
     full: bool
     touched: set[int] = field(default_factory=set)  # leads read or given new events
+    written: set[int] = field(default_factory=set)  # leads this cycle wrote to
     new: set[int] = field(default_factory=set)  # leads tracked for the first time
     forgotten: set[int] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
@@ -479,6 +480,7 @@ class SyncCycle:
                 if item is not None:
                     item.lead = _with_written(item.lead, write, setup.fields)
                     step.touched.add(write.lead_id)
+                    step.written.add(write.lead_id)
                 log.info(
                     "lead_written",
                     lead_id=write.lead_id,
@@ -501,10 +503,15 @@ class SyncCycle:
     def _drop_settled(self, tracked: dict[int, _Tracked], setup: AccountSetup, step: _Pass) -> None:
         """Closed leads leave the cache once nothing about them can change any more."""
         horizon = step.now - self.options.closed_retention
+        # A lead written just now comes back in the next read (the write bumped its
+        # updated_at); dropped now, it would come back as a stranger and cost per-lead
+        # event calls to rebuild a history the cache already had.
         settled = [
             lead_id
             for lead_id, item in tracked.items()
-            if item.lead.status_id in (WON, LOST) and item.lead.updated_at < horizon
+            if item.lead.status_id in (WON, LOST)
+            and item.lead.updated_at < horizon
+            and lead_id not in step.written
         ]
         self._forget(settled, tracked, step)
 
