@@ -23,7 +23,7 @@ import structlog
 from amo_client.errors import AmoError
 from config.settings import ConfigError, Settings, load_settings
 from worker import admin, app, explain
-from worker.logs import configure_logging
+from worker.logs import configure_logging, register_secret, renders_json
 
 Command = Callable[[argparse.Namespace], int]
 EXIT_CONFIG = 2
@@ -63,7 +63,7 @@ def run_default(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     if settings.account_configured:
-        return _run_service(settings)
+        return _run_service_from_env()
     from worker import demo  # noqa: PLC0415 - the emulator is loaded only for the demo
 
     configure_logging(settings.sla_log_format.value, settings.sla_log_level)
@@ -80,7 +80,7 @@ def _settings() -> Settings | None:
     except ConfigError as error:
         configure_logging("auto", "INFO")
         log.error("config_invalid", problems=error.problems)
-        print(f"error: {error}", file=sys.stderr)
+        _tell(f"error: {error}")
         return None
 
 
@@ -94,18 +94,29 @@ def _live_settings() -> Settings | None:
             "config_invalid",
             problems=["AMO_BASE_URL or AMO_SUBDOMAIN: no amoCRM account is configured"],
         )
-        print(
+        _tell(
             "error: no amoCRM account is configured (set AMO_SUBDOMAIN or AMO_BASE_URL and a "
-            "token; see the README). `python -m worker demo` runs without one.",
-            file=sys.stderr,
+            "token; see the README). `python -m worker demo` runs without one."
         )
         return None
     return settings
 
 
-def _fail(error: Exception) -> int:
+def _tell(message: str) -> None:
+    """One line of prose for a person at a terminal.
+
+    Piped output (JSON logs) carries the same facts in the log line just written, and a
+    line that is not JSON would break whatever collects the logs.
+    """
+    if not renders_json():
+        print(message, file=sys.stderr)
+
+
+def _fail(error: Exception, exit_code: int | None = None) -> int:
     log.error("command_failed", error_type=type(error).__name__, error=str(error))
-    print(f"error: {error}", file=sys.stderr)
+    _tell(f"error: {error}")
+    if exit_code is not None:
+        return exit_code
     return EXIT_CONFIG if getattr(error, "fatal", False) else 1
 
 
@@ -130,10 +141,17 @@ def _run_service(settings: Settings) -> int:
         policy = app.build_policy(settings)
     except ConfigError as error:
         log.error("config_invalid", problems=error.problems)
-        print(f"error: {error}", file=sys.stderr)
+        _tell(f"error: {error}")
         return EXIT_CONFIG
-    client = app.build_client(settings)
-    cycle = app.build_cycle(settings, client, policy)
+    try:
+        client = app.build_client(settings)
+    except ValueError as error:
+        return _fail(error, EXIT_CONFIG)
+    try:
+        cycle = app.build_cycle(settings, client, policy)
+    except OSError as error:  # the state directory: missing permissions, a file in the way
+        client.close()
+        return _fail(error, EXIT_CONFIG)
     try:
         return run_service(
             cycle, poll_interval=settings.sla_poll_interval, state_dir=settings.sla_state_dir
@@ -170,7 +188,7 @@ def run_once(args: argparse.Namespace) -> int:
                 print_plan(report, cycle.setup, policy, sys.stdout, dry_run=args.dry_run)
     except ConfigError as error:
         log.error("config_invalid", problems=error.problems)
-        print(f"error: {error}", file=sys.stderr)
+        _tell(f"error: {error}")
         return EXIT_CONFIG
     except (AmoError, OSError, ValueError) as error:
         return _fail(error)
@@ -250,8 +268,10 @@ def run_auth(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     if not settings.uses_oauth:
-        print("error: AMO_CLIENT_ID is not set: `auth` is for OAuth integrations", file=sys.stderr)
+        log.error("config_invalid", problems=["AMO_CLIENT_ID: not set; `auth` is for OAuth"])
+        _tell("error: AMO_CLIENT_ID is not set: `auth` is for OAuth integrations")
         return EXIT_CONFIG
+    register_secret(args.code)
     try:
         with app.build_client(settings) as client:
             pair = client.exchange_code(args.code)

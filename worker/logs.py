@@ -98,6 +98,7 @@ MIN_SECRET_LENGTH: Final = 6
 
 _secrets_lock = threading.Lock()
 _secret_forms: tuple[str, ...] = ()
+_renders_json = False
 _HANDLER_MARK: Final = "_amo_sla_handler"
 
 _QUIET_LIBRARIES: Final = ("httpx", "apscheduler")
@@ -230,6 +231,15 @@ def _renderer(format: str, stream: TextIO) -> Processor:
     return _ScrubbedConsoleRenderer(colors=_is_terminal(stream))
 
 
+def renders_json() -> bool:
+    """Whether the last :func:`configure_logging` chose JSON lines.
+
+    Then nothing but log lines may go to the log stream: a command tells the admin about an
+    error through its log line alone, not through an extra line of prose beside it.
+    """
+    return _renders_json
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -259,13 +269,16 @@ def configure_logging(
     if not isinstance(numeric_level, int):
         raise ValueError(f"unknown log level {level!r}")
     target = stream if stream is not None else sys.stderr
+    global _renders_json  # noqa: PLW0603 - one process-wide logging configuration
+    renderer = _renderer(format, target)
+    _renders_json = renderer is _render_json
 
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             redact_event,
-            _renderer(format, target),
+            renderer,
         ],
     )
     handler = logging.StreamHandler(target)
