@@ -45,9 +45,11 @@ from amo_client.models import (
     Event,
     FieldValue,
     Lead,
+    LeadEmbedded,
     NewNote,
     OutgoingValue,
     SelectValue,
+    Tag,
 )
 from sla.policy import Policy
 from sla.state import LeadEvent, SlaState, compute_sla
@@ -354,6 +356,7 @@ class SyncCycle:
     def _take_lead(
         self, lead: Lead, setup: AccountSetup, tracked: dict[int, _Tracked], step: _Pass
     ) -> None:
+        lead = _slim(lead, setup)
         step.leads_read += 1
         step.leads_cursor = max(step.leads_cursor, int(lead.updated_at.timestamp()))
         known = tracked.get(lead.id)
@@ -567,6 +570,28 @@ def _left_pipeline(lead: Lead, events: Sequence[Event], pipeline_id: int) -> boo
         if event.type == "lead_status_changed" and after is not None:
             return after.pipeline_id != pipeline_id
     return False
+
+
+def _slim(lead: Lead, setup: AccountSetup) -> Lead:
+    """The part of a lead the cycle reads: the cache holds every open lead of the pipeline,
+    and a lead as amoCRM sends it carries all of its fields, links and extras besides."""
+    keep = {*setup.fields.ids.values(), setup.class_field_id}
+    fields = [f for f in lead.custom_fields_values or () if f.field_id in keep]
+    return Lead(
+        id=lead.id,
+        name=lead.name,
+        status_id=lead.status_id,
+        pipeline_id=lead.pipeline_id,
+        responsible_user_id=lead.responsible_user_id,
+        created_by=lead.created_by,
+        updated_by=lead.updated_by,
+        created_at=lead.created_at,
+        updated_at=lead.updated_at,
+        closed_at=lead.closed_at,
+        is_deleted=lead.is_deleted,
+        custom_fields_values=fields or None,
+        embedded=LeadEmbedded(tags=[Tag(id=tag.id, name=tag.name) for tag in lead.embedded.tags]),
+    )
 
 
 def _lead_update(write: PlannedWrite, fields: FieldMap) -> EntityUpdate:
