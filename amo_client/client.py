@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -130,6 +131,7 @@ class AmoClient:
         self._blocked_until = 0.0
         self._counter_lock = threading.Lock()
         self.requests_sent = 0
+        self._server_time: datetime | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -141,6 +143,15 @@ class AmoClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def server_time(self) -> datetime | None:
+        """amoCRM's clock at its latest answer (its ``Date`` header), if one was read.
+
+        Cursors over ``updated_at`` are kept on this clock rather than the worker's, so a
+        worker whose clock runs ahead of amoCRM's cannot skip a change.
+        """
+        return self._server_time
 
     # --- OAuth ---------------------------------------------------------------------------------
 
@@ -479,6 +490,7 @@ class AmoClient:
                 )
             except httpx.TransportError as error:
                 raise _transport_error(method, path, error) from None
+            self._note_server_time(response)
             status = response.status_code
             if status == 429:
                 raise RateLimited(status, method, path, "too many requests")
@@ -490,6 +502,17 @@ class AmoClient:
             return response
 
         return self._retrying(method).__call__(attempt)
+
+    def _note_server_time(self, response: httpx.Response) -> None:
+        stamp = response.headers.get("date")
+        if not stamp:
+            return
+        try:
+            moment = parsedate_to_datetime(stamp)
+        except (TypeError, ValueError):
+            return
+        if moment.tzinfo is not None:
+            self._server_time = moment
 
     def _retrying(self, method: str) -> Retrying:
         idempotent = method.upper() != "POST"

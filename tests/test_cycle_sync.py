@@ -240,3 +240,22 @@ def test_a_request_closed_days_ago_costs_no_per_lead_event_calls_after_it_is_wri
     assert per_lead == []
     assert writes(world.fake.request_log) == []
     assert stored_fields(world, closed) == expected_fields(engine_state(world, closed, later))
+
+
+def test_a_worker_clock_running_ahead_of_amocrm_misses_no_change(tmp_path: Path) -> None:
+    """The lead cursor is kept on amoCRM's clock (its Date header), not the worker's."""
+    world = build_world()
+    ahead = timedelta(minutes=10)
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now() + ahead)
+    cycle.run(world.advance(timedelta(minutes=5)) + ahead)
+
+    world.advance(timedelta(minutes=1))
+    lead_id = world.leads["no_tariff"]
+    world.fake.update_lead(lead_id, by_user=0, add_tags=["Приоритет"])
+    later = world.advance(timedelta(minutes=5)) + ahead
+    report = cycle.run(later)
+
+    assert report.leads_read >= 1
+    assert stored_fields(world, lead_id) == expected_fields(engine_state(world, lead_id, later))
+    assert stored_fields(world, lead_id)["SLA: статус"] != "Нет тарифа"

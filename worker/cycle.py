@@ -314,13 +314,34 @@ class SyncCycle:
     def _read_leads(self, setup: AccountSetup, tracked: dict[int, _Tracked], step: _Pass) -> None:
         cursor = self.store.get_int(LEADS_CURSOR)
         step.leads_cursor = cursor or 0
+        # amoCRM's clock at its first answer of this read: every change the read may have
+        # missed carries an updated_at at or past it, whatever the worker's own clock says.
+        read_started: datetime | None = None
+
+        def take(leads: Iterable[Lead]) -> None:
+            nonlocal read_started
+            for lead in leads:
+                if read_started is None:
+                    read_started = self.client.server_time
+                self._take_lead(lead, setup, tracked, step)
+            if read_started is None:
+                read_started = self.client.server_time
+
         if step.full:
             seen: set[int] = set()
-            for lead in self.client.iter_leads(
-                pipeline_id=setup.pipeline_id, status_ids=setup.open_status_ids
-            ):
-                seen.add(lead.id)
-                self._take_lead(lead, setup, tracked, step)
+
+            def noting(leads: Iterable[Lead]) -> Iterator[Lead]:
+                for lead in leads:
+                    seen.add(lead.id)
+                    yield lead
+
+            take(
+                noting(
+                    self.client.iter_leads(
+                        pipeline_id=setup.pipeline_id, status_ids=setup.open_status_ids
+                    )
+                )
+            )
             closed = setup.roles.done
             self._forget(
                 [
@@ -333,24 +354,25 @@ class SyncCycle:
             )
         if cursor is None:
             # First start: requests closed shortly before it get their final status too.
-            for lead in self.client.iter_leads(
-                pipeline_id=setup.pipeline_id,
-                status_ids=(WON, LOST),
-                updated_from=step.now - self.options.history_horizon,
-            ):
-                self._take_lead(lead, setup, tracked, step)
+            take(
+                self.client.iter_leads(
+                    pipeline_id=setup.pipeline_id,
+                    status_ids=(WON, LOST),
+                    updated_from=step.now - self.options.history_horizon,
+                )
+            )
         else:
             # The read steps back a little: a lead amoCRM stamps with a slightly older
             # updated_at than the last one seen is read again (and found unchanged), not lost.
             since = datetime.fromtimestamp(cursor, UTC) - self.options.event_overlap
-            for lead in self.client.iter_leads(pipeline_id=setup.pipeline_id, updated_from=since):
-                self._take_lead(lead, setup, tracked, step)
-        # The cursor follows the clock, not only the newest lead: left at the newest lead's
-        # updated_at, a quiet account would re-read every lead of that last minute (all of
-        # them, after the first sync wrote them) in each cycle. amoCRM stamps updated_at at
-        # the change, so nothing older than the overlap can still turn up.
+            take(self.client.iter_leads(pipeline_id=setup.pipeline_id, updated_from=since))
+        # The cursor follows amoCRM's clock, not only the newest lead: left at the newest
+        # lead's updated_at, a quiet account would re-read every lead of that last minute
+        # (all of them, after the first sync wrote them) in each cycle. amoCRM stamps
+        # updated_at at the change, so nothing older than the overlap can still turn up.
+        clock = read_started or step.now
         step.leads_cursor = max(
-            step.leads_cursor, int((step.now - self.options.event_overlap).timestamp())
+            step.leads_cursor, int((clock - self.options.event_overlap).timestamp())
         )
 
     def _take_lead(

@@ -39,6 +39,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -204,6 +205,8 @@ class FakeAmoCRM(AccountState):
                 raise error
             self._status_counts[reply.status] += 1
         headers = dict(reply.headers)
+        # Like every HTTP server, amoCRM stamps its answers with its own clock.
+        headers.setdefault("date", formatdate(self._clock(), usegmt=True))
         if reply.content_type is not None:
             headers["content-type"] = reply.content_type
         return httpx.Response(reply.status, headers=headers, content=reply.body, request=request)
