@@ -31,7 +31,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -138,9 +138,36 @@ class CycleLocked(Exception):
 
 @dataclass
 class _Tracked:
-    lead: Lead
+    """A cached lead: the few values the cycle consults on every pass, the rest as JSON.
+
+    Kept as pydantic models, with every field value a model of its own, 10,000 leads
+    cost over 100 MB; as amoCRM's JSON (the form the store keeps too) a few MB. The
+    lead is parsed when it is computed, one at a time.
+    """
+
+    data: str
+    status_id: int
+    created_at: datetime
+    updated_at: datetime
     events: list[LeadEvent]
     event_ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, lead: Lead, events: list[LeadEvent] | None = None) -> _Tracked:
+        item = cls("", 0, lead.created_at, lead.updated_at, events or [])
+        item.lead = lead
+        return item
+
+    @property
+    def lead(self) -> Lead:
+        return Lead.model_validate_json(self.data)
+
+    @lead.setter
+    def lead(self, lead: Lead) -> None:
+        self.data = lead.model_dump_json(by_alias=True, exclude_none=True)
+        self.status_id = lead.status_id
+        self.created_at = lead.created_at
+        self.updated_at = lead.updated_at
 
 
 @dataclass
@@ -238,23 +265,29 @@ class SyncCycle:
         failed = 0
         for lead_id, item in sorted(tracked.items()):
             fresh = lead_id in step.touched or step.full
+            lead = item.lead
             try:
-                state = self._compute(item, setup, now)
-                values = changed_values(item.lead, state, setup.fields)
+                state = self._compute(lead, item.events, setup, now)
+                values = changed_values(lead, state, setup.fields)
             except (BadFieldValue, ValueError) as error:
                 failed += 1
                 if fresh:
                     log.warning("lead_invalid", lead_id=lead_id, problem=str(error))
                 continue
-            states[lead_id] = state
+            # The derivation's trace is for `explain`; kept for every lead it would cost MBs.
+            states[lead_id] = replace(state, trace=())
             if fresh:
                 for problem in state.problems:
                     log.warning("lead_problem", lead_id=lead_id, problem=problem)
             move_to = setup.roles.accepted_status_id if state.accept_now else None
             if values or move_to is not None:
-                writes.append(PlannedWrite(lead_id, item.lead.name, values, move_to))
+                writes.append(PlannedWrite(lead_id, lead.name, values, move_to))
 
-        leads = {lead_id: item.lead for lead_id, item in tracked.items()}
+        leads = {
+            lead_id: tracked[lead_id].lead
+            for lead_id, state in states.items()
+            if state.reaction_task_due or state.resolution_task_due
+        }
         task_plans = plan_tasks(states, leads, self.options.tasks)
         written = write_failed = tasks_created = 0
         stopped = False
@@ -305,9 +338,10 @@ class SyncCycle:
             events = self.store.load_events()
             self._tracked = {}
             for lead_id, data in self.store.load_leads().items():
-                lead = Lead.model_validate_json(data)
                 parsed = [Event.model_validate_json(raw) for raw in events.get(lead_id, ())]
-                self._tracked[lead_id] = _Tracked(lead, lead_events(parsed), {e.id for e in parsed})
+                item = _Tracked.of(Lead.model_validate_json(data), lead_events(parsed))
+                item.event_ids = {e.id for e in parsed}
+                self._tracked[lead_id] = item
         return self._tracked
 
     # --- reading ---------------------------------------------------------------------------------
@@ -347,7 +381,7 @@ class SyncCycle:
                 [
                     i
                     for i, item in tracked.items()
-                    if i not in seen and item.lead.status_id not in closed
+                    if i not in seen and item.status_id not in closed
                 ],
                 tracked,
                 step,
@@ -388,10 +422,10 @@ class SyncCycle:
                 self._forget([lead.id], tracked, step)
             return
         if known is None:
-            tracked[lead.id] = _Tracked(lead, [])
+            tracked[lead.id] = _Tracked.of(lead)
             step.new.add(lead.id)
             step.forgotten.discard(lead.id)
-        elif lead.updated_at > known.lead.updated_at or step.full:
+        elif lead.updated_at > known.updated_at or step.full:
             known.lead = lead
         else:
             return  # the same version as cached: nothing changed
@@ -408,7 +442,7 @@ class SyncCycle:
         since = self.store.get_int(EVENTS_SINCE)
         step.first_event_read = cursor is None or since is None
         if cursor is None or since is None:
-            oldest = min((item.lead.created_at for item in tracked.values()), default=step.now)
+            oldest = min((item.created_at for item in tracked.values()), default=step.now)
             start = max(oldest, step.now - self.options.history_horizon)
             since = int(start.timestamp())
         else:
@@ -431,7 +465,7 @@ class SyncCycle:
             item = tracked.get(lead_id)
             if item is None:
                 continue
-            if _left_pipeline(item.lead, events, setup.pipeline_id):
+            if _left_pipeline(item.updated_at, events, setup.pipeline_id):
                 self._forget([lead_id], tracked, step)
                 continue
             # The same event can arrive twice in one pass (the feed and a per-lead read).
@@ -461,7 +495,7 @@ class SyncCycle:
         buffered = self.store.load_events()
         uncovered = []
         for lead_id in sorted(step.new):
-            if int(tracked[lead_id].lead.created_at.timestamp()) < covered_from:
+            if int(tracked[lead_id].created_at.timestamp()) < covered_from:
                 uncovered.append(lead_id)
                 continue
             for raw in buffered.get(lead_id, ()):
@@ -474,13 +508,15 @@ class SyncCycle:
                 by_lead.setdefault(event.entity_id, []).append(event)
 
     # --- computing and writing ----------------------------------------------------------------
-    def _compute(self, item: _Tracked, setup: AccountSetup, now: datetime) -> SlaState:
+    def _compute(
+        self, lead: Lead, events: Sequence[LeadEvent], setup: AccountSetup, now: datetime
+    ) -> SlaState:
         facts = lead_facts(
-            item.lead,
+            lead,
             agreed_due_field_id=setup.fields.id_of(SlaField.AGREED_DUE),
             class_field_id=setup.class_field_id,
         )
-        return compute_sla(facts, item.events, self.policy, setup.roles, now)
+        return compute_sla(facts, events, self.policy, setup.roles, now)
 
     def _write(
         self,
@@ -534,8 +570,8 @@ class SyncCycle:
         settled = [
             lead_id
             for lead_id, item in tracked.items()
-            if item.lead.status_id in (WON, LOST)
-            and item.lead.updated_at < horizon
+            if item.status_id in (WON, LOST)
+            and item.updated_at < horizon
             and lead_id not in step.written
         ]
         self._forget(settled, tracked, step)
@@ -546,8 +582,8 @@ class SyncCycle:
             self.store.save_leads(
                 StoredLead(
                     lead_id,
-                    int(tracked[lead_id].lead.updated_at.timestamp()),
-                    tracked[lead_id].lead.model_dump_json(by_alias=True),
+                    int(tracked[lead_id].updated_at.timestamp()),
+                    tracked[lead_id].data,
                 )
                 for lead_id in step.touched
                 if lead_id in tracked
@@ -581,10 +617,10 @@ ACCEPTANCE_NOTE = (
 MAX_EVENT_ENTITY_IDS = 10
 
 
-def _left_pipeline(lead: Lead, events: Sequence[Event], pipeline_id: int) -> bool:
+def _left_pipeline(updated_at: datetime, events: Sequence[Event], pipeline_id: int) -> bool:
     """Whether an event newer than the cached lead says it was deleted or moved away."""
     for event in sorted(events, key=lambda e: e.created_at, reverse=True):
-        if event.created_at < lead.updated_at:
+        if event.created_at < updated_at:
             return False
         if event.type == "lead_deleted":
             return True

@@ -66,9 +66,13 @@ class TaskPlan:
 def plan_tasks(
     states: Mapping[int, SlaState], leads: Mapping[int, Lead], options: TaskOptions
 ) -> list[TaskPlan]:
-    """The breach tasks the states call for (before the ledger is consulted)."""
+    """The breach tasks the states call for (before the ledger is consulted).
+
+    ``leads`` needs to hold only the leads whose state has a task due."""
     plans: list[TaskPlan] = []
     for lead_id, state in sorted(states.items()):
+        if not (state.reaction_task_due or state.resolution_task_due):
+            continue
         lead = leads[lead_id]
         if state.reaction_task_due and state.reaction.due is not None:
             plans.append(
