@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
+import structlog
+
 from tests.cycle_kit import (
     WON,
     World,
@@ -13,6 +16,7 @@ from tests.cycle_kit import (
     build_world,
     engine_state,
     expected_fields,
+    make_client,
     make_cycle,
     sla_values_of,
     stored_fields,
@@ -259,3 +263,55 @@ def test_a_worker_clock_running_ahead_of_amocrm_misses_no_change(tmp_path: Path)
     assert report.leads_read >= 1
     assert stored_fields(world, lead_id) == expected_fields(engine_state(world, lead_id, later))
     assert stored_fields(world, lead_id)["SLA: статус"] != "Нет тарифа"
+
+
+def test_a_breach_is_logged_once_when_its_flag_is_written(tmp_path: Path) -> None:
+    world = build_world()
+    cycle = make_cycle(world, tmp_path)
+    with structlog.testing.capture_logs() as first:
+        cycle.run(world.now())
+    breached = {
+        (entry["lead_id"], entry["clock"]) for entry in first if entry["event"] == "lead_breached"
+    }
+    flagged = {
+        (lead_id, clock)
+        for lead_id in world.leads.values()
+        for clock, name in (
+            ("reaction", "SLA: реакция просрочена"),
+            ("resolution", "SLA: решение просрочено"),
+        )
+        if stored_fields(world, lead_id).get(name) is True
+    }
+    assert breached
+    assert breached == flagged
+    with structlog.testing.capture_logs() as second:
+        cycle.run(world.advance(timedelta(minutes=1)))
+    assert not [entry for entry in second if entry["event"] == "lead_breached"]
+
+
+def test_a_stop_while_reading_leaves_nothing_half_done(tmp_path: Path) -> None:
+    world = build_world()
+    for number in range(600):
+        world.fake.add_lead(f"Обращение {number}", pipeline_id=world.support.id, tags=["По факту"])
+    cycle = make_cycle(world, tmp_path)
+    inner = world.fake.transport
+
+    class StopAfterFirstLeadPage(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if request.url.path == "/api/v4/leads" and request.method == "GET":
+                cycle.request_stop()
+            return response
+
+    cycle.client = make_client(world.fake, world.clock, StopAfterFirstLeadPage())
+    world.fake.reset_request_log()
+    report = cycle.run(world.now())
+
+    assert report.stopped_early
+    log = world.fake.request_log
+    assert not writes(log)
+    assert sum(1 for r in log if r.path == "/api/v4/leads") == 1
+    # A fresh start on the same state directory does the whole cycle, nothing lost.
+    again = make_cycle(world, tmp_path)
+    again.run(world.advance(timedelta(minutes=1)))
+    assert_fields_match_engine(world, world.now())

@@ -67,3 +67,15 @@ def test_a_worker_whose_cycles_fail_leaves_no_heartbeat(
     unhealthy = run_worker(["health"], account.env(state), cwd=tmp_path)
     assert unhealthy.code == 1
     assert unhealthy.stdout.startswith("unhealthy: no heartbeat at ")
+
+
+def test_once_leaves_a_heartbeat_but_a_dry_run_does_not(
+    account: LoopbackAccount, tmp_path: Path
+) -> None:
+    dry_state, state = tmp_path / "dry", tmp_path / "state"
+    assert run_worker(["once", "--dry-run"], account.env(dry_state), cwd=tmp_path).code == 0
+    assert run_worker(["health"], account.env(dry_state), cwd=tmp_path).code == 1
+
+    assert run_worker(["once"], account.env(state), cwd=tmp_path).code == 0
+    assert run_worker(["health"], account.env(state), cwd=tmp_path).code == 0
+    assert heartbeat_age(state) < 30

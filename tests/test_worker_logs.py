@@ -37,6 +37,7 @@ WORKER_EVENTS = frozenset(
         "shutdown_requested",
         "shutdown_complete",
         "lead_written",
+        "lead_breached",
         "lead_invalid",
         "lead_problem",
         "task_created",

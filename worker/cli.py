@@ -193,6 +193,14 @@ def run_once(args: argparse.Namespace) -> int:
     except (AmoError, OSError, ValueError) as error:
         return _fail(error)
     log.info("cycle_done", **report.summary())
+    if not args.dry_run and not report.skipped:
+        # `once` from cron is as much a deployment as `run`: `health` watches either.
+        from worker.health import write_heartbeat  # noqa: PLC0415
+
+        try:
+            write_heartbeat(settings.sla_state_dir, report.summary(), datetime.now(UTC))
+        except OSError as error:
+            log.error("heartbeat_failed", state_dir=str(settings.sla_state_dir), error=str(error))
     return 0
 
 

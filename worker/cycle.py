@@ -136,6 +136,10 @@ class CycleLocked(Exception):
     """Another process is running a cycle on the same state directory."""
 
 
+class _StopRequested(Exception):
+    """The service asked the cycle to stop while it was still reading."""
+
+
 @dataclass
 class _Tracked:
     """A cached lead: the few values the cycle consults on every pass, the rest as JSON.
@@ -257,8 +261,14 @@ class SyncCycle:
         last_full = self.store.get_int(LAST_FULL_SYNC)
         interval = self.options.full_reconcile_interval.total_seconds()
         step = _Pass(now=now, full=last_full is None or now.timestamp() - last_full >= interval)
-        self._read_leads(setup, tracked, step)
-        self._read_events(setup, tracked, step)
+        try:
+            self._read_leads(setup, tracked, step)
+            self._read_events(setup, tracked, step)
+        except _StopRequested:
+            # Nothing was written yet: leave without persisting, and without the cache this
+            # pass has half updated; the next start reads from the stored cursors again.
+            self._tracked = None
+            return self._stopped_report(started, now, step, requests_before)
 
         states: dict[int, SlaState] = {}
         writes: list[PlannedWrite] = []
@@ -320,6 +330,27 @@ class SyncCycle:
             states=states,
         )
 
+    def _stopped_report(
+        self, started: datetime, now: datetime, step: _Pass, requests_before: int
+    ) -> CycleReport:
+        return CycleReport(
+            started_at=started,
+            finished_at=self.wall_clock(),
+            full_sync=step.full,
+            leads_read=step.leads_read,
+            leads_computed=0,
+            leads_written=0,
+            leads_failed=0,
+            tasks_created=0,
+            requests=self.client.requests_sent - requests_before,
+            next_change_at=None,
+            stopped_early=True,
+        )
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise _StopRequested
+
     def _account_setup(self) -> AccountSetup:
         if self.setup is None:
             pipelines = self.client.pipelines()
@@ -355,6 +386,7 @@ class SyncCycle:
         def take(leads: Iterable[Lead]) -> None:
             nonlocal read_started
             for lead in leads:
+                self._check_stop()
                 if read_started is None:
                     read_started = self.client.server_time
                 self._take_lead(lead, setup, tracked, step)
@@ -452,6 +484,7 @@ class SyncCycle:
         for event in self.client.iter_events(
             entity="lead", types=self._event_types, created_from=start
         ):
+            self._check_stop()
             step.events.append(event)
             step.events_cursor = max(step.events_cursor, int(event.created_at.timestamp()))
 
@@ -504,6 +537,7 @@ class SyncCycle:
             for event in self.client.iter_events(
                 entity="lead", entity_ids=chunk, types=self._event_types
             ):
+                self._check_stop()
                 step.events.append(event)
                 by_lead.setdefault(event.entity_id, []).append(event)
 
@@ -538,6 +572,9 @@ class SyncCycle:
                     continue
                 written += 1
                 item = tracked.get(write.lead_id)
+                for clock, flag in BREACH_FLAGS.items():
+                    if write.values.get(setup.fields.id_of(flag) or 0) is True:
+                        log.warning("lead_breached", lead_id=write.lead_id, clock=clock)
                 if item is not None:
                     item.lead = _with_written(item.lead, write, setup.fields)
                     step.touched.add(write.lead_id)
@@ -610,6 +647,10 @@ class SyncCycle:
             self.store.set_int(GENERATION, self._generation)
 
 
+BREACH_FLAGS = {
+    "reaction": SlaField.REACTION_BREACHED,
+    "resolution": SlaField.RESOLUTION_BREACHED,
+}
 ACCEPTANCE_NOTE = (
     "Заявка принята автоматически: клиент не прислал замечаний в течение "
     "срока приёмки (1 рабочий день с уведомления)."
