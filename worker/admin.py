@@ -42,9 +42,9 @@ def check_account(client: AmoClient, stages: StageOptions) -> CheckResult:
     notes.append(f"token works: account «{account.name}» ({account.id}), zone {account.timezone}")
     if account.is_api_filter_enabled is False:
         problems.append(
-            "API filtering is off in the account: amoCRM then ignores filter[...] and every "
-            "poll reads all leads. Turn it on: amoCRM → Settings → General → "
-            "«Фильтрация в API» (or ask amoCRM support)"
+            "API filtering is off in the account (is_api_filter_enabled: false): amoCRM then "
+            "ignores filter[...] and every poll reads all leads of the account. Have it turned "
+            "on for the account (amoCRM support does it on request)"
         )
     elif account.is_api_filter_enabled:
         notes.append("API filtering is on")
