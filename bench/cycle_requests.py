@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
@@ -171,6 +171,21 @@ class Measured:
     kinds: Counter[str]
 
 
+def bench_cycle(client: AmoClient, scratch: Path, now: Callable[[], datetime]) -> SyncCycle:
+    """The worker's cycle over the seeded pipeline, its state in ``scratch``."""
+    return SyncCycle(
+        client,
+        StateStore(scratch / "state.sqlite3"),
+        default_policy(),
+        CycleOptions(
+            stages=StageOptions(pipeline=PIPELINE, hold_stages=(STAGES[2],)),
+            tasks=TaskOptions(reaction_text="Просрочена реакция #{lead_id}", resolution_text="-"),
+        ),
+        lock_path=scratch / "cycle.lock",
+        wall_clock=now,
+    )
+
+
 def run_cycle(cycle: SyncCycle, fake: FakeAmoCRM, clock: VirtualClock, label: str) -> Measured:
     fake.reset_request_log()
     report = cycle.run(clock.now())
@@ -191,22 +206,9 @@ def bench(count: int) -> tuple[list[Measured], dict[str, float], bool]:
         clock=clock.time,
     )
     provision(client, dry_run=False, say=lambda line: None)
-    policy = default_policy()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="amo-sla-bench-") as scratch:
-        cycle = SyncCycle(
-            client,
-            StateStore(Path(scratch) / "state.sqlite3"),
-            policy,
-            CycleOptions(
-                stages=StageOptions(pipeline=PIPELINE, hold_stages=(STAGES[2],)),
-                tasks=TaskOptions(
-                    reaction_text="Просрочена реакция #{lead_id}", resolution_text="-"
-                ),
-            ),
-            lock_path=Path(scratch) / "cycle.lock",
-            wall_clock=clock.now,
-        )
+        cycle = bench_cycle(client, Path(scratch), clock.now)
         clock.sent.clear()
         began = time.perf_counter()
         first = run_cycle(cycle, fake, clock, "first full sync")
@@ -391,19 +393,7 @@ def memory_worker(count: int) -> dict[str, float]:
         provision(client, dry_run=False, say=lambda line: None)
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with tempfile.TemporaryDirectory(prefix="amo-sla-bench-") as scratch:
-            cycle = SyncCycle(
-                client,
-                StateStore(Path(scratch) / "state.sqlite3"),
-                default_policy(),
-                CycleOptions(
-                    stages=StageOptions(pipeline=PIPELINE, hold_stages=(STAGES[2],)),
-                    tasks=TaskOptions(
-                        reaction_text="Просрочена реакция #{lead_id}", resolution_text="-"
-                    ),
-                ),
-                lock_path=Path(scratch) / "cycle.lock",
-                wall_clock=clock.now,
-            )
+            cycle = bench_cycle(client, Path(scratch), clock.now)
             computed = cycle.run(clock.now()).leads_computed
             for _ in range(2):
                 clock.sleep(300)
