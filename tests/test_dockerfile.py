@@ -195,6 +195,33 @@ def test_the_image_install_step_works_in_a_clean_virtualenv(
     assert help_run.returncode == 0, help_run.stderr
     assert "usage: python -m worker" in help_run.stdout
 
+    # The installed worker runs: the demo (the real cycle on the built-in emulator, the
+    # bundled policy included) and the health check the image's HEALTHCHECK calls.
+    demo_env = {**env, "SLA_STATE_DIR": str(tmp_path / "state")}
+    demo = subprocess.run(
+        [str(python), "-m", "worker", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=demo_env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert "breach tasks created:" in demo.stdout
+    assert "0 answered 429" in demo.stdout
+    health = subprocess.run(
+        [str(python), "-m", "worker", "health"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=demo_env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert health.returncode == 1
+    assert health.stdout.startswith("unhealthy:")
+
     # Every module imports with only the runtime dependencies (a module that fails here fails
     # the same way in the development environment, where all extras are installed), and every
     # file of the packages, presets and other data included, made it into the installation.
