@@ -268,7 +268,7 @@ class SyncCycle:
             # Nothing was written yet: leave without persisting, and without the cache this
             # pass has half updated; the next start reads from the stored cursors again.
             self._tracked = None
-            return self._stopped_report(started, now, step, requests_before)
+            return self._stopped_report(started, step, requests_before)
 
         states: dict[int, SlaState] = {}
         writes: list[PlannedWrite] = []
@@ -330,9 +330,7 @@ class SyncCycle:
             states=states,
         )
 
-    def _stopped_report(
-        self, started: datetime, now: datetime, step: _Pass, requests_before: int
-    ) -> CycleReport:
+    def _stopped_report(self, started: datetime, step: _Pass, requests_before: int) -> CycleReport:
         return CycleReport(
             started_at=started,
             finished_at=self.wall_clock(),
