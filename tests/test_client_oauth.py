@@ -43,16 +43,6 @@ from tests.client_kit import (
 BARRIER_TIMEOUT = 10.0
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def fake(clock: FakeClock) -> FakeAmoCRM:
-    return make_fake(clock)
-
-
 def refresh_grants(fake: FakeAmoCRM) -> int:
     return sum(1 for grant in fake.token_grants if grant.grant_type == "refresh_token")
 

@@ -12,17 +12,7 @@ import respx
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, PipelineRef
-from tests.client_kit import BASE_URL, FakeClock, long_lived_client, make_fake
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def fake(clock: FakeClock) -> FakeAmoCRM:
-    return make_fake(clock)
+from tests.client_kit import BASE_URL, FakeClock, long_lived_client
 
 
 @pytest.fixture

@@ -15,11 +15,6 @@ from tests.client_kit import FakeClock, Tap, long_lived_client, make_fake
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def fake(clock: FakeClock) -> FakeAmoCRM:
     return make_fake(clock, max_requests_per_second=7)
 

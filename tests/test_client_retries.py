@@ -28,19 +28,9 @@ from amo_client.errors import (
 )
 from amo_client.fake import FakeAmoCRM, PipelineRef
 from amo_client.models import EntityUpdate, NewTask
-from tests.client_kit import BASE_URL, FakeClock, long_lived_client, make_fake
+from tests.client_kit import BASE_URL, FakeClock, long_lived_client
 
 COOLDOWN = 900.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def fake(clock: FakeClock) -> FakeAmoCRM:
-    return make_fake(clock)
 
 
 @pytest.fixture

@@ -25,11 +25,6 @@ CLIENT_SECRET = "cs-Zq8WlV3nT0pXr5kYb2Hj9sMd4Fg7Ce1Ua6Io0Py"
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def fake(clock: FakeClock) -> FakeAmoCRM:
     return make_fake(clock, client_secret=CLIENT_SECRET)
 

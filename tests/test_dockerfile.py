@@ -183,42 +183,31 @@ def test_the_image_install_step_works_in_a_clean_virtualenv(
         cwd=tmp_path,
     )
 
-    help_run = subprocess.run(
-        [str(python), "-m", "worker", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    # The worker's state goes to tmp_path, so `health` below finds no heartbeat.
+    worker_env = {**env, "SLA_STATE_DIR": str(tmp_path / "state")}
+
+    def worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(python), "-m", "worker", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=worker_env,
+            cwd=tmp_path,
+            check=False,
+        )
+
+    help_run = worker("--help")
     assert help_run.returncode == 0, help_run.stderr
     assert "usage: python -m worker" in help_run.stdout
 
     # The installed worker runs: the demo (the real cycle on the built-in emulator, the
     # bundled policy included) and the health check the image's HEALTHCHECK calls.
-    demo_env = {**env, "SLA_STATE_DIR": str(tmp_path / "state")}
-    demo = subprocess.run(
-        [str(python), "-m", "worker", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=demo_env,
-        cwd=tmp_path,
-        check=False,
-    )
+    demo = worker("demo")
     assert demo.returncode == 0, demo.stderr
     assert "breach tasks created:" in demo.stdout
     assert "0 answered 429" in demo.stdout
-    health = subprocess.run(
-        [str(python), "-m", "worker", "health"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=demo_env,
-        cwd=tmp_path,
-        check=False,
-    )
+    health = worker("health")
     assert health.returncode == 1
     assert health.stdout.startswith("unhealthy:")
 
