@@ -137,11 +137,14 @@ def loopback_account(write_delay: float = 0.0, **options: Any) -> Iterator[Loopb
 
 
 class WorkerProcess:
-    """``python -m worker ARGS`` in ``cwd`` (no ``.env`` there), its stderr read line by line."""
+    """``python -m worker ARGS`` (or another ``module``) in ``cwd`` (no ``.env`` there), its
+    stderr read line by line."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self, args: list[str], env: Mapping[str, str], cwd: Path, module: str = "worker"
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker", *args],
+            [sys.executable, "-m", module, *args],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
