@@ -3,23 +3,26 @@
 ::
 
     AmoError                       anything that went wrong talking to amoCRM
+    ├── FatalAmoError              needs an admin before any call can succeed (fatal)
+    │   ├── AuthError              the account cannot be used until an admin acts
+    │   │   ├── Unauthorized       401: the token is not accepted, even after a refresh
+    │   │   └── AuthorizationRequired  the refresh token is revoked or expired
+    │   └── PaymentRequired        402: the account's subscription has lapsed (also an ApiError)
     ├── TransportError             no answer: timeouts, refused or dropped connections
     ├── CircuitOpen                calls are held back after amoCRM blocked the account
-    ├── AuthError                  the account cannot be used until an admin acts (fatal)
-    │   ├── Unauthorized           401: the token is not accepted, even after a refresh
-    │   └── AuthorizationRequired  the refresh token is revoked or expired: authorise again
     └── ApiError                   amoCRM answered with an error status
         ├── BadRequest             400 without item-level detail
         │   └── ValidationFailed   400 ``validation-errors``: which item, which value, why
-        ├── PaymentRequired        402: the account's subscription has lapsed (fatal)
+        ├── PaymentRequired        (see above)
         ├── Forbidden              403 with a JSON body: the user lacks a right
         ├── AccountBlocked         403 with the gateway's HTML page: blocked for abuse
         ├── NotFound               404
         ├── RateLimited            429 that outlasted every retry
         └── ServerError            5xx that outlasted every retry
 
-An error whose ``fatal`` is ``True`` needs an admin (a new authorisation, a paid
-account): the worker stops on it instead of retrying every poll. No message here
+Every :class:`FatalAmoError` (and only those) has ``fatal`` set to ``True``: it needs an
+admin (a new authorisation, a paid account), so the worker stops on it instead of
+retrying every poll; ``except FatalAmoError`` catches exactly these. No message here
 ever contains a token, a client secret or an authorization code: errors carry the
 method, the path and amoCRM's own detail text, never headers or request bodies.
 """
@@ -36,6 +39,12 @@ class AmoError(Exception):
     fatal: bool = False
 
 
+class FatalAmoError(AmoError):
+    """Base of the errors no retry or later poll can cure: an admin has to act."""
+
+    fatal = True
+
+
 class TransportError(AmoError):
     """The request got no HTTP answer (after the retries allowed for it)."""
 
@@ -48,8 +57,8 @@ class CircuitOpen(AmoError):
         self.until = until
 
 
-class AuthError(AmoError):
-    fatal = True
+class AuthError(FatalAmoError):
+    """The credentials are not accepted and cannot be renewed without an admin."""
 
 
 class Unauthorized(AuthError):
@@ -101,8 +110,8 @@ class ValidationFailed(BadRequest):
         return {item.request_index for item in self.items if item.request_index is not None}
 
 
-class PaymentRequired(ApiError):
-    fatal = True
+class PaymentRequired(ApiError, FatalAmoError):
+    """402: the account's subscription has lapsed."""
 
 
 class Forbidden(ApiError):

@@ -13,11 +13,15 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
+from amo_client import errors
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.errors import (
     AccountBlocked,
+    AmoError,
+    ApiError,
     CircuitOpen,
+    FatalAmoError,
     Forbidden,
     NotFound,
     PaymentRequired,
@@ -272,3 +276,21 @@ def test_4xx_statuses_map_to_their_own_errors_without_retries(
         ):
             amo.account()
     assert route.call_count == 1
+
+
+def test_fatal_errors_are_exactly_the_subclasses_of_fatal_amo_error() -> None:
+    classes = [
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, AmoError)
+    ]
+    fatal = {cls.__name__ for cls in classes if issubclass(cls, FatalAmoError)}
+    assert fatal == {
+        "FatalAmoError",
+        "AuthError",
+        "Unauthorized",
+        "AuthorizationRequired",
+        "PaymentRequired",
+    }
+    assert all(cls.fatal == issubclass(cls, FatalAmoError) for cls in classes)
+    assert issubclass(PaymentRequired, ApiError)
