@@ -31,9 +31,9 @@ value is a :class:`PolicyError` that names the key)::
     typical = ["Типовое"]
     non_standard = ["Нестандартное", "Доработка"]
 
-    [emergency]                           # optional
+    [emergency]                           # optional; CRMBP has none, so none is built in
     tags = ["авария"]
-    reaction_calendar = "round_the_clock" # optional: emergencies react on this calendar
+    reaction_calendar = "emergency"       # optional: emergencies react on this calendar
 
     [tariffs.priority]                    # one table per tariff; file order = precedence
     name = "Приоритет"                    # optional, defaults to the table key
@@ -51,7 +51,9 @@ value is a :class:`PolicyError` that names the key)::
 
 Tags are compared ignoring case, surrounding spaces and repeated inner spaces
 (:func:`normalize_tag`). A tag may belong to one tariff, one class or the
-emergency list, never to two of them.
+emergency list, never to two of them. Emergency tags matter only with an
+emergency ``reaction_calendar``: the policy then runs an emergency's reaction
+clock on it (seed 003 §3: on days off only emergencies get a reaction).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ class Tariff:
 class Policy:
     tariffs: tuple[Tariff, ...]  # order = precedence when a lead carries several tariff tags
     class_tags: Mapping[RequestClass, tuple[str, ...]]
-    emergency_tags: tuple[str, ...] = ("авария",)
+    emergency_tags: tuple[str, ...] = ()
     emergency_reaction_calendar: BusinessCalendar | None = None  # None: no special calendar
     at_risk_fraction: float = 0.8
     default_tariff: str | None = None  # tariff of leads with no tariff tag; None: "Нет тарифа"
@@ -579,17 +581,9 @@ non_working_days = ""
 workdays = "10:00-18:00"
 non_working_days = "12:00-18:00"
 
-[calendars.round_the_clock]
-workdays = "00:00-24:00"
-non_working_days = "00:00-24:00"
-
 [classes]
 typical = ["Типовое"]
 non_standard = ["Нестандартное", "Доработка"]
-
-[emergency]
-tags = ["авария"]
-reaction_calendar = "round_the_clock"
 
 [tariffs.priority]
 name = "Приоритет"

@@ -71,10 +71,19 @@ def test_default_policy_is_the_crmbp_table() -> None:
     assert po_faktu.targets[RequestClass.NON_STANDARD] == Targets(workdays_10_18, 24 * HOUR, None)
 
 
-def test_default_policy_emergency_reaction_is_round_the_clock() -> None:
+def test_default_policy_has_no_emergency_rule() -> None:
+    # CRMBP says nothing about outages (spec §2): no emergency tags, no emergency calendar.
     policy = default_policy()
-    assert policy.emergency_tags == ("авария",)
-    assert policy.emergency_reaction_calendar == BusinessCalendar.always_open(MOSCOW)
+    assert policy.emergency_tags == ()
+    assert policy.emergency_reaction_calendar is None
+    assert "round_the_clock" not in policy.calendars
+
+
+def test_a_policy_built_in_code_has_no_emergency_tags_unless_given() -> None:
+    calendar = BusinessCalendar(zone=MOSCOW, workday_hours=OpenHours.parse("10:00-18:00"))
+    tariff = Tariff("Приоритет", (), {RequestClass.TYPICAL: Targets(calendar, HOUR, None)})
+    policy = Policy(tariffs=(tariff,), class_tags={})
+    assert policy.emergency_tags == ()
 
 
 def test_default_policy_thresholds_events_and_acceptance() -> None:
@@ -111,6 +120,7 @@ def test_prime_gate_emergencies_react_on_days_off_and_others_do_not() -> None:
     assert workdays.production.day_kind(saturday) is DayKind.NON_WORKING
     assert workdays.hours_for(saturday) == OpenHours.CLOSED
     assert emergency.hours_for(saturday) == OpenHours.parse("09:00-18:00")
+    assert policy.emergency_tags == ("авария",)
     assert workdays.hours_for(date(2025, 10, 13)) == OpenHours.parse("09:00-18:00")
     # Seed 003 §4: written support only, so a call is not a reaction.
     assert "outgoing_call" not in policy.reaction_event_types

@@ -177,12 +177,45 @@ def test_crmbp_po_faktu_non_standard_resolution_by_agreement() -> None:
     assert with_date.resolution.due == agreed
 
 
-def test_crmbp_emergency_reaction_runs_round_the_clock() -> None:
-    state = compute(lead("Приоритет", "Авария"), now=FRIDAY_EVENING)
+def test_crmbp_an_emergency_tag_changes_nothing() -> None:
+    # CRMBP has no emergency rule (spec §2): «авария» is one more tag.
+    for now in (FRIDAY_EVENING, msk(10, 19), msk(11, 12, 45)):
+        plain = compute(lead("Приоритет"), now=now)
+        tagged = compute(lead("Приоритет", "Авария"), now=now)
+        assert not tagged.emergency
+        assert state_as_dict(tagged) == state_as_dict(plain)
+    # Half an hour on Friday, half an hour from noon on Saturday: not round the clock.
+    assert tagged.reaction.due == msk(11, 12, 30)
+    assert tagged.reaction.breached
+
+
+def prime_gate() -> Policy:
+    return load_policy((PRESETS / "prime_gate.toml").read_text(encoding="utf-8"))
+
+
+SATURDAY_MORNING = msk(11, 10)
+
+
+def test_prime_gate_an_emergency_gets_a_reaction_on_a_day_off() -> None:
+    facts = lead("Дата Дривен", "Авария", created=SATURDAY_MORNING)
+    state = compute(facts, now=SATURDAY_MORNING, policy=prime_gate())
     assert state.emergency
-    assert state.reaction.due == msk(10, 18, 30)
-    # The resolution keeps the tariff's calendar.
-    assert state.resolution.due == msk(12, 17, 30)
+    assert state.reaction.due == msk(11, 12)  # 2 h on the emergency calendar, open 09–18
+    # The resolution stays on the workday calendar: 18 h from Monday 09:00.
+    assert state.resolution.due == msk(14, 18)
+    late = compute(facts, now=msk(11, 12, 0, 1), policy=prime_gate())
+    assert late.reaction.breached
+    assert late.reaction_task_due
+
+
+def test_prime_gate_other_requests_get_no_reaction_on_a_day_off() -> None:
+    facts = lead("Дата Дривен", created=SATURDAY_MORNING)
+    state = compute(facts, now=SATURDAY_MORNING, policy=prime_gate())
+    assert not state.emergency
+    assert state.reaction.due == msk(13, 11)  # 2 h from Monday 09:00
+    sunday = compute(facts, now=msk(12, 17), policy=prime_gate())
+    assert sunday.reaction.used == timedelta(0)
+    assert sunday.status is SlaStatus.ON_TIME
 
 
 # ---------------------------------------------------------------------------
