@@ -4,6 +4,9 @@
     python3 dev.py run [ARGS...]   the worker (the demo on the built-in amoCRM emulator
                                    when no account is configured)
     python3 dev.py test            the whole test suite: ruff, mypy, import contracts, pytest
+    python3 dev.py lock [ARGS...]  pin the runtime dependencies in requirements.lock for the
+                                   image (Python 3.11 on Linux, with hashes) using uv; ARGS go
+                                   to `uv pip compile`, e.g. --upgrade or --upgrade-package NAME
 
 Only Python 3.11+ is needed: the virtualenv is created in .venv and reinstalled
 whenever pyproject.toml changes.
@@ -23,6 +26,11 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".installed-from"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+UV = BIN / ("uv.exe" if os.name == "nt" else "uv")
+UV_REQUIREMENT = "uv>=0.9,<1"
+# The Docker image's Python (python:3.11-slim) and platform, which the lock is resolved for.
+IMAGE_PYTHON = "3.11"
+IMAGE_PLATFORM = "linux"
 
 
 def ensure_env() -> None:
@@ -64,14 +72,45 @@ def test(extra: list[str]) -> int:
     return 0
 
 
+def lock_command(uv: Path, extra: list[str]) -> list[str]:
+    """``uv pip compile`` pinning pyproject.toml's runtime dependencies for the image."""
+    return [
+        str(uv),
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--generate-hashes",
+        "--python-version",
+        IMAGE_PYTHON,
+        "--python-platform",
+        IMAGE_PLATFORM,
+        "--custom-compile-command",
+        "python3 dev.py lock",
+        "--output-file",
+        "requirements.lock",
+        "--quiet",
+        *extra,
+    ]
+
+
+def lock(extra: list[str]) -> int:
+    if not UV.exists():
+        print(f"installing {UV_REQUIREMENT} into .venv", flush=True)
+        pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "install", UV_REQUIREMENT], check=True)
+    return run(lock_command(UV, extra))
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test"}:
+    if not argv or argv[0] not in {"run", "test", "lock"}:
         print(__doc__)
         return 2
     ensure_env()
     job, rest = argv[0], argv[1:]
     if job == "test":
         return test(rest)
+    if job == "lock":
+        return lock(rest)
     return run([str(PYTHON), "-m", "worker", *rest])
 
 
