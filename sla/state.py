@@ -55,8 +55,11 @@ Due, breach, remaining
     stretches, or projected from the start of the current running stretch (so
     a later ``now`` gives the same ``due`` while nothing changes). A clock that
     stopped inside a running stretch keeps the deadline as it stood then. On
-    hold an unbreached clock has no ``due``; ``remaining`` (and
-    ``remaining_minutes``, rounded up, for the pending clock) is shown instead.
+    hold an unbreached clock has no ``due``; ``remaining`` is shown instead, and
+    ``remaining_minutes`` (rounded up) is that of the waiting clock: the
+    reaction until it is settled (met or breached), then the resolution, so a
+    late reaction does not hide how much resolution time is left. The minutes
+    are those of a stopped clock, so they stay constant while the lead waits.
     A breached clock keeps its past ``due``. Breached means the due instant has
     passed: the clock finished after it, or is unfinished at a ``now`` after it
     (a deadline at closing time is breached right after closing, not at the
@@ -64,6 +67,9 @@ Due, breach, remaining
     from ``due`` plus one second. "By agreement" resolution: the lead's agreed
     date is the due and the breach line, on the wall clock (hold does not move
     an agreed date; agents retype it); no agreed date, no resolution due.
+    Either way there are no ``remaining_minutes`` for such a resolution: an
+    agreed date is a calendar instant that does not pause, and is shown as the
+    due itself.
     At-risk is not evaluated for agreed dates. Every instant in the state is
     expressed in ``policy.zone``.
 
@@ -194,7 +200,7 @@ class SlaState:
     reaction: ClockState
     resolution: ClockState
     status: SlaStatus
-    remaining_minutes: int | None  # set only while the pending clock is on hold
+    remaining_minutes: int | None  # the waiting clock's minutes while the lead is on hold
     next_change_at: datetime | None  # next instant the state changes by itself
     reaction_task_due: bool
     resolution_task_due: bool
@@ -340,10 +346,7 @@ class _Derivation:
         accept_now, accept_at = self.acceptance(stretches, targets)
 
         status = _status(tariff, reaction, resolution, role)
-        pending = reaction.state if reaction.state.finished_at is None else resolution.state
-        remaining_minutes = None
-        if status is SlaStatus.PAUSED and pending.remaining is not None:
-            remaining_minutes = math.ceil(pending.remaining.total_seconds() / 60)
+        remaining_minutes = _waiting_minutes(role, reaction.state, resolution.state)
         left = f"; {remaining_minutes} business min left" if remaining_minutes is not None else ""
         self.note(f"status {status.value}{left}")
         next_change_at = self.next_change(status, (reaction, resolution), accept_now, accept_at)
@@ -800,6 +803,20 @@ def _duration(value: timedelta) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" + (f"{seconds:02d}s" if seconds else "")
+
+
+def _waiting_minutes(role: _Role, reaction: ClockState, resolution: ClockState) -> int | None:
+    """Business minutes left, rounded up, of the clock that waits while the lead is stopped
+    (on hold or outside the pipeline): the reaction until it is settled (met or breached),
+    then the resolution. None while running or done, for a breached clock (its due stays
+    shown) and for a clock without a target (no tariff, resolution by agreement)."""
+    if role not in (_Role.HOLD, _Role.OUTSIDE):
+        return None
+    settled = reaction.finished_at is not None or reaction.breached
+    waiting = resolution if settled else reaction
+    if waiting.breached or waiting.remaining is None:
+        return None
+    return math.ceil(waiting.remaining.total_seconds() / 60)
 
 
 def _status(tariff: Tariff | None, reaction: _Clock, resolution: _Clock, role: _Role) -> SlaStatus:

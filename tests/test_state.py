@@ -6,6 +6,7 @@ below), so business hours can be counted by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -489,7 +490,62 @@ def test_hold_does_not_hide_a_breach() -> None:
     assert state.reaction.breached
     assert state.reaction.due == msk(13, 11)
     assert state.status is SlaStatus.BREACHED
+
+
+def test_on_hold_after_a_missed_reaction_the_resolution_minutes_show() -> None:
+    # No reaction by the 11:00 due; on hold from 12:00. The reaction is settled (breached),
+    # so the card shows what is left of the 12 h resolution: 10 h after 10:00–12:00.
+    events = [moved(msk(13, 12), FIRST, WAIT, by=ROBOT)]
+    state = compute(lead("Приоритет", created=MONDAY, status=WAIT), events, now=msk(13, 13))
+    assert state.resolution.due is None
+    assert state.remaining_minutes == 10 * 60
+    later = compute(lead("Приоритет", created=MONDAY, status=WAIT), events, now=msk(16, 13))
+    assert later.remaining_minutes == 10 * 60
+
+
+def test_on_hold_after_a_late_reaction_the_resolution_minutes_show() -> None:
+    events = [
+        act(msk(13, 11, 30)),  # half an hour after the 11:00 reaction due
+        moved(msk(13, 12, 15), FIRST, WAIT),
+    ]
+    state = compute(lead("Приоритет", created=MONDAY, status=WAIT), events, now=msk(13, 14))
+    assert state.reaction.breached
+    assert state.reaction.finished_at == msk(13, 11, 30)
+    assert state.status is SlaStatus.BREACHED
+    assert state.resolution.due is None
+    assert state.remaining_minutes == 12 * 60 - 135
+
+
+def test_on_hold_a_breached_resolution_shows_its_due_and_no_minutes() -> None:
+    # Priority, typical: 12 h on the 10–18 calendar from Monday 10:00 is Tuesday 14:00.
+    events = [
+        act(msk(13, 10, 10), "common_note_added"),
+        moved(msk(13, 10, 11), FIRST, WORK),
+        moved(msk(14, 15), WORK, WAIT),
+    ]
+    state = compute(lead("Приоритет", created=MONDAY, status=WAIT), events, now=msk(14, 16))
+    assert state.resolution.breached
+    assert state.resolution.due == msk(14, 14)
     assert state.remaining_minutes is None
+
+
+def test_on_hold_a_resolution_by_agreement_shows_no_minutes() -> None:
+    events = [
+        act(msk(13, 10, 30), "common_note_added"),
+        moved(msk(13, 10, 31), FIRST, WORK),
+        moved(msk(13, 12), WORK, WAIT),
+    ]
+    facts = lead("Приоритет", "Доработка", created=MONDAY, status=WAIT)
+    without_date = compute(facts, events, now=msk(13, 15))
+    assert without_date.status is SlaStatus.PAUSED
+    assert without_date.resolution.due is None
+    assert without_date.remaining_minutes is None
+    # An agreed date does not pause on hold: it is the due, and there is no minute count.
+    agreed = msk(17, 18)
+    with_date = compute(dataclasses.replace(facts, agreed_due=agreed), events, now=msk(13, 15))
+    assert with_date.status is SlaStatus.PAUSED
+    assert with_date.resolution.due == agreed
+    assert with_date.remaining_minutes is None
 
 
 # ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ hold and done stages by people or robots, with random chat messages, calls and n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -167,4 +168,22 @@ def test_clock_bookkeeping_is_consistent(case: Case, offset: int) -> None:
     breached = state.reaction.breached or state.resolution.breached
     assert (state.status in {SlaStatus.BREACHED, SlaStatus.MET_LATE}) is breached
     if state.remaining_minutes is not None:
-        assert state.status is SlaStatus.PAUSED
+        assert state.status in {SlaStatus.PAUSED, SlaStatus.BREACHED}
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cases(tariff_tag=True), offset=st.integers(0, 60 * 24 * 30))
+def test_on_hold_the_waiting_clock_shows_its_minutes(case: Case, offset: int) -> None:
+    state = compute(case, case.last_event + timedelta(minutes=offset))
+    if case.facts.status_id != WAIT:
+        assert state.remaining_minutes is None
+        return
+    reaction, resolution = state.reaction, state.resolution
+    settled = reaction.finished_at is not None or reaction.breached
+    waiting = resolution if settled else reaction
+    if waiting.target is None or waiting.breached:
+        assert state.remaining_minutes is None
+    else:
+        assert waiting.due is None
+        assert waiting.remaining is not None
+        assert state.remaining_minutes == math.ceil(waiting.remaining.total_seconds() / 60)
