@@ -15,6 +15,10 @@ What it takes care of, so that callers never have to:
   opens and no request leaves for ``circuit_cooldown`` seconds.
 * **Paging.** Iterators follow ``_links.next`` and stop at HTTP 204, amoCRM's answer
   to an empty list; page sizes stay within each list's cap.
+* **Shapes.** A success status whose body is not what the call needs (not JSON, no
+  ``_embedded`` list, fewer created items than sent) is an :class:`UnexpectedAnswer`,
+  never an empty list; a GET or PATCH meeting one is tried again, at most
+  ``UNEXPECTED_ATTEMPTS`` attempts in all.
 * **Batch writes.** A 400 ``validation-errors`` names the bad items; the batch is sent
   again without them, and the caller learns which ids failed and why.
 
@@ -34,7 +38,14 @@ from typing import Any, Final, TypeVar
 import httpx
 import structlog
 from pydantic import BaseModel
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+)
+from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
 from amo_client.auth import (
@@ -58,6 +69,7 @@ from amo_client.errors import (
     ServerError,
     TransportError,
     Unauthorized,
+    UnexpectedAnswer,
     ValidationFailed,
 )
 from amo_client.models import (
@@ -87,10 +99,13 @@ TASKS_PAGE: Final = 250
 COMPANIES_PAGE: Final = 250
 MAX_EVENT_FILTER_IDS: Final = 10
 WRITE_BATCH: Final = 50
+UNEXPECTED_ATTEMPTS: Final = 3
+EXCERPT_LENGTH: Final = 120
 USER_AGENT: Final = "amo-sla/0.1 (+https://github.com/amo-sla)"
 
 M = TypeVar("M", bound=BaseModel)
 Credentials = LongLivedToken | OAuthTokens
+Reader = Callable[[str, str, httpx.Response], Any]
 
 
 class AmoClient:
@@ -189,7 +204,7 @@ class AmoClient:
         return self.credentials
 
     def _token_grant(self, body: Mapping[str, str], refused: str) -> TokenPair:
-        response = self._send("POST", "/oauth2/access_token", json=body, authorize=False)
+        response, _ = self._send("POST", "/oauth2/access_token", json=body, authorize=False)
         if response.status_code in (400, 401, 403):
             hint = _json_text(response, "hint") or _json_text(response, "detail")
             raise AuthorizationRequired(
@@ -199,18 +214,22 @@ class AmoClient:
         try:
             return TokenPair.from_grant(response.json(), self._clock())
         except ValueError as error:
-            raise ApiError(
+            # No excerpt: the body of a token answer holds tokens.
+            raise UnexpectedAnswer(
                 response.status_code, "POST", "/oauth2/access_token", str(error)
             ) from None
 
     # --- account, pipelines, fields ------------------------------------------------------------
 
     def account(self) -> Account:
-        body = self._get_json(
-            "/api/v4/account", {"with": "datetime_settings,task_types,is_api_filter_enabled"}
+        body = self._call(
+            "GET",
+            "/api/v4/account",
+            params={"with": "datetime_settings,task_types,is_api_filter_enabled"},
+            read=_read_object,
         )
         if body is None:
-            raise ApiError(204, "GET", "/api/v4/account", "empty answer")
+            raise UnexpectedAnswer(204, "GET", "/api/v4/account", "an empty answer")
         return Account.model_validate(body)
 
     def iter_users(self) -> Iterator[User]:
@@ -257,8 +276,8 @@ class AmoClient:
                 if spec.code is not None:
                     item["code"] = spec.code
                 items.append(item)
-            body = self._write_json("POST", f"/api/v4/{kind}/custom_fields", items)
-            created.extend(_embedded(body, "custom_fields", CustomField))
+            answer = self._write("POST", f"/api/v4/{kind}/custom_fields", items, "custom_fields")
+            created.extend(CustomField.model_validate(item) for item in answer)
         return created
 
     # --- leads and companies -------------------------------------------------------------------
@@ -305,7 +324,7 @@ class AmoClient:
 
     def lead(self, lead_id: int, *, with_: Iterable[str] = ()) -> Lead | None:
         params = {"with": ",".join(with_)} if with_ else {}
-        body = self._get_json(f"/api/v4/leads/{lead_id}", params)
+        body = self._call("GET", f"/api/v4/leads/{lead_id}", params=params, read=_read_object)
         return None if body is None else Lead.model_validate(body)
 
     def update_leads(self, updates: Sequence[EntityUpdate]) -> BatchResult:
@@ -318,7 +337,7 @@ class AmoClient:
         return self._paged("/api/v4/companies", params, "companies", Company)
 
     def company(self, company_id: int) -> Company | None:
-        body = self._get_json(f"/api/v4/companies/{company_id}", {})
+        body = self._call("GET", f"/api/v4/companies/{company_id}", read=_read_object)
         return None if body is None else Company.model_validate(body)
 
     def update_companies(self, updates: Sequence[EntityUpdate]) -> BatchResult:
@@ -332,7 +351,9 @@ class AmoClient:
             pending = list(batch)
             while pending:
                 try:
-                    self._write_json("PATCH", f"/api/v4/{kind}", [u.as_json() for u in pending])
+                    items = [u.as_json() for u in pending]
+                    # amoCRM leaves out items that change nothing: no count to check.
+                    self._write("PATCH", f"/api/v4/{kind}", items, kind, exact=False)
                 except ValidationFailed as error:
                     bad = error.bad_indexes() & set(range(len(pending)))
                     if not bad:
@@ -409,8 +430,8 @@ class AmoClient:
         created: list[CreatedEntity] = []
         for batch in _chunks(tasks, WRITE_BATCH):
             items = [task.model_dump(exclude_none=True) for task in batch]
-            body = self._write_json("POST", "/api/v4/tasks", items)
-            created.extend(_embedded(body, "tasks", CreatedEntity))
+            answer = self._write("POST", "/api/v4/tasks", items, "tasks")
+            created.extend(CreatedEntity.model_validate(item) for item in answer)
         return created
 
     def create_notes(
@@ -422,8 +443,8 @@ class AmoClient:
                 {"entity_id": note.entity_id, "note_type": "common", "params": {"text": note.text}}
                 for note in batch
             ]
-            body = self._write_json("POST", f"/api/v4/{entity}/notes", items)
-            created.extend(_embedded(body, "notes", CreatedEntity))
+            answer = self._write("POST", f"/api/v4/{entity}/notes", items, "notes")
+            created.extend(CreatedEntity.model_validate(item) for item in answer)
         return created
 
     # --- the request core ----------------------------------------------------------------------
@@ -431,40 +452,46 @@ class AmoClient:
     def _paged(self, path: str, params: Mapping[str, Any], key: str, model: type[M]) -> Iterator[M]:
         url: str | None = path
         query: Mapping[str, Any] | None = params
+        read = _page_reader(key)
         while url is not None:
-            body = self._get_json(url, query)
+            body = self._call("GET", url, params=query, read=read)
             if body is None:
                 return  # 204: an empty list, or a page past the end
-            yield from _embedded(body, key, model)
+            yield from (model.model_validate(item) for item in body["_embedded"][key])
             url = _next_link(body)
             query = None  # the next link carries the whole query
 
-    def _get_json(self, url: str, params: Mapping[str, Any] | None) -> Any:
-        response = self._call("GET", url, params=params)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
-
-    def _write_json(self, method: str, path: str, payload: Any) -> Any:
-        response = self._call(method, path, json=payload)
-        if response.status_code == 204 or not response.content:
-            return {}
-        return response.json()
+    def _write(
+        self, method: str, path: str, items: Sequence[Any], key: str, *, exact: bool = True
+    ) -> list[Any]:
+        """Send a batch; the answer's ``_embedded.<key>`` items, as many as sent if ``exact``."""
+        body = self._call(
+            method, path, json=items, read=_written_reader(key, len(items) if exact else None)
+        )
+        return list(body["_embedded"][key])
 
     def _call(
-        self, method: str, url: str, *, params: Mapping[str, Any] | None = None, json: Any = None
-    ) -> httpx.Response:
-        """One API call: authorised, rate-limited, retried; raises the error tree."""
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        read: Reader,
+    ) -> Any:
+        """One API call: authorised, rate-limited, retried; the body ``read`` makes of it."""
         path = httpx.URL(url).path
         token = self.credentials.access_token(self._refresh)
-        response = self._send(method, url, params=params, json=json, token=token)
+        response, body = self._send(method, url, params=params, json=json, token=token, read=read)
         if response.status_code == 401 and self.credentials.after_unauthorized(
             token, self._refresh
         ):
             token = self.credentials.access_token(self._refresh)
-            response = self._send(method, url, params=params, json=json, token=token)
+            response, body = self._send(
+                method, url, params=params, json=json, token=token, read=read
+            )
         self._raise_for_status(method, path, response)
-        return response
+        return body
 
     def _send(
         self,
@@ -475,11 +502,16 @@ class AmoClient:
         json: Any = None,
         token: str | None = None,
         authorize: bool = True,
-    ) -> httpx.Response:
+        read: Reader | None = None,
+    ) -> tuple[httpx.Response, Any]:
+        """The answer, and what ``read`` makes of it when the status is not an error.
+
+        ``read`` runs inside the retried attempt, so a garbled answer is retried like a 5xx.
+        """
         path = httpx.URL(url).path
         headers = {"Authorization": f"Bearer {token}"} if authorize and token else {}
 
-        def attempt() -> httpx.Response:
+        def attempt() -> tuple[httpx.Response, Any]:
             self._check_circuit(method, path)
             self._limiter.acquire()
             with self._counter_lock:
@@ -499,7 +531,9 @@ class AmoClient:
             if status == 403 and _is_html(response):
                 self._open_circuit(method, path)
                 raise AccountBlocked(status, method, path, "blocked by amoCRM's gateway")
-            return response
+            if read is not None and status < 400:
+                return response, read(method, path, response)
+            return response, None
 
         return self._retrying(method).__call__(attempt)
 
@@ -522,12 +556,12 @@ class AmoClient:
                 return True
             if isinstance(error, ServerError | _Undelivered):
                 return idempotent or isinstance(error, _Undelivered)
-            if isinstance(error, TransportError):
+            if isinstance(error, TransportError | UnexpectedAnswer):
                 return idempotent
             return False
 
         return Retrying(
-            stop=stop_after_attempt(self._max_attempts),
+            stop=stop_any(stop_after_attempt(self._max_attempts), _UnexpectedTooOften()),
             wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max),
             retry=retry_if_exception(retryable),
             sleep=self._sleep,
@@ -585,6 +619,17 @@ class AmoClient:
         raise error_class(status, method, path, detail)
 
 
+class _UnexpectedTooOften(stop_base):
+    """Stop once ``UNEXPECTED_ATTEMPTS`` attempts have been made and the last was garbled."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        return isinstance(error, UnexpectedAnswer) and (
+            retry_state.attempt_number >= UNEXPECTED_ATTEMPTS
+        )
+
+
 class _Undelivered(TransportError):
     """The connection never opened: the request cannot have reached amoCRM."""
 
@@ -616,12 +661,70 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _embedded(body: Any, key: str, model: type[M]) -> list[M]:
+def _read_object(method: str, path: str, response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON object of a 2xx answer; None for 204 or an empty body."""
+    status = response.status_code
+    if not 200 <= status < 300:
+        raise UnexpectedAnswer(status, method, path, "not a success status", _excerpt(response))
+    if status == 204 or not response.content:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        raise UnexpectedAnswer(status, method, path, "not JSON", _excerpt(response)) from None
     if not isinstance(body, dict):
-        return []
+        raise UnexpectedAnswer(status, method, path, "not a JSON object", _excerpt(response))
+    return body
+
+
+def _embedded_list(
+    method: str, path: str, response: httpx.Response, body: dict[str, Any], key: str
+) -> list[Any]:
     embedded = body.get("_embedded")
     items = embedded.get(key) if isinstance(embedded, dict) else None
-    return [model.model_validate(item) for item in items or ()]
+    if not isinstance(items, list):
+        raise UnexpectedAnswer(
+            response.status_code, method, path, f"no _embedded.{key} list", _excerpt(response)
+        )
+    return items
+
+
+def _page_reader(key: str) -> Reader:
+    """A page of a list: an object with an ``_embedded.<key>`` list, or None for 204."""
+
+    def read(method: str, path: str, response: httpx.Response) -> dict[str, Any] | None:
+        body = _read_object(method, path, response)
+        if body is not None:
+            _embedded_list(method, path, response, body, key)
+        return body
+
+    return read
+
+
+def _written_reader(key: str, count: int | None) -> Reader:
+    """A write's answer: an object with an ``_embedded.<key>`` list of ``count`` items."""
+
+    def read(method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        body = _read_object(method, path, response)
+        if body is None:
+            raise UnexpectedAnswer(response.status_code, method, path, "an empty answer")
+        items = _embedded_list(method, path, response, body, key)
+        if count is not None and len(items) != count:
+            raise UnexpectedAnswer(
+                response.status_code,
+                method,
+                path,
+                f"{len(items)} items in _embedded.{key} for {count} sent",
+                _excerpt(response),
+            )
+        return body
+
+    return read
+
+
+def _excerpt(response: httpx.Response) -> str:
+    text = response.content[: EXCERPT_LENGTH * 4].decode("utf-8", "replace")
+    return " ".join(text.split())[:EXCERPT_LENGTH]
 
 
 def _next_link(body: Any) -> str | None:

@@ -9,6 +9,7 @@
     │   │   └── AuthorizationRequired  the refresh token is revoked or expired
     │   └── PaymentRequired        402: the account's subscription has lapsed (also an ApiError)
     ├── TransportError             no answer: timeouts, refused or dropped connections
+    ├── UnexpectedAnswer           a success status with a body of the wrong shape
     ├── CircuitOpen                calls are held back after amoCRM blocked the account
     └── ApiError                   amoCRM answered with an error status
         ├── BadRequest             400 without item-level detail
@@ -47,6 +48,25 @@ class FatalAmoError(AmoError):
 
 class TransportError(AmoError):
     """The request got no HTTP answer (after the retries allowed for it)."""
+
+
+class UnexpectedAnswer(AmoError):
+    """A success status whose body is not what the call needs (not JSON, no ``_embedded`` list).
+
+    ``excerpt`` is the start of the body, so a proxy's page or a truncated answer can be told
+    apart; it is never taken from the token endpoint, whose answers carry tokens.
+    """
+
+    def __init__(
+        self, status: int, method: str, path: str, problem: str, excerpt: str = ""
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.path = path
+        self.problem = problem
+        self.excerpt = excerpt
+        text = f"{method} {path}: HTTP {status}: {problem}"
+        super().__init__(f"{text}; the body starts {excerpt!r}" if excerpt else text)
 
 
 class CircuitOpen(AmoError):

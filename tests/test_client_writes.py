@@ -115,7 +115,10 @@ def test_every_bad_item_of_a_respx_answer_is_parsed_and_dropped(clock: FakeClock
     }
     with respx.mock(base_url=BASE_URL) as router:
         route = router.patch("/api/v4/leads").mock(
-            side_effect=[httpx.Response(400, json=rejection), httpx.Response(200, json={})]
+            side_effect=[
+                httpx.Response(400, json=rejection),
+                httpx.Response(200, json={"_embedded": {"leads": [{"id": 8}]}}),
+            ]
         )
         with AmoClient(
             BASE_URL, LongLivedToken("long-lived"), sleep=clock.sleep, monotonic=clock.monotonic
