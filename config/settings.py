@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
@@ -253,14 +254,9 @@ class Settings(BaseSettings):
     @field_validator("sla_task_text", "sla_resolution_task_text")
     @classmethod
     def _check_template(cls, value: str) -> str:
-        sample = dict.fromkeys(TASK_PLACEHOLDERS, "x")
-        try:
-            value.format(**sample)
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(
-                f"unknown or malformed placeholder {error}; allowed: "
-                + ", ".join("{" + name + "}" for name in TASK_PLACEHOLDERS)
-            ) from None
+        problem = task_template_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -312,6 +308,53 @@ class Settings(BaseSettings):
 
 
 TASK_PLACEHOLDERS = ("lead_id", "lead_name", "tariff", "request_class", "due")
+# Values of the types a task text is rendered with (worker.tasks.render_text): the lead id
+# is a number, the rest are texts. One character each, so an index that a short real value
+# would lack is refused too.
+TASK_SAMPLE: Mapping[str, object] = {
+    "lead_id": 1,
+    "lead_name": "x",
+    "tariff": "x",
+    "request_class": "x",
+    "due": "x",
+}
+_FORMAT_ERRORS = (KeyError, IndexError, AttributeError, ValueError, TypeError)
+
+
+def task_template_problem(template: str) -> str | None:
+    """What keeps ``template`` from rendering as a task text, or None when it renders.
+
+    Each placeholder is rendered with :data:`TASK_SAMPLE`, so a placeholder that only
+    fails on the value's type (``{lead_id[0]}``, ``{due.year}``, ``{lead_name:d}``) is
+    refused at start-up rather than at the first breach."""
+    allowed = "allowed: " + ", ".join("{" + name + "}" for name in TASK_PLACEHOLDERS)
+    try:
+        parts = list(Formatter().parse(template))
+    except ValueError as error:
+        return f"malformed template: {error}; {allowed}"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        placeholder = "{" + name + (f"!{conversion}" if conversion else "")
+        placeholder += (f":{spec}" if spec else "") + "}"
+        if spec and "{" in spec:
+            return f"placeholder {placeholder}: a placeholder inside a format spec; {allowed}"
+        try:
+            placeholder.format(**TASK_SAMPLE)
+        except KeyError:
+            return f"unknown placeholder {placeholder}; {allowed}"
+        except _FORMAT_ERRORS as error:
+            root = re.split(r"[.\[]", name, maxsplit=1)[0]
+            why = str(error)
+            if root in TASK_SAMPLE:
+                kind = "a number" if isinstance(TASK_SAMPLE[root], int) else "a text"
+                why = f"{{{root}}} is {kind}: {error}"
+            return f"placeholder {placeholder} cannot be rendered ({why}); {allowed}"
+    try:
+        template.format(**TASK_SAMPLE)
+    except _FORMAT_ERRORS as error:
+        return f"malformed template: {error}; {allowed}"
+    return None
 
 
 def env_name(field: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.reference import markdown_table, readme_section
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, Settings, load_settings, task_template_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,11 +90,7 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("AMO_DOMAIN", "bitrix24.ru", "AMO_DOMAIN: Input should be"),
         ("AMO_BASE_URL", "acme.amocrm.ru", "AMO_BASE_URL: expected an address"),
         ("AMO_MAX_REQUESTS_PER_SECOND", "20", "AMO_MAX_REQUESTS_PER_SECOND: Input should be less"),
-        (
-            "SLA_TASK_TEXT",
-            "Просрочено {deadline}",
-            "SLA_TASK_TEXT: unknown or malformed placeholder",
-        ),
+        ("SLA_TASK_TEXT", "Просрочено {deadline}", "SLA_TASK_TEXT: unknown placeholder {deadline}"),
         ("SLA_LOG_LEVEL", "chatty", "SLA_LOG_LEVEL: expected DEBUG"),
         ("SLA_TARIFF_TAGS", "Приоритет=VIP", "SLA_TARIFF_TAGS"),
     ],
@@ -106,6 +102,44 @@ def test_a_bad_value_names_its_variable(
     with pytest.raises(ConfigError) as raised:
         load_settings()
     assert said in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "said"),
+    [
+        ("#{lead_id[0]}", "placeholder {lead_id[0]} cannot be rendered ({lead_id} is a number"),
+        ("до {due.year}", "placeholder {due.year} cannot be rendered ({due} is a text"),
+        ("{lead_name:d}", "placeholder {lead_name:d} cannot be rendered ({lead_name} is a text"),
+        ("{tariff[1]}", "placeholder {tariff[1]} cannot be rendered ({tariff} is a text"),
+        ("{lead_id!x}", "placeholder {lead_id!x} cannot be rendered"),
+        ("{} просрочено", "placeholder {} cannot be rendered"),
+        ("{0}", "placeholder {0} cannot be rendered"),
+        ("{lead_id:{due}}", "placeholder {lead_id:{due}}: a placeholder inside a format spec"),
+        ("{lead.name}", "unknown placeholder {lead.name}"),
+        ("срок }", "malformed template"),
+        ("срок {due", "malformed template"),
+    ],
+)
+@pytest.mark.parametrize("variable", ["SLA_TASK_TEXT", "SLA_RESOLUTION_TASK_TEXT"])
+def test_a_task_template_that_would_fail_at_the_first_breach_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, template: str, said: str
+) -> None:
+    configure(monkeypatch, **{variable: template})
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert f"{variable}: {said}" in str(raised.value)
+    assert "allowed: {lead_id}, {lead_name}, {tariff}, {request_class}, {due}" in str(raised.value)
+
+
+def test_task_templates_that_render_with_the_worker_s_values_are_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    template = "#{lead_id:>9} {lead_id.real} {lead_name!r} {tariff[0]} {request_class:>12} {due}"
+    configure(monkeypatch, SLA_TASK_TEXT=template, SLA_RESOLUTION_TASK_TEXT="{{literal}} {due}")
+    settings = load_settings()
+    assert settings.sla_task_text == template
+    assert task_template_problem(Settings.model_fields["sla_task_text"].default) is None
+    assert task_template_problem(Settings.model_fields["sla_resolution_task_text"].default) is None
 
 
 @pytest.mark.parametrize(
