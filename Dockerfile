@@ -7,15 +7,19 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Installed like any package from pyproject.toml, runtime dependencies only; the sources are
-# not kept, so the image runs exactly what was installed.
+# The runtime dependencies are the exact versions of requirements.lock, checked against its
+# hashes (`python3 dev.py lock` refreshes it); the project itself is then installed from
+# pyproject.toml without dependencies, and pip check fails the build if the lock lacks one.
+# The sources are not kept, so the image runs exactly what was installed.
 WORKDIR /src
+COPY requirements.lock ./
+RUN pip install --no-deps --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY amo_client ./amo_client
 COPY sla ./sla
 COPY config ./config
-RUN pip install . && rm -rf /src
+RUN pip install --no-deps . && pip check && rm -rf /src
 
 RUN groupadd --system --gid 10001 amosla \
     && useradd --system --uid 10001 --gid amosla --no-create-home --home-dir /nonexistent \

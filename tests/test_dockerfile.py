@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
+
+import dev
+from tests.test_requirements_lock import parse_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = "/var/lib/amo-sla"
@@ -108,10 +112,40 @@ def test_health_check_and_command_use_the_worker(dockerfile: list[Instruction]) 
     assert exec_form(only(dockerfile, "CMD").arguments) == ["python", "-m", "worker", "run"]
 
 
-def test_installs_the_project_without_test_extras(dockerfile: list[Instruction]) -> None:
-    runs = [i.arguments for i in dockerfile if i.keyword == "RUN"]
-    assert any("pip install . " in f"{run} " for run in runs)
-    assert not any("[test" in run or "-e " in run for run in runs)
+def pip_commands(instructions: list[Instruction]) -> list[list[str]]:
+    """The pip commands of the RUN instructions, in order, each without the leading ``pip``."""
+    return [
+        words[1:]
+        for instruction in instructions
+        if instruction.keyword == "RUN"
+        for command in instruction.arguments.split("&&")
+        if (words := shlex.split(command)) and words[0] == "pip"
+    ]
+
+
+def test_installs_the_locked_dependencies_then_the_project_without_test_extras(
+    dockerfile: list[Instruction],
+) -> None:
+    commands = pip_commands(dockerfile)
+    locked = ["install", "--no-deps", "--require-hashes", "-r", "requirements.lock"]
+    project = ["install", "--no-deps", "."]
+    assert locked in commands
+    assert project in commands
+    assert commands.index(locked) < commands.index(project)
+    # Nothing is resolved outside the lock, and the installed set is checked for completeness.
+    installs = [command for command in commands if command[0] == "install"]
+    assert all("--no-deps" in command for command in installs)
+    assert not any("-e" in command or "[test" in " ".join(command) for command in installs)
+    assert commands.index(["check"]) > commands.index(project)
+
+
+def test_the_lock_is_resolved_for_the_image_python(dockerfile: list[Instruction]) -> None:
+    image_python = only(dockerfile, "FROM").arguments.removeprefix("python:").split("-")[0]
+    command = dev.lock_command(Path("uv"), [])
+    assert command[command.index("--python-version") + 1] == image_python
+    assert command[command.index("--python-platform") + 1] == "linux"
+    assert "--generate-hashes" in command
+    assert command[command.index("--output-file") + 1] in copied_paths(dockerfile)
 
 
 def copied_paths(instructions: list[Instruction]) -> set[str]:
@@ -130,7 +164,9 @@ def packages() -> list[str]:
 
 
 def test_copies_everything_the_install_needs(dockerfile: list[Instruction]) -> None:
-    assert {"pyproject.toml", "README.md", *packages()} <= copied_paths(dockerfile)
+    assert {"requirements.lock", "pyproject.toml", "README.md", *packages()} <= copied_paths(
+        dockerfile
+    )
 
 
 def test_dockerignore_keeps_secrets_state_and_caches_out() -> None:
@@ -141,7 +177,7 @@ def test_dockerignore_keeps_secrets_state_and_caches_out() -> None:
     }
     assert {".git", ".venv", ".env", "state", "*.sqlite3", "tokens.json"} <= ignored
     assert {".mypy_cache", ".ruff_cache", ".pytest_cache", "**/__pycache__"} <= ignored
-    assert not ignored & {"pyproject.toml", "README.md", *packages()}
+    assert not ignored & {"requirements.lock", "pyproject.toml", "README.md", *packages()}
 
 
 def source_files(package_root: Path) -> set[str]:
@@ -174,14 +210,23 @@ def test_the_image_install_step_works_in_a_clean_virtualenv(
         if key not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}
     }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    # As in the Dockerfile, but keeping pip's cache so a second run does not download again.
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", str(context)],
-        check=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
+    # The Dockerfile's pip commands, in the build context as its working directory, but
+    # keeping pip's cache so a second run does not download again.
+    for command in pip_commands(dockerfile):
+        subprocess.run(
+            [str(python), "-m", "pip", command[0], "-q", *command[1:]],
+            check=True,
+            timeout=300,
+            env=env,
+            cwd=context,
+        )
+    # Exactly the locked versions were installed, and nothing else besides the project.
+    lock = parse_lock((context / "requirements.lock").read_text())
+    expected_versions = {str(pin.name): str(pin.version) for pin in lock.pins}
+    expected_versions["amo-sla"] = tomllib.loads((context / "pyproject.toml").read_text())[
+        "project"
+    ]["version"]
+    assert installed_versions(python, env) == expected_versions
 
     # The worker's state goes to tmp_path, so `health` below finds no heartbeat.
     worker_env = {**env, "SLA_STATE_DIR": str(tmp_path / "state")}
@@ -220,6 +265,28 @@ def test_the_image_install_step_works_in_a_clean_virtualenv(
     expected = set().union(*(source_files(context / name) for name in packages()))
     assert {"worker/service.py", "worker/py.typed"} <= expected
     assert expected - set(installed["files"]) == set()
+
+
+def installed_versions(python: Path, env: dict[str, str]) -> dict[str, str]:
+    """``python``'s distributions by canonical name, but for the venv's own pip and setuptools."""
+    result = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m, json;"
+            "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    return {
+        canonicalize_name(name): version
+        for name, version in json.loads(result.stdout)
+        if canonicalize_name(name) not in {"pip", "setuptools"}
+    }
 
 
 SURVEY = """
