@@ -14,7 +14,10 @@ What it takes care of, so that callers never have to:
 * **The gateway's HTML 403** means the account is blocked for abuse: the circuit
   opens and no request leaves for ``circuit_cooldown`` seconds.
 * **Paging.** Iterators follow ``_links.next`` and stop at HTTP 204, amoCRM's answer
-  to an empty list; page sizes stay within each list's cap.
+  to an empty list; page sizes stay within each list's cap. Items are checked one by
+  one: an item that does not fit its model is skipped and reported as an
+  :class:`InvalidItem` (to ``on_invalid``, or as an ``item_invalid`` warning), and the
+  rest of its page still arrives.
 * **Shapes.** A success status whose body is not what the call needs (not JSON, no
   ``_embedded`` list, fewer created items than sent) is an :class:`UnexpectedAnswer`,
   never an empty list; a GET or PATCH meeting one is tried again, at most
@@ -37,7 +40,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -62,6 +65,7 @@ from amo_client.errors import (
     BadRequest,
     CircuitOpen,
     Forbidden,
+    InvalidItem,
     ItemError,
     NotFound,
     PaymentRequired,
@@ -106,6 +110,7 @@ USER_AGENT: Final = "amo-sla/0.1 (+https://github.com/amo-sla)"
 M = TypeVar("M", bound=BaseModel)
 Credentials = LongLivedToken | OAuthTokens
 Reader = Callable[[str, str, httpx.Response], Any]
+InvalidHandler = Callable[[InvalidItem], None]
 
 
 class AmoClient:
@@ -232,26 +237,45 @@ class AmoClient:
             raise UnexpectedAnswer(204, "GET", "/api/v4/account", "an empty answer")
         return Account.model_validate(body)
 
-    def iter_users(self) -> Iterator[User]:
-        return self._paged("/api/v4/users", {"limit": 250}, "users", User)
+    def iter_users(self, *, on_invalid: InvalidHandler | None = None) -> Iterator[User]:
+        return self._paged(
+            "/api/v4/users", {"limit": 250}, "users", User, kind="user", on_invalid=on_invalid
+        )
 
-    def pipelines(self) -> list[Pipeline]:
-        return list(self._paged("/api/v4/leads/pipelines", {}, "pipelines", Pipeline))
+    def pipelines(self, *, on_invalid: InvalidHandler | None = None) -> list[Pipeline]:
+        return list(
+            self._paged(
+                "/api/v4/leads/pipelines",
+                {},
+                "pipelines",
+                Pipeline,
+                kind="pipeline",
+                on_invalid=on_invalid,
+            )
+        )
 
-    def iter_lead_custom_fields(self) -> Iterator[CustomField]:
+    def iter_lead_custom_fields(
+        self, *, on_invalid: InvalidHandler | None = None
+    ) -> Iterator[CustomField]:
         return self._paged(
             "/api/v4/leads/custom_fields",
             {"limit": CUSTOM_FIELDS_PAGE},
             "custom_fields",
             CustomField,
+            kind="custom_field",
+            on_invalid=on_invalid,
         )
 
-    def iter_company_custom_fields(self) -> Iterator[CustomField]:
+    def iter_company_custom_fields(
+        self, *, on_invalid: InvalidHandler | None = None
+    ) -> Iterator[CustomField]:
         return self._paged(
             "/api/v4/companies/custom_fields",
             {"limit": CUSTOM_FIELDS_PAGE},
             "custom_fields",
             CustomField,
+            kind="custom_field",
+            on_invalid=on_invalid,
         )
 
     def create_lead_custom_fields(self, fields: Sequence[NewCustomField]) -> list[CustomField]:
@@ -292,6 +316,7 @@ class AmoClient:
         ids: Iterable[int] | None = None,
         order: tuple[str, str] = ("id", "asc"),
         with_: Iterable[str] = (),
+        on_invalid: InvalidHandler | None = None,
     ) -> Iterator[Lead]:
         """Leads matching every given filter.
 
@@ -320,7 +345,9 @@ class AmoClient:
                 params[f"filter[id][{index}]"] = lead_id
         if with_:
             params["with"] = ",".join(with_)
-        return self._paged("/api/v4/leads", params, "leads", Lead)
+        return self._paged(
+            "/api/v4/leads", params, "leads", Lead, kind="lead", on_invalid=on_invalid
+        )
 
     def lead(self, lead_id: int, *, with_: Iterable[str] = ()) -> Lead | None:
         params = {"with": ",".join(with_)} if with_ else {}
@@ -330,11 +357,15 @@ class AmoClient:
     def update_leads(self, updates: Sequence[EntityUpdate]) -> BatchResult:
         return self._update_batches("leads", updates)
 
-    def iter_companies(self, *, ids: Iterable[int] | None = None) -> Iterator[Company]:
+    def iter_companies(
+        self, *, ids: Iterable[int] | None = None, on_invalid: InvalidHandler | None = None
+    ) -> Iterator[Company]:
         params: dict[str, Any] = {"limit": COMPANIES_PAGE}
         for index, company_id in enumerate(ids or ()):
             params[f"filter[id][{index}]"] = company_id
-        return self._paged("/api/v4/companies", params, "companies", Company)
+        return self._paged(
+            "/api/v4/companies", params, "companies", Company, kind="company", on_invalid=on_invalid
+        )
 
     def company(self, company_id: int) -> Company | None:
         body = self._call("GET", f"/api/v4/companies/{company_id}", read=_read_object)
@@ -380,6 +411,7 @@ class AmoClient:
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         created_by: Sequence[int] | None = None,
+        on_invalid: InvalidHandler | None = None,
     ) -> Iterator[Event]:
         """Events, newest first; ``entity_ids`` and ``created_by`` any length (chunked by 10)."""
         base: dict[str, Any] = {"limit": EVENTS_PAGE, "filter[entity][0]": entity}
@@ -402,7 +434,9 @@ class AmoClient:
                     params[f"filter[entity_id][{index}]"] = entity_id
                 for index, user_id in enumerate(creator_chunk or ()):
                     params[f"filter[created_by][{index}]"] = user_id
-                yield from self._paged("/api/v4/events", params, "events", Event)
+                yield from self._paged(
+                    "/api/v4/events", params, "events", Event, kind="event", on_invalid=on_invalid
+                )
 
     # --- tasks and notes -----------------------------------------------------------------------
 
@@ -413,6 +447,7 @@ class AmoClient:
         entity_ids: Iterable[int] | None = None,
         is_completed: bool | None = None,
         responsible_user_ids: Iterable[int] | None = None,
+        on_invalid: InvalidHandler | None = None,
     ) -> Iterator[Task]:
         params: dict[str, Any] = {"limit": TASKS_PAGE}
         if entity_type is not None:
@@ -423,7 +458,9 @@ class AmoClient:
             params[f"filter[responsible_user_id][{index}]"] = user_id
         if is_completed is not None:
             params["filter[is_completed]"] = int(is_completed)
-        return self._paged("/api/v4/tasks", params, "tasks", Task)
+        return self._paged(
+            "/api/v4/tasks", params, "tasks", Task, kind="task", on_invalid=on_invalid
+        )
 
     def create_tasks(self, tasks: Sequence[NewTask]) -> list[CreatedEntity]:
         """Create tasks; the ids come back in the order the tasks were given."""
@@ -449,7 +486,18 @@ class AmoClient:
 
     # --- the request core ----------------------------------------------------------------------
 
-    def _paged(self, path: str, params: Mapping[str, Any], key: str, model: type[M]) -> Iterator[M]:
+    def _paged(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        key: str,
+        model: type[M],
+        *,
+        kind: str,
+        on_invalid: InvalidHandler | None,
+    ) -> Iterator[M]:
+        """Every valid item of every page; the others go to ``on_invalid`` (or the log)."""
+        report = on_invalid if on_invalid is not None else _log_invalid
         url: str | None = path
         query: Mapping[str, Any] | None = params
         read = _page_reader(key)
@@ -457,7 +505,11 @@ class AmoClient:
             body = self._call("GET", url, params=query, read=read)
             if body is None:
                 return  # 204: an empty list, or a page past the end
-            yield from (model.model_validate(item) for item in body["_embedded"][key])
+            for item in body["_embedded"][key]:
+                try:
+                    yield model.model_validate(item)
+                except ValidationError as error:
+                    report(InvalidItem(kind, _raw_id(item), _problem(error)))
             url = _next_link(body)
             query = None  # the next link carries the whole query
 
@@ -720,6 +772,27 @@ def _written_reader(key: str, count: int | None) -> Reader:
         return body
 
     return read
+
+
+def _raw_id(item: object) -> int | str | None:
+    found = item.get("id") if isinstance(item, dict) else None
+    return found if isinstance(found, int | str) and not isinstance(found, bool) else None
+
+
+def _problem(error: ValidationError, shown: int = 3) -> str:
+    """Where and why an item failed its model, without the values it held."""
+    problems = error.errors(include_url=False, include_input=False)
+    parts = [
+        f"{'.'.join(str(part) for part in problem['loc']) or 'item'}: {problem['msg']}"
+        for problem in problems[:shown]
+    ]
+    if len(problems) > shown:
+        parts.append(f"and {len(problems) - shown} more")
+    return "; ".join(parts)
+
+
+def _log_invalid(invalid: InvalidItem) -> None:
+    log.warning("item_invalid", kind=invalid.kind, id=invalid.item_id, problem=invalid.problem)
 
 
 def _excerpt(response: httpx.Response) -> str:

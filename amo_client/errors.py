@@ -119,6 +119,19 @@ class ItemError:
         return f"{where}: {self.path}: {self.code} ({self.detail})"
 
 
+@dataclass(frozen=True)
+class InvalidItem:
+    """An item of a list answer that does not fit its model, so it was skipped.
+
+    ``kind`` is the model's kind ("lead", "event", ...), ``item_id`` the item's own id when
+    the raw item has one, ``problem`` which fields were wrong and why (never their values).
+    """
+
+    kind: str
+    item_id: int | str | None
+    problem: str
+
+
 class ValidationFailed(BadRequest):
     """400 with ``validation-errors``; ``items`` names every bad item of the batch."""
 
