@@ -10,8 +10,11 @@
 from amo_client.fake.core import FakeAmoCRM
 from amo_client.fake.records import (
     LOST_STATUS_ID,
+    ODD_SHAPES,
     WON_STATUS_ID,
     LoggedRequest,
+    OddShape,
+    PageTurn,
     PipelineRef,
     TokenGrant,
     TokenPair,
@@ -20,10 +23,13 @@ from amo_client.fake.server import FakeServer
 
 __all__ = [
     "LOST_STATUS_ID",
+    "ODD_SHAPES",
     "WON_STATUS_ID",
     "FakeAmoCRM",
     "FakeServer",
     "LoggedRequest",
+    "OddShape",
+    "PageTurn",
     "PipelineRef",
     "TokenGrant",
     "TokenPair",

@@ -23,7 +23,7 @@ from amo_client.fake.query import (
     lookup,
     parse_query,
 )
-from amo_client.fake.records import Entity, StoredEvent
+from amo_client.fake.records import Entity, PageTurn, StoredEvent
 from amo_client.fake.replies import (
     ItemError,
     Reply,
@@ -173,12 +173,21 @@ class Api:
                 continue
             try:
                 call.query = parse_query(call.pairs)
+                self._turn_page(call)
                 return handler(call, match)
             except BadQuery as error:
                 return problem(400, error.detail, **{"validation-errors": []})
         if path_known:
             return problem(405, f"Method {call.method} is not allowed")
         return problem(404, f"Cannot {call.method} {call.path}")
+
+    def _turn_page(self, call: Call) -> None:
+        hook = self.state._page_hook
+        if hook is None or call.method != "GET":
+            return
+        page = self._page_number(call)
+        if page > 1:
+            hook(PageTurn(call.path, page, urlencode(call.pairs)))
 
     # ------------------------------------------------------------------ paging helpers
 
@@ -235,13 +244,14 @@ class Api:
         payload["_embedded"] = {key: [render(item) for item in chunk]}
         return hal(payload)
 
-    def _selection(self, call: Call, build: Callable[[], list[T]]) -> list[T]:
+    def _selection(self, call: Call, build: Callable[[], list[T]], *, variant: str = "") -> list[T]:
         """Filtered, ordered ids of a list request, reused while the data stays unchanged."""
         if self._selection_version != self.state._version:
             self._selection_cache.clear()
             self._selection_version = self.state._version
         key = (
             call.path,
+            variant,
             tuple(sorted((k, v) for k, v in call.pairs if k not in ("page", "limit", "with"))),
         )
         cached = self._selection_cache.get(key)
@@ -452,9 +462,21 @@ class Api:
 
     def _list_entities(self, call: Call, match: re.Match[str]) -> Reply:
         kind = match.group(1)
+        with_ = self._with(call)
+        if kind == "leads" and "only_deleted" in with_:
+            trash = self.state._trash
+            deleted = self._selection(
+                call, lambda: self._select_deleted(call.query), variant="only_deleted"
+            )
+            return self._paged(
+                call,
+                kind,
+                deleted,
+                lambda lead_id: self.state._render_deleted_lead(trash[lead_id]),
+                cap=LEADS_MAX_LIMIT,
+            )
         ids = self._selection(call, lambda: self._select_entities(kind, call.query))
         entities = self.state._entities[kind]
-        with_ = self._with(call)
         return self._paged(
             call,
             kind,
@@ -478,11 +500,35 @@ class Api:
         selected.sort(key=lambda e: (getattr(e, order_key), e.id), reverse=descending)
         return [entity.id for entity in selected]
 
+    def _select_deleted(self, query: dict[str, QueryNode]) -> list[int]:
+        """Leads in the trash: ``filter[id]`` and ``filter[updated_at]`` (the deletion time)
+        apply, other filters are ignored since a deleted lead shows no stage, name or dates."""
+        ids = frozenset(as_ints(lookup(query, "filter", "id"), "filter[id]"))
+        deleted_between = as_range(lookup(query, "filter", "updated_at"), "filter[updated_at]")
+        selected = [
+            entity
+            for entity in self.state._trash.values()
+            if (not ids or entity.id in ids) and _in_range(entity.deleted_at or 0, deleted_between)
+        ]
+        order_key, descending = _order(query, ("id", "updated_at"))
+        selected.sort(
+            key=lambda e: ((e.deleted_at or 0) if order_key == "updated_at" else e.id, e.id),
+            reverse=descending,
+        )
+        return [entity.id for entity in selected]
+
     def _get_entity(self, call: Call, match: re.Match[str]) -> Reply:
-        entity = self.state._entities[match.group(1)].get(int(match.group(2)))
+        kind, entity_id = match.group(1), int(match.group(2))
+        with_ = self._with(call)
+        if kind == "leads" and "only_deleted" in with_:
+            trashed = self.state._trash.get(entity_id)
+            if trashed is None:
+                return no_content()
+            return hal(self.state._render_deleted_lead(trashed))
+        entity = self.state._entities[kind].get(entity_id)
         if entity is None:
             return no_content()
-        return hal(self.state._render_entity(entity, self._with(call)))
+        return hal(self.state._render_entity(entity, with_))
 
     def _patch_entities(self, call: Call, match: re.Match[str]) -> Reply:
         kind = match.group(1)
@@ -572,6 +618,7 @@ class Api:
             )
         if rejected:
             return validation_failed([("0", rejected)])
+        self.state._index_due_events()
         events = self._selection(
             call, lambda: self._select_events(query, entity_types, entity_ids, creators)
         )
@@ -604,7 +651,8 @@ class Api:
         selected = [
             event
             for event in candidates
-            if (not wanted_entities or event.entity_type in wanted_entities)
+            if event.indexed
+            and (not wanted_entities or event.entity_type in wanted_entities)
             and (not types or event.type in types)
             and (not event_ids or event.id in event_ids)
             and (not creator_set or event.created_by in creator_set)
@@ -615,8 +663,11 @@ class Api:
         return selected
 
     def _get_event(self, call: Call, match: re.Match[str]) -> Reply:
+        self.state._index_due_events()
         event = self.state._events_by_id.get(match.group(1))
-        return hal(self.state._render_event(event)) if event is not None else no_content()
+        if event is None or not event.indexed:
+            return no_content()
+        return hal(self.state._render_event(event))
 
     # tasks
 

@@ -58,7 +58,22 @@ class PipelineRef:
         return self.statuses[name]
 
 
-FaultKind = Literal["status", "timeout", "connect"]
+FaultKind = Literal["status", "timeout", "connect", "odd"]
+
+OddShape = Literal[
+    "empty_object", "empty_embedded", "null_list", "html", "truncated", "list", "no_content"
+]
+"""A 2xx answer that is not what the documentation promises (see ``FakeAmoCRM.odd_answer_next``)."""
+
+ODD_SHAPES: tuple[OddShape, ...] = (
+    "empty_object",
+    "empty_embedded",
+    "null_list",
+    "html",
+    "truncated",
+    "list",
+    "no_content",
+)
 
 
 @dataclass
@@ -71,6 +86,7 @@ class Fault:
     path: str | re.Pattern[str] | None = None
     method: str | None = None
     after_processing: bool = False
+    shape: OddShape | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.remaining <= 0:
@@ -82,6 +98,15 @@ class Fault:
         if isinstance(self.path, str):
             return self.path.rstrip("/") == path
         return self.path.search(path) is not None
+
+
+@dataclass(frozen=True)
+class PageTurn:
+    """A request for page 2 or later of a list, as the ``on_page`` hook gets it before serving."""
+
+    path: str
+    page: int
+    query: str
 
 
 @dataclass
@@ -129,6 +154,8 @@ class Entity:
     fields: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     company_ids: list[int] = field(default_factory=list)
+    deleted_at: int | None = None
+    deleted_by: int | None = None
 
 
 @dataclass
@@ -142,6 +169,8 @@ class StoredEvent:
     created_at: int
     value_after: list[dict[str, Any]] | None
     value_before: list[dict[str, Any]] | None
+    visible_at: float = 0.0
+    indexed: bool = True
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""The fake over real HTTP on localhost, for poking at it with curl during a demo."""
+"""The fake over real HTTP on localhost: for curl during a demo, worker processes and soak runs.
+
+Answers are the fake's own, byte for byte, except that ``_links`` point at the host the
+client called rather than at the fake's ``base_url``, so ``_links.next`` can be followed.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ class FakeServer:
         handler = _handler_for(fake)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         bound_host, bound_port = self._server.server_address[:2]
         self.url = f"http://{bound_host!s}:{bound_port}"
@@ -52,13 +58,18 @@ def _handler_for(fake: FakeAmoCRM) -> type[BaseHTTPRequestHandler]:
             except httpx.TransportError:
                 self.close_connection = True
                 return
+            content = response.content
+            host = self.headers.get("host")
+            if host and "json" in response.headers.get("content-type", ""):
+                # Like amoCRM, links point at the address the client called.
+                content = content.replace(fake.base_url.encode(), f"http://{host}".encode())
             self.send_response(response.status_code)
             for key, value in response.headers.items():
                 if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                     self.send_header(key, value)
-            self.send_header("content-length", str(len(response.content)))
+            self.send_header("content-length", str(len(content)))
             self.end_headers()
-            self.wfile.write(response.content)
+            self.wfile.write(content)
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from amo_client.fake.records import (
     WON_STATUS_ID,
     WON_STATUS_NAME,
     Entity,
+    PageTurn,
     Pipeline,
     PipelineRef,
     Status,
@@ -82,6 +84,8 @@ class AccountState:
         # amoCRM's "API filtering" (alpha) account option: when off, ``filter[...]`` on lead
         # and company lists is silently ignored and every list returns everything.
         self.api_filter_enabled = True
+        # Seconds between an event happening and amoCRM's events feed listing it (0: at once).
+        self.event_index_delay = 0.0
         self._clock = clock
         self.created_at = int(clock())
         self._lock = threading.RLock()
@@ -103,6 +107,7 @@ class AccountState:
         self._pipelines: dict[int, Pipeline] = {}
         self._fields: dict[str, dict[int, CustomField]] = {"leads": {}, "companies": {}}
         self._entities: dict[str, dict[int, Entity]] = {"leads": {}, "companies": {}}
+        self._trash: dict[int, Entity] = {}
         self._tags: dict[str, dict[str, int]] = {"leads": {}, "companies": {}}
         self._tasks: dict[int, dict[str, Any]] = {}
         self._tasks_by_entity: dict[tuple[str, int], list[int]] = {}
@@ -110,6 +115,8 @@ class AccountState:
         self._events: list[StoredEvent] = []
         self._events_by_id: dict[str, StoredEvent] = {}
         self._events_by_entity: dict[tuple[str, int], list[StoredEvent]] = {}
+        self._unindexed: list[StoredEvent] = []
+        self._page_hook: Callable[[PageTurn], None] | None = None
         self._task_types: list[dict[str, Any]] = [
             {"id": 1, "name": "Связаться", "color": None, "icon_id": None, "code": "FOLLOW_UP"},
             {"id": 2, "name": "Встреча", "color": None, "icon_id": None, "code": "MEETING"},
@@ -588,11 +595,15 @@ class AccountState:
         value_after: list[dict[str, Any]] | None = None,
         value_before: list[dict[str, Any]] | None = None,
         entity_type: str = "lead",
+        visible_after: timedelta | float | None = None,
     ) -> str:
         """Record an event (``outgoing_chat_message``, ``outgoing_call``, ``common_note_added``...).
 
         ``created_by`` 0 is a robot or a bot. Without ``value_after`` the fake fills in what
         amoCRM puts there for messages and calls. The entity's ``updated_at`` is not touched.
+        ``visible_after`` (default :attr:`event_index_delay`) is how long after ``at`` the
+        events feed starts listing the event: amoCRM indexes some events seconds to minutes
+        late, while ``created_at`` keeps the moment it happened.
         """
         with self._lock:
             plural = PLURAL.get(entity_type, entity_type)
@@ -602,8 +613,20 @@ class AccountState:
             after = (
                 value_after if value_after is not None else self._default_value_after(event_type)
             )
+            delay = (
+                visible_after.total_seconds()
+                if isinstance(visible_after, timedelta)
+                else visible_after
+            )
             event_id = self._record_event(
-                event_type, plural, lead_id, created_by, when, before=value_before, after=after
+                event_type,
+                plural,
+                lead_id,
+                created_by,
+                when,
+                before=value_before,
+                after=after,
+                delay=delay,
             )
             self._touch()
             return event_id
@@ -661,6 +684,194 @@ class AccountState:
             task["updated_at"] = self.now()
             self._touch()
 
+    # ------------------------------------------------------------------ churn
+
+    def _when(self, at: float | None) -> int:
+        return int(at) if at is not None else self.now()
+
+    def delete_lead(self, lead_id: int, *, by: int, at: float | None = None) -> None:
+        """Delete a lead as a person does in the interface (amoCRM's API cannot delete leads).
+
+        The lead goes to the trash: ``GET /api/v4/leads`` no longer lists it (only
+        ``with=only_deleted`` does), ``GET /api/v4/leads/{id}`` answers 204 as for any id it
+        does not find, a PATCH of it fails as for an unknown id, and a ``lead_deleted``
+        event by ``by`` is recorded. Its events, tasks and notes stay on its id.
+        """
+        with self._lock:
+            entity = self._entities["leads"].pop(lead_id, None)
+            if entity is None:
+                raise KeyError(lead_id)
+            when = self._when(at)
+            entity.deleted_at, entity.deleted_by = when, by
+            self._trash[lead_id] = entity
+            self._record_event("lead_deleted", "leads", lead_id, by, when)
+            self._touch()
+
+    def restore_lead(self, lead_id: int, *, by: int, at: float | None = None) -> None:
+        """Take a lead back out of the trash: same id, same events, a ``lead_restored`` event.
+
+        Its ``updated_at`` becomes the time of the restore, so a poller by ``updated_at``
+        sees it again.
+        """
+        with self._lock:
+            entity = self._trash.pop(lead_id, None)
+            if entity is None:
+                raise KeyError(lead_id)
+            when = self._when(at)
+            entity.deleted_at = entity.deleted_by = None
+            entity.updated_at = max(entity.updated_at, when)
+            entity.updated_by = by
+            self._entities["leads"][lead_id] = entity
+            self._record_event("lead_restored", "leads", lead_id, by, when)
+            self._touch()
+
+    def merge_leads(self, keep: int, lose: int, *, by: int, at: float | None = None) -> None:
+        """Merge two leads as the interface's «Объединить» does: ``keep`` survives.
+
+        ``lose`` is deleted (a ``lead_deleted`` event on its id; its own events stay there).
+        ``keep`` keeps its id and values, takes over the tasks, notes and companies of
+        ``lose``, gets ``updated_at`` bumped and an ``entity_merged`` event whose
+        ``value_after`` names the merged lead (``[{"entity": {"id": lose, "type": "lead"}}]``;
+        the shape is not documented, this one is a guess).
+        """
+        if keep == lose:
+            raise ValueError("a lead cannot be merged into itself")
+        with self._lock:
+            winner = self._entities["leads"].get(keep)
+            if winner is None:
+                raise KeyError(keep)
+            if lose not in self._entities["leads"]:
+                raise KeyError(lose)
+            when = self._when(at)
+            loser = self._entities["leads"][lose]
+            self.delete_lead(lose, by=by, at=when)
+            moved = self._tasks_by_entity.pop(("leads", lose), [])
+            for task_id in moved:
+                self._tasks[task_id]["entity_id"] = keep
+            self._tasks_by_entity.setdefault(("leads", keep), []).extend(moved)
+            for note in self._notes.values():
+                if note["entity_type"] == "leads" and note["entity_id"] == lose:
+                    note["entity_id"] = keep
+            for company_id in loser.company_ids:
+                if company_id not in winner.company_ids:
+                    winner.company_ids.append(company_id)
+            winner.updated_at = max(winner.updated_at, when)
+            winner.updated_by = by
+            self._record_event(
+                "entity_merged",
+                "leads",
+                keep,
+                by,
+                when,
+                after=[{"entity": {"id": lose, "type": "lead"}}],
+            )
+            self._touch()
+
+    @property
+    def deleted_lead_ids(self) -> list[int]:
+        """Leads in the trash, by id."""
+        with self._lock:
+            return sorted(self._trash)
+
+    def on_page(self, callback: Callable[[PageTurn], None] | None) -> None:
+        """Call ``callback`` before serving page 2 or later of any list (None: stop calling).
+
+        It runs inside the request, under the fake's lock, so it may change the account
+        (close a lead already read, add one) between the pages of one read; the page is then
+        cut from the list as it stands after the change, as amoCRM does.
+        """
+        with self._lock:
+            self._page_hook = callback
+
+    # ------------------------------------------------------------------ stages
+
+    def pipeline(self, pipeline_id: int) -> PipelineRef:
+        """The pipeline as it is now, its stages by name in board order."""
+        with self._lock:
+            return self._pipeline_ref(self._pipelines[pipeline_id])
+
+    def add_status(
+        self,
+        pipeline_id: int,
+        name: str,
+        *,
+        after: int | None = None,
+        status_id: int | None = None,
+    ) -> int:
+        """Add a working stage after the stage ``after`` (default: after the last working one).
+
+        The working stages are renumbered ``sort`` 20, 30, ... in board order, as moving
+        stages in the interface renumbers them.
+        """
+        with self._lock:
+            pipeline = self._pipelines[pipeline_id]
+            statuses = pipeline.statuses
+            if after is None:
+                position = self._first_final_position(pipeline)
+            else:
+                anchor = pipeline.status(after)
+                if anchor is None or anchor.id in (WON_STATUS_ID, LOST_STATUS_ID):
+                    raise ValueError(f"status {after} is not a stage to add after")
+                position = statuses.index(anchor) + 1
+            new_id = self._claim_id("status", status_id)
+            working = sum(1 for s in statuses if s.type == 0 and s.is_editable)
+            color = _STAGE_COLORS[working % len(_STAGE_COLORS)]
+            statuses.insert(position, Status(new_id, name, 0, pipeline_id, color, 0, True))
+            self._renumber(pipeline)
+            self._touch()
+            return new_id
+
+    @staticmethod
+    def _first_final_position(pipeline: Pipeline) -> int:
+        return next(
+            i
+            for i, status in enumerate(pipeline.statuses)
+            if status.id in (WON_STATUS_ID, LOST_STATUS_ID)
+        )
+
+    @staticmethod
+    def _renumber(pipeline: Pipeline) -> None:
+        sort = 10
+        for status in pipeline.statuses:
+            if status.id in (WON_STATUS_ID, LOST_STATUS_ID):
+                continue
+            status.sort = sort
+            sort += 10
+
+    def rename_status(self, pipeline_id: int, status_id: int, name: str) -> None:
+        """Rename a stage; its id and the leads in it stay."""
+        with self._lock:
+            status = self._pipelines[pipeline_id].status(status_id)
+            if status is None:
+                raise KeyError(status_id)
+            status.name = name
+            self._touch()
+
+    def delete_status(self, pipeline_id: int, status_id: int) -> None:
+        """Delete an empty working stage.
+
+        amoCRM refuses to delete a stage that holds leads (the interface asks where to move
+        them first), the two closing stages and «Неразобранное»; so does this, with
+        ValueError. A pipeline keeps at least one working stage.
+        """
+        with self._lock:
+            pipeline = self._pipelines[pipeline_id]
+            status = pipeline.status(status_id)
+            if status is None:
+                raise KeyError(status_id)
+            if status.type != 0 or not status.is_editable:
+                raise ValueError(f"stage {status_id} «{status.name}» cannot be deleted")
+            if any(
+                lead.pipeline_id == pipeline_id and lead.status_id == status_id
+                for lead in self._entities["leads"].values()
+            ):
+                raise ValueError(f"stage {status_id} «{status.name}» still holds leads")
+            if sum(1 for s in pipeline.statuses if s.type == 0 and s.is_editable) == 1:
+                raise ValueError("a pipeline keeps at least one working stage")
+            pipeline.statuses.remove(status)
+            self._renumber(pipeline)
+            self._touch()
+
     # ------------------------------------------------------------------ events and tags
 
     def _event_id(self, at: int) -> str:
@@ -681,7 +892,10 @@ class AccountState:
         *,
         before: list[dict[str, Any]] | None = None,
         after: list[dict[str, Any]] | None = None,
+        delay: float | None = None,
     ) -> str:
+        lag = self.event_index_delay if delay is None else delay
+        visible_at = at + lag
         event = StoredEvent(
             seq=len(self._events),
             id=self._event_id(at),
@@ -692,11 +906,45 @@ class AccountState:
             created_at=at,
             value_after=after,
             value_before=before,
+            visible_at=visible_at,
+            indexed=lag <= 0 or visible_at <= self._clock(),
         )
         self._events.append(event)
         self._events_by_id[event.id] = event
         self._events_by_entity.setdefault((event.entity_type, entity_id), []).append(event)
+        if not event.indexed:
+            self._unindexed.append(event)
         return event.id
+
+    def _index_due_events(self) -> None:
+        """Let the feed list every late event whose time has come (the API calls this)."""
+        if not self._unindexed:
+            return
+        now = self._clock()
+        due = [event for event in self._unindexed if event.visible_at <= now]
+        if due:
+            for event in due:
+                event.indexed = True
+            self._unindexed = [event for event in self._unindexed if not event.indexed]
+            self._touch()
+
+    def release_events(self) -> int:
+        """Index every late event now, whatever its delay; the number of events released."""
+        with self._lock:
+            released = len(self._unindexed)
+            for event in self._unindexed:
+                event.indexed = True
+            self._unindexed = []
+            if released:
+                self._touch()
+            return released
+
+    @property
+    def unindexed_event_ids(self) -> list[str]:
+        """Events that happened but are not yet listed by ``GET /api/v4/events``."""
+        with self._lock:
+            now = self._clock()
+            return [event.id for event in self._unindexed if event.visible_at > now]
 
     def _tag_id(self, kind: str, name: str) -> int:
         registry = self._tags[kind]
@@ -999,6 +1247,37 @@ class AccountState:
             if "contacts" in with_:
                 embedded["contacts"] = []
         out["_embedded"] = embedded
+        return out
+
+    def _render_deleted_lead(self, entity: Entity) -> dict[str, Any]:
+        """A lead in the trash as ``with=only_deleted`` returns it: little more than its id.
+
+        amoCRM was seen answering with the name, stage, dates and fields all null,
+        ``is_deleted`` true, and ``updated_at``/``updated_by`` the deletion's
+        (amocrm/amocrm-api-php#254).
+        """
+        out: dict[str, Any] = {
+            "id": entity.id,
+            "name": None,
+            "price": None,
+            "responsible_user_id": None,
+            "group_id": None,
+            "status_id": None,
+            "pipeline_id": None,
+            "loss_reason_id": None,
+            "created_by": None,
+            "updated_by": entity.deleted_by,
+            "created_at": None,
+            "updated_at": entity.deleted_at,
+            "closed_at": None,
+            "closest_task_at": None,
+            "is_deleted": True,
+            "custom_fields_values": None,
+            "score": None,
+            "account_id": self.account_id,
+            "_links": self._href(f"/api/v4/leads/{entity.id}"),
+            "_embedded": {"tags": [], "companies": []},
+        }
         return out
 
     def _closest_task_at(self, kind: str, entity_id: int) -> int | None:
