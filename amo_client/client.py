@@ -25,8 +25,14 @@ What it takes care of, so that callers never have to:
 * **Batch writes.** A 400 ``validation-errors`` names the bad items; the batch is sent
   again without them, and the caller learns which ids failed and why.
 
+* **Stopping.** After :meth:`AmoClient.request_stop` every wait (retry backoff, a 429's
+  backoff, the rate limiter) ends at once and its call raises :class:`StopRequested`;
+  a request already on the wire is not cut short.
+
 ``transport``, ``sleep`` and the clocks are injectable, so tests run it against
-:class:`amo_client.fake.FakeAmoCRM` or respx without waiting.
+:class:`amo_client.fake.FakeAmoCRM` or respx without waiting. With the default
+``time.sleep`` a wait is a wait on the stop event; any other ``sleep`` (a virtual clock)
+is called as given, and the stop is checked before and after it.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ from amo_client.errors import (
     PaymentRequired,
     RateLimited,
     ServerError,
+    StopRequested,
     TransportError,
     Unauthorized,
     UnexpectedAnswer,
@@ -141,9 +148,10 @@ class AmoClient:
             headers={"User-Agent": USER_AGENT, "Accept": "application/hal+json"},
         )
         self._sleep = sleep
+        self._stop = threading.Event()
         self._monotonic = monotonic
         self._clock = clock
-        self._limiter = RateLimiter(max_requests_per_second, clock=monotonic, sleep=sleep)
+        self._limiter = RateLimiter(max_requests_per_second, clock=monotonic, sleep=self._pause)
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -157,6 +165,27 @@ class AmoClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def request_stop(self) -> None:
+        """End every wait of every call at once with :class:`StopRequested`, now and later.
+
+        Thread-safe and final for this client. A call that needs no wait still goes out.
+        """
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or raise :class:`StopRequested` as soon as a stop is requested."""
+        if not self._stop.is_set():
+            if self._sleep is time.sleep:
+                self._stop.wait(seconds)
+            else:
+                self._sleep(seconds)
+        if self._stop.is_set():
+            raise StopRequested("a stop was requested while a call waited to reach amoCRM")
 
     def __enter__(self) -> AmoClient:
         return self
@@ -616,7 +645,7 @@ class AmoClient:
             stop=stop_any(stop_after_attempt(self._max_attempts), _UnexpectedTooOften()),
             wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max),
             retry=retry_if_exception(retryable),
-            sleep=self._sleep,
+            sleep=self._pause,
             before_sleep=_log_retry,
             reraise=True,
         )

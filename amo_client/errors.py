@@ -11,6 +11,7 @@
     ├── TransportError             no answer: timeouts, refused or dropped connections
     ├── UnexpectedAnswer           a success status with a body of the wrong shape
     ├── CircuitOpen                calls are held back after amoCRM blocked the account
+    ├── StopRequested              the caller asked the client to stop while a call waited
     └── ApiError                   amoCRM answered with an error status
         ├── BadRequest             400 without item-level detail
         │   └── ValidationFailed   400 ``validation-errors``: which item, which value, why
@@ -67,6 +68,10 @@ class UnexpectedAnswer(AmoError):
         self.excerpt = excerpt
         text = f"{method} {path}: HTTP {status}: {problem}"
         super().__init__(f"{text}; the body starts {excerpt!r}" if excerpt else text)
+
+
+class StopRequested(AmoError):
+    """A stop was requested (:meth:`AmoClient.request_stop`) while a call waited to send."""
 
 
 class CircuitOpen(AmoError):
