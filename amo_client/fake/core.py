@@ -19,15 +19,21 @@ What it reproduces, because clients written against the documentation trip on it
   by its path. Echoing ``enum_code`` back is such an error.
 * OAuth: authorization codes and refresh tokens are single-use. A spent refresh token gets
   ``{"hint": "Token has been revoked", ...}`` (HTTP 400 by default; amoCRM answered 401 in
-  older reports, hence ``revoked_refresh_status``). amoCRM runs league/oauth2-server, which
-  revokes the access token paired with a refresh token when that refresh token is used, so
-  by default the old access token stops working at once (``revoke_access_on_refresh``).
+  older reports, hence ``revoked_refresh_status``). amoCRM runs league/oauth2-server, whose
+  refresh grant revokes the access token paired with the refresh token it spends. Whether
+  amoCRM's token store honours that revocation is not documented anywhere we found, so
+  both are modelled: by default the old access token stops working at once (the stricter
+  case); with ``revoke_access_on_refresh=False`` it stays valid until its own expiry.
 * Changes made through the API are recorded in the events feed as made by the token's user
   (``api_user_id``), not by 0: amoCRM attributes an integration's actions to the user who
   installed it. ``created_by`` 0 only comes from seeding, for robots.
 * Chat messages, calls and notes are events; they do not change the lead's ``updated_at``,
   so a poller that reads only ``filter[updated_at]`` misses them.
 * Numeric custom field values come back as strings, dates as unix seconds, checkboxes as bools.
+* Churn: leads deleted, restored and merged in the interface, stages added, renamed and
+  deleted, events the feed lists late, data changing between the pages of one read (see
+  ``AccountState``); odd 2xx answers (``{}``, HTML, cut JSON, a list, 204) by
+  :meth:`FakeAmoCRM.odd_answer_next`.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from amo_client.fake.records import (
     AuthorizationCode,
     Fault,
     LoggedRequest,
+    OddShape,
     RefreshToken,
     TokenGrant,
     TokenPair,
@@ -62,6 +69,7 @@ from amo_client.fake.replies import (
     encode,
     nginx_page,
     oauth_problem,
+    odd_reply,
     problem,
     unauthorized,
 )
@@ -110,7 +118,7 @@ class FakeAmoCRM(AccountState):
     Seed it with :meth:`add_pipeline`, :meth:`add_user`, :meth:`add_custom_field`,
     :meth:`add_lead`, :meth:`move_lead`, :meth:`update_lead`, :meth:`add_event`,
     :meth:`add_task`, :meth:`add_company`; break it with :meth:`fail_next`,
-    :meth:`timeout_next`, :meth:`disconnect_next`, :meth:`block_account`,
+    :meth:`odd_answer_next`, :meth:`timeout_next`, :meth:`disconnect_next`, :meth:`block_account`,
     :meth:`revoke_tokens`; inspect it with :attr:`request_log`, :attr:`rate_limited_total`,
     :meth:`lead`, :attr:`tasks`, :attr:`notes`, :attr:`events`. Every public method is
     thread-safe.
@@ -217,13 +225,8 @@ class FakeAmoCRM(AccountState):
         if self._blocked:
             return nginx_page(403), None
         fault = self._take_fault(incoming.method, incoming.path)
-        if fault is None or (fault.kind == "timeout" and fault.after_processing):
-            if self._rate_limited():
-                return nginx_page(429), None
-            reply = self._serve(incoming)
-            if fault is not None:
-                return reply, httpx.ReadTimeout("timed out after processing", request=request)
-            return reply, None
+        if fault is None or fault.kind == "odd" or fault.after_processing:
+            return self._served(incoming, fault)
         if fault.kind == "status":
             return fault.reply or default_error(503), None
         error: httpx.TransportError = (
@@ -232,6 +235,22 @@ class FakeAmoCRM(AccountState):
             else httpx.ReadTimeout("timed out (injected)", request=request)
         )
         return Reply(0), error
+
+    def _served(
+        self, incoming: _Incoming, fault: Fault | None
+    ) -> tuple[Reply, httpx.TransportError | None]:
+        """Past the rate limit into the application; a fault then bends or loses its answer."""
+        if self._rate_limited():
+            return nginx_page(429), None
+        reply = self._serve(incoming)
+        if fault is None:
+            return reply, None
+        if fault.shape is not None:
+            key = next(
+                (part for part in reversed(incoming.path.split("/")) if not part.isdigit()), ""
+            )
+            return odd_reply(fault.shape, reply, key), None
+        return reply, httpx.ReadTimeout("timed out after processing", request=incoming.request)
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self._faults:
@@ -441,6 +460,33 @@ class FakeAmoCRM(AccountState):
             reply = Reply(status, raw, kind, dict(headers or {}))
         with self._lock:
             self._faults.append(Fault("status", count, reply=reply, path=path, method=method))
+
+    def odd_answer_next(
+        self,
+        shape: OddShape,
+        count: int = 1,
+        *,
+        path: str | re.Pattern[str] | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` matching requests with a 2xx that breaks the documented shape.
+
+        The request is served first (a write takes effect), then its answer is replaced:
+
+        * ``empty_object``: 200 ``{}``;
+        * ``empty_embedded``: 200 ``{"_embedded": {}}``;
+        * ``null_list``: 200 ``{"_embedded": {"leads": null}}``, the key being the list's own
+          (the last word of the path that is not a number);
+        * ``html``: 200 with an HTML page (a proxy's or a maintenance page);
+        * ``truncated``: the real answer's status, headers and JSON cut in half;
+        * ``list``: 200 with a JSON array (the embedded items, or ``[]``) instead of an object;
+        * ``no_content``: 204 without a body where 200 with a body was due.
+
+        Like :meth:`fail_next` it waits in the same queue of faults, so ``clear_faults``
+        drops it too.
+        """
+        with self._lock:
+            self._faults.append(Fault("odd", count, path=path, method=method, shape=shape))
 
     def timeout_next(
         self,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from amo_client.fake.records import OddShape
 
 HAL_JSON = "application/hal+json"
 PROBLEM_JSON = "application/problem+json"
@@ -124,3 +127,41 @@ def default_error(status: int) -> Reply:
     if status == 401:
         return unauthorized()
     return problem(status, reason(status))
+
+
+_MAINTENANCE_PAGE = (
+    '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>amoCRM</title></head>\n'
+    "<body><h1>Ведутся технические работы</h1><p>Скоро всё заработает.</p></body></html>\n"
+)
+
+
+def odd_reply(shape: OddShape, served: Reply, key: str) -> Reply:
+    """``served`` turned into one of the 2xx answers a client does not expect.
+
+    ``key`` names the list in ``_embedded`` (``leads``, ``events``...).
+    """
+    fixed = {
+        "no_content": Reply(204),
+        "html": Reply(200, _MAINTENANCE_PAGE.encode("utf-8"), HTML),
+        "empty_object": Reply(200, b"{}", HAL_JSON),
+        "empty_embedded": Reply(200, encode({"_embedded": {}}), HAL_JSON),
+    }
+    if shape in fixed:
+        return fixed[shape]
+    if shape == "truncated":
+        body = served.body or encode({"_embedded": {}})
+        return Reply(served.status, body[: len(body) // 2], served.content_type or HAL_JSON)
+    payload = _decoded(served.body)
+    embedded = payload.get("_embedded") if isinstance(payload, dict) else None
+    embedded = embedded if isinstance(embedded, dict) else {}
+    if shape == "null_list":
+        return Reply(200, encode({"_embedded": {key: None}}), HAL_JSON)
+    items = embedded.get(key)
+    return Reply(200, encode(items if isinstance(items, list) else []), HAL_JSON)
+
+
+def _decoded(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
