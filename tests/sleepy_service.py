@@ -38,6 +38,7 @@ class FakeReport:
     tasks_created: int = 0
     requests: int = 0
     next_change_at: datetime | None = None
+    skipped: bool = False
 
 
 class SleepyCycle:

@@ -15,13 +15,23 @@ from typing import Any
 import pytest
 import structlog
 
+from amo_client.errors import (
+    AuthorizationRequired,
+    PaymentRequired,
+    ServerError,
+    UnexpectedAnswer,
+    ValidationFailed,
+)
 from tests.sleepy_service import FakeReport
+from worker.errors import FatalError, LeadError, is_fatal
 from worker.health import health_main
-from worker.service import EXIT_FATAL, SyncService, is_fatal, report_summary
+from worker.service import EXIT_FATAL, SyncService, report_summary
+from worker.setup import SetupError
+from worker.store import StateVersionError
 
 
-class AdminNeeded(Exception):
-    fatal = True
+class AdminNeeded(FatalError):
+    pass
 
 
 @dataclass
@@ -31,6 +41,7 @@ class FakeCycle:
     duration: float = 0.0
     next_change_in: list[float | None] = field(default_factory=list)
     errors: dict[int, Exception] = field(default_factory=dict)
+    skipped: set[int] = field(default_factory=set)  # runs that find the state directory locked
     nows: list[datetime] = field(default_factory=list)
     started: list[float] = field(default_factory=list)  # time.monotonic() at each run's start
     max_active: int = 0
@@ -60,6 +71,7 @@ class FakeCycle:
                 tasks_created=1,
                 requests=3,
                 next_change_at=None if offset is None else now + timedelta(seconds=offset),
+                skipped=index in self.skipped,
             )
         finally:
             with self._lock:
@@ -192,21 +204,11 @@ def test_a_change_that_is_not_sooner_than_the_poll_keeps_the_poll(
     assert not events(logs, "wakeup_scheduled")
 
 
-def _caused_by_fatal() -> Exception:
-    try:
-        try:
-            raise AdminNeeded("account blocked")
-        except AdminNeeded as fatal:
-            raise RuntimeError("cycle aborted") from fatal
-    except RuntimeError as error:
-        return error
-
-
 @pytest.mark.parametrize(
     "error",
     [
         pytest.param(AdminNeeded("refresh token revoked: run python -m worker auth"), id="own"),
-        pytest.param(_caused_by_fatal(), id="caused-by-a-fatal-error"),
+        pytest.param(SetupError(["SLA_PIPELINE: no pipeline 'x'"]), id="setup"),
     ],
 )
 def test_a_fatal_error_stops_the_service_with_code_2(
@@ -263,17 +265,43 @@ def test_no_cycle_starts_after_shutdown_was_requested(tmp_path: Path) -> None:
     assert cycle.stop_requested.is_set()
 
 
-def test_is_fatal_follows_the_cause_chain() -> None:
-    assert is_fatal(AdminNeeded())
-    assert not is_fatal(RuntimeError("x"))
-    wrapped = RuntimeError("outer")
-    wrapped.__context__ = AdminNeeded()
-    assert is_fatal(wrapped)
+@pytest.mark.parametrize(
+    ("error", "fatal"),
+    [
+        (AdminNeeded(), True),
+        (SetupError(["a stage is gone"]), True),
+        (StateVersionError("newer state file"), True),
+        (AuthorizationRequired("authorise again"), True),
+        (PaymentRequired(402, "GET", "/api/v4/leads", "Payment Required"), True),
+        (RuntimeError("x"), False),
+        (LeadError("a bad value"), False),
+        (ServerError(503, "GET", "/api/v4/leads", "unavailable"), False),
+        (ValidationFailed("PATCH", "/api/v4/leads", []), False),
+        (UnexpectedAnswer(200, "GET", "/api/v4/leads", "no _embedded"), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_the_error_policy_names_what_stops_the_worker(error: Exception, fatal: bool) -> None:
+    assert is_fatal(error) is fatal
 
+
+def test_a_fatal_error_is_known_by_its_class_not_by_an_attribute() -> None:
     class Truthy(Exception):
-        fatal = "yes"
+        fatal = True
 
+    wrapped = RuntimeError("outer")
+    wrapped.__cause__ = AdminNeeded()
     assert not is_fatal(Truthy())
+    assert not is_fatal(wrapped)
+
+
+def test_a_cycle_skipped_on_the_lock_leaves_no_heartbeat(tmp_path: Path, logs: Logs) -> None:
+    cycle = FakeCycle(skipped={0})
+    running = start(cycle, tmp_path, poll=60)
+    wait_until(lambda: bool(events(logs, "cycle_done")))
+    assert running.stop() == 0
+    assert not (tmp_path / "last_cycle.json").exists()
+    assert health_main(tmp_path, 60) == 1
 
 
 def test_report_summary_prefers_the_reports_own_summary() -> None:

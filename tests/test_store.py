@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from worker.store import StateStore, StoredEvent, StoredLead, TaskMark
+from worker.errors import is_fatal
+from worker.store import (
+    SCHEMA_VERSION,
+    StateStore,
+    StateVersionError,
+    StoredEvent,
+    StoredLead,
+    TaskMark,
+)
 
 
 def test_cursors_leads_and_events_survive_a_reopen(tmp_path: Path) -> None:
@@ -52,12 +61,16 @@ def test_a_failure_inside_a_transaction_leaves_the_old_state(tmp_path: Path) -> 
     assert store.load_leads() == {}
 
 
-def test_forgetting_a_lead_drops_its_events(tmp_path: Path) -> None:
+def test_forgetting_a_lead_keeps_its_events_until_they_age_out(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "s.sqlite3")
     store.save_leads([StoredLead(1, 5, "{}"), StoredLead(2, 5, "{}")])
-    store.save_events([StoredEvent("a", 1, 1, "{}"), StoredEvent("b", 2, 1, "{}")])
+    store.save_events([StoredEvent("a", 1, 100, "{}"), StoredEvent("b", 2, 100, "{}")])
     store.forget_leads([1])
     assert set(store.load_leads()) == {2}
+    assert set(store.load_events()) == {1, 2}
+    assert store.load_events([1]) == {1: ["{}"]}
+    assert store.prune_events(keep_leads=[2], older_than=50) == 0
+    assert store.prune_events(keep_leads=[2], older_than=200) == 1
     assert set(store.load_events()) == {2}
 
 
@@ -88,3 +101,56 @@ def test_task_ledger_claim_then_record_and_claim_is_idempotent(tmp_path: Path) -
     assert entry is not None
     assert (entry.mark, entry.task_id) == (TaskMark.CREATED, 900)
     assert [e.clock for e in store.ledger()] == ["reaction"]
+
+
+def test_a_rejected_task_can_be_claimed_again_but_a_created_one_stays(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite3")
+    store.claim_task(5, "reaction", at=1)
+    store.reject_task(5, "reaction", at=2)
+    entry = store.ledger_entry(5, "reaction")
+    assert entry is not None
+    assert (entry.mark, entry.at) == (TaskMark.REJECTED, 2)
+    store.claim_task(5, "reaction", at=3)
+    entry = store.ledger_entry(5, "reaction")
+    assert entry is not None
+    assert entry.mark is TaskMark.CLAIMED
+    store.record_task(5, "reaction", task_id=7, at=4)
+    store.reject_task(5, "reaction", at=5)
+    entry = store.ledger_entry(5, "reaction")
+    assert entry is not None
+    assert (entry.mark, entry.task_id) == (TaskMark.CREATED, 7)
+
+
+def test_a_state_file_of_a_newer_version_is_refused_and_that_is_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    StateStore(path).set_meta("schema_version", str(SCHEMA_VERSION + 1))
+    with pytest.raises(StateVersionError, match="newer amo-sla") as raised:
+        StateStore(path)
+    assert is_fatal(raised.value)
+
+
+def test_an_older_state_file_rebuilds_its_cache_and_keeps_the_task_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE leads (id INTEGER PRIMARY KEY, updated_at INTEGER NOT NULL, data TEXT);
+        CREATE TABLE events (id TEXT PRIMARY KEY, lead_id INTEGER, created_at INTEGER, data TEXT);
+        CREATE TABLE task_ledger (lead_id INTEGER NOT NULL, clock TEXT NOT NULL,
+            state TEXT NOT NULL, task_id INTEGER, claimed_at INTEGER NOT NULL,
+            PRIMARY KEY (lead_id, clock));
+        INSERT INTO meta VALUES ('schema_version', '1'), ('leads_cursor', '1700000000');
+        INSERT INTO leads VALUES (7, 1, '{"id": 7}');
+        INSERT INTO task_ledger VALUES (7, 'reaction', 'created', 900, 1);
+        """
+    )
+    old.commit()
+    old.close()
+    store = StateStore(path)
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    assert store.get_int("leads_cursor") is None
+    assert store.load_leads() == {}
+    entry = store.ledger_entry(7, "reaction")
+    assert entry is not None
+    assert (entry.mark, entry.task_id) == (TaskMark.CREATED, 900)

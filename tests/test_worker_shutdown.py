@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.live_account import LoopbackAccount, WorkerProcess, loopback_account
-from worker.cycle import WRITE_BATCH
+from worker.writes import WRITE_BATCH
 
 LEADS = 4 * WRITE_BATCH
 

@@ -23,6 +23,7 @@ import structlog
 from amo_client.errors import AmoError
 from config.settings import ConfigError, Settings, load_settings
 from worker import admin, app, explain
+from worker.errors import is_fatal
 from worker.logs import configure_logging, register_secret, renders_json
 
 Command = Callable[[argparse.Namespace], int]
@@ -117,7 +118,7 @@ def _fail(error: Exception, exit_code: int | None = None) -> int:
     _tell(f"error: {error}")
     if exit_code is not None:
         return exit_code
-    return EXIT_CONFIG if getattr(error, "fatal", False) else 1
+    return EXIT_CONFIG if is_fatal(error) else 1
 
 
 # --- run ------------------------------------------------------------------------------------------
@@ -227,7 +228,12 @@ def run_check(args: argparse.Namespace) -> int:
     print("configuration: ok")
     try:
         with app.build_client(settings) as client:
-            result = admin.check_account(client, app.stage_options(settings))
+            result = admin.check_account(
+                client,
+                app.stage_options(settings),
+                task_type_id=settings.sla_task_type_id,
+                supervisor_user_id=settings.sla_supervisor_user_id,
+            )
     except AmoError as error:
         return _fail(error)
     for note in result.notes:
@@ -240,9 +246,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 def add_provision(commands: Any) -> None:
     parser = commands.add_parser(
-        "provision", help="create the SLA lead fields the account lacks (idempotent)"
+        "provision",
+        help="create the SLA lead fields and status options the account lacks (idempotent)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="list what would be created")
+    parser.add_argument("--dry-run", action="store_true", help="list what would change")
     parser.set_defaults(run=run_provision)
 
 
@@ -252,7 +259,8 @@ def run_provision(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         with app.build_client(settings) as client:
-            admin.provision(client, dry_run=args.dry_run, say=print)
+            field_ids = app.stage_options(settings).field_ids
+            admin.provision(client, dry_run=args.dry_run, say=print, field_ids=field_ids)
     except AmoError as error:
         return _fail(error)
     return 0

@@ -1,27 +1,27 @@
 """One sync cycle: read what changed, compute every open lead's SLA, write what differs.
 
 The cycle is a plain object with an injected clock (``run(now)``): the scheduler
-decides when it runs, tests call it directly.
+decides when it runs, tests call it directly. It reads (:mod:`worker.leads`,
+:mod:`worker.events`), plans (the engine over every tracked lead), stores what it read,
+then applies the plan (:mod:`worker.writes`, :mod:`worker.tasks`).
 
 Requests it spends, by design (amoCRM allows 7 a second):
 
 * leads changed since the cursor, in the support pipeline (one 204 when nothing changed);
 * lead events since the cursor, account-wide and filtered to the types that matter
-  (one 204 when nothing happened); per-lead event calls only for a lead whose
-  history predates what the worker has seen (a reopened old lead);
-* one PATCH per 50 leads whose fields differ, and task calls only when a breach
-  needs a task.
+  (one 204 when nothing happened); per-lead event calls only for a lead whose history
+  predates what the worker has kept (a reopened old lead);
+* one PATCH per 50 leads whose fields differ, and task calls only when a breach needs a
+  task.
 
-A steady cycle over unchanged leads therefore costs two requests, whatever the
-number of leads. A full re-read of the pipeline (first start, and every
-``full_reconcile_interval``) costs ceil(open leads / 250) lead pages plus the
-event pages.
+A steady cycle over unchanged leads therefore costs two requests, whatever the number
+of leads. A full reconcile (the first start, then every ``full_reconcile_interval``)
+reads the account's setup and every open lead again, and the event feed since the
+previous full reconcile.
 
-Breach tasks are created exactly once per lead and clock: the ledger claims a
-task durably before the create request, and a claim that was never confirmed
-(a crash, or a lost state directory) is settled by looking for the task in
-amoCRM first. A file lock keeps two processes on one state directory from
-running cycles at the same time.
+The cache is stored before any write or task, so a crash after it loses no read; a
+breach task is claimed in the ledger before its request (:mod:`worker.tasks`). A file
+lock keeps two processes on one state directory from running cycles at the same time.
 """
 
 from __future__ import annotations
@@ -29,47 +29,46 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import structlog
 
 from amo_client.client import AmoClient
-from amo_client.models import (
-    CustomFieldValues,
-    EntityUpdate,
-    Event,
-    FieldValue,
-    Lead,
-    LeadEmbedded,
-    NewNote,
-    OutgoingValue,
-    SelectValue,
-    Tag,
-)
+from amo_client.errors import StopRequested
+from amo_client.models import Event, Lead
 from sla.policy import Policy
 from sla.state import LeadEvent, SlaState, compute_sla
-from worker.fields import BadFieldValue, FieldMap, SlaField, Value, changed_values
-from worker.mapping import lead_events, lead_facts
+from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
+from worker.events import (
+    STRUCTURAL_EVENTS,
+    EventReadOptions,
+    FeedCursor,
+    by_lead,
+    left_pipeline,
+    needs_history,
+    read_feed,
+    read_histories,
+)
+from worker.fields import SlaField, changed_values
+from worker.leads import LeadRead, LeadReadOptions, read_leads
+from worker.mapping import lead_facts
 from worker.setup import LOST, WON, AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
 from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, plan_tasks
+from worker.writes import PlannedWrite, apply_writes, with_written
 
 log = structlog.get_logger("worker.cycle")
 
-T = TypeVar("T")
-
-WRITE_BATCH = 50
 LEADS_CURSOR = "leads_cursor"
 EVENTS_CURSOR = "events_cursor"
 EVENTS_SINCE = "events_since"
 LAST_FULL_SYNC = "last_full_sync"
-GENERATION = "generation"
-STRUCTURAL_EVENTS = frozenset({"lead_status_changed", "lead_deleted", "lead_restored"})
+
+__all__ = ["CycleLocked", "CycleOptions", "CycleReport", "PlannedWrite", "SyncCycle"]
 
 
 @dataclass(frozen=True)
@@ -77,25 +76,26 @@ class CycleOptions:
     stages: StageOptions
     tasks: TaskOptions
     full_reconcile_interval: timedelta = timedelta(hours=6)
-    # Events of leads the worker does not track yet are kept this long, so a lead that
-    # shows up later (created, or moved into the pipeline) finds its history here.
+    # Events of leads the worker does not track are kept this long, so a lead that shows
+    # up later (created, moved into the pipeline, reopened) finds its history there.
     event_buffer: timedelta = timedelta(days=3)
-    # How far back the first sync reads the account-wide event feed; older open leads
-    # get their history by per-lead calls.
+    # How far back the first start reads the event feed and closed requests; older open
+    # leads get their history by per-lead calls.
     history_horizon: timedelta = timedelta(days=30)
-    # The event cursor steps back this far (events are deduplicated by id), so an
-    # event amoCRM indexes a little late is still seen.
-    event_overlap: timedelta = timedelta(minutes=1)
+    # Both cursors step back this far at every read; what is read twice is de-duplicated.
+    overlap: timedelta = timedelta(minutes=1)
     # A closed lead stays cached this long after its last change, then is dropped.
     closed_retention: timedelta = timedelta(days=1)
 
+    @property
+    def lead_reads(self) -> LeadReadOptions:
+        return LeadReadOptions(overlap=self.overlap, history_horizon=self.history_horizon)
 
-@dataclass(frozen=True)
-class PlannedWrite:
-    lead_id: int
-    lead_name: str
-    values: Mapping[int, Value]
-    status_id: int | None = None  # set when the lead is moved (acceptance)
+    @property
+    def event_reads(self) -> EventReadOptions:
+        return EventReadOptions(
+            overlap=self.overlap, buffer=self.event_buffer, history_horizon=self.history_horizon
+        )
 
 
 @dataclass(frozen=True)
@@ -136,60 +136,25 @@ class CycleLocked(Exception):
     """Another process is running a cycle on the same state directory."""
 
 
-class _StopRequested(Exception):
-    """The service asked the cycle to stop while it was still reading."""
+@dataclass(frozen=True)
+class _Read:
+    """The tracked leads after this cycle's reads, and what the store must learn of them."""
+
+    tracked: dict[int, TrackedLead]
+    touched: frozenset[int]  # leads read again or given new events
+    forgotten: frozenset[int]
+    events: tuple[Event, ...]
+    leads_cursor: int
+    feed: FeedCursor
+    leads_read: int
 
 
-@dataclass
-class _Tracked:
-    """A cached lead: the few values the cycle consults on every pass, the rest as JSON.
-
-    Kept as pydantic models, with every field value a model of its own, 10,000 leads
-    cost over 100 MB; as amoCRM's JSON (the form the store keeps too) a few MB. The
-    lead is parsed when it is computed, one at a time.
-    """
-
-    data: str
-    status_id: int
-    created_at: datetime
-    updated_at: datetime
-    events: list[LeadEvent]
-    event_ids: set[str] = field(default_factory=set)
-
-    @classmethod
-    def of(cls, lead: Lead, events: list[LeadEvent] | None = None) -> _Tracked:
-        item = cls("", 0, lead.created_at, lead.updated_at, events or [])
-        item.lead = lead
-        return item
-
-    @property
-    def lead(self) -> Lead:
-        return Lead.model_validate_json(self.data)
-
-    @lead.setter
-    def lead(self, lead: Lead) -> None:
-        self.data = lead.model_dump_json(by_alias=True, exclude_none=True)
-        self.status_id = lead.status_id
-        self.created_at = lead.created_at
-        self.updated_at = lead.updated_at
-
-
-@dataclass
-class _Pass:
-    """What one cycle has learnt so far; persisted in one transaction at its end."""
-
-    now: datetime
-    full: bool
-    touched: set[int] = field(default_factory=set)  # leads read or given new events
-    written: set[int] = field(default_factory=set)  # leads this cycle wrote to
-    new: set[int] = field(default_factory=set)  # leads tracked for the first time
-    forgotten: set[int] = field(default_factory=set)
-    events: list[Event] = field(default_factory=list)
-    leads_read: int = 0
-    leads_cursor: int = 0
-    events_cursor: int = 0
-    events_since: int = 0
-    first_event_read: bool = False
+@dataclass(frozen=True)
+class _Plan:
+    states: Mapping[int, SlaState]
+    writes: tuple[PlannedWrite, ...]
+    failed: int
+    settled: frozenset[int]  # closed leads nothing can change any more: dropped from the cache
 
 
 class SyncCycle:
@@ -214,7 +179,7 @@ class SyncCycle:
         self.dry_run = dry_run
         self.wall_clock = wall_clock
         self.setup: AccountSetup | None = None
-        self._tracked: dict[int, _Tracked] | None = None
+        self._tracked: dict[int, TrackedLead] | None = None
         self._generation: int | None = None  # the store's generation the cache reflects
         self._stop = threading.Event()
         self._event_types = sorted(policy.reaction_event_types | STRUCTURAL_EVENTS)
@@ -222,67 +187,218 @@ class SyncCycle:
     # --- the Cycle protocol -----------------------------------------------------------------
     def request_stop(self) -> None:
         self._stop.set()
+        self.client.request_stop()
 
     def run(self, now: datetime) -> CycleReport:
         requests_before = self.client.requests_sent
+        started = self.wall_clock()
         try:
             with _exclusive(self.lock_path):
                 try:
-                    return self._run(now, requests_before)
+                    return self._run(now, started, requests_before)
+                except StopRequested:
+                    # Nothing half done is kept: the store holds the last whole cycle.
+                    self._tracked = None
+                    return self._report(started, requests_before, stopped_early=True)
                 except BaseException:
-                    # The cache may hold half of this cycle; the store holds the last whole one.
                     self._tracked = None
                     raise
         except CycleLocked:
             log.warning("cycle_skipped_locked", lock=str(self.lock_path))
-            return CycleReport(
-                started_at=now,
-                finished_at=now,
-                full_sync=False,
-                leads_read=0,
-                leads_computed=0,
-                leads_written=0,
-                leads_failed=0,
-                tasks_created=0,
-                requests=0,
-                next_change_at=None,
-                skipped=True,
-            )
+            return self._report(started, requests_before, skipped=True)
 
     def tracked_lead(self, lead_id: int) -> tuple[Lead, list[LeadEvent]] | None:
         item = (self._tracked or {}).get(lead_id)
         return None if item is None else (item.lead, list(item.events))
 
     # --- one cycle ---------------------------------------------------------------------------
-    def _run(self, now: datetime, requests_before: int) -> CycleReport:
-        started = self.wall_clock()
-        setup = self._account_setup()
-        tracked = self._load_cache()
+    def _run(self, now: datetime, started: datetime, requests_before: int) -> CycleReport:
         last_full = self.store.get_int(LAST_FULL_SYNC)
         interval = self.options.full_reconcile_interval.total_seconds()
-        step = _Pass(now=now, full=last_full is None or now.timestamp() - last_full >= interval)
-        try:
-            self._read_leads(setup, tracked, step)
-            self._read_events(setup, tracked, step)
-        except _StopRequested:
-            # Nothing was written yet: leave without persisting, and without the cache this
-            # pass has half updated; the next start reads from the stored cursors again.
-            self._tracked = None
-            return self._stopped_report(started, step, requests_before)
+        full = last_full is None or now.timestamp() - last_full >= interval
+        setup = self._account_setup(again=full)
+        read = self._read(setup, self._load_cache(), now, full, last_full)
+        plan = self._plan(read, setup, now, full)
+        self._tracked = read.tracked
+        task_plans = plan_tasks(
+            plan.states,
+            {i: read.tracked[i].lead for i, s in plan.states.items() if _task_due(s)},
+            self.options.tasks,
+        )
+        written = failed = tasks_created = 0
+        stopped = False
+        if not self.dry_run:
+            self._persist(read, plan, now, full)
+            outcome = apply_writes(self.client, plan.writes, setup.fields, self._stop)
+            self._remember_written(outcome.written, setup)
+            written, failed, stopped = len(outcome.written), len(outcome.failed), outcome.stopped
+            if outcome.failed:
+                # A field deleted in amoCRM shows first as rejected writes: then the setup
+                # no longer matches the account, which only the admin can fix.
+                self._account_setup(again=True)
+            if not stopped:
+                tasks_created = ensure_tasks(
+                    self.client, self.store, task_plans, self.options.tasks, now
+                )
+        next_change = min(
+            (s.next_change_at for s in plan.states.values() if s.next_change_at is not None),
+            default=None,
+        )
+        return CycleReport(
+            started_at=started,
+            finished_at=self.wall_clock(),
+            full_sync=full,
+            leads_read=read.leads_read,
+            leads_computed=len(plan.states),
+            leads_written=written,
+            leads_failed=plan.failed + failed,
+            tasks_created=tasks_created,
+            requests=self.client.requests_sent - requests_before,
+            next_change_at=next_change,
+            stopped_early=stopped,
+            writes=plan.writes,
+            tasks=tuple(task_plans),
+            states=plan.states,
+        )
 
+    def _report(
+        self,
+        started: datetime,
+        requests_before: int,
+        *,
+        skipped: bool = False,
+        stopped_early: bool = False,
+    ) -> CycleReport:
+        return CycleReport(
+            started_at=started,
+            finished_at=self.wall_clock(),
+            full_sync=False,
+            leads_read=0,
+            leads_computed=0,
+            leads_written=0,
+            leads_failed=0,
+            tasks_created=0,
+            requests=self.client.requests_sent - requests_before,
+            next_change_at=None,
+            skipped=skipped,
+            stopped_early=stopped_early,
+        )
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise StopRequested("the worker is stopping")
+
+    def _account_setup(self, *, again: bool) -> AccountSetup:
+        """The account's ids for the configured names; read again at every full reconcile."""
+        if self.setup is None or again:
+            pipelines = self.client.pipelines()
+            fields = list(self.client.iter_lead_custom_fields())
+            self.setup = resolve_setup(self.options.stages, pipelines, fields)
+        return self.setup
+
+    def _load_cache(self) -> dict[int, TrackedLead]:
+        generation = self.store.get_int(GENERATION)
+        if self._tracked is not None and generation != self._generation:
+            # Another process (a `once` next to the service) ran a cycle on this state
+            # directory since: it consumed events past the cursors this cache was built with.
+            self._tracked = None
+        if self._tracked is None:
+            self._generation = generation
+            self._tracked = load_tracked(self.store)
+        return self._tracked
+
+    # --- reading ---------------------------------------------------------------------------
+    def _read(
+        self,
+        setup: AccountSetup,
+        cached: Mapping[int, TrackedLead],
+        now: datetime,
+        full: bool,
+        last_full: int | None,
+    ) -> _Read:
+        leads = read_leads(
+            self.client,
+            setup,
+            cached,
+            cursor=self.store.get_int(LEADS_CURSOR),
+            now=now,
+            full=full,
+            options=self.options.lead_reads,
+            check_stop=self._check_stop,
+        )
+        tracked, new, touched = _take_leads(cached, leads, full)
+        forgotten = set(leads.gone)
+        for lead_id in leads.gone:
+            tracked.pop(lead_id, None)
+
+        cursor = self._feed_cursor()
+        feed = read_feed(
+            self.client,
+            types=self._event_types,
+            cursor=cursor,
+            reread_from=last_full if full else None,
+            oldest_lead=min((t.created_at for t in tracked.values()), default=None),
+            now=now,
+            options=self.options.event_reads,
+            check_stop=self._check_stop,
+        )
+        fresh = [i for i in new if i in tracked]
+        uncovered = needs_history(
+            {i: tracked[i].created_at for i in fresh},
+            feed.cursor,
+            first_read=cursor is None,
+            now=now,
+            options=self.options.event_reads,
+        )
+        histories = read_histories(
+            self.client, uncovered, types=self._event_types, check_stop=self._check_stop
+        )
+        grouped = by_lead([*feed.events, *histories])
+        for lead_id, events in buffered_events(self.store, set(fresh) - set(uncovered)).items():
+            grouped.setdefault(lead_id, []).extend(events)
+        for lead_id, events in grouped.items():
+            item = tracked.get(lead_id)
+            if item is None:
+                continue
+            if left_pipeline(item.updated_at, events, setup.pipeline_id):
+                tracked.pop(lead_id)
+                forgotten.add(lead_id)
+                continue
+            updated = item.with_events(events)
+            if updated is not item:
+                tracked[lead_id] = updated
+                touched.add(lead_id)
+        return _Read(
+            tracked=tracked,
+            touched=frozenset(touched - forgotten),
+            forgotten=frozenset(forgotten - tracked.keys()),
+            events=(*feed.events, *histories),
+            leads_cursor=leads.cursor,
+            feed=feed.cursor,
+            leads_read=leads.received,
+        )
+
+    def _feed_cursor(self) -> FeedCursor | None:
+        read_to, covered_from = self.store.get_int(EVENTS_CURSOR), self.store.get_int(EVENTS_SINCE)
+        if read_to is None or covered_from is None:
+            return None
+        return FeedCursor(read_to=read_to, covered_from=covered_from)
+
+    # --- planning --------------------------------------------------------------------------
+    def _plan(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Plan:
         states: dict[int, SlaState] = {}
         writes: list[PlannedWrite] = []
         failed = 0
-        for lead_id, item in sorted(tracked.items()):
-            fresh = lead_id in step.touched or step.full
-            lead = item.lead
+        for lead_id, item in sorted(read.tracked.items()):
+            fresh = full or lead_id in read.touched
             try:
+                lead = item.lead
                 state = self._compute(lead, item.events, setup, now)
                 values = changed_values(lead, state, setup.fields)
-            except (BadFieldValue, ValueError) as error:
+            except Exception as error:
                 failed += 1
                 if fresh:
-                    log.warning("lead_invalid", lead_id=lead_id, problem=str(error))
+                    log.warning("lead_invalid", lead_id=lead_id, problem=_describe(error))
                 continue
             # The derivation's trace is for `explain`; kept for every lead it would cost MBs.
             states[lead_id] = replace(state, trace=())
@@ -292,254 +408,17 @@ class SyncCycle:
             move_to = setup.roles.accepted_status_id if state.accept_now else None
             if values or move_to is not None:
                 writes.append(PlannedWrite(lead_id, lead.name, values, move_to))
-
-        leads = {
-            lead_id: tracked[lead_id].lead
-            for lead_id, state in states.items()
-            if state.reaction_task_due or state.resolution_task_due
-        }
-        task_plans = plan_tasks(states, leads, self.options.tasks)
-        written = write_failed = tasks_created = 0
-        stopped = False
-        if not self.dry_run:
-            written, write_failed, stopped = self._write(writes, tracked, setup, step)
-            if not stopped:
-                tasks_created = ensure_tasks(
-                    self.client, self.store, task_plans, self.options.tasks, now
-                )
-            self._drop_settled(tracked, setup, step)
-            self._persist(tracked, step)
-        next_change = min(
-            (s.next_change_at for s in states.values() if s.next_change_at is not None),
-            default=None,
+        planned = {w.lead_id for w in writes}
+        horizon = now - self.options.closed_retention
+        settled = frozenset(
+            lead_id
+            for lead_id, item in read.tracked.items()
+            if item.status_id in (WON, LOST)
+            and item.updated_at < horizon
+            and lead_id not in planned
         )
-        return CycleReport(
-            started_at=started,
-            finished_at=self.wall_clock(),
-            full_sync=step.full,
-            leads_read=step.leads_read,
-            leads_computed=len(states),
-            leads_written=written,
-            leads_failed=failed + write_failed,
-            tasks_created=tasks_created,
-            requests=self.client.requests_sent - requests_before,
-            next_change_at=next_change,
-            stopped_early=stopped,
-            writes=tuple(writes),
-            tasks=tuple(task_plans),
-            states=states,
-        )
+        return _Plan(states, tuple(writes), failed, settled)
 
-    def _stopped_report(self, started: datetime, step: _Pass, requests_before: int) -> CycleReport:
-        return CycleReport(
-            started_at=started,
-            finished_at=self.wall_clock(),
-            full_sync=step.full,
-            leads_read=step.leads_read,
-            leads_computed=0,
-            leads_written=0,
-            leads_failed=0,
-            tasks_created=0,
-            requests=self.client.requests_sent - requests_before,
-            next_change_at=None,
-            stopped_early=True,
-        )
-
-    def _check_stop(self) -> None:
-        if self._stop.is_set():
-            raise _StopRequested
-
-    def _account_setup(self) -> AccountSetup:
-        if self.setup is None:
-            pipelines = self.client.pipelines()
-            fields = list(self.client.iter_lead_custom_fields())
-            self.setup = resolve_setup(self.options.stages, pipelines, fields)
-        return self.setup
-
-    def _load_cache(self) -> dict[int, _Tracked]:
-        generation = self.store.get_int(GENERATION)
-        if self._tracked is not None and generation != self._generation:
-            # Another process (a `once` next to the service) ran a cycle on this state
-            # directory since: it consumed events past the cursors this cache was built with.
-            self._tracked = None
-        if self._tracked is None:
-            self._generation = generation
-            events = self.store.load_events()
-            self._tracked = {}
-            for lead_id, data in self.store.load_leads().items():
-                parsed = [Event.model_validate_json(raw) for raw in events.get(lead_id, ())]
-                item = _Tracked.of(Lead.model_validate_json(data), lead_events(parsed))
-                item.event_ids = {e.id for e in parsed}
-                self._tracked[lead_id] = item
-        return self._tracked
-
-    # --- reading ---------------------------------------------------------------------------------
-    def _read_leads(self, setup: AccountSetup, tracked: dict[int, _Tracked], step: _Pass) -> None:
-        cursor = self.store.get_int(LEADS_CURSOR)
-        step.leads_cursor = cursor or 0
-        # amoCRM's clock at its first answer of this read: every change the read may have
-        # missed carries an updated_at at or past it, whatever the worker's own clock says.
-        read_started: datetime | None = None
-
-        def take(leads: Iterable[Lead]) -> None:
-            nonlocal read_started
-            for lead in leads:
-                self._check_stop()
-                if read_started is None:
-                    read_started = self.client.server_time
-                self._take_lead(lead, setup, tracked, step)
-            if read_started is None:
-                read_started = self.client.server_time
-
-        if step.full:
-            seen: set[int] = set()
-
-            def noting(leads: Iterable[Lead]) -> Iterator[Lead]:
-                for lead in leads:
-                    seen.add(lead.id)
-                    yield lead
-
-            take(
-                noting(
-                    self.client.iter_leads(
-                        pipeline_id=setup.pipeline_id, status_ids=setup.open_status_ids
-                    )
-                )
-            )
-            closed = setup.roles.done
-            self._forget(
-                [
-                    i
-                    for i, item in tracked.items()
-                    if i not in seen and item.status_id not in closed
-                ],
-                tracked,
-                step,
-            )
-        if cursor is None:
-            # First start: requests closed shortly before it get their final status too.
-            take(
-                self.client.iter_leads(
-                    pipeline_id=setup.pipeline_id,
-                    status_ids=(WON, LOST),
-                    updated_from=step.now - self.options.history_horizon,
-                )
-            )
-        else:
-            # The read steps back a little: a lead amoCRM stamps with a slightly older
-            # updated_at than the last one seen is read again (and found unchanged), not lost.
-            since = datetime.fromtimestamp(cursor, UTC) - self.options.event_overlap
-            take(self.client.iter_leads(pipeline_id=setup.pipeline_id, updated_from=since))
-        # The cursor follows amoCRM's clock, not only the newest lead: left at the newest
-        # lead's updated_at, a quiet account would re-read every lead of that last minute
-        # (all of them, after the first sync wrote them) in each cycle. amoCRM stamps
-        # updated_at at the change, so nothing older than the overlap can still turn up.
-        clock = read_started or step.now
-        step.leads_cursor = max(
-            step.leads_cursor, int((clock - self.options.event_overlap).timestamp())
-        )
-
-    def _take_lead(
-        self, lead: Lead, setup: AccountSetup, tracked: dict[int, _Tracked], step: _Pass
-    ) -> None:
-        lead = _slim(lead, setup)
-        step.leads_read += 1
-        step.leads_cursor = max(step.leads_cursor, int(lead.updated_at.timestamp()))
-        known = tracked.get(lead.id)
-        if lead.pipeline_id != setup.pipeline_id:
-            # Only when the account's API filtering is off does amoCRM send these at all.
-            if known is not None:
-                self._forget([lead.id], tracked, step)
-            return
-        if known is None:
-            tracked[lead.id] = _Tracked.of(lead)
-            step.new.add(lead.id)
-            step.forgotten.discard(lead.id)
-        elif lead.updated_at > known.updated_at or step.full:
-            known.lead = lead
-        else:
-            return  # the same version as cached: nothing changed
-        step.touched.add(lead.id)
-
-    def _forget(self, lead_ids: Iterable[int], tracked: dict[int, _Tracked], step: _Pass) -> None:
-        for lead_id in list(lead_ids):
-            tracked.pop(lead_id, None)
-            step.forgotten.add(lead_id)
-            step.new.discard(lead_id)
-
-    def _read_events(self, setup: AccountSetup, tracked: dict[int, _Tracked], step: _Pass) -> None:
-        cursor = self.store.get_int(EVENTS_CURSOR)
-        since = self.store.get_int(EVENTS_SINCE)
-        step.first_event_read = cursor is None or since is None
-        if cursor is None or since is None:
-            oldest = min((item.created_at for item in tracked.values()), default=step.now)
-            start = max(oldest, step.now - self.options.history_horizon)
-            since = int(start.timestamp())
-        else:
-            start = datetime.fromtimestamp(cursor, UTC) - self.options.event_overlap
-        step.events_since = since
-        step.events_cursor = max(cursor or since, since)
-        for event in self.client.iter_events(
-            entity="lead", types=self._event_types, created_from=start
-        ):
-            self._check_stop()
-            step.events.append(event)
-            step.events_cursor = max(step.events_cursor, int(event.created_at.timestamp()))
-
-        by_lead: dict[int, list[Event]] = {}
-        for event in step.events:
-            by_lead.setdefault(event.entity_id, []).append(event)
-        if step.new:
-            self._history_of_new_leads(tracked, step, by_lead)
-
-        for lead_id, events in by_lead.items():
-            item = tracked.get(lead_id)
-            if item is None:
-                continue
-            if _left_pipeline(item.updated_at, events, setup.pipeline_id):
-                self._forget([lead_id], tracked, step)
-                continue
-            # The same event can arrive twice in one pass (the feed and a per-lead read).
-            unseen = list({e.id: e for e in events if e.id not in item.event_ids}.values())
-            if not unseen:
-                continue
-            item.event_ids.update(e.id for e in unseen)
-            item.events = sorted(
-                [*item.events, *lead_events(unseen)], key=lambda e: (e.at, e.event_id)
-            )
-            step.touched.add(lead_id)
-
-    def _history_of_new_leads(
-        self, tracked: dict[int, _Tracked], step: _Pass, by_lead: dict[int, list[Event]]
-    ) -> None:
-        """Give leads seen for the first time their earlier events.
-
-        The store buffers events of untracked leads for ``event_buffer``; a lead created
-        before what the buffer covers (a reopened old lead, say) is asked for by id.
-        """
-        if step.first_event_read:
-            covered_from = step.events_since  # this pass read the feed from there on
-        else:
-            covered_from = max(
-                step.events_since, int((step.now - self.options.event_buffer).timestamp())
-            )
-        buffered = self.store.load_events()
-        uncovered = []
-        for lead_id in sorted(step.new):
-            if int(tracked[lead_id].created_at.timestamp()) < covered_from:
-                uncovered.append(lead_id)
-                continue
-            for raw in buffered.get(lead_id, ()):
-                by_lead.setdefault(lead_id, []).append(Event.model_validate_json(raw))
-        for chunk in _chunks(uncovered, MAX_EVENT_ENTITY_IDS):
-            for event in self.client.iter_events(
-                entity="lead", entity_ids=chunk, types=self._event_types
-            ):
-                self._check_stop()
-                step.events.append(event)
-                by_lead.setdefault(event.entity_id, []).append(event)
-
-    # --- computing and writing ----------------------------------------------------------------
     def _compute(
         self, lead: Lead, events: Sequence[LeadEvent], setup: AccountSetup, now: datetime
     ) -> SlaState:
@@ -550,175 +429,93 @@ class SyncCycle:
         )
         return compute_sla(facts, events, self.policy, setup.roles, now)
 
-    def _write(
-        self,
-        writes: Sequence[PlannedWrite],
-        tracked: dict[int, _Tracked],
-        setup: AccountSetup,
-        step: _Pass,
-    ) -> tuple[int, int, bool]:
-        written = failed = 0
-        for batch in _chunks(list(writes), WRITE_BATCH):
-            if self._stop.is_set():
-                return written, failed, True
-            result = self.client.update_leads([_lead_update(w, setup.fields) for w in batch])
-            for lead_id, problem in result.failed.items():
-                failed += 1
-                log.warning("lead_invalid", lead_id=lead_id, problem=problem)
-            for write in batch:
-                if write.lead_id in result.failed:
-                    continue
-                written += 1
-                item = tracked.get(write.lead_id)
-                for clock, flag in BREACH_FLAGS.items():
-                    if write.values.get(setup.fields.id_of(flag) or 0) is True:
-                        log.warning("lead_breached", lead_id=write.lead_id, clock=clock)
-                if item is not None:
-                    item.lead = _with_written(item.lead, write, setup.fields)
-                    step.touched.add(write.lead_id)
-                    step.written.add(write.lead_id)
-                log.info(
-                    "lead_written",
-                    lead_id=write.lead_id,
-                    fields=len(write.values),
-                    moved_to=write.status_id,
-                )
-            if any(w.status_id is not None and w.lead_id not in result.failed for w in batch):
-                self._note_acceptances([w for w in batch if w.status_id is not None], result.failed)
-        return written, failed, False
-
-    def _note_acceptances(self, moved: Sequence[PlannedWrite], failed: Mapping[int, str]) -> None:
-        notes = [
-            NewNote(entity_id=w.lead_id, text=ACCEPTANCE_NOTE)
-            for w in moved
-            if w.lead_id not in failed
-        ]
-        if notes:
-            self.client.create_notes(notes)
-
-    def _drop_settled(self, tracked: dict[int, _Tracked], setup: AccountSetup, step: _Pass) -> None:
-        """Closed leads leave the cache once nothing about them can change any more."""
-        horizon = step.now - self.options.closed_retention
-        # A lead written just now comes back in the next read (the write bumped its
-        # updated_at); dropped now, it would come back as a stranger and cost per-lead
-        # event calls to rebuild a history the cache already had.
-        settled = [
-            lead_id
-            for lead_id, item in tracked.items()
-            if item.status_id in (WON, LOST)
-            and item.updated_at < horizon
-            and lead_id not in step.written
-        ]
-        self._forget(settled, tracked, step)
-
-    def _persist(self, tracked: dict[int, _Tracked], step: _Pass) -> None:
+    # --- storing ---------------------------------------------------------------------------
+    def _persist(self, read: _Read, plan: _Plan, now: datetime, full: bool) -> None:
+        """Store this cycle's reads in one transaction, before anything is written."""
+        for lead_id in plan.settled:
+            read.tracked.pop(lead_id, None)
         with self.store.transaction():
-            self.store.forget_leads(step.forgotten)
+            self.store.forget_leads(read.forgotten | plan.settled)
             self.store.save_leads(
-                StoredLead(
-                    lead_id,
-                    int(tracked[lead_id].updated_at.timestamp()),
-                    tracked[lead_id].data,
-                )
-                for lead_id in step.touched
-                if lead_id in tracked
+                _stored(lead_id, read.tracked[lead_id])
+                for lead_id in read.touched
+                if lead_id in read.tracked
             )
-            self.store.save_events(
-                StoredEvent(
-                    event.id,
-                    event.entity_id,
-                    int(event.created_at.timestamp()),
-                    event.model_dump_json(),
-                )
-                for event in step.events
-            )
+            self.store.save_events(_stored_event(event) for event in read.events)
             self.store.prune_events(
-                keep_leads=list(tracked),
-                older_than=int((step.now - self.options.event_buffer).timestamp()),
+                keep_leads=list(read.tracked),
+                older_than=int((now - self.options.event_buffer).timestamp()),
             )
-            self.store.set_int(LEADS_CURSOR, step.leads_cursor)
-            self.store.set_int(EVENTS_CURSOR, step.events_cursor)
-            self.store.set_int(EVENTS_SINCE, step.events_since)
-            if step.full:
-                self.store.set_int(LAST_FULL_SYNC, int(step.now.timestamp()))
-            self._generation = (self.store.get_int(GENERATION) or 0) + 1
-            self.store.set_int(GENERATION, self._generation)
+            self.store.set_int(LEADS_CURSOR, read.leads_cursor)
+            self.store.set_int(EVENTS_CURSOR, read.feed.read_to)
+            self.store.set_int(EVENTS_SINCE, read.feed.covered_from)
+            if full:
+                self.store.set_int(LAST_FULL_SYNC, int(now.timestamp()))
+            self._bump_generation()
+
+    def _remember_written(self, written: Sequence[PlannedWrite], setup: AccountSetup) -> None:
+        """The cache holds what amoCRM holds after the writes, so the next diff starts there."""
+        tracked = self._tracked
+        if tracked is None or not written:
+            return
+        for write in written:
+            item = tracked.get(write.lead_id)
+            if item is not None:
+                tracked[write.lead_id] = item.with_lead(
+                    with_written(item.lead, write, setup.fields)
+                )
+        with self.store.transaction():
+            self.store.save_leads(
+                _stored(w.lead_id, tracked[w.lead_id]) for w in written if w.lead_id in tracked
+            )
+            self._bump_generation()
+
+    def _bump_generation(self) -> None:
+        self._generation = (self.store.get_int(GENERATION) or 0) + 1
+        self.store.set_int(GENERATION, self._generation)
 
 
-BREACH_FLAGS = {
-    "reaction": SlaField.REACTION_BREACHED,
-    "resolution": SlaField.RESOLUTION_BREACHED,
-}
-ACCEPTANCE_NOTE = (
-    "Заявка принята автоматически: клиент не прислал замечаний в течение "
-    "срока приёмки (1 рабочий день с уведомления)."
-)
-MAX_EVENT_ENTITY_IDS = 10
+def _take_leads(
+    cached: Mapping[int, TrackedLead], read: LeadRead, full: bool
+) -> tuple[dict[int, TrackedLead], list[int], set[int]]:
+    """The cache with the leads just read: which are new, which changed."""
+    tracked = dict(cached)
+    new: list[int] = []
+    touched: set[int] = set()
+    for lead_id, lead in read.leads.items():
+        known = tracked.get(lead_id)
+        if known is None:
+            tracked[lead_id] = TrackedLead.of(lead)
+            new.append(lead_id)
+            touched.add(lead_id)
+        elif full or lead.updated_at > known.updated_at or _differs(known, lead):
+            # Two changes within one second share an updated_at: compare what they hold.
+            tracked[lead_id] = known.with_lead(lead)
+            touched.add(lead_id)
+    return tracked, new, touched
 
 
-def _left_pipeline(updated_at: datetime, events: Sequence[Event], pipeline_id: int) -> bool:
-    """Whether an event newer than the cached lead says it was deleted or moved away."""
-    for event in sorted(events, key=lambda e: e.created_at, reverse=True):
-        if event.created_at < updated_at:
-            return False
-        if event.type == "lead_deleted":
-            return True
-        after = event.status_after
-        if event.type == "lead_status_changed" and after is not None:
-            return after.pipeline_id != pipeline_id
-    return False
+def _differs(known: TrackedLead, lead: Lead) -> bool:
+    return lead.updated_at == known.updated_at and TrackedLead.of(lead).data != known.data
 
 
-def _slim(lead: Lead, setup: AccountSetup) -> Lead:
-    """The part of a lead the cycle reads: the cache holds every open lead of the pipeline,
-    and a lead as amoCRM sends it carries all of its fields, links and extras besides."""
-    keep = {*setup.fields.ids.values(), setup.class_field_id}
-    fields = [f for f in lead.custom_fields_values or () if f.field_id in keep]
-    return Lead(
-        id=lead.id,
-        name=lead.name,
-        status_id=lead.status_id,
-        pipeline_id=lead.pipeline_id,
-        responsible_user_id=lead.responsible_user_id,
-        created_by=lead.created_by,
-        updated_by=lead.updated_by,
-        created_at=lead.created_at,
-        updated_at=lead.updated_at,
-        closed_at=lead.closed_at,
-        is_deleted=lead.is_deleted,
-        custom_fields_values=fields or None,
-        embedded=LeadEmbedded(tags=[Tag(id=tag.id, name=tag.name) for tag in lead.embedded.tags]),
+def _task_due(state: SlaState) -> bool:
+    return state.reaction_task_due or state.resolution_task_due
+
+
+def _describe(error: Exception) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _stored(lead_id: int, item: TrackedLead) -> StoredLead:
+    return StoredLead(lead_id, int(item.updated_at.timestamp()), item.data)
+
+
+def _stored_event(event: Event) -> StoredEvent:
+    return StoredEvent(
+        event.id, event.entity_id, int(event.created_at.timestamp()), event.model_dump_json()
     )
-
-
-def _lead_update(write: PlannedWrite, fields: FieldMap) -> EntityUpdate:
-    status_field = fields.id_of(SlaField.STATUS)
-    values: dict[int, OutgoingValue] = {}
-    for field_id, value in write.values.items():
-        is_select = field_id == status_field and isinstance(value, int)
-        values[field_id] = SelectValue(int(value)) if is_select and value is not None else value
-    return EntityUpdate(write.lead_id, values, status_id=write.status_id)
-
-
-def _with_written(lead: Lead, write: PlannedWrite, fields: FieldMap) -> Lead:
-    """The cached lead as amoCRM holds it after the write, so the next diff starts there."""
-    status_field = fields.id_of(SlaField.STATUS)
-    by_id = {field.field_id: field for field in lead.custom_fields_values or ()}
-    for field_id, value in write.values.items():
-        if value is None:
-            by_id.pop(field_id, None)
-            continue
-        stored = FieldValue(enum_id=value) if field_id == status_field else FieldValue(value=value)
-        by_id[field_id] = CustomFieldValues(field_id=field_id, values=[stored])
-    changes: dict[str, object] = {"custom_fields_values": list(by_id.values()) or None}
-    if write.status_id is not None:
-        changes["status_id"] = write.status_id
-    return lead.model_copy(update=changes)
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @contextmanager

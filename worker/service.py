@@ -17,8 +17,9 @@ service waits for it to return, shuts the scheduler down and returns 0. A second
 kills the process at once.
 
 A failing cycle is logged and retried at the next poll, except an error the admin has to
-fix: any exception with an attribute ``fatal`` that is ``True`` (on itself or anywhere in its
-``__cause__``/``__context__`` chain) stops the service with exit code 2.
+fix (:func:`worker.errors.is_fatal`), which stops the service with exit code 2. A cycle
+skipped because another process held the state directory leaves the heartbeat alone:
+only a cycle that ran counts as good.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from worker.errors import is_fatal
 from worker.health import write_heartbeat
 
 log = structlog.stdlib.get_logger("worker.service")
@@ -86,6 +88,8 @@ class CycleReportLike(Protocol):
     def requests(self) -> int: ...
     @property
     def next_change_at(self) -> datetime | None: ...
+    @property
+    def skipped(self) -> bool: ...
 
 
 class Cycle(Protocol):
@@ -100,18 +104,6 @@ _SignalHandler = Callable[[int, FrameType | None], object] | int | None
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def is_fatal(error: BaseException) -> bool:
-    """True when ``error`` or an exception it was raised from carries ``fatal = True``."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if getattr(current, "fatal", False) is True:
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def report_summary(report: CycleReportLike) -> dict[str, object]:
@@ -270,10 +262,11 @@ class SyncService:
             self._cycle_failed(error)
             return None
         summary = report_summary(report)
-        try:
-            write_heartbeat(self._state_dir, summary, self._clock())
-        except OSError as error:
-            log.error("heartbeat_failed", state_dir=str(self._state_dir), error=str(error))
+        if not report.skipped:
+            try:
+                write_heartbeat(self._state_dir, summary, self._clock())
+            except OSError as error:
+                log.error("heartbeat_failed", state_dir=str(self._state_dir), error=str(error))
         log.info("cycle_done", **summary)
         return _Ran(now, report)
 

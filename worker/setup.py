@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from amo_client.models import CustomField, Pipeline
 from sla.state import StageRoles
-from worker.fields import FIELD_SPECS, STATUS_OPTIONS, FieldMap, FieldSpec, FieldType, SlaField
+from worker.errors import FatalError
+from worker.fields import FIELD_SPECS, STATUS_OPTIONS, FieldMap, FieldSpec, SlaField
 
 WON, LOST = 142, 143
 
@@ -43,15 +44,12 @@ class AccountSetup:
     class_field_id: int | None
 
 
-class SetupError(ValueError):
+class SetupError(FatalError, ValueError):
     """The configuration does not match the account; ``problems`` lists every mismatch.
 
-    Only the admin can fix it (a renamed stage, a missing field), so it is ``fatal``: the
-    service stops instead of retrying, and the commands exit 2 with the message, not a
-    traceback.
+    Only the admin can fix it (a renamed stage, a missing field): the service stops
+    instead of retrying, and the commands exit 2 with the message, not a traceback.
     """
-
-    fatal = True
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
@@ -180,7 +178,3 @@ def missing_fields(lead_fields: Sequence[CustomField]) -> list[FieldSpec]:
     """The SLA fields the account does not have yet, by their default names."""
     names = {f.name.strip() for f in lead_fields}
     return [spec for spec in FIELD_SPECS if spec.name not in names]
-
-
-def select_options(spec: FieldSpec) -> tuple[str, ...]:
-    return STATUS_OPTIONS if spec.type is FieldType.SELECT else ()

@@ -1,14 +1,22 @@
-"""The worker's local state: one SQLite file in the state directory.
+"""The worker's local state: one SQLite file in the state directory, two kinds of data.
 
-It is a cache of what amoCRM already holds: the sync cursors, the support
-pipeline's leads as last read, the lead events the worker has seen, and the
-ledger of breach tasks. Deleting it loses nothing: the next cycle reads the
-pipeline in full again, and the task guard asks amoCRM for an existing task
-before it creates one.
+**The cache** (cursors, the support pipeline's leads as last read, the lead events
+seen) only saves requests: amoCRM holds all of it. Losing it costs one full read of
+the pipeline and a per-lead history call for leads older than the event feed's
+horizon, nothing else. Forgetting a lead drops only its copy: its events stay until
+they age out of the buffer, so a lead that comes back (reopened, restored) finds
+its whole history, and one whose history the buffer no longer covers is read again
+from amoCRM.
 
-Every write is a transaction, so a crash leaves either the old or the new
-state, never half of one. WAL mode lets ``health`` and ``explain`` read while a
-cycle writes.
+**The record** (the task ledger) says which breach tasks the worker created. amoCRM
+holds the tasks, so the worker can find its own again by their marker when the record
+is lost, with one exception it cannot see: a task an agent *deleted* in amoCRM leaves
+no trace, and without the record it is created once more.
+
+Every write is a transaction, so a crash leaves either the old or the new state,
+never half of one. WAL mode lets ``health`` and ``explain`` read while a cycle writes.
+A file written by another schema version is refused (newer) or has its cache rebuilt
+(older); the record is kept whenever its table is readable.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from worker.errors import FatalError
 
-_SCHEMA = """
+SCHEMA_VERSION = 2
+
+_CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -39,6 +49,10 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_lead ON events (lead_id, created_at);
+"""
+_CACHE_TABLES = ("meta", "leads", "events")
+
+_RECORD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_ledger (
     lead_id INTEGER NOT NULL,
     clock TEXT NOT NULL,
@@ -50,11 +64,16 @@ CREATE TABLE IF NOT EXISTS task_ledger (
 """
 
 
+class StateVersionError(FatalError):
+    """The state file was written by a newer version of the worker."""
+
+
 class TaskMark(StrEnum):
     """Where a lead's breach task stands in the ledger."""
 
     CLAIMED = "claimed"  # about to be created; a crash here means "ask amoCRM first"
     CREATED = "created"  # amoCRM answered with the task's id
+    REJECTED = "rejected"  # amoCRM refused it (a bad user or task type); tried again later
 
 
 @dataclass(frozen=True)
@@ -78,10 +97,11 @@ class LedgerEntry:
     clock: str
     mark: TaskMark
     task_id: int | None
+    at: int  # unix seconds of the last mark
 
 
 class StateStore:
-    """The SQLite cache. One instance per process; not shared across threads."""
+    """The SQLite file. One instance per process; not shared across threads."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
@@ -90,9 +110,25 @@ class StateStore:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self._open_schema()
+
+    def _open_schema(self) -> None:
+        self._db.executescript(_CACHE_SCHEMA)
+        version = self.get_meta("schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise StateVersionError(
+                f"{self.path} was written by a newer amo-sla (state schema {version}, this "
+                f"one reads {SCHEMA_VERSION}): run the newer version, or move the state "
+                "directory away to start from amoCRM again"
+            )
+        if version is not None and int(version) < SCHEMA_VERSION:
+            # The cache rebuilds itself from amoCRM; the record's table has kept its shape.
+            with self.transaction():
+                for table in _CACHE_TABLES:
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+            self._db.executescript(_CACHE_SCHEMA)
+        self._db.executescript(_RECORD_SCHEMA)
+        self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
         self._db.close()
@@ -107,7 +143,7 @@ class StateStore:
             raise
         self._db.execute("COMMIT")
 
-    # --- cursors and other small values --------------------------------------------------
+    # --- the cache: cursors and other small values -------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -126,7 +162,7 @@ class StateStore:
     def set_int(self, key: str, value: int) -> None:
         self.set_meta(key, str(value))
 
-    # --- leads -------------------------------------------------------------------------------
+    # --- the cache: leads ------------------------------------------------------------------
     def save_leads(self, leads: Iterable[StoredLead]) -> None:
         """Store leads as JSON text, replacing earlier copies."""
         self._db.executemany(
@@ -136,14 +172,13 @@ class StateStore:
         )
 
     def forget_leads(self, lead_ids: Iterable[int]) -> None:
-        ids = [(lead_id,) for lead_id in lead_ids]
-        self._db.executemany("DELETE FROM leads WHERE id = ?", ids)
-        self._db.executemany("DELETE FROM events WHERE lead_id = ?", ids)
+        """Drop the leads' copies; their events stay until :meth:`prune_events` ages them out."""
+        self._db.executemany("DELETE FROM leads WHERE id = ?", ((i,) for i in lead_ids))
 
     def load_leads(self) -> dict[int, str]:
         return {int(row[0]): str(row[1]) for row in self._db.execute("SELECT id, data FROM leads")}
 
-    # --- events ------------------------------------------------------------------------------
+    # --- the cache: events -----------------------------------------------------------------
     def save_events(self, events: Iterable[StoredEvent]) -> int:
         """Store events as JSON text, ignoring ones already seen; returns how many were new."""
         before = self._db.total_changes
@@ -153,11 +188,23 @@ class StateStore:
         )
         return self._db.total_changes - before
 
-    def load_events(self) -> dict[int, list[str]]:
+    def load_events(self, lead_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+        """Stored events by lead, in time order: of every lead, or of ``lead_ids`` only."""
         by_lead: dict[int, list[str]] = {}
-        for lead_id, data in self._db.execute(
-            "SELECT lead_id, data FROM events ORDER BY lead_id, created_at, id"
-        ):
+        if lead_ids is None:
+            rows: Iterable[tuple[int, str]] = self._db.execute(
+                "SELECT lead_id, data FROM events ORDER BY lead_id, created_at, id"
+            )
+        else:
+            rows = (
+                row
+                for lead_id in sorted(set(lead_ids))
+                for row in self._db.execute(
+                    "SELECT lead_id, data FROM events WHERE lead_id = ? ORDER BY created_at, id",
+                    (lead_id,),
+                )
+            )
+        for lead_id, data in rows:
             by_lead.setdefault(int(lead_id), []).append(str(data))
         return by_lead
 
@@ -174,22 +221,24 @@ class StateStore:
         )
         return cursor.rowcount
 
-    # --- the task ledger --------------------------------------------------------------------
+    # --- the record: the task ledger -------------------------------------------------------
     def ledger_entry(self, lead_id: int, clock: str) -> LedgerEntry | None:
         row = self._db.execute(
-            "SELECT state, task_id FROM task_ledger WHERE lead_id = ? AND clock = ?",
+            "SELECT state, task_id, claimed_at FROM task_ledger WHERE lead_id = ? AND clock = ?",
             (lead_id, clock),
         ).fetchone()
         if row is None:
             return None
-        return LedgerEntry(lead_id, clock, TaskMark(row[0]), row[1])
+        return LedgerEntry(lead_id, clock, TaskMark(row[0]), row[1], int(row[2]))
 
     def claim_task(self, lead_id: int, clock: str, at: int) -> None:
         """Record the intent to create a task, durably, before the request goes out."""
         self._db.execute(
             "INSERT INTO task_ledger (lead_id, clock, state, task_id, claimed_at) "
-            "VALUES (?, ?, ?, NULL, ?) ON CONFLICT (lead_id, clock) DO NOTHING",
-            (lead_id, clock, TaskMark.CLAIMED.value, at),
+            "VALUES (?, ?, ?, NULL, ?) ON CONFLICT (lead_id, clock) "
+            "DO UPDATE SET state = excluded.state, claimed_at = excluded.claimed_at "
+            "WHERE task_ledger.state = ?",
+            (lead_id, clock, TaskMark.CLAIMED.value, at, TaskMark.REJECTED.value),
         )
 
     def record_task(self, lead_id: int, clock: str, task_id: int, at: int) -> None:
@@ -200,10 +249,21 @@ class StateStore:
             (lead_id, clock, TaskMark.CREATED.value, task_id, at),
         )
 
+    def reject_task(self, lead_id: int, clock: str, at: int) -> None:
+        """amoCRM refused the task: nothing was created; it may be tried again later."""
+        self._db.execute(
+            "INSERT INTO task_ledger (lead_id, clock, state, task_id, claimed_at) "
+            "VALUES (?, ?, ?, NULL, ?) ON CONFLICT (lead_id, clock) "
+            "DO UPDATE SET state = excluded.state, claimed_at = excluded.claimed_at "
+            "WHERE task_ledger.state != ?",
+            (lead_id, clock, TaskMark.REJECTED.value, at, TaskMark.CREATED.value),
+        )
+
     def ledger(self) -> list[LedgerEntry]:
         return [
-            LedgerEntry(int(row[0]), str(row[1]), TaskMark(row[2]), row[3])
+            LedgerEntry(int(row[0]), str(row[1]), TaskMark(row[2]), row[3], int(row[4]))
             for row in self._db.execute(
-                "SELECT lead_id, clock, state, task_id FROM task_ledger ORDER BY lead_id, clock"
+                "SELECT lead_id, clock, state, task_id, claimed_at FROM task_ledger "
+                "ORDER BY lead_id, clock"
             )
         ]

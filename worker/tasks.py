@@ -12,6 +12,11 @@ directory:
 
 The marker is a short line such as ``[SLA: реакция]``; agents see it as a label,
 and it lets the worker recognise its own tasks whatever the text template says.
+
+A task amoCRM refuses (an unknown responsible user, a task type the account lacks) is
+left out of its batch like a rejected field write: it is logged with its lead, marked
+rejected in the ledger and tried again after ``retry_rejected_after``; the other tasks
+are created.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from amo_client.client import AmoClient
+from amo_client.errors import ValidationFailed
 from amo_client.models import Lead, NewTask
 from sla.state import SlaState
 from worker.store import StateStore, TaskMark
@@ -52,6 +58,7 @@ class TaskOptions:
     task_type_id: int = 1
     due_after: timedelta = timedelta(hours=1)
     supervisor_user_id: int | None = None
+    retry_rejected_after: timedelta = timedelta(hours=1)
     display_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
 
 
@@ -120,12 +127,12 @@ def ensure_tasks(
     now: datetime,
 ) -> int:
     """Create the planned tasks that do not exist yet; returns how many were created."""
-    pending = [plan for plan in plans if not _recorded(store, plan)]
+    at = int(now.timestamp())
+    pending = [plan for plan in plans if _wanted(store, plan, at, options)]
     if not pending:
         return 0
     existing = _existing_tasks(client, sorted({plan.lead_id for plan in pending}))
     to_create: list[TaskPlan] = []
-    at = int(now.timestamp())
     for plan in pending:
         task_id = existing.get((plan.lead_id, plan.clock))
         if task_id is not None:
@@ -135,39 +142,71 @@ def ensure_tasks(
             )
         else:
             to_create.append(plan)
-    if not to_create:
-        return 0
-    for plan in to_create:
+    created = 0
+    for start in range(0, len(to_create), TASKS_PER_LOOKUP):
+        created += _create(client, store, to_create[start : start + TASKS_PER_LOOKUP], options, at)
+    return created
+
+
+def _create(
+    client: AmoClient, store: StateStore, batch: Sequence[TaskPlan], options: TaskOptions, at: int
+) -> int:
+    """Create one batch; the tasks amoCRM rejects are marked and the rest sent again."""
+    for plan in batch:
         store.claim_task(plan.lead_id, plan.clock, at)
-    complete_till = int((now + options.due_after).timestamp())
-    created = client.create_tasks(
-        [
-            NewTask(
-                text=plan.text,
-                entity_id=plan.lead_id,
-                entity_type="leads",
-                responsible_user_id=plan.responsible_user_id or None,
-                task_type_id=options.task_type_id,
-                complete_till=complete_till,
+    pending = list(batch)
+    while pending:
+        try:
+            created = client.create_tasks([_new_task(plan, options, at) for plan in pending])
+        except ValidationFailed as error:
+            bad = error.bad_indexes() & set(range(len(pending)))
+            if not bad:
+                raise
+            for index in sorted(bad):
+                plan = pending[index]
+                store.reject_task(plan.lead_id, plan.clock, at)
+                problem = "; ".join(str(i) for i in error.items if i.request_index == index)
+                log.warning(
+                    "task_rejected",
+                    lead_id=plan.lead_id,
+                    clock=plan.clock,
+                    responsible_user_id=plan.responsible_user_id,
+                    problem=problem,
+                )
+            pending = [plan for i, plan in enumerate(pending) if i not in bad]
+            continue
+        for plan, task in zip(pending, created, strict=True):
+            store.record_task(plan.lead_id, plan.clock, task.id, at)
+            log.info(
+                "task_created",
+                lead_id=plan.lead_id,
+                clock=plan.clock,
+                task_id=task.id,
+                responsible_user_id=plan.responsible_user_id,
             )
-            for plan in to_create
-        ]
+        return len(created)
+    return 0
+
+
+def _new_task(plan: TaskPlan, options: TaskOptions, at: int) -> NewTask:
+    return NewTask(
+        text=plan.text,
+        entity_id=plan.lead_id,
+        entity_type="leads",
+        responsible_user_id=plan.responsible_user_id or None,
+        task_type_id=options.task_type_id,
+        complete_till=at + int(options.due_after.total_seconds()),
     )
-    for plan, task in zip(to_create, created, strict=True):
-        store.record_task(plan.lead_id, plan.clock, task.id, at)
-        log.info(
-            "task_created",
-            lead_id=plan.lead_id,
-            clock=plan.clock,
-            task_id=task.id,
-            responsible_user_id=plan.responsible_user_id,
-        )
-    return len(created)
 
 
-def _recorded(store: StateStore, plan: TaskPlan) -> bool:
+def _wanted(store: StateStore, plan: TaskPlan, at: int, options: TaskOptions) -> bool:
+    """Whether the ledger leaves this task to be made: not created, not refused just now."""
     entry = store.ledger_entry(plan.lead_id, plan.clock)
-    return entry is not None and entry.mark is TaskMark.CREATED
+    if entry is None or entry.mark is TaskMark.CLAIMED:
+        return True
+    if entry.mark is TaskMark.REJECTED:
+        return at - entry.at >= options.retry_rejected_after.total_seconds()
+    return False
 
 
 def _existing_tasks(

@@ -1,0 +1,115 @@
+"""The tracked leads: each support request's last-read copy and its event history.
+
+The cache is what the cycle computes from; amoCRM is the truth and every entry can be
+read again from it. It lives in memory between cycles and in the state store across
+restarts (:mod:`worker.store`), written in one transaction per cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from amo_client.models import Event, Lead, LeadEmbedded, Tag
+from sla.state import LeadEvent
+from worker.mapping import lead_events
+from worker.store import StateStore
+
+GENERATION = "generation"
+
+
+@dataclass(frozen=True)
+class TrackedLead:
+    """A cached lead: the few values the cycle consults on every pass, the rest as JSON.
+
+    As pydantic models, with every field value a model of its own, 10,000 leads cost
+    over 100 MB; as amoCRM's JSON (the form the store keeps too) a few MB. The lead is
+    parsed when it is computed, one at a time.
+    """
+
+    data: str
+    status_id: int
+    pipeline_id: int
+    created_at: datetime
+    updated_at: datetime
+    events: tuple[LeadEvent, ...] = ()
+    event_ids: frozenset[str] = field(default=frozenset())
+
+    @classmethod
+    def of(cls, lead: Lead, events: Iterable[Event] = ()) -> TrackedLead:
+        return cls(
+            data=lead.model_dump_json(by_alias=True, exclude_none=True),
+            status_id=lead.status_id,
+            pipeline_id=lead.pipeline_id,
+            created_at=lead.created_at,
+            updated_at=lead.updated_at,
+        ).with_events(events)
+
+    @property
+    def lead(self) -> Lead:
+        return Lead.model_validate_json(self.data)
+
+    def with_lead(self, lead: Lead) -> TrackedLead:
+        """The same history with another copy of the lead."""
+        return replace(TrackedLead.of(lead), events=self.events, event_ids=self.event_ids)
+
+    def with_events(self, events: Iterable[Event]) -> TrackedLead:
+        """This lead with the events it has not seen yet (by id) added to its history."""
+        unseen = {e.id: e for e in events if e.id not in self.event_ids}
+        if not unseen:
+            return self
+        return replace(
+            self,
+            events=tuple(sorted([*self.events, *lead_events(unseen.values())], key=_event_order)),
+            event_ids=self.event_ids | unseen.keys(),
+        )
+
+
+def _event_order(event: LeadEvent) -> tuple[datetime, str]:
+    return (event.at, event.event_id)
+
+
+def slim(lead: Lead, keep_field_ids: Iterable[int | None]) -> Lead:
+    """The part of a lead the cycle reads.
+
+    The cache holds every open lead of the pipeline, and a lead as amoCRM sends it
+    carries all of its fields, links and extras besides."""
+    keep = set(keep_field_ids)
+    fields = [f for f in lead.custom_fields_values or () if f.field_id in keep]
+    return Lead(
+        id=lead.id,
+        name=lead.name,
+        status_id=lead.status_id,
+        pipeline_id=lead.pipeline_id,
+        responsible_user_id=lead.responsible_user_id,
+        created_by=lead.created_by,
+        updated_by=lead.updated_by,
+        created_at=lead.created_at,
+        updated_at=lead.updated_at,
+        closed_at=lead.closed_at,
+        is_deleted=lead.is_deleted,
+        custom_fields_values=fields or None,
+        embedded=LeadEmbedded(tags=[Tag(id=tag.id, name=tag.name) for tag in lead.embedded.tags]),
+    )
+
+
+def load_tracked(store: StateStore) -> dict[int, TrackedLead]:
+    """The tracked leads with their histories, as the last whole cycle stored them."""
+    leads = store.load_leads()
+    events = store.load_events(leads)
+    return {
+        lead_id: TrackedLead.of(
+            Lead.model_validate_json(data),
+            (Event.model_validate_json(raw) for raw in events.get(lead_id, ())),
+        )
+        for lead_id, data in leads.items()
+    }
+
+
+def buffered_events(store: StateStore, lead_ids: Iterable[int]) -> Mapping[int, list[Event]]:
+    """The events the store holds for leads it does not track (yet)."""
+    return {
+        lead_id: [Event.model_validate_json(raw) for raw in raws]
+        for lead_id, raws in store.load_events(lead_ids).items()
+    }

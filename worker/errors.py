@@ -1,0 +1,28 @@
+"""The worker's error policy, in one place.
+
+* **Fatal**: only an admin can fix it (a refused token, an unpaid account, a configuration
+  that no longer matches the account, a state file from a newer version). The service
+  stops and exits 2; a command exits 2. These are :class:`FatalError` and the client's
+  :class:`amo_client.errors.FatalAmoError`.
+* **Per lead**: one lead's data cannot be used. The cycle logs ``lead_invalid`` naming the
+  lead and the problem, skips that lead and goes on with the rest. Any exception raised
+  while one lead is computed is treated so; :class:`LeadError` names the expected ones.
+* **Anything else** fails the cycle, which the service tries again at the next poll.
+"""
+
+from __future__ import annotations
+
+from amo_client.errors import FatalAmoError
+
+
+class FatalError(Exception):
+    """Only an admin can fix this: the worker stops (exit 2) instead of retrying."""
+
+
+class LeadError(ValueError):
+    """One lead's data cannot be used; the cycle skips that lead and goes on."""
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether ``error`` stops the worker."""
+    return isinstance(error, FatalError | FatalAmoError)

@@ -1,0 +1,191 @@
+"""Reading the support pipeline's leads: what changed since the cursor, or all of them.
+
+amoCRM pages lists by offset over the result as it is at each page's request, so a
+lead that leaves the filter between two pages (closed, moved) shifts the next page
+and the lead after it is never returned. A full read therefore never takes absence
+for an answer: every tracked lead it did not see is asked for by id before it counts
+as gone, and a read that would drop more than a small share of the cache at once is
+refused as implausible.
+
+Every filter is applied again on the answer: an account whose API filtering is off
+ignores them and sends every lead it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from amo_client.client import AmoClient
+from amo_client.errors import InvalidItem
+from amo_client.models import Lead
+from worker.cache import TrackedLead, slim
+from worker.setup import LOST, WON, AccountSetup
+
+log = structlog.get_logger("worker.leads")
+
+IDS_PER_READ = 50
+# A full read may find at most this many tracked leads gone, or this share of the cache,
+# whichever is larger; beyond it the answer is suspect and nothing is forgotten.
+FORGET_FLOOR = 20
+FORGET_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class LeadReadOptions:
+    # The cursor steps back this far (leads are compared by content), so a lead amoCRM
+    # stamps with a slightly older updated_at than the last one seen is still read.
+    overlap: timedelta = timedelta(minutes=1)
+    # How far back the first start reads closed requests, to give them their final fields.
+    history_horizon: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class LeadRead:
+    """What one read found."""
+
+    leads: Mapping[int, Lead]  # the pipeline's leads read, slimmed, the newest copy of each
+    gone: frozenset[int]  # tracked leads amoCRM no longer has in the pipeline
+    unreadable: frozenset[int]  # leads whose item could not be parsed: keep what is cached
+    cursor: int  # unix seconds: the next read starts here (less the overlap)
+    received: int  # leads amoCRM sent, before the filters were applied again
+
+
+def read_leads(
+    client: AmoClient,
+    setup: AccountSetup,
+    tracked: Mapping[int, TrackedLead],
+    *,
+    cursor: int | None,
+    now: datetime,
+    full: bool,
+    options: LeadReadOptions,
+    check_stop: Callable[[], None],
+) -> LeadRead:
+    """Read the pipeline's leads changed since ``cursor`` (all open ones when ``full``)."""
+    reader = _Reader(client, setup, check_stop)
+    if full:
+        reader.take(
+            client.iter_leads(
+                pipeline_id=setup.pipeline_id,
+                status_ids=setup.open_status_ids,
+                on_invalid=reader.invalid,
+            ),
+            lambda lead: lead.status_id in setup.open_status_ids,
+        )
+    if cursor is None:
+        # First start: requests closed shortly before it get their final status too.
+        horizon = now - options.history_horizon
+        reader.take(
+            client.iter_leads(
+                pipeline_id=setup.pipeline_id,
+                status_ids=(WON, LOST),
+                updated_from=horizon,
+                on_invalid=reader.invalid,
+            ),
+            lambda lead: lead.status_id in (WON, LOST) and lead.updated_at >= horizon,
+        )
+    else:
+        since = datetime.fromtimestamp(cursor, UTC) - options.overlap
+        reader.take(
+            client.iter_leads(
+                pipeline_id=setup.pipeline_id, updated_from=since, on_invalid=reader.invalid
+            ),
+            lambda lead: lead.updated_at >= since,
+        )
+    # The cursor follows amoCRM's clock, not only the newest lead: left at the newest
+    # lead's updated_at, a quiet account would re-read every lead of that last minute in
+    # each cycle. amoCRM stamps updated_at at the change, so a change the read missed
+    # carries an updated_at at or after the read's first answer.
+    started = reader.started or client.server_time or now
+    next_cursor = max(cursor or 0, int((started - options.overlap).timestamp()))
+    missing = reader.confirm_unseen(tracked) if full else frozenset()
+    gone = missing | (reader.elsewhere & tracked.keys())
+    return LeadRead(
+        leads=reader.leads,
+        gone=gone,
+        unreadable=frozenset(reader.unreadable),
+        cursor=next_cursor,
+        received=reader.received,
+    )
+
+
+class _Reader:
+    """The leads of one read, as they arrive."""
+
+    def __init__(
+        self, client: AmoClient, setup: AccountSetup, check_stop: Callable[[], None]
+    ) -> None:
+        self.client = client
+        self.setup = setup
+        self.check_stop = check_stop
+        self.keep_fields = {*setup.fields.ids.values(), setup.class_field_id}
+        self.leads: dict[int, Lead] = {}
+        self.elsewhere: set[int] = set()  # seen in another pipeline
+        self.unreadable: set[int] = set()
+        self.received = 0
+        self.started: datetime | None = None
+
+    def invalid(self, item: InvalidItem) -> None:
+        if isinstance(item.item_id, int):
+            self.unreadable.add(item.item_id)
+        log.warning("lead_invalid", lead_id=item.item_id, problem=item.problem)
+
+    def take(self, leads: Iterable[Lead], asked: Callable[[Lead], bool]) -> None:
+        for lead in leads:
+            self.check_stop()
+            if self.started is None:
+                # amoCRM's clock at the read's first answer, whatever the worker's says.
+                self.started = self.client.server_time
+            self.received += 1
+            if lead.pipeline_id != self.setup.pipeline_id:
+                self.elsewhere.add(lead.id)
+                continue
+            if not asked(lead):
+                continue  # amoCRM ignored a filter (the account's API filtering is off)
+            known = self.leads.get(lead.id)
+            if known is None or lead.updated_at >= known.updated_at:
+                self.leads[lead.id] = slim(lead, self.keep_fields)
+                self.elsewhere.discard(lead.id)
+        if self.started is None:
+            self.started = self.client.server_time
+
+    def confirm_unseen(self, tracked: Mapping[int, TrackedLead]) -> frozenset[int]:
+        """Ask for the tracked open leads the full read did not return by id; the ones amoCRM
+        does not return either are gone (deleted)."""
+        closed = self.setup.roles.done - set(self.setup.open_status_ids)
+        unseen = sorted(
+            lead_id
+            for lead_id, item in tracked.items()
+            if lead_id not in self.leads
+            and lead_id not in self.unreadable
+            and item.status_id not in closed
+        )
+        for start in range(0, len(unseen), IDS_PER_READ):
+            wanted = frozenset(unseen[start : start + IDS_PER_READ])
+            self.take(
+                self.client.iter_leads(ids=sorted(wanted), on_invalid=self.invalid), _among(wanted)
+            )
+        answered = set(self.leads) | self.elsewhere | self.unreadable
+        return _plausible(set(unseen) - answered, len(tracked))
+
+
+def _among(ids: frozenset[int]) -> Callable[[Lead], bool]:
+    return lambda lead: lead.id in ids
+
+
+def _plausible(gone: Collection[int], tracked: int) -> frozenset[int]:
+    limit = max(FORGET_FLOOR, int(tracked * FORGET_SHARE))
+    if len(gone) > limit:
+        log.warning(
+            "forget_refused",
+            leads=len(gone),
+            tracked=tracked,
+            limit=limit,
+            problem="a full read found too many tracked leads gone at once; keeping them",
+        )
+        return frozenset()
+    return frozenset(gone)

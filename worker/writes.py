@@ -1,0 +1,113 @@
+"""Writing the planned SLA values into amoCRM, 50 leads a request.
+
+A lead amoCRM rejects is left out of its batch and the rest is sent again (the
+client does this); the rejected lead is logged by id and the cycle goes on. A stop
+request is honoured between batches: the batch in flight lands whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from amo_client.client import AmoClient
+from amo_client.models import (
+    CustomFieldValues,
+    EntityUpdate,
+    FieldValue,
+    Lead,
+    NewNote,
+    OutgoingValue,
+    SelectValue,
+)
+from worker.fields import FieldMap, SlaField, Value
+
+log = structlog.get_logger("worker.cycle")
+
+WRITE_BATCH = 50
+BREACH_FLAGS = {
+    "reaction": SlaField.REACTION_BREACHED,
+    "resolution": SlaField.RESOLUTION_BREACHED,
+}
+ACCEPTANCE_NOTE = (
+    "Заявка принята автоматически: клиент не прислал замечаний в течение "
+    "срока приёмки (1 рабочий день с уведомления)."
+)
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    lead_id: int
+    lead_name: str
+    values: Mapping[int, Value]
+    status_id: int | None = None  # set when the lead is moved (acceptance)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    written: tuple[PlannedWrite, ...]
+    failed: Mapping[int, str]  # lead id -> amoCRM's reason
+    stopped: bool  # a stop request left some batches unsent
+
+
+def apply_writes(
+    client: AmoClient,
+    writes: Sequence[PlannedWrite],
+    fields: FieldMap,
+    stop: threading.Event,
+) -> WriteOutcome:
+    written: list[PlannedWrite] = []
+    failed: dict[int, str] = {}
+    for start in range(0, len(writes), WRITE_BATCH):
+        if stop.is_set():
+            return WriteOutcome(tuple(written), failed, stopped=True)
+        batch = writes[start : start + WRITE_BATCH]
+        result = client.update_leads([lead_update(w, fields) for w in batch])
+        for lead_id, problem in result.failed.items():
+            failed[lead_id] = problem
+            log.warning("lead_invalid", lead_id=lead_id, problem=problem)
+        landed = [w for w in batch if w.lead_id not in result.failed]
+        for write in landed:
+            _log_written(write, fields)
+        written.extend(landed)
+        moved = [w for w in landed if w.status_id is not None]
+        if moved:
+            client.create_notes([NewNote(entity_id=w.lead_id, text=ACCEPTANCE_NOTE) for w in moved])
+    return WriteOutcome(tuple(written), failed, stopped=False)
+
+
+def _log_written(write: PlannedWrite, fields: FieldMap) -> None:
+    for clock, flag in BREACH_FLAGS.items():
+        if write.values.get(fields.id_of(flag) or 0) is True:
+            log.warning("lead_breached", lead_id=write.lead_id, clock=clock)
+    log.info(
+        "lead_written", lead_id=write.lead_id, fields=len(write.values), moved_to=write.status_id
+    )
+
+
+def lead_update(write: PlannedWrite, fields: FieldMap) -> EntityUpdate:
+    status_field = fields.id_of(SlaField.STATUS)
+    values: dict[int, OutgoingValue] = {}
+    for field_id, value in write.values.items():
+        is_select = field_id == status_field and isinstance(value, int)
+        values[field_id] = SelectValue(int(value)) if is_select and value is not None else value
+    return EntityUpdate(write.lead_id, values, status_id=write.status_id)
+
+
+def with_written(lead: Lead, write: PlannedWrite, fields: FieldMap) -> Lead:
+    """The lead as amoCRM holds it after the write, so the next diff starts there."""
+    status_field = fields.id_of(SlaField.STATUS)
+    by_id = {field.field_id: field for field in lead.custom_fields_values or ()}
+    for field_id, value in write.values.items():
+        if value is None:
+            by_id.pop(field_id, None)
+            continue
+        stored = FieldValue(enum_id=value) if field_id == status_field else FieldValue(value=value)
+        by_id[field_id] = CustomFieldValues(field_id=field_id, values=[stored])
+    changes: dict[str, object] = {"custom_fields_values": list(by_id.values()) or None}
+    if write.status_id is not None:
+        changes["status_id"] = write.status_id
+    return lead.model_copy(update=changes)
