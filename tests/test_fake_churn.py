@@ -187,6 +187,31 @@ def test_stages_are_added_renamed_and_deleted_and_listed_at_once(
     assert status.status_code == 404
 
 
+def test_stages_are_edited_through_the_api_too(
+    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef
+) -> None:
+    statuses_path = f"/api/v4/leads/pipelines/{support.id}/statuses"
+    created = api.post(statuses_path, json=[{"name": "Разбор", "sort": 25, "color": "#fffeb2"}])
+    added = embedded(created, "statuses")[0]
+    assert (added["name"], added["color"], added["request_id"]) == ("Разбор", "#fffeb2", "0")
+    names = [status["name"] for status in embedded(api.get(statuses_path), "statuses")]
+    assert names[1:4] == ["Новое", "Разбор", "В работе"]
+
+    renamed = api.patch(f"{statuses_path}/{added['id']}", json={"name": "Сортировка"})
+    assert renamed.json()["name"] == "Сортировка"
+    assert fake.pipeline(support.id).status("Сортировка") == added["id"]
+    assert api.patch(f"{statuses_path}/{WON_STATUS_ID}", json={"name": "Ура"}).status_code == 400
+
+    fake.add_lead("Обращение", pipeline_id=support.id, status_id=added["id"])
+    refused = api.delete(f"{statuses_path}/{added['id']}")
+    assert refused.status_code == 400
+    assert "holds leads" in refused.json()["detail"]
+    emptied = support.status("Ждём клиента")
+    assert api.delete(f"{statuses_path}/{emptied}").status_code == 204
+    assert api.get(f"{statuses_path}/{emptied}").status_code == 404
+    assert api.post(statuses_path, json=[{"name": " "}]).status_code == 400
+
+
 # ---------------------------------------------------------------- events indexed late
 
 

@@ -11,7 +11,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from amo_client.fake.fields import ENUM_TYPES, SUPPORTED_TYPES
+from amo_client.fake.fields import (
+    ENUM_TYPES,
+    SUPPORTED_TYPES,
+    field_patch_errors,
+    replace_enums,
+)
 from amo_client.fake.query import (
     BadQuery,
     QueryNode,
@@ -23,7 +28,13 @@ from amo_client.fake.query import (
     lookup,
     parse_query,
 )
-from amo_client.fake.records import Entity, PageTurn, StoredEvent
+from amo_client.fake.records import (
+    LOST_STATUS_ID,
+    WON_STATUS_ID,
+    Entity,
+    PageTurn,
+    StoredEvent,
+)
 from amo_client.fake.replies import (
     ItemError,
     Reply,
@@ -274,9 +285,13 @@ class Api:
             ("GET", r"/api/v4/leads/pipelines", self._list_pipelines),
             ("GET", r"/api/v4/leads/pipelines/(\d+)", self._get_pipeline),
             ("GET", r"/api/v4/leads/pipelines/(\d+)/statuses", self._list_statuses),
+            ("POST", r"/api/v4/leads/pipelines/(\d+)/statuses", self._create_statuses),
             ("GET", r"/api/v4/leads/pipelines/(\d+)/statuses/(\d+)", self._get_status),
+            ("PATCH", r"/api/v4/leads/pipelines/(\d+)/statuses/(\d+)", self._patch_status),
+            ("DELETE", r"/api/v4/leads/pipelines/(\d+)/statuses/(\d+)", self._delete_status),
             ("GET", r"/api/v4/(leads|companies)/custom_fields", self._list_fields),
             ("POST", r"/api/v4/(leads|companies)/custom_fields", self._create_fields),
+            ("PATCH", r"/api/v4/(leads|companies)/custom_fields", self._patch_fields),
             ("GET", r"/api/v4/(leads|companies)/custom_fields/(\d+)", self._get_field),
             ("GET", r"/api/v4/(leads|companies)/notes", self._list_notes),
             ("POST", r"/api/v4/(leads|companies)/notes", self._create_notes),
@@ -393,6 +408,84 @@ class Api:
             return problem(404, "Status not found")
         return hal(self.state._render_status(status))
 
+    def _create_statuses(self, call: Call, match: re.Match[str]) -> Reply:
+        """Add working stages; each lands after the last working stage with a lower ``sort``."""
+        pipeline = self.state._pipelines.get(int(match.group(1)))
+        if pipeline is None:
+            return problem(404, "Pipeline not found")
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        rejected = [
+            (
+                _request_id(item, index),
+                [ItemError("NotBlank", "name", "This value should not be blank.")],
+            )
+            for index, item in enumerate(items)
+            if not isinstance(item, dict)
+            or not isinstance(item.get("name"), str)
+            or not item["name"].strip()
+        ]
+        if rejected:
+            return validation_failed(rejected)
+        created = []
+        for index, item in enumerate(items):
+            sort = item.get("sort")
+            after = None
+            if isinstance(sort, int):
+                lower = [
+                    status
+                    for status in pipeline.statuses
+                    if status.sort < sort and status.id not in (WON_STATUS_ID, LOST_STATUS_ID)
+                ]
+                after = lower[-1].id if lower else None
+            color = item.get("color")
+            status_id = self.state.add_status(
+                pipeline.id,
+                item["name"].strip(),
+                after=after,
+                color=color if isinstance(color, str) else None,
+            )
+            status = next(s for s in pipeline.statuses if s.id == status_id)
+            created.append(
+                {**self.state._render_status(status), "request_id": _request_id(item, index)}
+            )
+        return hal({"_total_items": len(created), "_embedded": {"statuses": created}})
+
+    def _patch_status(self, call: Call, match: re.Match[str]) -> Reply:
+        pipeline = self.state._pipelines.get(int(match.group(1)))
+        status = pipeline.status(int(match.group(2))) if pipeline is not None else None
+        if pipeline is None or status is None:
+            return problem(404, "Status not found")
+        item = call.body
+        if not isinstance(item, dict):
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        name = item.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            return validation_failed(
+                [("0", [ItemError("NotBlank", "name", "This value should not be blank.")])]
+            )
+        if not status.is_editable and name is not None:
+            return problem(400, "This status cannot be edited")
+        if isinstance(name, str):
+            self.state.rename_status(pipeline.id, status.id, name.strip())
+        if isinstance(item.get("color"), str):
+            status.color = item["color"]
+            self.state._touch()
+        return hal(self.state._render_status(status))
+
+    def _delete_status(self, call: Call, match: re.Match[str]) -> Reply:
+        """204 when deleted; 400 for a stage that holds leads or cannot be deleted."""
+        pipeline_id, status_id = int(match.group(1)), int(match.group(2))
+        pipeline = self.state._pipelines.get(pipeline_id)
+        if pipeline is None or pipeline.status(status_id) is None:
+            return problem(404, "Status not found")
+        try:
+            self.state.delete_status(pipeline_id, status_id)
+        except ValueError as refusal:
+            return problem(400, str(refusal))
+        return no_content()
+
     # custom fields
 
     def _list_fields(self, call: Call, match: re.Match[str]) -> Reply:
@@ -457,6 +550,26 @@ class Api:
                 "_embedded": {"custom_fields": created},
             }
         )
+
+    def _patch_fields(self, call: Call, match: re.Match[str]) -> Reply:
+        definitions = self.state._fields[match.group(1)]
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        rejected: list[tuple[str, list[ItemError]]] = []
+        for index, item in enumerate(items):
+            errors = field_patch_errors(item, definitions)
+            if errors:
+                rejected.append((_request_id(item, index), errors))
+        if rejected:
+            return validation_failed(rejected)
+        updated = []
+        for item in items:
+            definition = definitions[item["id"]]
+            replace_enums(definition, item["enums"], lambda: self.state._new_id("enum"))
+            updated.append(definition.as_json(self.state.base_url))
+        self.state._touch()
+        return hal({"_total_items": len(updated), "_embedded": {"custom_fields": updated}})
 
     # leads and companies
 

@@ -117,7 +117,10 @@ class FakeAmoCRM(AccountState):
 
     Seed it with :meth:`add_pipeline`, :meth:`add_user`, :meth:`add_custom_field`,
     :meth:`add_lead`, :meth:`move_lead`, :meth:`update_lead`, :meth:`add_event`,
-    :meth:`add_task`, :meth:`add_company`; break it with :meth:`fail_next`,
+    :meth:`add_task`, :meth:`add_company`; churn it with :meth:`delete_lead`,
+    :meth:`restore_lead`, :meth:`merge_leads`, :meth:`add_status`, :meth:`rename_status`,
+    :meth:`delete_status`, :attr:`event_index_delay`, :meth:`release_events`,
+    :meth:`on_page`; break it with :meth:`fail_next`,
     :meth:`odd_answer_next`, :meth:`timeout_next`, :meth:`disconnect_next`, :meth:`block_account`,
     :meth:`revoke_tokens`; inspect it with :attr:`request_log`, :attr:`rate_limited_total`,
     :meth:`lead`, :attr:`tasks`, :attr:`notes`, :attr:`events`. Every public method is

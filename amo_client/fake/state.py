@@ -173,7 +173,7 @@ class AccountState:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        """Every event, oldest first (the API lists them newest first)."""
+        """Every event, oldest first, listed by the feed yet or not (the API: newest first)."""
         with self._lock:
             ordered = sorted(self._events, key=lambda event: (event.created_at, event.seq))
             return [self._render_event(event) for event in ordered]
@@ -797,6 +797,7 @@ class AccountState:
         *,
         after: int | None = None,
         status_id: int | None = None,
+        color: str | None = None,
     ) -> int:
         """Add a working stage after the stage ``after`` (default: after the last working one).
 
@@ -815,8 +816,8 @@ class AccountState:
                 position = statuses.index(anchor) + 1
             new_id = self._claim_id("status", status_id)
             working = sum(1 for s in statuses if s.type == 0 and s.is_editable)
-            color = _STAGE_COLORS[working % len(_STAGE_COLORS)]
-            statuses.insert(position, Status(new_id, name, 0, pipeline_id, color, 0, True))
+            shade = color or _STAGE_COLORS[working % len(_STAGE_COLORS)]
+            statuses.insert(position, Status(new_id, name, 0, pipeline_id, shade, 0, True))
             self._renumber(pipeline)
             self._touch()
             return new_id
