@@ -333,6 +333,19 @@ class AmoClient:
             created.extend(CustomField.model_validate(item) for item in answer)
         return created
 
+    def update_lead_custom_fields(self, fields: Sequence[Mapping[str, Any]]) -> list[CustomField]:
+        """PATCH lead fields; each item is ``{"id": ..., <what changes>}`` as amoCRM takes it.
+
+        A select's ``enums`` replace its options: amoCRM drops every option left out, so
+        send the kept ones with their ids along with the new ones."""
+        updated: list[CustomField] = []
+        for batch in _chunks(fields, WRITE_BATCH):
+            answer = self._write(
+                "PATCH", "/api/v4/leads/custom_fields", batch, "custom_fields", exact=False
+            )
+            updated.extend(CustomField.model_validate(item) for item in answer)
+        return updated
+
     # --- leads and companies -------------------------------------------------------------------
 
     def iter_leads(

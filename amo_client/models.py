@@ -165,10 +165,16 @@ class NewCustomField(_Model):
     code: str | None = None
 
 
+class UserRights(_Model):
+    is_active: bool = True
+    is_admin: bool = False
+
+
 class User(_Model):
     id: int
     name: str = ""
     email: str | None = None
+    rights: UserRights = Field(default_factory=UserRights)
 
 
 class TaskType(_Model):

@@ -2,20 +2,22 @@
 
 ``check`` answers "will the worker run here?" with every problem at once: the
 token, the pipeline and its stages, the SLA fields and their types, the
-account's API filtering. ``provision`` creates the SLA fields the account lacks,
-with the right types and select options; run twice, it creates nothing the
-second time.
+account's API filtering, the breach tasks' type and supervisor. ``provision``
+creates the SLA fields the account lacks, with the right types and select
+options, and adds the options a «SLA: статус» select lacks; run twice, it
+changes nothing the second time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError
-from amo_client.models import CustomField, NewCustomField
-from worker.fields import FIELD_SPECS, STATUS_OPTIONS, FieldSpec, FieldType
+from amo_client.models import Account, CustomField, NewCustomField
+from worker.fields import FIELD_SPECS, SPEC_BY_KEY, STATUS_OPTIONS, FieldSpec, FieldType, SlaField
 from worker.setup import SetupError, StageOptions, missing_fields, resolve_setup
 
 Say = Callable[[str], None]
@@ -31,8 +33,18 @@ class CheckResult:
         return not self.problems
 
 
-def check_account(client: AmoClient, stages: StageOptions) -> CheckResult:
-    """Every mismatch between the configuration and the account, and what was confirmed."""
+def check_account(
+    client: AmoClient,
+    stages: StageOptions,
+    *,
+    task_type_id: int = 1,
+    supervisor_user_id: int | None = None,
+) -> CheckResult:
+    """Every mismatch between the configuration and the account, and what was confirmed.
+
+    ``task_type_id`` and ``supervisor_user_id`` are SLA_TASK_TYPE_ID and
+    SLA_SUPERVISOR_USER_ID: the breach tasks need a task type the account has and, for
+    the resolution task, an active user."""
     problems: list[str] = []
     notes: list[str] = []
     try:
@@ -48,6 +60,9 @@ def check_account(client: AmoClient, stages: StageOptions) -> CheckResult:
         )
     elif account.is_api_filter_enabled:
         notes.append("API filtering is on")
+    _check_task_type(account, task_type_id, problems, notes)
+    if supervisor_user_id is not None:
+        _check_supervisor(client, supervisor_user_id, problems, notes)
     try:
         pipelines = client.pipelines()
         fields = list(client.iter_lead_custom_fields())
@@ -75,29 +90,139 @@ def check_account(client: AmoClient, stages: StageOptions) -> CheckResult:
     return CheckResult(tuple(problems), tuple(notes))
 
 
-def planned_fields(fields: list[CustomField]) -> list[NewCustomField]:
-    return [_new_field(spec) for spec in missing_fields(fields)]
+def _check_task_type(account: Account, wanted: int, problems: list[str], notes: list[str]) -> None:
+    types = {task_type.id: task_type.name for task_type in account.embedded.task_types}
+    if wanted in types:
+        notes.append(f"breach tasks: task type «{types[wanted]}» ({wanted})")
+        return
+    known = ", ".join(f"{type_id} «{name}»" for type_id, name in sorted(types.items()))
+    problems.append(
+        f"SLA_TASK_TYPE_ID: the account has no task type {wanted}; "
+        + (f"it has {known}" if known else "it reports none")
+    )
 
 
-def provision(client: AmoClient, *, dry_run: bool, say: Say) -> list[NewCustomField]:
-    """Create the missing SLA fields (or only list them, with ``dry_run``)."""
-    existing = list(client.iter_lead_custom_fields())
-    wanted = planned_fields(existing)
-    present = {spec.name for spec in FIELD_SPECS} - {field.name for field in wanted}
-    for name in sorted(present):
+def _check_supervisor(
+    client: AmoClient, wanted: int, problems: list[str], notes: list[str]
+) -> None:
+    try:
+        user = next((user for user in client.iter_users() if user.id == wanted), None)
+    except AmoError as error:
+        notes.append(
+            f"SLA_SUPERVISOR_USER_ID {wanted} not confirmed: users cannot be read: {error}"
+        )
+        return
+    if user is None:
+        problems.append(f"SLA_SUPERVISOR_USER_ID: the account has no user {wanted}")
+    elif not user.rights.is_active:
+        problems.append(
+            f"SLA_SUPERVISOR_USER_ID: user «{user.name}» ({wanted}) is deactivated in the "
+            "account, so nobody would see the resolution-breach tasks"
+        )
+    else:
+        notes.append(f"resolution-breach tasks go to «{user.name}» ({wanted})")
+
+
+@dataclass(frozen=True)
+class ProvisionPlan:
+    """What ``provision`` changes: the fields to create and the options to add to an
+    existing «SLA: статус» select (``status_field``), in that order."""
+
+    new_fields: tuple[NewCustomField, ...] = ()
+    status_field: CustomField | None = None
+    new_options: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()  # names of the SLA fields already in place
+
+    @property
+    def empty(self) -> bool:
+        return not self.new_fields and not self.new_options
+
+
+def plan_provision(
+    fields: Sequence[CustomField], field_ids: Mapping[SlaField, int] | None = None
+) -> ProvisionPlan:
+    """The changes that give the account every SLA field and every status option.
+
+    A field mapped by id (``field_ids``, the SLA_FIELD_* settings) is never created; the
+    status select is the mapped one, else the one named «SLA: статус»."""
+    mapped = dict(field_ids or {})
+    new_fields = tuple(
+        _new_field(spec) for spec in missing_fields(fields) if spec.key not in mapped
+    )
+    status_field = _status_field(fields, mapped.get(SlaField.STATUS))
+    new_options: tuple[str, ...] = ()
+    if status_field is not None:
+        present = {enum.value for enum in status_field.enums or ()}
+        new_options = tuple(option for option in STATUS_OPTIONS if option not in present)
+    created = {new.name for new in new_fields}
+    kept = tuple(sorted(spec.name for spec in FIELD_SPECS if spec.name not in created))
+    return ProvisionPlan(
+        new_fields=new_fields,
+        status_field=status_field if new_options else None,
+        new_options=new_options,
+        kept=kept,
+    )
+
+
+def _status_field(fields: Iterable[CustomField], mapped: int | None) -> CustomField | None:
+    spec = SPEC_BY_KEY[SlaField.STATUS]
+    if mapped is not None:
+        found = next((f for f in fields if f.id == mapped), None)
+    else:
+        found = next((f for f in fields if f.name.strip() == spec.name), None)
+    return found if found is not None and found.type == spec.type.value else None
+
+
+def status_enums_update(status_field: CustomField, new_options: Sequence[str]) -> dict[str, Any]:
+    """The PATCH item that adds ``new_options`` to a select. amoCRM drops the options a PATCH
+    leaves out, so every existing one is sent again with its id, before the new ones."""
+    existing = list(status_field.enums or ())
+    last_sort = max((enum.sort for enum in existing), default=0)
+    enums: list[dict[str, Any]] = [
+        {"id": enum.id, "value": enum.value, "sort": enum.sort} for enum in existing
+    ]
+    enums += [
+        {"value": option, "sort": last_sort + 10 * (index + 1)}
+        for index, option in enumerate(new_options)
+    ]
+    return {"id": status_field.id, "enums": enums}
+
+
+def provision(
+    client: AmoClient,
+    *,
+    dry_run: bool,
+    say: Say,
+    field_ids: Mapping[SlaField, int] | None = None,
+) -> ProvisionPlan:
+    """Create the missing SLA fields and add the missing status options (or only list the
+    changes, with ``dry_run``)."""
+    plan = plan_provision(list(client.iter_lead_custom_fields()), field_ids)
+    for name in plan.kept:
         say(f"exists: «{name}»")
-    if not wanted:
-        say("nothing to create: every SLA field exists")
-        return []
-    for field in wanted:
-        options = f" with options {', '.join(field.enums)}" if field.enums else ""
+    if plan.empty:
+        say("nothing to create: every SLA field exists, with every status option")
+        return plan
+    for new in plan.new_fields:
+        options = f" with options {', '.join(new.enums)}" if new.enums else ""
         verb = "would create" if dry_run else "creating"
-        say(f"{verb}: «{field.name}» ({field.type}){options}")
-    if not dry_run:
-        created = client.create_lead_custom_fields(wanted)
-        for made in created:
+        say(f"{verb}: «{new.name}» ({new.type}){options}")
+    status_field = plan.status_field
+    if status_field is not None:
+        verb = "would add" if dry_run else "adding"
+        say(
+            f"{verb} options to «{status_field.name}» ({status_field.id}): "
+            + ", ".join(plan.new_options)
+        )
+    if dry_run:
+        return plan
+    if plan.new_fields:
+        for made in client.create_lead_custom_fields(plan.new_fields):
             say(f"created: «{made.name}» id {made.id}")
-    return wanted
+    if status_field is not None:
+        client.update_lead_custom_fields([status_enums_update(status_field, plan.new_options)])
+        say(f"added options to «{status_field.name}»: {', '.join(plan.new_options)}")
+    return plan
 
 
 def _new_field(spec: FieldSpec) -> NewCustomField:

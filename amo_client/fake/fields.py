@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,48 @@ class CustomField:
                 "self": {"href": f"{base_url}/api/v4/{self.entity_type}/custom_fields/{self.id}"}
             },
         }
+
+
+def field_patch_errors(item: Any, definitions: Mapping[int, CustomField]) -> list[ItemError]:
+    """What is refused in one item of ``PATCH /api/v4/{entity}/custom_fields``.
+
+    The fake edits the options of a list field only: an item names the field by ``id``
+    and brings its whole ``enums`` list."""
+    if not isinstance(item, dict):
+        return [ItemError("InvalidType", "", "This value should be of type object.")]
+    field_id = item.get("id")
+    definition = definitions.get(field_id) if isinstance(field_id, int) else None
+    if definition is None:
+        return [ItemError("NotFound", "id", "Custom field not found.")]
+    unsupported = sorted(set(item) - {"id", "enums", "request_id"})
+    if unsupported:
+        message = "The emulator edits a field's enums only."
+        return [ItemError("NotSupported", key, message) for key in unsupported]
+    enums = item.get("enums")
+    if definition.type not in ENUM_TYPES or not isinstance(enums, list) or not enums:
+        return [ItemError("NotBlank", "enums", "This value should not be blank.")]
+    errors: list[ItemError] = []
+    for position, enum in enumerate(enums):
+        if not isinstance(enum, dict) or not isinstance(enum.get("value"), str):
+            message = "This value should not be blank."
+            errors.append(ItemError("NotBlank", f"enums.{position}.value", message))
+        elif "id" in enum and definition.enum_by_id(enum["id"]) is None:
+            errors.append(ItemError("NotFound", f"enums.{position}.id", "Enum not found."))
+    return errors
+
+
+def replace_enums(
+    definition: CustomField, enums: Sequence[Mapping[str, Any]], new_id: Callable[[], int]
+) -> None:
+    """The list field's options become ``enums``, as amoCRM does on a PATCH: an item with an
+    ``id`` keeps that option (value and sort as sent), one without is a new option, and an
+    option left out is dropped."""
+    replaced: list[dict[str, Any]] = []
+    for position, enum in enumerate(enums):
+        sort = enum.get("sort", 500 + 10 * position)
+        enum_id = enum["id"] if "id" in enum else new_id()
+        replaced.append({"id": enum_id, "value": enum["value"], "sort": sort})
+    definition.enums = sorted(replaced, key=lambda enum: (enum["sort"], enum["id"]))
 
 
 def stored_entry(definition: CustomField, values: list[dict[str, Any]]) -> dict[str, Any]:
