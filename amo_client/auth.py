@@ -6,19 +6,27 @@ is written to the token store, durably, before anything uses it; a crash after t
 refresh but before the write would otherwise lock the worker out for good. Two
 threads that need a refresh at once share one: the second waits for the first and
 takes its result (single-flight), so a refresh token is never sent twice.
+
+Other processes (an admin's ``check`` or ``once`` next to the running service) share
+the token file. A refresh happens under an exclusive lock on the file (when the store
+offers one, as :class:`FileTokenStore` does) and starts by reading the file again: a
+pair newer than the one in memory is taken as it is, not refreshed. A 401 and a
+refused refresh also read the file again before anything is decided.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from amo_client.errors import AuthorizationRequired
 
@@ -71,11 +79,33 @@ class TokenStore(Protocol):
     def save(self, pair: TokenPair) -> None: ...
 
 
+@runtime_checkable
+class SharedTokenStore(TokenStore, Protocol):
+    """A store other processes use too: a refresh holds its lock from re-read to save."""
+
+    def exclusive(self) -> AbstractContextManager[None]: ...
+
+
 class FileTokenStore:
-    """A JSON file, mode 0600, replaced atomically (temp file, fsync, rename, fsync dir)."""
+    """A JSON file, mode 0600, replaced atomically (temp file, fsync, rename, fsync dir).
+
+    :meth:`exclusive` locks ``<name>.lock`` next to it with ``flock``, across processes
+    and across stores of the same path within one process.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing the only descriptor releases the lock
 
     def load(self) -> TokenPair | None:
         try:
@@ -190,7 +220,7 @@ class OAuthTokens:
 
     def adopt(self, pair: TokenPair) -> None:
         """Store a pair obtained elsewhere (an authorization-code exchange), then use it."""
-        with self._lock:
+        with self._lock, self._exclusive():
             self.store.save(pair)
             self._pair = pair
 
@@ -198,23 +228,37 @@ class OAuthTokens:
         pair = self.current()
         if pair is None:
             raise AuthorizationRequired(f"no OAuth tokens are stored yet: {REAUTHORISE_HINT}")
-        if pair.expires_within(self._refresh_ahead, self._clock()):
-            pair = self._refresh_once(pair.access_token, refresh)
+        if self._expiring(pair):
+            pair = self._refresh_once(pair.access_token, refresh, ahead=True)
         return pair.access_token
 
     def after_unauthorized(self, rejected: str, refresh: Callable[[str], TokenPair]) -> bool:
-        pair = self._refresh_once(rejected, refresh)
+        pair = self._refresh_once(rejected, refresh, ahead=False)
         return pair.access_token != rejected
 
-    def _refresh_once(self, stale_access: str, refresh: Callable[[str], TokenPair]) -> TokenPair:
-        """Refresh unless another thread already replaced ``stale_access``."""
-        with self._lock:
-            pair = self._pair if self._pair is not None else self.store.load()
+    def _exclusive(self) -> AbstractContextManager[None]:
+        if isinstance(self.store, SharedTokenStore):
+            return self.store.exclusive()
+        return nullcontext()
+
+    def _expiring(self, pair: TokenPair) -> bool:
+        return pair.expires_within(self._refresh_ahead, self._clock())
+
+    def _refresh_once(
+        self, stale_access: str, refresh: Callable[[str], TokenPair], *, ahead: bool
+    ) -> TokenPair:
+        """A pair to use instead of ``stale_access``.
+
+        The store's pair if another holder (thread or process) already replaced it, else a
+        fresh one. With ``ahead`` the store's pair must not be about to expire either.
+        """
+        with self._lock, self._exclusive():
+            pair = self.store.load()
             if pair is None:
                 raise AuthorizationRequired(f"no OAuth tokens are stored: {REAUTHORISE_HINT}")
-            if pair.access_token != stale_access:
+            if pair.access_token != stale_access and not (ahead and self._expiring(pair)):
                 self._pair = pair
-                return pair  # someone refreshed while this thread waited
+                return pair  # another holder refreshed while this one waited
             if pair.refresh_token == self._refused:
                 raise AuthorizationRequired(
                     f"the stored refresh token was already refused: {REAUTHORISE_HINT}"
@@ -222,6 +266,11 @@ class OAuthTokens:
             try:
                 fresh = refresh(pair.refresh_token)
             except AuthorizationRequired:
+                # A holder that writes without the lock may have spent it first.
+                newer = self.store.load()
+                if newer is not None and newer.refresh_token != pair.refresh_token:
+                    self._pair = newer
+                    return newer
                 self._refused = pair.refresh_token
                 raise
             # Persist before anyone can use it: the old refresh token is already dead.

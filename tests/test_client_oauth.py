@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -405,3 +407,132 @@ def test_the_client_refreshes_into_a_file_store(
     # A new process starting from the file carries on without authorising again.
     again, _ = oauth_client(fake, clock, store=MemoryTokenStore(saved))
     assert again.account().id == fake.account_id
+
+
+# ---------------------------------------------------------------- several holders of one file
+
+WORKER_SCRIPT = """
+import sys
+from pathlib import Path
+
+from amo_client.auth import FileTokenStore, OAuthApp, OAuthTokens
+from amo_client.client import AmoClient
+
+url, path, client_id, secret, redirect, rounds = sys.argv[1:]
+app = OAuthApp(client_id, secret, redirect)
+tokens = OAuthTokens(app, FileTokenStore(Path(path)), refresh_ahead=1e12)
+with AmoClient(url, tokens) as amo:
+    for _ in range(int(rounds)):
+        amo.account()
+"""
+
+
+def file_holder(fake: FakeAmoCRM, clock: FakeClock, path: Path, **options: float) -> AmoClient:
+    """A client with a token store of its own on ``path``, as another process would have."""
+    tokens = OAuthTokens(oauth_app(fake), FileTokenStore(path), clock=clock.time, **options)
+    return AmoClient(
+        fake.base_url,
+        tokens,
+        transport=fake.transport,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        clock=clock.time,
+    )
+
+
+@pytest.mark.parametrize("how", ["ahead of expiry", "after a 401"])
+def test_a_holder_takes_the_pair_another_holder_refreshed_from_the_file(
+    fake: FakeAmoCRM, clock: FakeClock, token_file: Path, how: str
+) -> None:
+    FileTokenStore(token_file).save(seeded_pair(fake, clock))
+    service = file_holder(fake, clock, token_file)
+    admin = file_holder(fake, clock, token_file)
+    service.account()  # the service holds the first pair in memory
+
+    if how == "ahead of expiry":
+        clock.advance(86400 - 60)
+    else:
+        fake.expire_access_tokens()
+    admin.account()  # the admin's process refreshes first: the first pair is spent
+    assert refresh_grants(fake) == 1
+
+    assert service.account().id == fake.account_id
+    assert refresh_grants(fake) == 1
+    assert fake.refresh_reuse_attempts == 0
+    assert isinstance(service.credentials, OAuthTokens)
+    assert service.credentials.current() == FileTokenStore(token_file).load()
+
+
+def test_a_holder_whose_refresh_token_was_spent_without_the_lock_takes_the_newer_pair(
+    fake: FakeAmoCRM, clock: FakeClock, token_file: Path
+) -> None:
+    FileTokenStore(token_file).save(seeded_pair(fake, clock))
+    service = file_holder(fake, clock, token_file)
+    service.account()
+    spent = FileTokenStore(token_file).load()
+    assert spent is not None
+    # Another holder refreshes and writes the file while this one is already refreshing.
+    issued = fake.issue_token_pair()
+    newer = TokenPair(issued.access_token, issued.refresh_token, clock.time() + 86400)
+    fake.revoke_tokens()
+
+    def refuse_after_writing(refresh_token: str) -> TokenPair:
+        FileTokenStore(token_file).save(newer)
+        raise AuthorizationRequired("refused")
+
+    assert isinstance(service.credentials, OAuthTokens)
+    assert service.credentials.after_unauthorized(spent.access_token, refuse_after_writing)
+    assert service.credentials.current() == newer
+
+
+def test_threads_with_stores_of_their_own_never_present_a_spent_refresh_token(
+    clock: FakeClock, token_file: Path
+) -> None:
+    # Access tokens live on after a refresh, so refresh tokens are the only thing contended.
+    fake = make_fake(clock, revoke_access_on_refresh=False)
+    FileTokenStore(token_file).save(seeded_pair(fake, clock))
+    rounds = 10
+    # Every call refreshes first: the holders race on the file all the time.
+    holders = [file_holder(fake, clock, token_file, refresh_ahead=1e12) for _ in range(2)]
+    lock = threading.Lock()
+    turn = iter(range(2))
+
+    def work() -> None:
+        with lock:
+            holder = holders[next(turn)]
+        for _ in range(rounds):
+            holder.account()
+
+    assert run_in_threads(2, work) == [None, None]
+    assert fake.refresh_reuse_attempts == 0
+    assert refresh_grants(fake) == 2 * rounds
+
+
+def test_processes_sharing_the_token_file_never_present_a_spent_refresh_token(
+    clock: FakeClock, token_file: Path
+) -> None:
+    fake = make_fake(clock, max_requests_per_second=None, revoke_access_on_refresh=False)
+    FileTokenStore(token_file).save(seeded_pair(fake, clock))
+    rounds = 8
+    with fake.serve() as server:
+        arguments = [
+            server.url,
+            str(token_file),
+            fake.client_id,
+            fake.client_secret,
+            fake.redirect_uri,
+            str(rounds),
+        ]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER_SCRIPT, *arguments],
+                cwd=Path(__file__).resolve().parent.parent,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        errors = [process.communicate(timeout=60)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    assert fake.refresh_reuse_attempts == 0
+    assert refresh_grants(fake) == 2 * rounds
