@@ -72,6 +72,14 @@ def test_each_odd_shape_answers_a_list_read(
     assert ids_of(api.get("/api/v4/leads")) == lead_ids
 
 
+def test_a_cut_answer_to_an_empty_list_is_a_200_with_half_a_body(
+    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef
+) -> None:
+    fake.odd_answer_next("truncated", path="/api/v4/leads")
+    cut = api.get("/api/v4/leads")
+    assert (cut.status_code, cut.content) == (200, b'{"_embed')
+
+
 def test_the_list_key_comes_from_the_path(
     fake: FakeAmoCRM, api: httpx.Client, lead_ids: list[int]
 ) -> None:

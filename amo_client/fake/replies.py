@@ -150,7 +150,8 @@ def odd_reply(shape: OddShape, served: Reply, key: str) -> Reply:
         return fixed[shape]
     if shape == "truncated":
         body = served.body or encode({"_embedded": {}})
-        return Reply(served.status, body[: len(body) // 2], served.content_type or HAL_JSON)
+        status = served.status if served.body else 200
+        return Reply(status, body[: len(body) // 2], served.content_type or HAL_JSON)
     payload = _decoded(served.body)
     embedded = payload.get("_embedded") if isinstance(payload, dict) else None
     embedded = embedded if isinstance(embedded, dict) else {}
