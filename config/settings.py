@@ -130,7 +130,10 @@ class Settings(BaseSettings):
         description="Comma-separated tags that mark a non-standard request (overrides policy).",
     )
     sla_emergency_tags: TagList | None = Field(
-        None, description="Comma-separated tags that mark an outage (overrides policy)."
+        None,
+        description="Comma-separated tags that mark an emergency (overrides policy). They act "
+        "only under a policy with an emergency reaction calendar, such as `prime_gate.toml`; "
+        "the built-in CRMBP policy has none.",
     )
     sla_class_field: str | None = Field(
         None,
@@ -165,20 +168,25 @@ class Settings(BaseSettings):
 
     # --- tasks -----------------------------------------------------------------------------
     sla_task_type_id: int = Field(
-        1, ge=1, description="Task type for breach tasks (1 = «Связаться» in every account)."
+        1,
+        ge=1,
+        description="Task type for breach tasks (1 = «Связаться» in every account); "
+        "`check` confirms the account has it.",
     )
     sla_task_text: str = Field(
         "Просрочена реакция по обращению «{lead_name}» (#{lead_id}), тариф «{tariff}»: "
         "срок реакции истёк {due}.",
-        description="Reaction-breach task text. Placeholders: {lead_id}, {lead_name}, "
-        "{tariff}, {request_class}, {due}.",
+        description="Reaction-breach task text. Placeholders: {lead_id} (a number), "
+        "{lead_name}, {tariff}, {request_class}, {due} (texts); a template they cannot fill "
+        "in stops the worker at start.",
     )
     sla_task_due_minutes: int = Field(
         60, ge=0, description="The task is due this many minutes after it is created."
     )
     sla_supervisor_user_id: int | None = Field(
         None,
-        description="When set, a resolution breach creates one task for this user.",
+        description="When set, a resolution breach creates one task for this user; `check` "
+        "confirms it is an active user of the account.",
     )
     sla_resolution_task_text: str = Field(
         "Просрочено решение по обращению «{lead_name}» (#{lead_id}), тариф «{tariff}»: "

@@ -126,7 +126,7 @@ def seed(fake: FakeAmoCRM) -> tuple[PipelineRef, list[Sample], list[Happening]]:
     # По факту, non-standard.
     lead("Интеграция с 1С", "По факту, нестандартное", ["По факту", "Нестандартное"],
          _at(5, 9, 15), anna)  # fmt: skip
-    # An outage: reaction on the round-the-clock calendar.
+    # An «авария» tag: CRMBP has no emergency rule, so an ordinary «Приоритет» request.
     outage = lead("Сервер недоступен", "Приоритет, авария", ["Приоритет", "авария"],
                   _at(5, 9, 50), oleg)  # fmt: skip
     # On hold, waiting for the customer.
