@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from amo_client.errors import AuthorizationRequired
+from amo_client.redaction import SecretRegistry
 
 REFRESH_AHEAD_SECONDS = 300.0
 REAUTHORISE_HINT = (
@@ -192,7 +193,11 @@ class OAuthApp:
 
 
 class OAuthTokens:
-    """The current pair behind a store, refreshed single-flight."""
+    """The current pair behind a store, refreshed single-flight.
+
+    Given ``secrets``, the app's client secret and every pair loaded or stored go into
+    that registry, so a log pipeline reading it masks them.
+    """
 
     def __init__(
         self,
@@ -201,9 +206,13 @@ class OAuthTokens:
         *,
         clock: Callable[[], float] = time.time,
         refresh_ahead: float = REFRESH_AHEAD_SECONDS,
+        secrets: SecretRegistry | None = None,
     ) -> None:
         self.app = app
         self.store = store
+        self.secrets = secrets
+        if secrets is not None:
+            secrets.add(app.client_secret)
         self._clock = clock
         self._refresh_ahead = refresh_ahead
         self._lock = threading.Lock()
@@ -215,13 +224,13 @@ class OAuthTokens:
     def current(self) -> TokenPair | None:
         with self._lock:
             if self._pair is None:
-                self._pair = self.store.load()
+                self._pair = self._load()
             return self._pair
 
     def adopt(self, pair: TokenPair) -> None:
         """Store a pair obtained elsewhere (an authorization-code exchange), then use it."""
         with self._lock, self._exclusive():
-            self.store.save(pair)
+            self._save(pair)
             self._pair = pair
 
     def access_token(self, refresh: Callable[[str], TokenPair]) -> str:
@@ -253,7 +262,7 @@ class OAuthTokens:
         fresh one. With ``ahead`` the store's pair must not be about to expire either.
         """
         with self._lock, self._exclusive():
-            pair = self.store.load()
+            pair = self._load()
             if pair is None:
                 raise AuthorizationRequired(f"no OAuth tokens are stored: {REAUTHORISE_HINT}")
             if pair.access_token != stale_access and not (ahead and self._expiring(pair)):
@@ -267,13 +276,24 @@ class OAuthTokens:
                 fresh = refresh(pair.refresh_token)
             except AuthorizationRequired:
                 # A holder that writes without the lock may have spent it first.
-                newer = self.store.load()
+                newer = self._load()
                 if newer is not None and newer.refresh_token != pair.refresh_token:
                     self._pair = newer
                     return newer
                 self._refused = pair.refresh_token
                 raise
             # Persist before anyone can use it: the old refresh token is already dead.
-            self.store.save(fresh)
+            self._save(fresh)
             self._pair = fresh
             return fresh
+
+    def _load(self) -> TokenPair | None:
+        pair = self.store.load()
+        if pair is not None and self.secrets is not None:
+            self.secrets.add_pair(pair)
+        return pair
+
+    def _save(self, pair: TokenPair) -> None:
+        if self.secrets is not None:
+            self.secrets.add_pair(pair)
+        self.store.save(pair)

@@ -7,18 +7,21 @@ of the run (every pair the fake issued, the app's secret, the codes).
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 from structlog.testing import capture_logs
 
-from amo_client.auth import LongLivedToken, MemoryTokenStore, OAuthApp, OAuthTokens
+from amo_client.auth import LongLivedToken, MemoryTokenStore, OAuthApp, OAuthTokens, TokenPair
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError
 from amo_client.fake import FakeAmoCRM
+from amo_client.redaction import KEEP_PAIRS, SecretRegistry
 from tests.client_kit import FakeClock, client_options, make_fake, seeded_pair
 
 CLIENT_SECRET = "cs-Zq8WlV3nT0pXr5kYb2Hj9sMd4Fg7Ce1Ua6Io0Py"
@@ -186,3 +189,57 @@ def test_a_refresh_over_real_http_leaks_nothing_into_httpx_debug_logs(
     assert any(record.name.startswith(("httpx", "httpcore")) for record in caplog.records)
     assert len(store.saved) == 1
     assert_clean(texts_of(captured, caplog), run.all_secrets())
+
+
+# ---------------------------------------------------------------- the registry of secrets
+
+
+def test_a_hundred_refreshes_leave_the_registry_bounded_and_the_current_pair_masked(
+    fake: FakeAmoCRM, clock: FakeClock
+) -> None:
+    registry = SecretRegistry()
+    store = MemoryTokenStore(seeded_pair(fake, clock))
+    app = OAuthApp(fake.client_id, CLIENT_SECRET, fake.redirect_uri)
+    tokens = OAuthTokens(app, store, clock=clock.time, secrets=registry)
+    amo = AmoClient(fake.base_url, tokens, transport=fake.transport, **client_options(clock))
+    for round_number in range(100):
+        if round_number % 2:
+            fake.expire_access_tokens()
+        else:
+            clock.advance(86400 - 60)
+        amo.account()
+
+    assert len(store.saved) == 100
+    recent = store.saved[-KEEP_PAIRS:]
+    assert registry.values() == {CLIENT_SECRET} | {
+        token for pair in recent for token in (pair.access_token, pair.refresh_token)
+    }
+    assert store.saved[0].refresh_token not in registry.values()
+    current = store.saved[-1]
+    line = (
+        f"sent {current.access_token} and "
+        f"refresh_token%3D{quote(current.refresh_token, safe='')} with {CLIENT_SECRET}"
+    )
+    redacted = registry.redact(line)
+    assert redacted == "sent *** and refresh_token%3D*** with ***"
+
+
+def test_the_registry_masks_encoded_forms_and_keeps_only_the_latest_pairs() -> None:
+    registry = SecretRegistry(keep_pairs=2)
+    registry.add("short")  # too short to mask
+    registry.add('fixed"secret/value')
+    pairs = [TokenPair(f"access-{n}", f"refresh-{n}", 0.0) for n in range(3)]
+    for pair in pairs:
+        registry.add_pair(pair)
+    registry.add_pair(pairs[1])  # seen again: the newest, not a second entry
+
+    assert registry.values() == {
+        'fixed"secret/value',
+        "access-1",
+        "refresh-1",
+        "access-2",
+        "refresh-2",
+    }
+    text = json.dumps({"note": 'fixed"secret/value'}) + " " + quote_plus('fixed"secret/value')
+    assert registry.redact(text) == '{"note": "***"} ***'
+    assert registry.redact("access-0 access-1 short") == "access-0 *** short"
