@@ -292,3 +292,13 @@ def plant_raw_value(world: World, lead_id: int, field_name: str, raw: list[dict[
     assert field_id is not None
     with world.fake._lock:
         world.fake._entities["leads"][lead_id].fields[field_id] = raw
+
+
+def delete_field(world: World, field_name: str) -> None:
+    """Delete a lead field the way an admin does in amoCRM's settings: values and all."""
+    field_id = world.fake.field_id(field_name)
+    assert field_id is not None
+    with world.fake._lock:
+        del world.fake._fields["leads"][field_id]
+        for entity in world.fake._entities["leads"].values():
+            entity.fields.pop(field_id, None)

@@ -79,27 +79,27 @@ def _agreed_due(field: CustomFieldValues | None, problems: list[str]) -> datetim
         problems.append(f"{_label(field)} has {len(field.values)} values; the first is used")
     raw = field.values[0].value
     moment: datetime | None = None
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        moment = datetime.fromtimestamp(raw, UTC)
-    elif isinstance(raw, str) and raw.strip():
-        text = raw.strip()
-        try:
+    try:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            moment = datetime.fromtimestamp(raw, UTC)
+        elif isinstance(raw, str) and raw.strip():
+            text = raw.strip()
             moment = (
                 datetime.fromtimestamp(int(text), UTC)
                 if text.lstrip("-").isdigit()
                 else datetime.fromisoformat(text)
             )
-        except (ValueError, OverflowError):
-            moment = None
-        if moment is not None and moment.tzinfo is None:
-            problems.append(f"{_label(field)} value {raw!r} has no time zone; ignored")
-            return None
+        if moment is not None and field.field_type == "date":
+            # A date without a time allows the whole of that day.
+            moment += timedelta(days=1)
+    except (ValueError, OverflowError, OSError):
+        moment = None  # out of any calendar's range, or not a date at all
+    if moment is not None and moment.tzinfo is None:
+        problems.append(f"{_label(field)} value {raw!r} has no time zone; ignored")
+        return None
     if moment is None:
         problems.append(f"{_label(field)} value {raw!r} is not a date; ignored")
         return None
-    if field.field_type == "date":
-        # A date without a time allows the whole of that day.
-        moment += timedelta(days=1)
     return moment
 
 
