@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -121,17 +121,6 @@ def read_value(field: CustomFieldValues | None, spec: FieldSpec) -> Value:
     if spec.type is FieldType.SELECT:
         return first.enum_id
     return _coerce(first.value, spec)
-
-
-def agreed_due(lead: Lead, fields: FieldMap) -> datetime | None:
-    """The date agents typed into «SLA: срок по согласованию». Raises BadFieldValue."""
-    field_id = fields.id_of(SlaField.AGREED_DUE)
-    if field_id is None:
-        return None
-    value = read_value(lead.field(field_id), SPEC_BY_KEY[SlaField.AGREED_DUE])
-    if value is None or isinstance(value, bool):
-        return None
-    return datetime.fromtimestamp(value, tz=UTC)
 
 
 def _coerce(raw: Any, spec: FieldSpec) -> Value:
