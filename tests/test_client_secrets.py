@@ -67,6 +67,9 @@ class Run:
 @pytest.fixture
 def captured(caplog: pytest.LogCaptureFixture) -> Iterator[list[Any]]:
     caplog.set_level(logging.DEBUG)
+    # A logging set-up left by another test may hold these back at WARNING.
+    caplog.set_level(logging.DEBUG, logger="httpx")
+    caplog.set_level(logging.DEBUG, logger="httpcore")
     with capture_logs() as logs:
         yield logs
 
