@@ -11,11 +11,13 @@ from amo_client.fake.core import FakeAmoCRM
 from amo_client.fake.records import (
     LOST_STATUS_ID,
     ODD_SHAPES,
+    RANDOM_FAULT_KINDS,
     WON_STATUS_ID,
     LoggedRequest,
     OddShape,
     PageTurn,
     PipelineRef,
+    RandomFaultKind,
     TokenGrant,
     TokenPair,
 )
@@ -24,6 +26,7 @@ from amo_client.fake.server import FakeServer
 __all__ = [
     "LOST_STATUS_ID",
     "ODD_SHAPES",
+    "RANDOM_FAULT_KINDS",
     "WON_STATUS_ID",
     "FakeAmoCRM",
     "FakeServer",
@@ -31,6 +34,7 @@ __all__ = [
     "OddShape",
     "PageTurn",
     "PipelineRef",
+    "RandomFaultKind",
     "TokenGrant",
     "TokenPair",
 ]

@@ -39,11 +39,12 @@ What it reproduces, because clients written against the documentation trip on it
 from __future__ import annotations
 
 import json
+import random
 import re
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -53,11 +54,14 @@ import httpx
 
 from amo_client.fake.api import Api, Call
 from amo_client.fake.records import (
+    ODD_SHAPES,
+    RANDOM_FAULT_KINDS,
     AccessToken,
     AuthorizationCode,
     Fault,
     LoggedRequest,
     OddShape,
+    RandomFaultKind,
     RefreshToken,
     TokenGrant,
     TokenPair,
@@ -77,6 +81,30 @@ from amo_client.fake.server import FakeServer
 from amo_client.fake.state import AccountState
 
 AUTHORIZATION_CODE_LIFETIME = 20 * 60.0
+SERVER_ERRORS = (500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class _Chance:
+    """Faults drawn at random: each request is hit with probability ``rate``."""
+
+    rate: float
+    kinds: tuple[RandomFaultKind, ...]
+    rng: random.Random
+
+    def draw(self) -> tuple[RandomFaultKind, Fault] | None:
+        if self.rng.random() >= self.rate:
+            return None
+        kind = self.rng.choice(self.kinds)
+        if kind == "rate_limited":
+            return kind, Fault("status", 1, reply=default_error(429))
+        if kind == "server_error":
+            return kind, Fault("status", 1, reply=default_error(self.rng.choice(SERVER_ERRORS)))
+        if kind == "disconnect":
+            return kind, Fault("connect", 1)
+        if kind == "odd_answer":
+            return kind, Fault("odd", 1, shape=self.rng.choice(ODD_SHAPES))
+        return kind, Fault("timeout", 1, after_processing=kind == "timeout_after_processing")
 
 
 @dataclass(frozen=True)
@@ -121,8 +149,9 @@ class FakeAmoCRM(AccountState):
     :meth:`restore_lead`, :meth:`merge_leads`, :meth:`add_status`, :meth:`rename_status`,
     :meth:`delete_status`, :attr:`event_index_delay`, :meth:`release_events`,
     :meth:`on_page`; break it with :meth:`fail_next`,
-    :meth:`odd_answer_next`, :meth:`timeout_next`, :meth:`disconnect_next`, :meth:`block_account`,
-    :meth:`revoke_tokens`; inspect it with :attr:`request_log`, :attr:`rate_limited_total`,
+    :meth:`odd_answer_next`, :meth:`timeout_next`, :meth:`disconnect_next`,
+    :meth:`fault_at_random`, :meth:`block_account`, :meth:`revoke_tokens`; inspect it with
+    :attr:`request_log`, :attr:`rate_limited_total`, :attr:`faults_injected`,
     :meth:`lead`, :attr:`tasks`, :attr:`notes`, :attr:`events`. Every public method is
     thread-safe.
     """
@@ -178,6 +207,8 @@ class FakeAmoCRM(AccountState):
         self._token_grants: list[TokenGrant] = []
 
         self._faults: list[Fault] = []
+        self._chance: _Chance | None = None
+        self._faults_injected: Counter[str] = Counter()
         self._blocked = False
         self._window: deque[float] = deque()
         self._log: list[LoggedRequest] = []
@@ -260,7 +291,12 @@ class FakeAmoCRM(AccountState):
             if fault.matches(method, path):
                 fault.remaining -= 1
                 return fault
-        return None
+        drawn = self._chance.draw() if self._chance is not None else None
+        if drawn is None:
+            return None
+        kind, fault = drawn
+        self._faults_injected[kind] += 1
+        return fault
 
     def _rate_limited(self) -> bool:
         limit = self.max_requests_per_second
@@ -520,9 +556,39 @@ class FakeAmoCRM(AccountState):
         with self._lock:
             self._faults.append(Fault("connect", count, path=path, method=method))
 
+    def fault_at_random(
+        self,
+        rate: float,
+        *,
+        kinds: Sequence[RandomFaultKind] = RANDOM_FAULT_KINDS,
+        seed: int | None = None,
+    ) -> None:
+        """From now on hit each request with probability ``rate`` by a fault drawn from ``kinds``.
+
+        A queued fault (:meth:`fail_next` and the others) still goes first. The kinds are those
+        of :data:`RandomFaultKind`; :attr:`faults_injected` counts them, and ``clear_faults``
+        stops the draw. ``seed`` makes the draws repeatable for one order of requests.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be within 0..1, not {rate}")
+        unknown = sorted(set(kinds) - set(RANDOM_FAULT_KINDS))
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be some of {', '.join(RANDOM_FAULT_KINDS)}: {unknown}")
+        with self._lock:
+            rng = random.Random(seed)  # noqa: S311 - it draws faults, not secrets
+            self._chance = _Chance(rate, tuple(kinds), rng)
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """How many requests :meth:`fault_at_random` hit, by kind."""
+        with self._lock:
+            return dict(self._faults_injected)
+
     def clear_faults(self) -> None:
+        """Drop the queued faults and stop :meth:`fault_at_random`."""
         with self._lock:
             self._faults.clear()
+            self._chance = None
 
     def block_account(self, blocked: bool = True) -> None:
         """While blocked every request gets nginx's HTML 403, as a banned account does."""

@@ -76,6 +76,34 @@ ODD_SHAPES: tuple[OddShape, ...] = (
 )
 
 
+RandomFaultKind = Literal[
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "timeout_after_processing",
+    "disconnect",
+    "odd_answer",
+]
+"""What :meth:`FakeAmoCRM.fault_at_random` may do to a request:
+
+* ``rate_limited``: nginx's HTML 429, the request not served;
+* ``server_error``: a 500, 502, 503 or 504, the request not served;
+* ``timeout``: no answer, the request not served;
+* ``timeout_after_processing``: the request served (a write takes effect), its answer lost;
+* ``disconnect``: the connection refused, the request not served;
+* ``odd_answer``: the request served, its answer replaced by one of :data:`ODD_SHAPES`.
+"""
+
+RANDOM_FAULT_KINDS: tuple[RandomFaultKind, ...] = (
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "timeout_after_processing",
+    "disconnect",
+    "odd_answer",
+)
+
+
 @dataclass
 class Fault:
     """A failure waiting for the next matching requests."""
