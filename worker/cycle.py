@@ -311,7 +311,7 @@ class SyncCycle:
     def _read(
         self,
         setup: AccountSetup,
-        cached: Mapping[int, TrackedLead],
+        cached: dict[int, TrackedLead],
         now: datetime,
         full: bool,
         last_full: int | None,
@@ -326,7 +326,8 @@ class SyncCycle:
             options=self.options.lead_reads,
             check_stop=self._check_stop,
         )
-        tracked, new, touched = _take_leads(cached, leads, full)
+        tracked = cached
+        new, touched = _take_leads(tracked, leads, full)
         forgotten = set(leads.gone)
         for lead_id in leads.gone:
             tracked.pop(lead_id, None)
@@ -476,27 +477,29 @@ class SyncCycle:
 
 
 def _take_leads(
-    cached: Mapping[int, TrackedLead], read: LeadRead, full: bool
-) -> tuple[dict[int, TrackedLead], list[int], set[int]]:
-    """The cache with the leads just read: which are new, which changed."""
-    tracked = dict(cached)
+    tracked: dict[int, TrackedLead], read: LeadRead, full: bool
+) -> tuple[list[int], set[int]]:
+    """Put the leads just read into the cache; returns which are new and which changed.
+
+    The cache is changed in place: a full read replaces every copy, and holding the old
+    ones until the end of the cycle would double its memory."""
     new: list[int] = []
     touched: set[int] = set()
-    for lead_id, lead in read.leads.items():
+    for lead_id, fresh in read.leads.items():
         known = tracked.get(lead_id)
         if known is None:
-            tracked[lead_id] = TrackedLead.of(lead)
+            tracked[lead_id] = fresh
             new.append(lead_id)
             touched.add(lead_id)
-        elif full or lead.updated_at > known.updated_at or _differs(known, lead):
-            # Two changes within one second share an updated_at: compare what they hold.
-            tracked[lead_id] = known.with_lead(lead)
+        elif full or fresh.updated_at > known.updated_at or _differs(known, fresh):
+            tracked[lead_id] = replace(fresh, events=known.events, event_ids=known.event_ids)
             touched.add(lead_id)
-    return tracked, new, touched
+    return new, touched
 
 
-def _differs(known: TrackedLead, lead: Lead) -> bool:
-    return lead.updated_at == known.updated_at and TrackedLead.of(lead).data != known.data
+def _differs(known: TrackedLead, fresh: TrackedLead) -> bool:
+    # Two changes within one second share an updated_at: compare what they hold.
+    return fresh.updated_at == known.updated_at and fresh.data != known.data
 
 
 def _task_due(state: SlaState) -> bool:

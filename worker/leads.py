@@ -47,7 +47,7 @@ class LeadReadOptions:
 class LeadRead:
     """What one read found."""
 
-    leads: Mapping[int, Lead]  # the pipeline's leads read, slimmed, the newest copy of each
+    leads: Mapping[int, TrackedLead]  # the pipeline's leads read, slimmed, newest copy, no events
     gone: frozenset[int]  # tracked leads amoCRM no longer has in the pipeline
     unreadable: frozenset[int]  # leads whose item could not be parsed: keep what is cached
     cursor: int  # unix seconds: the next read starts here (less the overlap)
@@ -123,7 +123,7 @@ class _Reader:
         self.setup = setup
         self.check_stop = check_stop
         self.keep_fields = {*setup.fields.ids.values(), setup.class_field_id}
-        self.leads: dict[int, Lead] = {}
+        self.leads: dict[int, TrackedLead] = {}
         self.elsewhere: set[int] = set()  # seen in another pipeline
         self.unreadable: set[int] = set()
         self.received = 0
@@ -148,7 +148,8 @@ class _Reader:
                 continue  # amoCRM ignored a filter (the account's API filtering is off)
             known = self.leads.get(lead.id)
             if known is None or lead.updated_at >= known.updated_at:
-                self.leads[lead.id] = slim(lead, self.keep_fields)
+                # Kept as JSON at once: 10,000 parsed leads would cost over 100 MB.
+                self.leads[lead.id] = TrackedLead.of(slim(lead, self.keep_fields))
                 self.elsewhere.discard(lead.id)
         if self.started is None:
             self.started = self.client.server_time
