@@ -327,3 +327,34 @@ def test_redact_event_masks_keys_and_values() -> None:
         "count": 3,
         "_record": "untouched",
     }
+
+
+def test_the_services_oauth_tokens_share_the_file_lock_and_the_bounded_log_registry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from amo_client.auth import FileTokenStore, OAuthTokens, TokenPair
+    from config.settings import Settings
+    from worker.app import credentials
+    from worker.logs import secrets
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {
+        "AMO_SUBDOMAIN": "example",
+        "AMO_CLIENT_ID": "client-id",
+        "AMO_CLIENT_SECRET": "client-secret-value",
+        "AMO_REDIRECT_URI": "https://example.com/oauth",
+        "SLA_PIPELINE": "Техподдержка",
+        "SLA_STATE_DIR": str(tmp_path / "state"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    forget_secrets()
+    tokens = credentials(Settings())
+    assert isinstance(tokens, OAuthTokens)
+    # The store itself, not a wrapper: a refresh takes its file lock and re-reads it.
+    assert isinstance(tokens.store, FileTokenStore)
+    assert tokens.secrets is secrets()
+    for number in range(100):
+        tokens.secrets.add_pair(TokenPair(f"access-{number:04}", f"refresh-{number:04}", 1e10))
+    assert redact_text("access-0099 refresh-0099 client-secret-value") == "*** *** ***"
+    assert redact_text("access-0000") == "access-0000"
+    assert len(secrets().values()) == 1 + 2 * 4

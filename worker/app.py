@@ -14,38 +14,19 @@ from pathlib import Path
 
 import httpx
 
-from amo_client.auth import FileTokenStore, LongLivedToken, OAuthApp, OAuthTokens, TokenPair
+from amo_client.auth import FileTokenStore, LongLivedToken, OAuthApp, OAuthTokens
 from amo_client.client import AmoClient, Credentials
 from config.settings import ConfigError, Settings
 from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import SlaField
-from worker.logs import register_secret
+from worker.logs import register_secret, secrets
 from worker.setup import StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions
 
 STORE_FILE = "state.sqlite3"
 LOCK_FILE = "cycle.lock"
-
-
-class SecretRegisteringStore:
-    """A token store that tells the log redactor about every token it hands out or keeps."""
-
-    def __init__(self, inner: FileTokenStore) -> None:
-        self.inner = inner
-
-    def load(self) -> TokenPair | None:
-        pair = self.inner.load()
-        if pair is not None:
-            register_secret(pair.access_token)
-            register_secret(pair.refresh_token)
-        return pair
-
-    def save(self, pair: TokenPair) -> None:
-        register_secret(pair.access_token)
-        register_secret(pair.refresh_token)
-        self.inner.save(pair)
 
 
 def credentials(settings: Settings) -> Credentials:
@@ -60,7 +41,7 @@ def credentials(settings: Settings) -> Credentials:
         client_secret=secret,
         redirect_uri=settings.amo_redirect_uri or "",
     )
-    return OAuthTokens(app, SecretRegisteringStore(FileTokenStore(settings.token_file)))
+    return OAuthTokens(app, FileTokenStore(settings.token_file), secrets=secrets())
 
 
 def build_client(

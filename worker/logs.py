@@ -25,16 +25,16 @@ import json
 import logging
 import re
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from enum import Enum
 from pathlib import PurePath
 from typing import Final, TextIO
-from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from amo_client.redaction import SecretRegistry
 
 MASK: Final = "***"
 
@@ -96,8 +96,7 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 # the logs and real tokens and secrets are far longer.
 MIN_SECRET_LENGTH: Final = 6
 
-_secrets_lock = threading.Lock()
-_secret_forms: tuple[str, ...] = ()
+_secrets = SecretRegistry(min_length=MIN_SECRET_LENGTH)
 _renders_json = False
 _HANDLER_MARK: Final = "_amo_sla_handler"
 
@@ -105,30 +104,28 @@ _QUIET_LIBRARIES: Final = ("httpx", "apscheduler")
 _ALWAYS_QUIET_LIBRARIES: Final = ("httpcore", "hpack", "h11")
 
 
+def secrets() -> SecretRegistry:
+    """The process's registry of values to mask: give it to whatever holds rotating tokens."""
+    return _secrets
+
+
 def register_secret(value: str | None) -> None:
     """Mask ``value`` wherever it appears in any later log line (also JSON- and URL-encoded).
 
     Empty values and values shorter than :data:`MIN_SECRET_LENGTH` are ignored.
     """
-    global _secret_forms  # noqa: PLW0603 - one process-wide registry, replaced atomically
-    if value is None or len(value) < MIN_SECRET_LENGTH:
-        return
-    forms = {value, json.dumps(value)[1:-1], quote(value, safe=""), quote_plus(value)}
-    with _secrets_lock:
-        # Longest first so a secret containing another one is masked whole.
-        _secret_forms = tuple(sorted(set(_secret_forms) | forms, key=len, reverse=True))
+    _secrets.add(value)
 
 
 def forget_secrets() -> None:
     """Empty the registry (tests and re-configuration)."""
-    global _secret_forms  # noqa: PLW0603
-    with _secrets_lock:
-        _secret_forms = ()
+    global _secrets  # noqa: PLW0603 - one process-wide registry, replaced whole
+    _secrets = SecretRegistry(min_length=MIN_SECRET_LENGTH)
 
 
 def redact_text(text: str) -> str:
     """``text`` with registered secrets and secret-looking fragments replaced by ``***``."""
-    for form in _secret_forms:
+    for form in _secrets.forms():
         if form in text:
             text = text.replace(form, MASK)
     for pattern, replacement in _PATTERNS:
