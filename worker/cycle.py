@@ -41,7 +41,7 @@ from amo_client.client import AmoClient
 from amo_client.errors import StopRequested
 from amo_client.models import Event, Lead
 from sla.policy import Policy
-from sla.state import LeadEvent, SlaState, compute_sla
+from sla.state import LOST, WON, LeadEvent, SlaState, compute_sla
 from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
 from worker.events import (
     STRUCTURAL_EVENTS,
@@ -56,7 +56,7 @@ from worker.events import (
 from worker.fields import SlaField, changed_values
 from worker.leads import LeadRead, LeadReadOptions, read_leads
 from worker.mapping import lead_facts
-from worker.setup import LOST, WON, AccountSetup, StageOptions, resolve_setup
+from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
 from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, plan_tasks
 from worker.writes import PlannedWrite, apply_writes, with_written

@@ -22,8 +22,9 @@ import structlog
 from amo_client.client import AmoClient
 from amo_client.errors import InvalidItem
 from amo_client.models import Lead
+from sla.state import LOST, WON
 from worker.cache import TrackedLead, slim
-from worker.setup import LOST, WON, AccountSetup
+from worker.setup import AccountSetup
 
 log = structlog.get_logger("worker.leads")
 

@@ -12,11 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from amo_client.models import CustomField, Pipeline
-from sla.state import StageRoles
+from sla.state import LOST, WON, StageRoles
 from worker.errors import FatalError
 from worker.fields import FIELD_SPECS, STATUS_OPTIONS, FieldMap, FieldSpec, SlaField
-
-WON, LOST = 142, 143
 
 
 @dataclass(frozen=True)
