@@ -1,0 +1,102 @@
+"""Pieces of the stateful cycle test: a worker killed mid-request, the oracle's views of a lead.
+
+The oracle is :func:`tests.cycle_kit.engine_state` (the engine on the lead's whole history as
+the fake holds it); :func:`engine_state_without` is the same with some events left out, the
+history as the worker could see it while those events were not yet listed by the feed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import httpx
+
+from amo_client.models import Event
+from sla.state import SlaState
+from tests.cycle_kit import LOST, WON, World, lead_of
+from worker.explain import explain
+from worker.tasks import MARKERS, BreachClock
+
+
+class Killed(BaseException):
+    """The worker's process dies here: nothing after this line of the cycle runs."""
+
+
+class KillingTransport(httpx.BaseTransport):
+    """The fake's transport that kills the worker at its ``at``-th request (counting from 1).
+
+    With ``after_processing`` the fatal request reaches amoCRM and takes effect first, as
+    when the process dies while the answer is on its way.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, at: int, *, after_processing: bool) -> None:
+        self.inner = inner
+        self.at = at
+        self.after_processing = after_processing
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        if self.sent == self.at and not self.after_processing:
+            raise Killed(f"killed before request {self.sent}: {request.method} {request.url.path}")
+        response = self.inner.handle_request(request)
+        if self.sent == self.at:
+            raise Killed(f"killed after request {self.sent}: {request.method} {request.url.path}")
+        return response
+
+
+def open_request_ids(world: World) -> list[int]:
+    """The support pipeline's open requests: not deleted, not won or lost."""
+    return sorted(
+        lead_id
+        for lead_id, raw in world.fake.leads.items()
+        if raw["pipeline_id"] == world.support.id and raw["status_id"] not in (WON, LOST)
+    )
+
+
+def live_request_ids(world: World) -> list[int]:
+    """Every lead of the support pipeline that is not deleted."""
+    return sorted(
+        lead_id
+        for lead_id, raw in world.fake.leads.items()
+        if raw["pipeline_id"] == world.support.id
+    )
+
+
+def engine_state_without(
+    world: World, lead_id: int, now: datetime, hidden: frozenset[str]
+) -> SlaState:
+    """The engine on the lead's history without the events ``hidden`` (by id)."""
+    events = [
+        Event.model_validate(raw)
+        for raw in world.fake.lead_events(lead_id)
+        if str(raw["id"]) not in hidden
+    ]
+    return explain(
+        lead_of(world, lead_id),
+        events,
+        policy=world.policy,
+        roles=world.roles(),
+        now=now,
+        agreed_due_field_id=world.fake.field_id("SLA: срок по согласованию"),
+    ).state
+
+
+def breached_clocks(state: SlaState) -> set[BreachClock]:
+    found: set[BreachClock] = set()
+    if state.reaction.breached:
+        found.add(BreachClock.REACTION)
+    if state.resolution.breached:
+        found.add(BreachClock.RESOLUTION)
+    return found
+
+
+def task_counts(world: World) -> Counter[tuple[int, BreachClock]]:
+    """The worker's tasks in the fake, by lead and clock, found by their marker lines."""
+    counts: Counter[tuple[int, BreachClock]] = Counter()
+    for task in world.fake.tasks:
+        for clock, marker in MARKERS.items():
+            if marker in str(task["text"]):
+                counts[(int(task["entity_id"]), clock)] += 1
+    return counts
