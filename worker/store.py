@@ -53,14 +53,21 @@ CREATE INDEX IF NOT EXISTS events_by_lead ON events (lead_id, created_at);
 _CACHE_TABLES = ("meta", "leads", "events")
 
 _RECORD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS task_ledger (
-    lead_id INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS task_record (
+    entity TEXT NOT NULL,
+    entity_id INTEGER NOT NULL,
     clock TEXT NOT NULL,
     state TEXT NOT NULL,
     task_id INTEGER,
     claimed_at INTEGER NOT NULL,
-    PRIMARY KEY (lead_id, clock)
+    PRIMARY KEY (entity, entity_id, clock)
 );
+"""
+# Schema 1 kept the record of lead tasks only.
+_RECORD_FROM_SCHEMA_1 = """
+INSERT OR IGNORE INTO task_record (entity, entity_id, clock, state, task_id, claimed_at)
+    SELECT 'leads', lead_id, clock, state, task_id, claimed_at FROM task_ledger;
+DROP TABLE task_ledger;
 """
 
 
@@ -93,11 +100,12 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    lead_id: int
+    entity_id: int
     clock: str
     mark: TaskMark
     task_id: int | None
     at: int  # unix seconds of the last mark
+    entity: str = "leads"
 
 
 class StateStore:
@@ -128,7 +136,15 @@ class StateStore:
                     self._db.execute(f"DROP TABLE IF EXISTS {table}")
             self._db.executescript(_CACHE_SCHEMA)
         self._db.executescript(_RECORD_SCHEMA)
+        if self._has_table("task_ledger"):
+            self._db.executescript(f"BEGIN IMMEDIATE; {_RECORD_FROM_SCHEMA_1} COMMIT;")
         self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _has_table(self, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self._db.close()
@@ -222,48 +238,55 @@ class StateStore:
         return cursor.rowcount
 
     # --- the record: the task ledger -------------------------------------------------------
-    def ledger_entry(self, lead_id: int, clock: str) -> LedgerEntry | None:
+    # A task is known by the entity it is set on (``leads`` or ``companies``), that entity's id
+    # and its clock: ``reaction``, ``resolution``, or a ledger's own key.
+    def ledger_entry(
+        self, entity_id: int, clock: str, *, entity: str = "leads"
+    ) -> LedgerEntry | None:
         row = self._db.execute(
-            "SELECT state, task_id, claimed_at FROM task_ledger WHERE lead_id = ? AND clock = ?",
-            (lead_id, clock),
+            "SELECT state, task_id, claimed_at FROM task_record "
+            "WHERE entity = ? AND entity_id = ? AND clock = ?",
+            (entity, entity_id, clock),
         ).fetchone()
         if row is None:
             return None
-        return LedgerEntry(lead_id, clock, TaskMark(row[0]), row[1], int(row[2]))
+        return LedgerEntry(entity_id, clock, TaskMark(row[0]), row[1], int(row[2]), entity)
 
-    def claim_task(self, lead_id: int, clock: str, at: int) -> None:
+    def claim_task(self, entity_id: int, clock: str, at: int, *, entity: str = "leads") -> None:
         """Record the intent to create a task, durably, before the request goes out."""
         self._db.execute(
-            "INSERT INTO task_ledger (lead_id, clock, state, task_id, claimed_at) "
-            "VALUES (?, ?, ?, NULL, ?) ON CONFLICT (lead_id, clock) "
+            "INSERT INTO task_record (entity, entity_id, clock, state, task_id, claimed_at) "
+            "VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT (entity, entity_id, clock) "
             "DO UPDATE SET state = excluded.state, claimed_at = excluded.claimed_at "
-            "WHERE task_ledger.state = ?",
-            (lead_id, clock, TaskMark.CLAIMED.value, at, TaskMark.REJECTED.value),
+            "WHERE task_record.state = ?",
+            (entity, entity_id, clock, TaskMark.CLAIMED.value, at, TaskMark.REJECTED.value),
         )
 
-    def record_task(self, lead_id: int, clock: str, task_id: int, at: int) -> None:
+    def record_task(
+        self, entity_id: int, clock: str, task_id: int, at: int, *, entity: str = "leads"
+    ) -> None:
         self._db.execute(
-            "INSERT INTO task_ledger (lead_id, clock, state, task_id, claimed_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (lead_id, clock) "
+            "INSERT INTO task_record (entity, entity_id, clock, state, task_id, claimed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (entity, entity_id, clock) "
             "DO UPDATE SET state = excluded.state, task_id = excluded.task_id",
-            (lead_id, clock, TaskMark.CREATED.value, task_id, at),
+            (entity, entity_id, clock, TaskMark.CREATED.value, task_id, at),
         )
 
-    def reject_task(self, lead_id: int, clock: str, at: int) -> None:
+    def reject_task(self, entity_id: int, clock: str, at: int, *, entity: str = "leads") -> None:
         """amoCRM refused the task: nothing was created; it may be tried again later."""
         self._db.execute(
-            "INSERT INTO task_ledger (lead_id, clock, state, task_id, claimed_at) "
-            "VALUES (?, ?, ?, NULL, ?) ON CONFLICT (lead_id, clock) "
+            "INSERT INTO task_record (entity, entity_id, clock, state, task_id, claimed_at) "
+            "VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT (entity, entity_id, clock) "
             "DO UPDATE SET state = excluded.state, claimed_at = excluded.claimed_at "
-            "WHERE task_ledger.state != ?",
-            (lead_id, clock, TaskMark.REJECTED.value, at, TaskMark.CREATED.value),
+            "WHERE task_record.state != ?",
+            (entity, entity_id, clock, TaskMark.REJECTED.value, at, TaskMark.CREATED.value),
         )
 
     def ledger(self) -> list[LedgerEntry]:
         return [
-            LedgerEntry(int(row[0]), str(row[1]), TaskMark(row[2]), row[3], int(row[4]))
+            LedgerEntry(int(row[1]), str(row[2]), TaskMark(row[3]), row[4], int(row[5]), row[0])
             for row in self._db.execute(
-                "SELECT lead_id, clock, state, task_id, claimed_at FROM task_ledger "
-                "ORDER BY lead_id, clock"
+                "SELECT entity, entity_id, clock, state, task_id, claimed_at FROM task_record "
+                "ORDER BY entity, entity_id, clock"
             )
         ]
