@@ -16,8 +16,8 @@ Requests it spends, by design (amoCRM allows 7 a second):
 
 A steady cycle over unchanged leads therefore costs two requests, whatever the number
 of leads. A full reconcile (the first start, then every ``full_reconcile_interval``)
-reads the account's setup and every open lead again, and the event feed since the
-previous full reconcile.
+reads the account's setup and every open lead again, and the event feed of the last two
+reconcile intervals (events amoCRM lists late).
 
 The cache is stored before any write or task, so a crash after it loses no read; a
 breach task is claimed in the ledger before its request (:mod:`worker.tasks`). A file
@@ -337,7 +337,7 @@ class SyncCycle:
             self.client,
             types=self._event_types,
             cursor=cursor,
-            reread_from=last_full if full else None,
+            reread_from=_reread_from(last_full, self.options) if full else None,
             oldest_lead=min((t.created_at for t in tracked.values()), default=None),
             now=now,
             options=self.options.event_reads,
@@ -500,6 +500,14 @@ def _take_leads(
 def _differs(known: TrackedLead, fresh: TrackedLead) -> bool:
     # Two changes within one second share an updated_at: compare what they hold.
     return fresh.updated_at == known.updated_at and fresh.data != known.data
+
+
+def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
+    """Where a full reconcile reads the feed again from: two reconcile intervals back, so
+    an event amoCRM lists up to one interval late is read at a reconcile after it shows."""
+    if last_full is None:
+        return None
+    return last_full - int(options.full_reconcile_interval.total_seconds())
 
 
 def _task_due(state: SlaState) -> bool:

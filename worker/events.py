@@ -7,8 +7,9 @@ turns up later finds its history there. A lead whose life the buffer does not co
 (created before it, or before the worker's first read) has its history read by id.
 
 amoCRM indexes some events late. The feed's cursor steps back a minute at every read,
-and a full reconcile reads the feed again from the previous full reconcile on; events
-are de-duplicated by id, so reading one twice costs nothing.
+and a full reconcile reads the feed again from two reconcile intervals back, so an event
+listed up to one interval late is still read; events are de-duplicated by id, so reading
+one twice costs nothing.
 """
 
 from __future__ import annotations
