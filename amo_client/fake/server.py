@@ -2,6 +2,7 @@
 
 Answers are the fake's own, byte for byte, except that ``_links`` point at the host the
 client called rather than at the fake's ``base_url``, so ``_links.next`` can be followed.
+An answer whose client has gone (a worker killed mid-request) is dropped quietly.
 """
 
 from __future__ import annotations
@@ -63,13 +64,16 @@ def _handler_for(fake: FakeAmoCRM) -> type[BaseHTTPRequestHandler]:
             if host and "json" in response.headers.get("content-type", ""):
                 # Like amoCRM, links point at the address the client called.
                 content = content.replace(fake.base_url.encode(), f"http://{host}".encode())
-            self.send_response(response.status_code)
-            for key, value in response.headers.items():
-                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    self.send_header(key, value)
-            self.send_header("content-length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
+            try:
+                self.send_response(response.status_code)
+                for key, value in response.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+            except ConnectionError:
+                self.close_connection = True
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
