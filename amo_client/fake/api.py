@@ -43,29 +43,23 @@ from amo_client.fake.replies import (
     problem,
     validation_failed,
 )
-from amo_client.fake.state import SINGULAR, AccountState, Change
+from amo_client.fake.state import (
+    SINGULAR,
+    AccountState,
+    Change,
+    note_content_errors,
+)
 
 T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 LEADS_MAX_LIMIT = 250
 EVENTS_MAX_LIMIT = 100
+NOTES_MAX_LIMIT = 250
 CUSTOM_FIELDS_MAX_LIMIT = 50
 MAX_EVENT_FILTER_IDS = 10
 
 _TASK_ENTITY_TYPES = frozenset({"leads", "contacts", "companies", "customers"})
-_NOTE_EVENTS = {
-    "common": "common_note_added",
-    "call_in": "incoming_call",
-    "call_out": "outgoing_call",
-    "service_message": "service_note_added",
-    "extended_service_message": "service_note_added",
-    "sms_in": "incoming_sms",
-    "sms_out": "outgoing_sms",
-    "attachment": "attachment_note_added",
-    "geolocation": "geo_note_added",
-    "message_cashier": "message_to_cashier_note_added",
-}
 
 
 @dataclass(frozen=True)
@@ -295,6 +289,8 @@ class Api:
             ("GET", r"/api/v4/(leads|companies)/custom_fields/(\d+)", self._get_field),
             ("GET", r"/api/v4/(leads|companies)/notes", self._list_notes),
             ("POST", r"/api/v4/(leads|companies)/notes", self._create_notes),
+            ("PATCH", r"/api/v4/(leads|companies)/notes", self._patch_notes),
+            ("GET", r"/api/v4/(leads|companies)/notes/(\d+)", self._get_note),
             ("GET", r"/api/v4/(leads|companies)/(\d+)/notes", self._list_notes),
             ("POST", r"/api/v4/(leads|companies)/(\d+)/notes", self._create_notes),
             ("GET", r"/api/v4/(leads|companies)", self._list_entities),
@@ -942,14 +938,7 @@ class Api:
         target = entity_id if entity_id is not None else item.get("entity_id")
         if not isinstance(target, int) or target not in self.state._entities[kind]:
             errors.append(ItemError("NotSupportedChoice", "entity_id", "Entity not found."))
-        note_type = item.get("note_type")
-        if note_type not in _NOTE_EVENTS:
-            errors.append(ItemError("NotSupportedChoice", "note_type", "Unknown note type."))
-        params = item.get("params")
-        if note_type in ("common", "service_message") and (
-            not isinstance(params, dict) or not isinstance(params.get("text"), str)
-        ):
-            errors.append(ItemError("NotBlank", "params.text", "This value should not be blank."))
+        errors.extend(note_content_errors(item.get("note_type"), item.get("params")))
         return errors
 
     def _create_notes(self, call: Call, match: re.Match[str]) -> Reply:
@@ -969,27 +958,13 @@ class Api:
         created = []
         for index, item in enumerate(items):
             target = entity_id if entity_id is not None else int(item["entity_id"])
-            note_id = self.state._new_id("note")
-            self.state._notes[note_id] = {
-                "id": note_id,
-                "entity_id": target,
-                "entity_type": kind,
-                "created_by": call.user_id,
-                "updated_by": call.user_id,
-                "created_at": at,
-                "updated_at": at,
-                "responsible_user_id": call.user_id,
-                "group_id": 0,
-                "note_type": item["note_type"],
-                "params": copy.deepcopy(item.get("params") or {}),
-            }
-            self.state._record_event(
-                _NOTE_EVENTS[item["note_type"]],
+            note_id = self.state._store_note(
                 kind,
                 target,
-                call.user_id,
-                at,
-                after=[{"note": {"id": note_id}}],
+                item["note_type"],
+                item.get("params") or {},
+                author=call.user_id,
+                at=at,
             )
             created.append(
                 {
@@ -999,37 +974,120 @@ class Api:
                     "_links": self.state._href(f"/api/v4/{kind}/{target}/notes/{note_id}"),
                 }
             )
-        self.state._touch()
         return hal(
             {"_links": self.state._href(f"/api/v4/{kind}/notes"), "_embedded": {"notes": created}}
         )
 
+    def _note_edit_errors(self, kind: str, item: Any) -> list[ItemError]:
+        if not isinstance(item, dict):
+            return [ItemError("InvalidType", "", "This value should be of type object.")]
+        note_id = item.get("id")
+        note = self.state._notes.get(note_id) if isinstance(note_id, int) else None
+        if note is None or note["entity_type"] != kind:
+            return [ItemError("NotFound", "id", "Note not found.")]
+        note_type = item.get("note_type", note["note_type"])
+        if note_type != note["note_type"]:
+            return [ItemError("NotSupportedChoice", "note_type", "The note type cannot change.")]
+        params = item.get("params")
+        if params is None:
+            return []
+        if not isinstance(params, dict):
+            return [ItemError("InvalidType", "params", "This value should be of type object.")]
+        return note_content_errors(note_type, {**note["params"], **params})
+
+    def _patch_notes(self, call: Call, match: re.Match[str]) -> Reply:
+        """Edit notes in a batch: ``[{"id": ..., "params": {"text": ...}}]``.
+
+        A note whose ``params`` change gets ``updated_at`` now and ``updated_by`` the
+        token's user; its entity is not touched and no event is recorded.
+        """
+        kind = match.group(1)
+        items = call.body
+        if not isinstance(items, list) or not items:
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        rejected = [
+            (_request_id(item, index), errors)
+            for index, item in enumerate(items)
+            if (errors := self._note_edit_errors(kind, item))
+        ]
+        if rejected:
+            return validation_failed(rejected)
+        at = self.state.now()
+        updated = []
+        for index, item in enumerate(items):
+            note = self.state._notes[item["id"]]
+            params = {**note["params"], **copy.deepcopy(item.get("params") or {})}
+            if params != note["params"]:
+                note["params"] = params
+                note["updated_at"] = max(note["updated_at"], at)
+                note["updated_by"] = call.user_id
+                self.state._touch()
+            updated.append(
+                {
+                    "id": note["id"],
+                    "entity_id": note["entity_id"],
+                    "updated_at": note["updated_at"],
+                    "request_id": _request_id(item, index),
+                    "_links": self.state._href(
+                        f"/api/v4/{kind}/{note['entity_id']}/notes/{note['id']}"
+                    ),
+                }
+            )
+        return hal(
+            {"_links": self.state._href(f"/api/v4/{kind}/notes"), "_embedded": {"notes": updated}}
+        )
+
+    def _get_note(self, call: Call, match: re.Match[str]) -> Reply:
+        note = self.state._notes.get(int(match.group(2)))
+        if note is None or note["entity_type"] != match.group(1):
+            return no_content()
+        return hal(self.state._render_note(note))
+
     def _list_notes(self, call: Call, match: re.Match[str]) -> Reply:
+        """Notes of one entity type (or of one entity, by path), filtered and ordered.
+
+        ``filter[id]``, ``filter[entity_id]``, ``filter[note_type]`` and
+        ``filter[updated_at]`` (one timestamp = from then on, or ``[from]``/``[to]``) apply;
+        ``filter[created_at]`` is silently ignored, as practitioners found amoCRM does; with
+        the account's API filtering off every ``filter[...]`` is. ``order[updated_at]`` or
+        ``order[id]``, id ascending by default.
+        """
         kind = match.group(1)
         path_entity = int(match.group(2)) if match.lastindex and match.lastindex >= 2 else None
-
-        def build() -> list[int]:
-            entity_ids = set(
-                as_ints(lookup(call.query, "filter", "entity_id"), "filter[entity_id]")
-            )
-            note_types = set(as_strings(lookup(call.query, "filter", "note_type")))
-            return [
-                note["id"]
-                for note in self.state._notes.values()
-                if note["entity_type"] == kind
-                and (path_entity is None or note["entity_id"] == path_entity)
-                and (not entity_ids or note["entity_id"] in entity_ids)
-                and (not note_types or note["note_type"] in note_types)
-            ]
-
-        notes = self._selection(call, build)
+        notes = self._selection(call, lambda: self._select_notes(kind, path_entity, call.query))
         return self._paged(
             call,
             "notes",
             notes,
             lambda note_id: self.state._render_note(self.state._notes[note_id]),
-            cap=250,
+            cap=NOTES_MAX_LIMIT,
         )
+
+    def _select_notes(
+        self, kind: str, path_entity: int | None, query: dict[str, QueryNode]
+    ) -> list[int]:
+        if not self.state.api_filter_enabled:
+            query = {key: node for key, node in query.items() if key != "filter"}
+
+        def ints(name: str) -> set[int]:
+            return set(as_ints(lookup(query, "filter", name), f"filter[{name}]"))
+
+        ids, entity_ids = ints("id"), ints("entity_id")
+        note_types = set(as_strings(lookup(query, "filter", "note_type")))
+        updated = as_range(lookup(query, "filter", "updated_at"), "filter[updated_at]")
+        selected = [
+            note
+            for note in self.state._notes.values()
+            if note["entity_type"] == kind
+            and (path_entity is None or note["entity_id"] == path_entity)
+            and (not ids or note["id"] in ids)
+            and (not entity_ids or note["entity_id"] in entity_ids)
+            and (not note_types or note["note_type"] in note_types)
+            and _in_range(note["updated_at"], updated)
+        ]
+        order_key, descending = _order(query, ("updated_at", "id"))
+        selected.sort(key=lambda note: (note[order_key], note["id"]), reverse=descending)
+        return [note["id"] for note in selected]
 
 
 def _request_id(item: Any, index: int) -> str:

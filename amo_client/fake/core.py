@@ -28,7 +28,10 @@ What it reproduces, because clients written against the documentation trip on it
   (``api_user_id``), not by 0: amoCRM attributes an integration's actions to the user who
   installed it. ``created_by`` 0 only comes from seeding, for robots.
 * Chat messages, calls and notes are events; they do not change the lead's ``updated_at``,
-  so a poller that reads only ``filter[updated_at]`` misses them.
+  so a poller that reads only ``filter[updated_at]`` misses them. Notes are listed by their
+  own ``updated_at``, which an edit moves; ``filter[created_at]`` on notes is silently
+  ignored; a note deleted in the interface leaves the lists and leaves a
+  ``common_note_deleted`` event behind.
 * Numeric custom field values come back as strings, dates as unix seconds, checkboxes as bools.
 * Churn: leads deleted, restored and merged in the interface, stages added, renamed and
   deleted, events the feed lists late, data changing between the pages of one read (see
@@ -145,8 +148,10 @@ class FakeAmoCRM(AccountState):
 
     Seed it with :meth:`add_pipeline`, :meth:`add_user`, :meth:`add_custom_field`,
     :meth:`add_lead`, :meth:`move_lead`, :meth:`update_lead`, :meth:`add_event`,
-    :meth:`add_task`, :meth:`add_company`; churn it with :meth:`delete_lead`,
-    :meth:`restore_lead`, :meth:`merge_leads`, :meth:`add_status`, :meth:`rename_status`,
+    :meth:`add_task`, :meth:`add_note`, :meth:`add_company`, :meth:`update_company`,
+    :meth:`link_company`; churn it with :meth:`delete_lead`, :meth:`restore_lead`,
+    :meth:`merge_leads`, :meth:`edit_note`, :meth:`delete_note`, :meth:`unlink_company`,
+    :meth:`add_status`, :meth:`rename_status`,
     :meth:`delete_status`, :attr:`event_index_delay`, :meth:`release_events`,
     :meth:`on_page`; break it with :meth:`fail_next`,
     :meth:`odd_answer_next`, :meth:`timeout_next`, :meth:`disconnect_next`,

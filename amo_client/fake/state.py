@@ -43,6 +43,20 @@ from amo_client.fake.replies import ItemError
 SINGULAR = {"leads": "lead", "companies": "company", "contacts": "contact", "customers": "customer"}
 PLURAL = {singular: plural for plural, singular in SINGULAR.items()}
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+# The note types amoCRM takes by POST, and the event each one records on its entity.
+NOTE_EVENTS = {
+    "common": "common_note_added",
+    "call_in": "incoming_call",
+    "call_out": "outgoing_call",
+    "service_message": "service_note_added",
+    "extended_service_message": "service_note_added",
+    "sms_in": "incoming_sms",
+    "sms_out": "outgoing_sms",
+    "attachment": "attachment_note_added",
+    "geolocation": "geo_note_added",
+    "message_cashier": "message_to_cashier_note_added",
+}
+TEXT_NOTE_TYPES = frozenset({"common", "service_message", "extended_service_message"})
 _STAGE_COLORS = ("#99ccff", "#ffff99", "#ffcc66", "#deff81", "#ccc8f9", "#87f2c0", "#f9deff")
 
 
@@ -112,6 +126,7 @@ class AccountState:
         self._tasks: dict[int, dict[str, Any]] = {}
         self._tasks_by_entity: dict[tuple[str, int], list[int]] = {}
         self._notes: dict[int, dict[str, Any]] = {}
+        self._deleted_notes: dict[int, dict[str, Any]] = {}
         self._events: list[StoredEvent] = []
         self._events_by_id: dict[str, StoredEvent] = {}
         self._events_by_entity: dict[tuple[str, int], list[StoredEvent]] = {}
@@ -550,17 +565,75 @@ class AccountState:
         Records the same events an API PATCH does, attributed to ``by_user`` at ``at``
         (default: the server clock); ``updated_at`` becomes the latest change time.
         """
+        item: dict[str, Any] = {"id": lead_id}
+        if status_id is not None:
+            item["status_id"] = status_id
+        if pipeline_id is not None:
+            item["pipeline_id"] = pipeline_id
+        return self._update_entity(
+            "leads",
+            item,
+            by_user=by_user,
+            at=at,
+            name=name,
+            responsible_user_id=responsible_user_id,
+            tags=tags,
+            add_tags=add_tags,
+            remove_tags=remove_tags,
+            custom_fields=custom_fields,
+        )
+
+    def update_company(
+        self,
+        company_id: int,
+        *,
+        by_user: int,
+        at: float | None = None,
+        name: str | None = None,
+        responsible_user_id: int | None = None,
+        tags: Sequence[str] | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
+        custom_fields: Mapping[int, Any] | None = None,
+    ) -> bool:
+        """Change a company as a person in the interface would; False when nothing changed.
+
+        ``custom_fields`` takes what :meth:`add_lead` takes (None as a value clears the
+        field). The company's ``updated_at`` becomes ``at`` (default: the server clock) and
+        each changed field records a ``custom_field_{id}_value_changed`` event on it.
+        """
+        return self._update_entity(
+            "companies",
+            {"id": company_id},
+            by_user=by_user,
+            at=at,
+            name=name,
+            responsible_user_id=responsible_user_id,
+            tags=tags,
+            add_tags=add_tags,
+            remove_tags=remove_tags,
+            custom_fields=custom_fields,
+        )
+
+    def _update_entity(
+        self,
+        kind: str,
+        item: dict[str, Any],
+        *,
+        by_user: int,
+        at: float | None,
+        name: str | None,
+        responsible_user_id: int | None,
+        tags: Sequence[str] | None,
+        add_tags: Sequence[str],
+        remove_tags: Sequence[str],
+        custom_fields: Mapping[int, Any] | None,
+    ) -> bool:
         with self._lock:
-            entity = self._entities["leads"].get(lead_id)
-            if entity is None:
-                raise KeyError(lead_id)
-            item: dict[str, Any] = {"id": lead_id}
+            if item["id"] not in self._entities[kind]:
+                raise KeyError(item["id"])
             if name is not None:
                 item["name"] = name
-            if status_id is not None:
-                item["status_id"] = status_id
-            if pipeline_id is not None:
-                item["pipeline_id"] = pipeline_id
             if responsible_user_id is not None:
                 item["responsible_user_id"] = responsible_user_id
             if tags is not None:
@@ -570,20 +643,20 @@ class AccountState:
             if remove_tags:
                 item["tags_to_delete"] = [{"name": tag} for tag in remove_tags]
             if custom_fields is not None:
+                definitions = self._fields[kind]
                 item["custom_fields_values"] = [
                     {
                         "field_id": field_id,
-                        "values": python_to_values(self._fields["leads"][field_id], value)
-                        if field_id in self._fields["leads"]
+                        "values": python_to_values(definitions[field_id], value)
+                        if field_id in definitions
                         else None,
                     }
                     for field_id, value in custom_fields.items()
                 ]
-            change, errors = self._validate_change("leads", item)
+            change, errors = self._validate_change(kind, item)
             if change is None:
                 raise ValueError("; ".join(f"{error.path}: {error.detail}" for error in errors))
-            when = int(at) if at is not None else self.now()
-            return self._apply_change(change, by_user, when)
+            return self._apply_change(change, by_user, self._when(at))
 
     def add_event(
         self,
@@ -683,6 +756,175 @@ class AccountState:
             task["result"] = {"text": result} if result else []
             task["updated_at"] = self.now()
             self._touch()
+
+    # ------------------------------------------------------------------ notes
+
+    def add_note(
+        self,
+        entity_id: int,
+        text: str | None = None,
+        *,
+        note_type: str = "common",
+        params: Mapping[str, Any] | None = None,
+        created_by: int,
+        at: float | None = None,
+        entity: str = "leads",
+    ) -> int:
+        """A note on a lead (or on a company, ``entity="companies"``) as a person or a PBX adds it.
+
+        ``text`` becomes ``params.text``; ``params`` holds the rest of the note (a call's
+        ``duration`` in seconds, ``phone``, ``uniq``, ``source``, ``link``). The event amoCRM
+        records for the type is recorded too, once, with the note's id in ``value_after``
+        (``common_note_added`` for a common note, ``incoming_call``/``outgoing_call`` for
+        calls). The entity's ``updated_at`` is not touched.
+        """
+        with self._lock:
+            if entity not in self._entities or entity_id not in self._entities[entity]:
+                raise KeyError(entity_id)
+            body = dict(params or {})
+            if text is not None:
+                body["text"] = text
+            errors = note_content_errors(note_type, body)
+            if errors:
+                raise ValueError("; ".join(f"{error.path}: {error.detail}" for error in errors))
+            return self._store_note(
+                entity, entity_id, note_type, body, author=created_by, at=self._when(at)
+            )
+
+    def edit_note(self, note_id: int, text: str, *, by: int, at: float | None = None) -> None:
+        """Change a text note's text as a person does in the interface.
+
+        The note's ``updated_at`` becomes ``at`` (default: the server clock) and its
+        ``updated_by`` becomes ``by``; no event is recorded and the entity is not touched.
+        """
+        with self._lock:
+            note = self._notes.get(note_id)
+            if note is None:
+                raise KeyError(note_id)
+            if note["note_type"] not in TEXT_NOTE_TYPES:
+                raise ValueError(f"a {note['note_type']} note has no text to edit")
+            note["params"]["text"] = text
+            note["updated_at"] = max(note["updated_at"], self._when(at))
+            note["updated_by"] = by
+            self._touch()
+
+    def delete_note(self, note_id: int, *, by: int, at: float | None = None) -> None:
+        """Delete a note as a person does in the interface (the API cannot delete notes).
+
+        The note leaves every list and ``GET .../notes/{id}`` answers 204. A
+        ``common_note_deleted`` event by ``by`` is recorded on the note's entity with
+        ``value_before`` ``[{"note": {"id": note_id}}]`` and an empty ``value_after``: the
+        mirror of ``common_note_added``, as amoCRM's deletion events put what went away in
+        ``value_before`` (the exact shape is not documented).
+        """
+        with self._lock:
+            note = self._notes.pop(note_id, None)
+            if note is None:
+                raise KeyError(note_id)
+            self._deleted_notes[note_id] = note
+            self._record_event(
+                "common_note_deleted",
+                note["entity_type"],
+                note["entity_id"],
+                by,
+                self._when(at),
+                before=[{"note": {"id": note_id}}],
+            )
+            self._touch()
+
+    @property
+    def deleted_note_ids(self) -> list[int]:
+        """Notes deleted in the interface, by id."""
+        with self._lock:
+            return sorted(self._deleted_notes)
+
+    def _store_note(
+        self,
+        kind: str,
+        entity_id: int,
+        note_type: str,
+        params: Mapping[str, Any],
+        *,
+        author: int,
+        at: int,
+    ) -> int:
+        """Keep a checked note and record its event; the new note's id."""
+        note_id = self._new_id("note")
+        self._notes[note_id] = {
+            "id": note_id,
+            "entity_id": entity_id,
+            "entity_type": kind,
+            "created_by": author,
+            "updated_by": author,
+            "created_at": at,
+            "updated_at": at,
+            "responsible_user_id": author or self.owner_id,
+            "group_id": 0,
+            "note_type": note_type,
+            "params": copy.deepcopy(dict(params)),
+        }
+        self._record_event(
+            NOTE_EVENTS[note_type], kind, entity_id, author, at, after=[{"note": {"id": note_id}}]
+        )
+        self._touch()
+        return note_id
+
+    # ------------------------------------------------------------------ companies
+
+    def link_company(
+        self, lead_id: int, company_id: int, *, by: int = 0, at: float | None = None
+    ) -> None:
+        """Link a lead to a company (a lead has at most one: a linked one is replaced).
+
+        The lead's JSON then carries ``_embedded.companies: [{"id": company_id, ...}]`` and
+        its ``updated_at`` becomes ``at``; the lead gets an ``entity_linked`` event whose
+        ``value_after`` is ``[{"link": {"entity": {"id": company_id, "type": "company"}}}]``
+        (and an ``entity_unlinked`` one for a replaced company), as practitioners saw on
+        real accounts.
+        """
+        with self._lock:
+            lead = self._entities["leads"].get(lead_id)
+            if lead is None:
+                raise KeyError(lead_id)
+            if company_id not in self._entities["companies"]:
+                raise KeyError(company_id)
+            if lead.company_ids == [company_id]:
+                return
+            when = self._when(at)
+            for old in lead.company_ids:
+                self._record_link("entity_unlinked", lead_id, old, by, when)
+            lead.company_ids = [company_id]
+            self._record_link("entity_linked", lead_id, company_id, by, when)
+            lead.updated_at = max(lead.updated_at, when)
+            lead.updated_by = by
+            self._touch()
+
+    def unlink_company(self, lead_id: int, *, by: int = 0, at: float | None = None) -> None:
+        """Take the lead's company off it; ``updated_at`` and events as :meth:`link_company`."""
+        with self._lock:
+            lead = self._entities["leads"].get(lead_id)
+            if lead is None:
+                raise KeyError(lead_id)
+            if not lead.company_ids:
+                return
+            when = self._when(at)
+            for old in lead.company_ids:
+                self._record_link("entity_unlinked", lead_id, old, by, when)
+            lead.company_ids = []
+            lead.updated_at = max(lead.updated_at, when)
+            lead.updated_by = by
+            self._touch()
+
+    def _record_link(
+        self, event_type: str, lead_id: int, company_id: int, by: int, at: int
+    ) -> None:
+        if not self.record_change_events:
+            return
+        link = [{"link": {"entity": {"id": company_id, "type": "company"}}}]
+        if event_type == "entity_linked":
+            self._record_event(event_type, "leads", lead_id, by, at, after=link)
+        else:
+            self._record_event(event_type, "leads", lead_id, by, at, before=link)
 
     # ------------------------------------------------------------------ churn
 
@@ -1321,9 +1563,11 @@ class AccountState:
         return out
 
     def _render_note(self, note: dict[str, Any]) -> dict[str, Any]:
-        out = copy.deepcopy(note)
+        out = {key: copy.deepcopy(value) for key, value in note.items() if key != "entity_type"}
         out["account_id"] = self.account_id
-        out["_links"] = self._href(f"/api/v4/leads/{note['entity_id']}/notes/{note['id']}")
+        out["_links"] = self._href(
+            f"/api/v4/{note['entity_type']}/{note['entity_id']}/notes/{note['id']}"
+        )
         return out
 
     def _render_pipeline(self, pipeline: Pipeline) -> dict[str, Any]:
@@ -1404,3 +1648,23 @@ def _field_event_values(
         }
         for value in values or []
     ]
+
+
+def note_content_errors(note_type: Any, params: Any) -> list[ItemError]:
+    """What amoCRM refuses in a new note's type and ``params``."""
+    errors: list[ItemError] = []
+    if note_type not in NOTE_EVENTS:
+        errors.append(ItemError("NotSupportedChoice", "note_type", "Unknown note type."))
+    if params is not None and not isinstance(params, dict):
+        errors.append(ItemError("InvalidType", "params", "This value should be of type object."))
+    elif note_type in TEXT_NOTE_TYPES:
+        text = (params or {}).get("text")
+        if not isinstance(text, str) or not text.strip():
+            errors.append(ItemError("NotBlank", "params.text", "This value should not be blank."))
+    elif note_type in ("call_in", "call_out"):
+        duration = (params or {}).get("duration", 0)
+        if not isinstance(duration, int) or isinstance(duration, bool) or duration < 0:
+            errors.append(
+                ItemError("InvalidType", "params.duration", "This value should be of type int.")
+            )
+    return errors
