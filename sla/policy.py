@@ -49,9 +49,21 @@ value is a :class:`PolicyError` that names the key)::
     reaction = "3h"
     resolution = "by agreement"
 
+    [quotas.setups]                       # optional: free requests of one kind per company
+    name = "Настройки"                    # optional, defaults to the table key
+    tag = "Настройка"                     # the request tag that makes a request count
+    months = 12                           # optional: the sliding window, in calendar months
+    [quotas.setups.limits]                # tariff name = free requests per window; a tariff
+    "Приоритет" = 2                       # not listed has no such quota
+
+    [extra_hour_rates]                    # optional: package hours = ₽ per hour over it
+    "2" = 3500
+    "5" = 3000
+
 Tags are compared ignoring case, surrounding spaces and repeated inner spaces
 (:func:`normalize_tag`). A tag may belong to one tariff, one class or the
-emergency list, never to two of them. Emergency tags matter only with an
+emergency list, never to two of them; a quota's tag is no tariff's tag and no
+other quota's. Emergency tags matter only with an
 emergency ``reaction_calendar``: the policy then runs an emergency's reaction
 clock on it (seed 003 §3: on days off only emergencies get a reaction).
 """
@@ -63,6 +75,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
@@ -75,6 +88,7 @@ __all__ = [
     "DEFAULT_REACTION_EVENT_TYPES",
     "Policy",
     "PolicyError",
+    "Quota",
     "RequestClass",
     "Targets",
     "Tariff",
@@ -146,6 +160,39 @@ class Tariff:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """How many requests of one kind (those carrying ``tag``) a company gets free within
+    ``months`` calendar months, by tariff name; a tariff not in ``limits`` has no such quota."""
+
+    name: str
+    tag: str
+    limits: Mapping[str, int]
+    months: int = 12
+    key: str = field(default="", compare=False)  # the TOML table key (quotas.KEY), for messages
+
+    @property
+    def path(self) -> str:
+        return f"quotas.{_key(self.key or self.name)}"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+        if not self.name.strip():
+            raise PolicyError(f"{self.path}.name", "cannot be empty")
+        if not normalize_tag(self.tag):
+            raise PolicyError(f"{self.path}.tag", "a tag cannot be empty")
+        if self.months < 1:
+            raise PolicyError(f"{self.path}.months", f"must be at least 1, got {self.months}")
+        for tariff, limit in self.limits.items():
+            if limit < 0:
+                raise PolicyError(
+                    f"{self.path}.limits.{_key(tariff)}", f"cannot be negative, got {limit}"
+                )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.tag, tuple(sorted(self.limits.items())), self.months))
+
+
+@dataclass(frozen=True)
 class Policy:
     tariffs: tuple[Tariff, ...]  # order = precedence when a lead carries several tariff tags
     class_tags: Mapping[RequestClass, tuple[str, ...]]
@@ -161,6 +208,9 @@ class Policy:
     zone: ZoneInfo = MOSCOW  # the zone a lead's instants are reported in
     name: str = ""
     calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)  # by TOML name
+    quotas: tuple[Quota, ...] = ()
+    # Hour packages: the price of an hour over a package, by the package's hours.
+    extra_hour_rates: Mapping[Decimal, Decimal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tariffs", tuple(self.tariffs))
@@ -172,6 +222,8 @@ class Policy:
         object.__setattr__(self, "emergency_tags", tuple(self.emergency_tags))
         object.__setattr__(self, "reaction_event_types", frozenset(self.reaction_event_types))
         object.__setattr__(self, "calendars", MappingProxyType(dict(self.calendars)))
+        object.__setattr__(self, "quotas", tuple(self.quotas))
+        object.__setattr__(self, "extra_hour_rates", MappingProxyType(dict(self.extra_hour_rates)))
         if not 0 < self.at_risk_fraction <= 1:
             raise PolicyError("at_risk_fraction", "must be more than 0 and at most 1")
         if self.acceptance_period <= timedelta(0):
@@ -185,6 +237,17 @@ class Policy:
                 "default_tariff", f"no tariff is named {self.default_tariff!r} ({_listing(names)})"
             )
         _check_tag_owners(self)
+        _check_quotas(self)
+        for hours, rate in self.extra_hour_rates.items():
+            if not hours > 0 or not rate > 0:
+                raise PolicyError(
+                    f"extra_hour_rates.{_key(str(hours))}",
+                    f"hours and rate must be more than zero, got {hours} h at {rate}",
+                )
+
+    def extra_hour_rate(self, package_hours: Decimal) -> Decimal | None:
+        """The price of an hour over a package of ``package_hours``; None: no rate is set."""
+        return self.extra_hour_rates.get(package_hours)
 
     def tariff_named(self, name: str) -> Tariff:
         for tariff in self.tariffs:
@@ -216,6 +279,29 @@ def _check_tag_owners(policy: Policy) -> None:
             claim(tag, f"class {kind.value}", f"classes.{kind.value}[{index}]")
     for index, tag in enumerate(policy.emergency_tags):
         claim(tag, "the emergency tags", f"emergency.tags[{index}]")
+
+
+def _check_quotas(policy: Policy) -> None:
+    tariff_tags = {normalize_tag(tag): t.name for t in policy.tariffs for tag in t.tags}
+    names: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for quota in policy.quotas:
+        previous = names.setdefault(quota.name, quota.path)
+        if previous != quota.path:
+            raise PolicyError(quota.path, f"quota name {quota.name!r} is also used by {previous}")
+        tag = normalize_tag(quota.tag)
+        if tag in tariff_tags:
+            owner = f"tariff {tariff_tags[tag]!r}"
+            raise PolicyError(f"{quota.path}.tag", f"tag {quota.tag!r} already belongs to {owner}")
+        owner = tags.setdefault(tag, quota.path)
+        if owner != quota.path:
+            raise PolicyError(f"{quota.path}.tag", f"tag {quota.tag!r} already belongs to {owner}")
+        for tariff in quota.limits:
+            if tariff not in policy.tariff_names:
+                raise PolicyError(
+                    f"{quota.path}.limits.{_key(tariff)}",
+                    f"no tariff is named {tariff!r} ({_listing(policy.tariff_names)})",
+                )
 
 
 # ---------------------------------------------------------------------------
@@ -265,6 +351,8 @@ _ROOT_KEYS = (
     "classes",
     "emergency",
     "tariffs",
+    "quotas",
+    "extra_hour_rates",
 )
 _PRODUCTION_KEYS = ("extra_days_off", "extra_working_days", "shorten_pre_holiday")
 _CALENDAR_KEYS = ("workdays", "non_working_days", "zone", "shorten_pre_holiday")
@@ -272,6 +360,7 @@ _CLASS_KEYS = tuple(kind.value for kind in RequestClass)
 _EMERGENCY_KEYS = ("tags", "reaction_calendar")
 _TARIFF_KEYS = ("name", "tags", *_CLASS_KEYS)
 _TARGET_KEYS = ("calendar", "reaction", "resolution")
+_QUOTA_KEYS = ("name", "tag", "months", "limits")
 
 
 class _Table:
@@ -360,6 +449,33 @@ def _duration(value: object, path: str) -> timedelta:
     if duration <= timedelta(0):
         raise PolicyError(path, f"must be more than zero, got {value!r}")
     return duration
+
+
+def _count(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(path, f"expected a whole number, got {_describe(value)}")
+    if value < 0:
+        raise PolicyError(path, f"cannot be negative, got {value}")
+    return value
+
+
+def _months(value: object, path: str) -> int:
+    months = _count(value, path)
+    if months < 1:
+        raise PolicyError(path, f"must be at least 1, got {months}")
+    return months
+
+
+def _amount(value: object, path: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PolicyError(path, f"expected a number like 3500, got {_describe(value)}")
+    try:
+        amount = Decimal(str(value).strip().replace(",", "."))
+    except InvalidOperation:
+        raise PolicyError(path, f"expected a number like 3500, got {_describe(value)}") from None
+    if not amount.is_finite() or amount <= 0:
+        raise PolicyError(path, f"must be more than zero, got {_describe(value)}")
+    return amount
 
 
 def _resolution(value: object, path: str) -> timedelta | None:
@@ -457,6 +573,8 @@ def load_policy(text: str) -> Policy:
 
     tariffs = _read_tariffs(root.sub("tariffs", None), calendars)
     default_tariff = root.get("default_tariff", _name, "") or None
+    quotas = _read_quotas(root.table("quotas", None))
+    extra_hour_rates = _read_rates(root.table("extra_hour_rates", None))
     return Policy(
         tariffs=tariffs,
         class_tags=class_tags,
@@ -470,6 +588,8 @@ def load_policy(text: str) -> Policy:
         zone=zone,
         name=name,
         calendars=calendars,
+        quotas=quotas,
+        extra_hour_rates=extra_hour_rates,
     )
 
 
@@ -554,6 +674,44 @@ def _read_tariffs(table: _Table, calendars: Mapping[str, BusinessCalendar]) -> t
     if not tariffs:
         raise PolicyError(table.path, "define at least one tariff")
     return tuple(tariffs)
+
+
+def _read_quotas(table: _Table | None) -> tuple[Quota, ...]:
+    if table is None:
+        return ()
+    quotas: list[Quota] = []
+    for quota_key in table.data:
+        entry = table.sub(quota_key, _QUOTA_KEYS)
+        limits_table = entry.sub("limits", None)
+        limits = {
+            _name(tariff, limits_table.at(tariff)): _count(limit, limits_table.at(tariff))
+            for tariff, limit in limits_table.data.items()
+        }
+        if not limits:
+            raise PolicyError(limits_table.path, "give at least one tariff its limit")
+        quotas.append(
+            Quota(
+                name=entry.get("name", _name, quota_key.strip()),
+                tag=entry.need("tag", _name),
+                limits=limits,
+                months=entry.get("months", _months, 12),
+                key=quota_key,
+            )
+        )
+    return tuple(quotas)
+
+
+def _read_rates(table: _Table | None) -> dict[Decimal, Decimal]:
+    rates: dict[Decimal, Decimal] = {}
+    if table is None:
+        return rates
+    for hours_text, rate in table.data.items():
+        path = table.at(hours_text)
+        hours = _amount(hours_text, path)
+        if hours in rates:
+            raise PolicyError(path, f"a package of {hours} h already has a rate")
+        rates[hours] = _amount(rate, path)
+    return rates
 
 
 # ---------------------------------------------------------------------------

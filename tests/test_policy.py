@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ from sla.policy import (
     DEFAULT_REACTION_EVENT_TYPES,
     Policy,
     PolicyError,
+    Quota,
     RequestClass,
     Targets,
     Tariff,
@@ -137,6 +139,31 @@ def test_prime_gate_plans_without_classes_use_one_target_for_both() -> None:
     assert plan.targets[RequestClass.NON_STANDARD] == plan.targets[RequestClass.TYPICAL]
 
 
+def test_prime_gate_carries_the_seeds_three_quotas() -> None:
+    quotas = preset("prime_gate.toml").quotas
+    plans = ("Микробизнес", "БигДата", "Дата Дривен")
+    assert quotas == (
+        Quota("Настройки", "Настройка", dict(zip(plans, (2, 4, 8), strict=True))),
+        Quota("Настройки модулей", "Настройка модуля", dict(zip(plans, (4, 8, 16), strict=True))),
+        Quota("Удалённые подключения", "Удалённое подключение", dict.fromkeys(plans, 1)),
+    )
+    assert {quota.months for quota in quotas} == {12}
+
+
+def test_hour_packages_price_extra_hours_by_package() -> None:
+    policy = preset("hour_packages.toml")
+    assert policy.extra_hour_rate(Decimal(2)) == Decimal(3500)
+    assert policy.extra_hour_rate(Decimal(5)) == Decimal(3000)
+    assert policy.extra_hour_rate(Decimal("10.0")) == Decimal(2000)
+    assert policy.extra_hour_rate(Decimal(3)) is None
+    assert policy.quotas == ()
+
+
+def test_the_default_policy_has_no_quotas_and_no_rates() -> None:
+    assert default_policy().quotas == ()
+    assert default_policy().extra_hour_rate(Decimal(2)) is None
+
+
 def test_hour_packages_accept_after_one_business_day_of_nine_hours() -> None:
     policy = preset("hour_packages.toml")
     assert policy.acceptance_period == 9 * HOUR
@@ -220,6 +247,44 @@ resolution = "by agreement"
     assert policy.tariff_names == ("Приоритет", "Базовый")
 
 
+def test_quotas_and_rates_are_read() -> None:
+    policy = load_policy(
+        MINIMAL
+        + """
+[quotas.setups]
+tag = " Настройка "
+months = 6
+[quotas.setups.limits]
+"Приоритет" = 0
+[extra_hour_rates]
+"2,5" = 3500.5
+"""
+    )
+    (quota,) = policy.quotas
+    assert quota == Quota(name="setups", tag="Настройка", limits={"Приоритет": 0}, months=6)
+    assert quota.key == "setups"
+    assert quota.path == "quotas.setups"
+    assert policy.extra_hour_rates == {Decimal("2.5"): Decimal("3500.5")}
+
+
+def test_a_quota_months_default_to_twelve_and_it_hashes() -> None:
+    quota = Quota("Настройки", "Настройка", {"Приоритет": 2})
+    assert quota.months == 12
+    assert hash(quota) == hash(Quota("Настройки", "Настройка", {"Приоритет": 2}, key="x"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"name": " "}, "quotas.X.name"), ({"tag": " "}, "quotas.X.tag"),
+     ({"months": 0}, "quotas.X.months"), ({"limits": {"A": -1}}, "quotas.X.limits.A")],
+)  # fmt: skip
+def test_a_quota_built_in_code_is_checked(kwargs: dict[str, object], key: str) -> None:
+    fields: dict[str, object] = {"name": "N", "tag": "T", "limits": {"A": 1}, "key": "X"}
+    with pytest.raises(PolicyError) as caught:
+        Quota(**(fields | kwargs))  # type: ignore[arg-type]
+    assert caught.value.key == key
+
+
 def test_tags_compare_ignoring_case_and_spaces() -> None:
     assert normalize_tag("  По  Факту ") == normalize_tag("по факту")
     assert normalize_tag("АВАРИЯ") == "авария"
@@ -246,6 +311,13 @@ def _with(old: str, new: str) -> str:
     assert old in MINIMAL
     return MINIMAL.replace(old, new)
 
+
+QUOTA = """
+[quotas.setups]
+tag = "Настройка"
+[quotas.setups.limits]
+"Приоритет" = 2
+"""
 
 BAD_POLICIES = [
     pytest.param(MINIMAL + 'colour = "red"\n', "tariffs.priority.typical.colour", "unknown key",
@@ -346,6 +418,44 @@ BAD_POLICIES = [
     pytest.param(_with('[calendars.workdays]\nworkdays = "10:00-18:00"\n', ""), "calendars",
                  "missing table", id="no-calendars"),
     pytest.param("zone = \n", "", "not valid TOML", id="toml-syntax"),
+    pytest.param(MINIMAL + QUOTA + 'colour = "red"\n', "quotas.setups.limits.colour",
+                 "expected a whole number", id="quota-limit-text"),
+    pytest.param(MINIMAL + QUOTA.replace('tag = "Настройка"\n', ""), "quotas.setups.tag",
+                 "missing", id="quota-without-tag"),
+    pytest.param(MINIMAL + QUOTA.replace('tag = "Настройка"', 'tag = "Настройка"\nlimit = 2'),
+                 "quotas.setups.limit", "unknown key (expected one of: name, tag, months, limits)",
+                 id="quota-unknown-key"),
+    pytest.param(MINIMAL + QUOTA.replace('"Приоритет" = 2', '"Золото" = 2'),
+                 'quotas.setups.limits."Золото"', "no tariff is named 'Золото'",
+                 id="quota-unknown-tariff"),
+    pytest.param(MINIMAL + QUOTA.replace('"Приоритет" = 2', '"Приоритет" = -1'),
+                 'quotas.setups.limits."Приоритет"', "cannot be negative", id="quota-negative"),
+    pytest.param(MINIMAL + QUOTA.replace('"Приоритет" = 2', '"Приоритет" = 1.5'),
+                 'quotas.setups.limits."Приоритет"', "expected a whole number",
+                 id="quota-fraction"),
+    pytest.param(MINIMAL + QUOTA.replace('"Приоритет" = 2', ""), "quotas.setups.limits",
+                 "at least one tariff", id="quota-no-limits"),
+    pytest.param(MINIMAL + QUOTA.replace("[quotas.setups.limits]\n", "").replace(
+                 '"Приоритет" = 2', ""), "quotas.setups.limits", "missing table",
+                 id="quota-no-limits-table"),
+    pytest.param(MINIMAL + QUOTA.replace('tag = "Настройка"', 'tag = "Настройка"\nmonths = 0'),
+                 "quotas.setups.months", "at least 1", id="quota-zero-months"),
+    pytest.param(MINIMAL + QUOTA.replace('tag = "Настройка"', 'tag = "приоритет"'),
+                 "quotas.setups.tag", "already belongs to tariff 'Приоритет'",
+                 id="quota-tag-is-a-tariff-tag"),
+    pytest.param(MINIMAL + QUOTA + QUOTA.replace("setups", "again"), "quotas.again.tag",
+                 "already belongs to quotas.setups", id="quota-tag-twice"),
+    pytest.param(MINIMAL + QUOTA + QUOTA.replace("setups", "again").replace(
+                 'tag = "Настройка"', 'name = "setups"\ntag = "Другое"'), "quotas.again",
+                 "quota name 'setups' is also used by quotas.setups", id="quota-name-twice"),
+    pytest.param(MINIMAL + '[extra_hour_rates]\n"2" = 0\n', "extra_hour_rates.2",
+                 "more than zero", id="zero-rate"),
+    pytest.param(MINIMAL + '[extra_hour_rates]\n"two" = 3500\n', "extra_hour_rates.two",
+                 "expected a number", id="rate-hours-not-a-number"),
+    pytest.param(MINIMAL + '[extra_hour_rates]\n"2" = "3500 ₽"\n', "extra_hour_rates.2",
+                 "expected a number", id="rate-text"),
+    pytest.param(MINIMAL + '[extra_hour_rates]\n"2" = 3500\n"2.0" = 3000\n',
+                 'extra_hour_rates."2.0"', "already has a rate", id="rate-twice"),
 ]  # fmt: skip
 
 
