@@ -95,6 +95,7 @@ from amo_client.models import (
     NewCustomField,
     NewNote,
     NewTask,
+    Note,
     Pipeline,
     Task,
     User,
@@ -108,6 +109,8 @@ EVENTS_PAGE: Final = 100
 CUSTOM_FIELDS_PAGE: Final = 50
 TASKS_PAGE: Final = 250
 COMPANIES_PAGE: Final = 250
+NOTES_PAGE: Final = 250
+IDS_PER_REQUEST: Final = 50
 MAX_EVENT_FILTER_IDS: Final = 10
 WRITE_BATCH: Final = 50
 UNEXPECTED_ATTEMPTS: Final = 3
@@ -400,14 +403,31 @@ class AmoClient:
         return self._update_batches("leads", updates)
 
     def iter_companies(
-        self, *, ids: Iterable[int] | None = None, on_invalid: InvalidHandler | None = None
+        self,
+        *,
+        ids: Iterable[int] | None = None,
+        updated_from: datetime | None = None,
+        on_invalid: InvalidHandler | None = None,
     ) -> Iterator[Company]:
-        params: dict[str, Any] = {"limit": COMPANIES_PAGE}
-        for index, company_id in enumerate(ids or ()):
-            params[f"filter[id][{index}]"] = company_id
-        return self._paged(
-            "/api/v4/companies", params, "companies", Company, kind="company", on_invalid=on_invalid
-        )
+        """Companies by id (any number: ``IDS_PER_REQUEST`` a request) and/or updated since."""
+        base: dict[str, Any] = {"limit": COMPANIES_PAGE}
+        if updated_from is not None:
+            base["filter[updated_at][from]"] = int(updated_from.timestamp())
+        id_chunks: list[Sequence[int] | None] = [None]
+        if ids is not None:
+            id_chunks = list(_chunks(list(dict.fromkeys(ids)), IDS_PER_REQUEST))
+        for chunk in id_chunks:
+            params = dict(base)
+            for index, company_id in enumerate(chunk or ()):
+                params[f"filter[id][{index}]"] = company_id
+            yield from self._paged(
+                "/api/v4/companies",
+                params,
+                "companies",
+                Company,
+                kind="company",
+                on_invalid=on_invalid,
+            )
 
     def company(self, company_id: int) -> Company | None:
         body = self._call("GET", f"/api/v4/companies/{company_id}", read=_read_object)
@@ -512,6 +532,79 @@ class AmoClient:
             answer = self._write("POST", "/api/v4/tasks", items, "tasks")
             created.extend(CreatedEntity.model_validate(item) for item in answer)
         return created
+
+    def iter_notes(
+        self,
+        entity: str = "leads",
+        *,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
+        note_types: Iterable[str] | None = None,
+        entity_ids: Iterable[int] | None = None,
+        ids: Iterable[int] | None = None,
+        order: tuple[str, str] = ("updated_at", "asc"),
+        on_invalid: InvalidHandler | None = None,
+    ) -> Iterator[Note]:
+        """Notes of ``entity`` (leads, contacts, companies, customers) matching every filter.
+
+        There is no filter by creation time (amoCRM ignores ``filter[created_at]`` on notes):
+        read by ``updated_at``, which an edit moves too. Every given filter is applied again
+        to what comes back, since amoCRM may ignore a filter and answer with everything.
+        ``entity_ids`` and ``ids`` of any length are sent ``IDS_PER_REQUEST`` at a time,
+        each chunk in ``order``. Paging is by offset: a note edited during a read by
+        ``updated_at`` moves to the end and can push another past a page boundary, so a
+        reader keeping a cursor starts its next read at the last ``updated_at`` it saw.
+        """
+        base: dict[str, Any] = {"limit": NOTES_PAGE, f"order[{order[0]}]": order[1]}
+        if updated_from is not None:
+            base["filter[updated_at][from]"] = int(updated_from.timestamp())
+        if updated_to is not None:
+            base["filter[updated_at][to]"] = int(updated_to.timestamp())
+        types = list(dict.fromkeys(note_types)) if note_types is not None else None
+        for index, note_type in enumerate(types or ()):
+            base[f"filter[note_type][{index}]"] = note_type
+        wanted_entities = list(dict.fromkeys(entity_ids)) if entity_ids is not None else None
+        wanted_ids = list(dict.fromkeys(ids)) if ids is not None else None
+        if wanted_entities == [] or wanted_ids == [] or types == []:
+            return
+        entity_chunks: list[Sequence[int] | None] = (
+            list(_chunks(wanted_entities, IDS_PER_REQUEST)) if wanted_entities else [None]
+        )
+        id_chunks: list[Sequence[int] | None] = (
+            list(_chunks(wanted_ids, IDS_PER_REQUEST)) if wanted_ids else [None]
+        )
+
+        entity_set, id_set, type_set = (
+            set(wanted_entities or ()),
+            set(wanted_ids or ()),
+            set(types or ()),
+        )
+
+        def asked_for(note: Note) -> bool:
+            return (
+                (wanted_entities is None or note.entity_id in entity_set)
+                and (wanted_ids is None or note.id in id_set)
+                and (types is None or note.note_type in type_set)
+                and (updated_from is None or note.updated_at >= updated_from)
+                and (updated_to is None or note.updated_at <= updated_to)
+            )
+
+        for entity_chunk in entity_chunks:
+            for id_chunk in id_chunks:
+                params = dict(base)
+                for index, entity_id in enumerate(entity_chunk or ()):
+                    params[f"filter[entity_id][{index}]"] = entity_id
+                for index, note_id in enumerate(id_chunk or ()):
+                    params[f"filter[id][{index}]"] = note_id
+                notes = self._paged(
+                    f"/api/v4/{entity}/notes",
+                    params,
+                    "notes",
+                    Note,
+                    kind="note",
+                    on_invalid=on_invalid,
+                )
+                yield from (note for note in notes if asked_for(note))
 
     def create_notes(
         self, notes: Sequence[NewNote], *, entity: str = "leads"

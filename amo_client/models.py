@@ -13,7 +13,7 @@ from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Model(BaseModel):
@@ -68,6 +68,12 @@ class Lead(_Model):
     @property
     def tag_names(self) -> tuple[str, ...]:
         return tuple(tag.name for tag in self.embedded.tags)
+
+    @property
+    def company_id(self) -> int | None:
+        """The lead's company (``_embedded.companies[0]``); a lead has at most one."""
+        companies = self.embedded.companies
+        return companies[0].id if companies else None
 
     def field(self, field_id: int) -> CustomFieldValues | None:
         for field in self.custom_fields_values or ():
@@ -233,11 +239,57 @@ class NewNote(_Model):
     text: str
 
 
+class Note(_Model):
+    """One note of ``GET /api/v4/{entity}/notes``; what it holds depends on ``note_type``.
+
+    A ``common`` note keeps its text in ``params.text``; a ``call_in``/``call_out`` note
+    keeps ``duration`` (seconds), ``phone``, ``uniq``, ``source`` and ``link`` there.
+    """
+
+    id: int
+    entity_id: int
+    created_by: int = 0
+    updated_by: int = 0
+    created_at: datetime
+    updated_at: datetime
+    responsible_user_id: int = 0
+    note_type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _empty_params(cls, value: Any) -> Any:
+        # PHP encodes an empty array as [], and some note types carry null.
+        return {} if value is None or value == [] else value
+
+    @property
+    def text(self) -> str | None:
+        """The note's text (``params.text``): common and service notes have one."""
+        text = self.params.get("text")
+        return text if isinstance(text, str) else None
+
+    @property
+    def duration(self) -> int | None:
+        """A call's length in seconds (``call_in``/``call_out``); None for other notes."""
+        if self.note_type not in ("call_in", "call_out"):
+            return None
+        value = self.params.get("duration")
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return None
+
+
 class CreatedEntity(_Model):
     id: int
 
 
 class Company(_Model):
+    """One company of ``GET /api/v4/companies``, its custom field values included."""
+
     id: int
     name: str = ""
     responsible_user_id: int = 0
