@@ -673,7 +673,9 @@ class AccountState:
         """Record an event (``outgoing_chat_message``, ``outgoing_call``, ``common_note_added``...).
 
         ``created_by`` 0 is a robot or a bot. Without ``value_after`` the fake fills in what
-        amoCRM puts there for messages and calls. The entity's ``updated_at`` is not touched.
+        amoCRM puts there for messages and calls; for a call or a note that is a fresh note id
+        with no note behind it (:meth:`add_note` keeps the note and records its event).
+        The entity's ``updated_at`` is not touched.
         ``visible_after`` (default :attr:`event_index_delay`) is how long after ``at`` the
         events feed starts listing the event: amoCRM indexes some events seconds to minutes
         late, while ``created_at`` keeps the moment it happened.
