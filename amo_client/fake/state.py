@@ -95,8 +95,8 @@ class AccountState:
         self.account_name = account_name
         self.timezone = timezone
         self.record_change_events = record_change_events
-        # amoCRM's "API filtering" (alpha) account option: when off, ``filter[...]`` on lead
-        # and company lists is silently ignored and every list returns everything.
+        # amoCRM's "API filtering" (alpha) account option: when off, ``filter[...]`` on lead,
+        # company and note lists is silently ignored and every list returns everything.
         self.api_filter_enabled = True
         # Seconds between an event happening and amoCRM's events feed listing it (0: at once).
         self.event_index_delay = 0.0
