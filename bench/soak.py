@@ -232,7 +232,9 @@ def report(args: argparse.Namespace, fake: FakeAmoCRM, outcome: Outcome) -> None
     for phase, count in sorted(Counter(run.phase for run in killed).items()):
         print(f"        {phase}: {count}")
     codes = Counter(run.exit_code for run in finished)
-    print(f"      finished: {len(finished)} ({_codes(codes)})")
+    took = sorted(run.finished - run.started for run in finished)
+    median = f"{took[len(took) // 2]:.1f} s" if took else "-"
+    print(f"      finished: {len(finished)} ({_codes(codes)}; median duration {median})")
     for failure, count in sorted(Counter(r.failure for r in finished if r.failure).items()):
         print(f"        exit {_code_of(finished, failure)}, {failure}: {count}")
     print(
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--kill-window-ms", type=int, default=4000, help="a run is killed 0..this many ms in"
     )
-    parser.add_argument("--actions-per-minute", type=float, default=60.0, help="the agents' pace")
+    parser.add_argument("--actions-per-minute", type=float, default=90.0, help="the agents' pace")
     parser.add_argument("--clean-runs", type=int, default=20, help="most runs of the clean pass")
     parser.add_argument("--seed", type=int, default=20_251_105)
     parser.add_argument("--keep", action="store_true", help="keep the state and run logs")

@@ -104,12 +104,12 @@ def request_tags(rng: random.Random) -> list[str]:
 
 
 def seed_requests(account: Account, count: int, now: float) -> None:
-    """``count`` requests of the last half hour (a tenth of them days old), in every state."""
+    """``count`` requests of the last 15 minutes (a tenth of them days old), in every state."""
     fake, rng, support = account.fake, account.rng, account.support
     agreed = account.agreed_field()
     for number in range(count):
         old = rng.random() < 0.1
-        created = now - (rng.uniform(86_400, 3 * 86_400) if old else rng.uniform(0, 1_800))
+        created = now - (rng.uniform(86_400, 3 * 86_400) if old else rng.uniform(0, 900))
         agent = rng.choice(account.agents)
         tags = request_tags(rng)
         lead = fake.add_lead(
