@@ -165,6 +165,50 @@ class Settings(BaseSettings):
     sla_field_agreed_due: int | None = Field(
         None, description="ID of the «SLA: срок по согласованию» field. Default: found by name."
     )
+    sla_field_spent_minutes: int | None = Field(
+        None,
+        description="ID of the «SLA: затрачено, мин» field (packages on). Default: found by name.",
+    )
+    sla_field_package_exhausted: int | None = Field(
+        None,
+        description="ID of the «Пакет: исчерпан» field (packages on). Default: found by name.",
+    )
+    sla_field_quota_over: int | None = Field(
+        None,
+        description="ID of the «Квота: сверх лимита» field (quotas on). Default: found by name.",
+    )
+
+    # --- company ledgers -------------------------------------------------------------------
+    sla_packages: bool = Field(
+        False,
+        description="Track prepaid hour packages per company: time entries from notes, the "
+        "balance in the company's «Пакет: …» fields, a flag and a task at the limit. Quotas "
+        "are switched on by the policy file instead.",
+    )
+    sla_time_marker: str = Field(
+        "Время:",
+        min_length=1,
+        description="The first words of a note that logs time on a request "
+        "(`Время: 1 ч 30 мин — настройка воронки`); case and spaces around it are ignored.",
+    )
+    sla_call_time: bool = Field(
+        False,
+        description="Count the duration of call notes (`call_in`, `call_out`) on a request as "
+        "time entries too.",
+    )
+    sla_package_task_text: str = Field(
+        "Пакет часов компании «{company_name}» исчерпан: израсходовано {used} из {limit}. "
+        "Работы приостановлены до согласования с клиентом.",
+        description="The task for the company's responsible user when its package is used up. "
+        "Placeholders: {company_id} (a number), {company_name}, {used}, {limit}, {valid_to} "
+        "(texts).",
+    )
+    sla_quota_task_text: str = Field(
+        "Обращение «{lead_name}» — {ordinal}-е по квоте «{quota}» за {months} мес. по тарифу "
+        "«{tariff}» (бесплатно {limit}): согласуйте оплату с клиентом.",
+        description="The task for a request over a quota. Placeholders: {lead_id}, {ordinal}, "
+        "{limit}, {months} (numbers), {lead_name}, {quota}, {tariff} (texts).",
+    )
 
     # --- tasks -----------------------------------------------------------------------------
     sla_task_type_id: int = Field(
@@ -262,10 +306,17 @@ class Settings(BaseSettings):
     @field_validator("sla_task_text", "sla_resolution_task_text")
     @classmethod
     def _check_template(cls, value: str) -> str:
-        problem = task_template_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return _rendering(value, TASK_SAMPLE)
+
+    @field_validator("sla_package_task_text")
+    @classmethod
+    def _check_package_template(cls, value: str) -> str:
+        return _rendering(value, PACKAGE_TASK_SAMPLE)
+
+    @field_validator("sla_quota_task_text")
+    @classmethod
+    def _check_quota_template(cls, value: str) -> str:
+        return _rendering(value, QUOTA_TASK_SAMPLE)
 
     @model_validator(mode="after")
     def _check_account(self) -> Self:
@@ -315,7 +366,6 @@ class Settings(BaseSettings):
         return self.sla_health_max_age or 3 * self.sla_poll_interval
 
 
-TASK_PLACEHOLDERS = ("lead_id", "lead_name", "tariff", "request_class", "due")
 # Values of the types a task text is rendered with (worker.tasks.render_text): the lead id
 # is a number, the rest are texts. One character each, so an index that a short real value
 # would lack is refused too.
@@ -326,16 +376,39 @@ TASK_SAMPLE: Mapping[str, object] = {
     "request_class": "x",
     "due": "x",
 }
+PACKAGE_TASK_SAMPLE: Mapping[str, object] = {
+    "company_id": 1,
+    "company_name": "x",
+    "used": "x",
+    "limit": "x",
+    "valid_to": "x",
+}
+QUOTA_TASK_SAMPLE: Mapping[str, object] = {
+    "lead_id": 1,
+    "ordinal": 1,
+    "limit": 1,
+    "months": 1,
+    "lead_name": "x",
+    "quota": "x",
+    "tariff": "x",
+}
 _FORMAT_ERRORS = (KeyError, IndexError, AttributeError, ValueError, TypeError)
 
 
-def task_template_problem(template: str) -> str | None:
+def _rendering(template: str, sample: Mapping[str, object]) -> str:
+    problem = task_template_problem(template, sample)
+    if problem is not None:
+        raise ValueError(problem)
+    return template
+
+
+def task_template_problem(template: str, sample: Mapping[str, object] = TASK_SAMPLE) -> str | None:
     """What keeps ``template`` from rendering as a task text, or None when it renders.
 
-    Each placeholder is rendered with :data:`TASK_SAMPLE`, so a placeholder that only
-    fails on the value's type (``{lead_id[0]}``, ``{due.year}``, ``{lead_name:d}``) is
-    refused at start-up rather than at the first breach."""
-    allowed = "allowed: " + ", ".join("{" + name + "}" for name in TASK_PLACEHOLDERS)
+    Each placeholder is rendered with ``sample`` (:data:`TASK_SAMPLE` by default), so a
+    placeholder that only fails on the value's type (``{lead_id[0]}``, ``{due.year}``,
+    ``{lead_name:d}``) is refused at start-up rather than at the first breach."""
+    allowed = "allowed: " + ", ".join("{" + name + "}" for name in sample)
     try:
         parts = list(Formatter().parse(template))
     except ValueError as error:
@@ -348,18 +421,18 @@ def task_template_problem(template: str) -> str | None:
         if spec and "{" in spec:
             return f"placeholder {placeholder}: a placeholder inside a format spec; {allowed}"
         try:
-            placeholder.format(**TASK_SAMPLE)
+            placeholder.format(**sample)
         except KeyError:
             return f"unknown placeholder {placeholder}; {allowed}"
         except _FORMAT_ERRORS as error:
             root = re.split(r"[.\[]", name, maxsplit=1)[0]
             why = str(error)
-            if root in TASK_SAMPLE:
-                kind = "a number" if isinstance(TASK_SAMPLE[root], int) else "a text"
+            if root in sample:
+                kind = "a number" if isinstance(sample[root], int) else "a text"
                 why = f"{{{root}}} is {kind}: {error}"
             return f"placeholder {placeholder} cannot be rendered ({why}); {allowed}"
     try:
-        template.format(**TASK_SAMPLE)
+        template.format(**sample)
     except _FORMAT_ERRORS as error:
         return f"malformed template: {error}; {allowed}"
     return None

@@ -42,7 +42,7 @@ PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
 HOLD, ACCEPTANCE = STAGES[2], STAGES[3]
 WON, LOST = 142, 143
-WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written)
+WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.ledger is None)
 REACTION_TEXT = "Просрочена реакция: «{lead_name}» (#{lead_id}), тариф «{tariff}», срок {due}."
 RESOLUTION_TEXT = "Просрочено решение: «{lead_name}» (#{lead_id}), тариф «{tariff}», срок {due}."
 

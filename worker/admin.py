@@ -17,7 +17,16 @@ from typing import Any
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError
 from amo_client.models import Account, CustomField, NewCustomField
-from worker.fields import FIELD_SPECS, SPEC_BY_KEY, STATUS_OPTIONS, FieldSpec, FieldType, SlaField
+from worker.fields import (
+    COMPANY_FIELD_SPECS,
+    FIELD_SPECS,
+    SPEC_BY_KEY,
+    STATUS_OPTIONS,
+    FieldSpec,
+    K,
+    Ledger,
+    SlaField,
+)
 from worker.setup import SetupError, StageOptions, missing_fields, resolve_setup
 
 Say = Callable[[str], None]
@@ -66,12 +75,13 @@ def check_account(
     try:
         pipelines = client.pipelines()
         fields = list(client.iter_lead_custom_fields())
+        company_fields = list(client.iter_company_custom_fields()) if stages.ledgers else []
     except AmoError as error:
         return CheckResult(
             (*problems, f"pipelines or fields cannot be read: {error}"), tuple(notes)
         )
     try:
-        setup = resolve_setup(stages, pipelines, fields)
+        setup = resolve_setup(stages, pipelines, fields, company_fields)
     except SetupError as error:
         problems.extend(error.problems)
     else:
@@ -87,6 +97,11 @@ def check_account(
             listed = ", ".join(names.get(i, str(i)) for i in sorted(ids)) or "—"
             notes.append(f"{label} stages: {listed}")
         notes.append(f"all {len(setup.fields.ids)} SLA fields found with the right types")
+        if setup.ledgers:
+            notes.append(
+                f"ledgers on: {', '.join(sorted(setup.ledgers))}; all "
+                f"{len(setup.company_fields.ids)} company fields found with the right types"
+            )
     return CheckResult(tuple(problems), tuple(notes))
 
 
@@ -139,7 +154,9 @@ class ProvisionPlan:
 
 
 def plan_provision(
-    fields: Sequence[CustomField], field_ids: Mapping[SlaField, int] | None = None
+    fields: Sequence[CustomField],
+    field_ids: Mapping[SlaField, int] | None = None,
+    ledgers: frozenset[Ledger] = frozenset(),
 ) -> ProvisionPlan:
     """The changes that give the account every SLA field and every status option.
 
@@ -147,7 +164,9 @@ def plan_provision(
     status select is the mapped one, else the one named «SLA: статус»."""
     mapped = dict(field_ids or {})
     new_fields = tuple(
-        _new_field(spec) for spec in missing_fields(fields) if spec.key not in mapped
+        _new_field(spec)
+        for spec in missing_fields(fields, FIELD_SPECS, ledgers)
+        if spec.key not in mapped
     )
     status_field = _status_field(fields, mapped.get(SlaField.STATUS))
     new_options: tuple[str, ...] = ()
@@ -155,7 +174,11 @@ def plan_provision(
         present = {enum.value for enum in status_field.enums or ()}
         new_options = tuple(option for option in STATUS_OPTIONS if option not in present)
     created = {new.name for new in new_fields}
-    kept = tuple(sorted(spec.name for spec in FIELD_SPECS if spec.name not in created))
+    kept = tuple(
+        sorted(
+            spec.name for spec in FIELD_SPECS if spec.needed(ledgers) and spec.name not in created
+        )
+    )
     return ProvisionPlan(
         new_fields=new_fields,
         status_field=status_field if new_options else None,
@@ -194,10 +217,12 @@ def provision(
     dry_run: bool,
     say: Say,
     field_ids: Mapping[SlaField, int] | None = None,
+    ledgers: frozenset[Ledger] = frozenset(),
 ) -> ProvisionPlan:
     """Create the missing SLA fields and add the missing status options (or only list the
-    changes, with ``dry_run``)."""
-    plan = plan_provision(list(client.iter_lead_custom_fields()), field_ids)
+    changes, with ``dry_run``); with ``ledgers``, their lead and company fields too."""
+    provision_companies(client, dry_run=dry_run, say=say, ledgers=ledgers)
+    plan = plan_provision(list(client.iter_lead_custom_fields()), field_ids, ledgers)
     for name in plan.kept:
         say(f"exists: «{name}»")
     if plan.empty:
@@ -225,6 +250,28 @@ def provision(
     return plan
 
 
-def _new_field(spec: FieldSpec) -> NewCustomField:
-    enums = STATUS_OPTIONS if spec.type is FieldType.SELECT else ()
-    return NewCustomField(name=spec.name, type=spec.type.value, enums=enums)
+def _new_field(spec: FieldSpec[K]) -> NewCustomField:
+    return NewCustomField(name=spec.name, type=spec.type.value, enums=spec.options)
+
+
+def provision_companies(
+    client: AmoClient, *, dry_run: bool, say: Say, ledgers: frozenset[Ledger]
+) -> tuple[NewCustomField, ...]:
+    """Create the company ledger fields the account lacks (or only list them)."""
+    if not ledgers:
+        return ()
+    fields = list(client.iter_company_custom_fields())
+    new_fields = tuple(
+        _new_field(spec) for spec in missing_fields(fields, COMPANY_FIELD_SPECS, ledgers)
+    )
+    for spec in COMPANY_FIELD_SPECS:
+        if spec.needed(ledgers) and spec.name not in {new.name for new in new_fields}:
+            say(f"exists: company field «{spec.name}»")
+    for new in new_fields:
+        options = f" with options {', '.join(new.enums)}" if new.enums else ""
+        verb = "would create" if dry_run else "creating"
+        say(f"{verb}: company field «{new.name}» ({new.type}){options}")
+    if new_fields and not dry_run:
+        for made in client.create_company_custom_fields(new_fields):
+            say(f"created: company field «{made.name}» id {made.id}")
+    return new_fields

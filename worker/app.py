@@ -19,7 +19,7 @@ from amo_client.client import AmoClient, Credentials
 from config.settings import ConfigError, Settings
 from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
 from worker.cycle import CycleOptions, SyncCycle
-from worker.fields import SlaField
+from worker.fields import Ledger, SlaField
 from worker.logs import register_secret, secrets
 from worker.setup import StageOptions
 from worker.store import StateStore
@@ -109,7 +109,15 @@ def _policy_file(path: Path | None) -> Policy:
         raise ConfigError([f"SLA_POLICY_FILE: {path}: {error}"]) from None
 
 
-def stage_options(settings: Settings) -> StageOptions:
+def ledgers(settings: Settings, policy: Policy) -> frozenset[Ledger]:
+    """The company ledgers switched on: packages by a setting, quotas by the policy."""
+    switched = {Ledger.PACKAGES} if settings.sla_packages else set()
+    if policy.quotas:
+        switched.add(Ledger.QUOTAS)
+    return frozenset(switched)
+
+
+def stage_options(settings: Settings, policy: Policy) -> StageOptions:
     field_ids = {
         key: value
         for key in SlaField
@@ -124,6 +132,7 @@ def stage_options(settings: Settings) -> StageOptions:
         accepted_stage=settings.sla_accepted_stage,
         class_field=settings.sla_class_field,
         field_ids=field_ids,
+        ledgers=ledgers(settings, policy),
     )
 
 
@@ -140,7 +149,7 @@ def task_options(settings: Settings, policy: Policy) -> TaskOptions:
 
 def cycle_options(settings: Settings, policy: Policy) -> CycleOptions:
     return CycleOptions(
-        stages=stage_options(settings),
+        stages=stage_options(settings, policy),
         tasks=task_options(settings, policy),
         full_reconcile_interval=timedelta(seconds=settings.sla_full_reconcile_interval),
     )

@@ -220,7 +220,7 @@ def run_check(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
-        app.build_policy(settings)
+        policy = app.build_policy(settings)
     except ConfigError as error:
         for problem in error.problems:
             print(f"problem: {problem}")
@@ -230,7 +230,7 @@ def run_check(args: argparse.Namespace) -> int:
         with app.build_client(settings) as client:
             result = admin.check_account(
                 client,
-                app.stage_options(settings),
+                app.stage_options(settings, policy),
                 task_type_id=settings.sla_task_type_id,
                 supervisor_user_id=settings.sla_supervisor_user_id,
             )
@@ -258,10 +258,16 @@ def run_provision(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
+        stages = app.stage_options(settings, app.build_policy(settings))
         with app.build_client(settings) as client:
-            field_ids = app.stage_options(settings).field_ids
-            admin.provision(client, dry_run=args.dry_run, say=print, field_ids=field_ids)
-    except AmoError as error:
+            admin.provision(
+                client,
+                dry_run=args.dry_run,
+                say=print,
+                field_ids=stages.field_ids,
+                ledgers=stages.ledgers,
+            )
+    except (AmoError, ConfigError) as error:
         return _fail(error)
     return 0
 
@@ -452,7 +458,7 @@ def run_live_explain(args: argparse.Namespace) -> int:
         policy = app.build_policy(settings)
         with app.build_client(settings) as client:
             setup = resolve_setup(
-                app.stage_options(settings),
+                app.stage_options(settings, policy),
                 client.pipelines(),
                 list(client.iter_lead_custom_fields()),
             )

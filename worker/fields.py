@@ -1,4 +1,7 @@
-"""The lead fields the worker writes, and which of them a lead needs changed.
+"""The fields the worker reads and writes, and which of them an entity needs changed.
+
+Lead fields carry a request's SLA (always) and its share of the company ledgers (when
+packages or quotas are on); company fields carry the company's hour package and quotas.
 
 A value is compared in the form amoCRM sends it back: date_time as unix
 seconds, checkbox as a bool, select as its enum id, numeric as a whole number.
@@ -12,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from amo_client.models import CustomFieldValues, Lead
+from sla.ledger import PackageStatus
 from sla.state import SlaState, SlaStatus
 
 Value = int | bool | None
@@ -29,6 +33,26 @@ class SlaField(StrEnum):
     STATUS = "status"
     REMAINING_MINUTES = "remaining_minutes"
     AGREED_DUE = "agreed_due"
+    SPENT_MINUTES = "spent_minutes"
+    PACKAGE_EXHAUSTED = "package_exhausted"
+    QUOTA_OVER = "quota_over"
+
+
+class Ledger(StrEnum):
+    """A company ledger the admin switched on: hour packages (a setting), quotas (the policy)."""
+
+    PACKAGES = "packages"
+    QUOTAS = "quotas"
+
+
+class CompanyField(StrEnum):
+    PACKAGE_HOURS = "package_hours"
+    PACKAGE_PAID = "package_paid"
+    PACKAGE_VALID_TO = "package_valid_to"
+    PACKAGE_USED = "package_used"
+    PACKAGE_LEFT = "package_left"
+    PACKAGE_STATUS = "package_status"
+    QUOTAS = "quotas"
 
 
 class FieldType(StrEnum):
@@ -36,38 +60,109 @@ class FieldType(StrEnum):
     CHECKBOX = "checkbox"
     SELECT = "select"
     NUMERIC = "numeric"
+    DATE = "date"
+    TEXT = "text"
+
+
+K = TypeVar("K", SlaField, CompanyField)
 
 
 @dataclass(frozen=True)
-class FieldSpec:
-    key: SlaField
+class FieldSpec(Generic[K]):
+    key: K
     name: str
     type: FieldType
-    written: bool = True  # False: typed by agents, only read by the worker
+    written: bool = True  # False: typed by people, only read by the worker
+    ledger: Ledger | None = None  # needed only while this ledger is on
+    options: tuple[str, ...] = ()  # a select's options
+
+    def needed(self, ledgers: frozenset[Ledger]) -> bool:
+        return self.ledger is None or self.ledger in ledgers
 
 
-FIELD_SPECS: tuple[FieldSpec, ...] = (
+STATUS_OPTIONS: tuple[str, ...] = tuple(status.value for status in SlaStatus)
+FIELD_SPECS: tuple[FieldSpec[SlaField], ...] = (
     FieldSpec(SlaField.REACTION_DUE, "SLA: реакция до", FieldType.DATE_TIME),
     FieldSpec(SlaField.RESOLUTION_DUE, "SLA: решение до", FieldType.DATE_TIME),
     FieldSpec(SlaField.REACTED_AT, "SLA: реакция", FieldType.DATE_TIME),
     FieldSpec(SlaField.REACTION_BREACHED, "SLA: реакция просрочена", FieldType.CHECKBOX),
     FieldSpec(SlaField.RESOLUTION_BREACHED, "SLA: решение просрочено", FieldType.CHECKBOX),
-    FieldSpec(SlaField.STATUS, "SLA: статус", FieldType.SELECT),
+    FieldSpec(SlaField.STATUS, "SLA: статус", FieldType.SELECT, options=STATUS_OPTIONS),
     FieldSpec(SlaField.REMAINING_MINUTES, "SLA: осталось, мин", FieldType.NUMERIC),
     FieldSpec(SlaField.AGREED_DUE, "SLA: срок по согласованию", FieldType.DATE_TIME, written=False),
+    FieldSpec(
+        SlaField.SPENT_MINUTES, "SLA: затрачено, мин", FieldType.NUMERIC, ledger=Ledger.PACKAGES
+    ),
+    FieldSpec(
+        SlaField.PACKAGE_EXHAUSTED, "Пакет: исчерпан", FieldType.CHECKBOX, ledger=Ledger.PACKAGES
+    ),
+    FieldSpec(SlaField.QUOTA_OVER, "Квота: сверх лимита", FieldType.CHECKBOX, ledger=Ledger.QUOTAS),
 )
-SPEC_BY_KEY: Mapping[SlaField, FieldSpec] = {spec.key: spec for spec in FIELD_SPECS}
-STATUS_OPTIONS: tuple[str, ...] = tuple(status.value for status in SlaStatus)
+PACKAGE_STATUS_OPTIONS: tuple[str, ...] = tuple(status.value for status in PackageStatus)
+SPEC_BY_KEY: Mapping[SlaField, FieldSpec[SlaField]] = {spec.key: spec for spec in FIELD_SPECS}
+COMPANY_FIELD_SPECS: tuple[FieldSpec[CompanyField], ...] = (
+    FieldSpec(
+        CompanyField.PACKAGE_HOURS,
+        "Пакет: часов",
+        FieldType.NUMERIC,
+        written=False,
+        ledger=Ledger.PACKAGES,
+    ),
+    FieldSpec(
+        CompanyField.PACKAGE_PAID,
+        "Пакет: оплачен",
+        FieldType.DATE,
+        written=False,
+        ledger=Ledger.PACKAGES,
+    ),
+    FieldSpec(
+        CompanyField.PACKAGE_VALID_TO, "Пакет: действует до", FieldType.DATE, ledger=Ledger.PACKAGES
+    ),
+    FieldSpec(
+        CompanyField.PACKAGE_USED,
+        "Пакет: израсходовано, мин",
+        FieldType.NUMERIC,
+        ledger=Ledger.PACKAGES,
+    ),
+    FieldSpec(
+        CompanyField.PACKAGE_LEFT, "Пакет: остаток, мин", FieldType.NUMERIC, ledger=Ledger.PACKAGES
+    ),
+    FieldSpec(
+        CompanyField.PACKAGE_STATUS,
+        "Пакет: статус",
+        FieldType.SELECT,
+        ledger=Ledger.PACKAGES,
+        options=PACKAGE_STATUS_OPTIONS,
+    ),
+    FieldSpec(CompanyField.QUOTAS, "Квоты", FieldType.TEXT, ledger=Ledger.QUOTAS),
+)
+COMPANY_SPEC_BY_KEY: Mapping[CompanyField, FieldSpec[CompanyField]] = {
+    spec.key: spec for spec in COMPANY_FIELD_SPECS
+}
 
 
 @dataclass(frozen=True)
 class FieldMap:
-    """The account's ids for the SLA fields; a field the account lacks is simply absent."""
+    """The account's ids for the SLA fields; a field the account lacks is simply absent.
+
+    ``status_enum_ids`` are the options of the select among them (the SLA status on leads,
+    the package status on companies)."""
 
     ids: Mapping[SlaField, int]
     status_enum_ids: Mapping[str, int]
 
     def id_of(self, key: SlaField) -> int | None:
+        return self.ids.get(key)
+
+
+@dataclass(frozen=True)
+class CompanyFieldMap:
+    """The account's ids for the company ledger fields."""
+
+    ids: Mapping[CompanyField, int]
+    status_enum_ids: Mapping[str, int]
+
+    def id_of(self, key: CompanyField) -> int | None:
         return self.ids.get(key)
 
 
@@ -104,17 +199,34 @@ def current_values(lead: Lead, fields: FieldMap) -> dict[int, Value]:
     return current
 
 
-def changed_values(lead: Lead, state: SlaState, fields: FieldMap) -> dict[int, Value]:
-    """Only the fields whose value differs; empty when the lead is up to date."""
+def changed_values(
+    lead: Lead,
+    state: SlaState,
+    fields: FieldMap,
+    ledger_values: Mapping[SlaField, Value] | None = None,
+) -> dict[int, Value]:
+    """Only the fields whose value differs; empty when the lead is up to date.
+
+    ``ledger_values`` are the lead's ledger fields (time spent, package and quota flags)."""
     current = current_values(lead, fields)
+    wanted = desired_values(state, fields)
+    for key, value in (ledger_values or {}).items():
+        field_id = fields.id_of(key)
+        if field_id is not None:
+            wanted[field_id] = value
+    return differing(current, wanted)
+
+
+def differing(current: Mapping[int, Value], wanted: Mapping[int, Value]) -> dict[int, Value]:
+    """The ``wanted`` values that differ from ``current`` as amoCRM compares them."""
     return {
         field_id: value
-        for field_id, value in desired_values(state, fields).items()
+        for field_id, value in wanted.items()
         if _comparable(current.get(field_id)) != _comparable(value)
     }
 
 
-def read_value(field: CustomFieldValues | None, spec: FieldSpec) -> Value:
+def read_value(field: CustomFieldValues | None, spec: FieldSpec[K]) -> Value:
     if field is None or not field.values:
         return False if spec.type is FieldType.CHECKBOX else None
     first = field.values[0]
@@ -123,7 +235,7 @@ def read_value(field: CustomFieldValues | None, spec: FieldSpec) -> Value:
     return _coerce(first.value, spec)
 
 
-def _coerce(raw: Any, spec: FieldSpec) -> Value:
+def _coerce(raw: Any, spec: FieldSpec[K]) -> Value:
     if raw is None or raw == "":
         return False if spec.type is FieldType.CHECKBOX else None
     if spec.type is FieldType.CHECKBOX:

@@ -14,7 +14,7 @@ from worker.fields import SPEC_BY_KEY, FieldMap, FieldSpec, FieldType, SlaField,
 from worker.setup import AccountSetup
 
 
-def format_value(value: Value, spec: FieldSpec, fields: FieldMap, zone: ZoneInfo) -> str:
+def format_value(value: Value, spec: FieldSpec[SlaField], fields: FieldMap, zone: ZoneInfo) -> str:
     if value is None:
         return "—"
     if spec.type is FieldType.CHECKBOX:

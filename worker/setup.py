@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from amo_client.models import CustomField, Pipeline
 from sla.state import LOST, WON, StageRoles
 from worker.errors import FatalError
-from worker.fields import FIELD_SPECS, STATUS_OPTIONS, FieldMap, FieldSpec, SlaField
+from worker.fields import (
+    COMPANY_FIELD_SPECS,
+    FIELD_SPECS,
+    CompanyFieldMap,
+    FieldMap,
+    FieldSpec,
+    K,
+    Ledger,
+    SlaField,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class StageOptions:
     accepted_stage: str = str(WON)
     class_field: str | None = None
     field_ids: Mapping[SlaField, int] = field(default_factory=dict)
+    ledgers: frozenset[Ledger] = frozenset()  # the company ledgers switched on
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,10 @@ class AccountSetup:
     status_names: Mapping[int, str]
     fields: FieldMap
     class_field_id: int | None
+    company_fields: CompanyFieldMap = field(
+        default_factory=lambda: CompanyFieldMap(ids={}, status_enum_ids={})
+    )
+    ledgers: frozenset[Ledger] = frozenset()
 
 
 class SetupError(FatalError, ValueError):
@@ -67,8 +81,11 @@ def resolve_setup(
     options: StageOptions,
     pipelines: Sequence[Pipeline],
     lead_fields: Sequence[CustomField],
+    company_fields: Sequence[CustomField] = (),
 ) -> AccountSetup:
-    """Turn names into ids. Raises SetupError listing every problem at once."""
+    """Turn names into ids. Raises SetupError listing every problem at once.
+
+    ``company_fields`` matter only with a company ledger switched on."""
     problems: list[str] = []
     pipeline = find_pipeline(pipelines, options.pipeline)
     if pipeline is None:
@@ -100,6 +117,14 @@ def resolve_setup(
     accepted = stage_ids("SLA_ACCEPTED_STAGE", [options.accepted_stage])
 
     fields, class_field_id = _resolve_fields(options, lead_fields, problems)
+    company_ids, company_enums = _find_fields(
+        COMPANY_FIELD_SPECS,
+        company_fields,
+        configured_ids={},
+        ledgers=options.ledgers,
+        entity="company",
+        problems=problems,
+    )
     if problems:
         raise SetupError(problems)
     roles = StageRoles(
@@ -118,39 +143,22 @@ def resolve_setup(
         status_names={s.id: s.name for s in statuses},
         fields=fields,
         class_field_id=class_field_id,
+        company_fields=CompanyFieldMap(ids=company_ids, status_enum_ids=company_enums),
+        ledgers=options.ledgers,
     )
 
 
 def _resolve_fields(
     options: StageOptions, lead_fields: Sequence[CustomField], problems: list[str]
 ) -> tuple[FieldMap, int | None]:
-    by_id = {f.id: f for f in lead_fields}
-    ids: dict[SlaField, int] = {}
-    status_enum_ids: dict[str, int] = {}
-    for spec in FIELD_SPECS:
-        variable = f"SLA_FIELD_{spec.key.value.upper()}"
-        configured = options.field_ids.get(spec.key)
-        if configured is not None:
-            found = by_id.get(configured)
-            if found is None:
-                problems.append(f"{variable}: the account has no lead field {configured}")
-                continue
-        else:
-            found = next((f for f in lead_fields if f.name.strip() == spec.name), None)
-            if found is None:
-                problems.append(
-                    f"field «{spec.name}» is missing: run `python -m worker provision` "
-                    f"or set {variable}"
-                )
-                continue
-        if found.type != spec.type.value:
-            problems.append(
-                f"field «{found.name}» ({found.id}) is {found.type}, expected {spec.type.value}"
-            )
-            continue
-        ids[spec.key] = found.id
-        if spec.key is SlaField.STATUS:
-            status_enum_ids = _status_enums(found, problems)
+    ids, status_enum_ids = _find_fields(
+        FIELD_SPECS,
+        lead_fields,
+        configured_ids=options.field_ids,
+        ledgers=options.ledgers,
+        entity="lead",
+        problems=problems,
+    )
     class_field_id = None
     if options.class_field is not None:
         match = next((f for f in lead_fields if _matches(options.class_field, f.id, f.name)), None)
@@ -161,9 +169,54 @@ def _resolve_fields(
     return FieldMap(ids=ids, status_enum_ids=status_enum_ids), class_field_id
 
 
-def _status_enums(found: CustomField, problems: list[str]) -> dict[str, int]:
+def _find_fields(
+    specs: Sequence[FieldSpec[K]],
+    fields: Sequence[CustomField],
+    *,
+    configured_ids: Mapping[K, int],
+    ledgers: frozenset[Ledger],
+    entity: str,
+    problems: list[str],
+) -> tuple[dict[K, int], dict[str, int]]:
+    by_id = {f.id: f for f in fields}
+    ids: dict[K, int] = {}
+    status_enum_ids: dict[str, int] = {}
+    for spec in specs:
+        if not spec.needed(ledgers):
+            continue
+        variable = f"SLA_FIELD_{spec.key.value.upper()}"
+        configured = configured_ids.get(spec.key)
+        if configured is not None:
+            found = by_id.get(configured)
+            if found is None:
+                problems.append(f"{variable}: the account has no {entity} field {configured}")
+                continue
+        else:
+            found = next((f for f in fields if f.name.strip() == spec.name), None)
+            if found is None:
+                how = f" or set {variable}" if entity == "lead" and spec.ledger is None else ""
+                problems.append(
+                    f"{entity} field «{spec.name}» is missing: run `python -m worker provision`"
+                    + how
+                )
+                continue
+        if found.type != spec.type.value:
+            problems.append(
+                f"{entity} field «{found.name}» ({found.id}) is {found.type}, "
+                f"expected {spec.type.value}"
+            )
+            continue
+        ids[spec.key] = found.id
+        if spec.options:
+            status_enum_ids = _status_enums(found, spec.options, problems)
+    return ids, status_enum_ids
+
+
+def _status_enums(
+    found: CustomField, options: Sequence[str], problems: list[str]
+) -> dict[str, int]:
     enums = {enum.value: enum.id for enum in found.enums or ()}
-    missing = [option for option in STATUS_OPTIONS if option not in enums]
+    missing = [option for option in options if option not in enums]
     if missing:
         problems.append(
             f"field «{found.name}» lacks the options {', '.join(missing)}: "
@@ -172,7 +225,11 @@ def _status_enums(found: CustomField, problems: list[str]) -> dict[str, int]:
     return enums
 
 
-def missing_fields(lead_fields: Sequence[CustomField]) -> list[FieldSpec]:
-    """The SLA fields the account does not have yet, by their default names."""
-    names = {f.name.strip() for f in lead_fields}
-    return [spec for spec in FIELD_SPECS if spec.name not in names]
+def missing_fields(
+    fields: Sequence[CustomField],
+    specs: Sequence[FieldSpec[K]],
+    ledgers: frozenset[Ledger] = frozenset(),
+) -> list[FieldSpec[K]]:
+    """The fields of ``specs`` needed with ``ledgers`` that the account lacks, by name."""
+    names = {f.name.strip() for f in fields}
+    return [spec for spec in specs if spec.needed(ledgers) and spec.name not in names]
