@@ -40,7 +40,7 @@ def test_a_crash_between_creating_and_recording_leaves_no_duplicate(
     world = build_world()
     cycle = make_cycle(world, tmp_path)
 
-    def crash(*args: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise Crash
 
     monkeypatch.setattr(cycle.store, "record_task", crash)

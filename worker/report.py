@@ -68,16 +68,16 @@ def print_plan(
         print(text, file=out)
     task_rows = [
         [
-            str(plan.lead_id),
-            plan.clock.value,
+            str(plan.entity_id) if plan.entity_type == "leads" else f"company {plan.entity_id}",
+            plan.clock,
             str(plan.responsible_user_id),
             plan.text.split("\n")[0],
         ]
         for plan in report.tasks
     ]
     print(file=out)
-    print(f"{len(report.tasks)} breach task(s) due (created once; see the ledger):", file=out)
-    for text in table(["lead", "clock", "user", "text"], task_rows):
+    print(f"{len(report.tasks)} task(s) due (created once; see the ledger):", file=out)
+    for text in table(["on", "clock", "user", "text"], task_rows):
         print(text, file=out)
 
 

@@ -64,10 +64,20 @@ class TaskOptions:
 
 @dataclass(frozen=True)
 class TaskPlan:
-    lead_id: int
-    clock: BreachClock
+    """A task the worker owes: on a lead (``entity_type`` ``leads``) or a company.
+
+    ``clock`` names it among the entity's tasks (a :class:`BreachClock`, or a ledger's key
+    such as ``package:2025-11-05``); the last line of ``text`` is its marker."""
+
+    entity_id: int
+    clock: str
     responsible_user_id: int
     text: str
+    entity_type: str = "leads"
+
+    @property
+    def marker(self) -> str:
+        return self.text.rsplit("\n", 1)[-1]
 
 
 def plan_tasks(
@@ -131,15 +141,13 @@ def ensure_tasks(
     pending = [plan for plan in plans if _wanted(store, plan, at, options)]
     if not pending:
         return 0
-    existing = _existing_tasks(client, sorted({plan.lead_id for plan in pending}))
+    existing = _existing_tasks(client, pending)
     to_create: list[TaskPlan] = []
     for plan in pending:
-        task_id = existing.get((plan.lead_id, plan.clock))
+        task_id = existing.get((plan.entity_type, plan.entity_id, plan.clock))
         if task_id is not None:
-            store.record_task(plan.lead_id, plan.clock, task_id, at)
-            log.info(
-                "task_skipped_existing", lead_id=plan.lead_id, clock=plan.clock, task_id=task_id
-            )
+            store.record_task(plan.entity_id, plan.clock, task_id, at, entity=plan.entity_type)
+            log.info("task_skipped_existing", **_about(plan), task_id=task_id)
         else:
             to_create.append(plan)
     created = 0
@@ -153,7 +161,7 @@ def _create(
 ) -> int:
     """Create one batch; the tasks amoCRM rejects are marked and the rest sent again."""
     for plan in batch:
-        store.claim_task(plan.lead_id, plan.clock, at)
+        store.claim_task(plan.entity_id, plan.clock, at, entity=plan.entity_type)
     pending = list(batch)
     while pending:
         try:
@@ -164,23 +172,21 @@ def _create(
                 raise
             for index in sorted(bad):
                 plan = pending[index]
-                store.reject_task(plan.lead_id, plan.clock, at)
+                store.reject_task(plan.entity_id, plan.clock, at, entity=plan.entity_type)
                 problem = "; ".join(str(i) for i in error.items if i.request_index == index)
                 log.warning(
                     "task_rejected",
-                    lead_id=plan.lead_id,
-                    clock=plan.clock,
+                    **_about(plan),
                     responsible_user_id=plan.responsible_user_id,
                     problem=problem,
                 )
             pending = [plan for i, plan in enumerate(pending) if i not in bad]
             continue
         for plan, task in zip(pending, created, strict=True):
-            store.record_task(plan.lead_id, plan.clock, task.id, at)
+            store.record_task(plan.entity_id, plan.clock, task.id, at, entity=plan.entity_type)
             log.info(
                 "task_created",
-                lead_id=plan.lead_id,
-                clock=plan.clock,
+                **_about(plan),
                 task_id=task.id,
                 responsible_user_id=plan.responsible_user_id,
             )
@@ -188,11 +194,17 @@ def _create(
     return 0
 
 
+def _about(plan: TaskPlan) -> dict[str, object]:
+    """The log fields that name a task: the lead, or the company, and the clock."""
+    key = "lead_id" if plan.entity_type == "leads" else "company_id"
+    return {key: plan.entity_id, "clock": plan.clock}
+
+
 def _new_task(plan: TaskPlan, options: TaskOptions, at: int) -> NewTask:
     return NewTask(
         text=plan.text,
-        entity_id=plan.lead_id,
-        entity_type="leads",
+        entity_id=plan.entity_id,
+        entity_type=plan.entity_type,
         responsible_user_id=plan.responsible_user_id or None,
         task_type_id=options.task_type_id,
         complete_till=at + int(options.due_after.total_seconds()),
@@ -201,7 +213,7 @@ def _new_task(plan: TaskPlan, options: TaskOptions, at: int) -> NewTask:
 
 def _wanted(store: StateStore, plan: TaskPlan, at: int, options: TaskOptions) -> bool:
     """Whether the ledger leaves this task to be made: not created, not refused just now."""
-    entry = store.ledger_entry(plan.lead_id, plan.clock)
+    entry = store.ledger_entry(plan.entity_id, plan.clock, entity=plan.entity_type)
     if entry is None or entry.mark is TaskMark.CLAIMED:
         return True
     if entry.mark is TaskMark.REJECTED:
@@ -210,14 +222,18 @@ def _wanted(store: StateStore, plan: TaskPlan, at: int, options: TaskOptions) ->
 
 
 def _existing_tasks(
-    client: AmoClient, lead_ids: Sequence[int]
-) -> dict[tuple[int, BreachClock], int]:
-    found: dict[tuple[int, BreachClock], int] = {}
-    for start in range(0, len(lead_ids), TASKS_PER_LOOKUP):
-        chunk = lead_ids[start : start + TASKS_PER_LOOKUP]
-        # Completed tasks count too: a task an agent already closed was still created once.
-        for task in client.iter_tasks(entity_type="leads", entity_ids=chunk):
-            for clock, marker in MARKERS.items():
-                if task.entity_id is not None and marker in (task.text or ""):
-                    found.setdefault((task.entity_id, clock), task.id)
+    client: AmoClient, plans: Sequence[TaskPlan]
+) -> dict[tuple[str, int, str], int]:
+    """The planned tasks amoCRM already has, found by their markers, by (entity, id, clock)."""
+    found: dict[tuple[str, int, str], int] = {}
+    for entity_type in sorted({plan.entity_type for plan in plans}):
+        wanted = [plan for plan in plans if plan.entity_type == entity_type]
+        ids = sorted({plan.entity_id for plan in wanted})
+        for start in range(0, len(ids), TASKS_PER_LOOKUP):
+            chunk = ids[start : start + TASKS_PER_LOOKUP]
+            # Completed tasks count too: a task an agent already closed was still created once.
+            for task in client.iter_tasks(entity_type=entity_type, entity_ids=chunk):
+                for plan in wanted:
+                    if task.entity_id == plan.entity_id and plan.marker in (task.text or ""):
+                        found.setdefault((entity_type, plan.entity_id, plan.clock), task.id)
     return found
