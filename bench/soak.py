@@ -148,9 +148,11 @@ class Soak:
 
 
 def failure_of(log_path: Path) -> str:
-    """The error type named by the last ``command_failed`` or ``cycle_failed`` log line."""
-    found = "no error line"
-    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+    """The error type named by the last ``command_failed`` or ``cycle_failed`` log line, or
+    the last line of what the process printed (a traceback's) when it logged none."""
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    found = next((line[:120] for line in reversed(lines) if line.strip()), "no output")
+    for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
