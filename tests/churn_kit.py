@@ -14,9 +14,10 @@ import httpx
 
 from amo_client.models import Event
 from sla.state import SlaState
-from tests.cycle_kit import LOST, WON, World, lead_of
+from tests.cycle_kit import ACCEPTANCE, LOST, WON, World, lead_of
 from worker.explain import explain
 from worker.tasks import MARKERS, BreachClock
+from worker.writes import ACCEPTANCE_NOTE
 
 
 class Killed(BaseException):
@@ -24,19 +25,30 @@ class Killed(BaseException):
 
 
 class KillingTransport(httpx.BaseTransport):
-    """The fake's transport that kills the worker at its ``at``-th request (counting from 1).
+    """The fake's transport that kills the worker at its ``at``-th request (counting from 1),
+    or its ``at``-th request of the method and path ``only``.
 
     With ``after_processing`` the fatal request reaches amoCRM and takes effect first, as
     when the process dies while the answer is on its way.
     """
 
-    def __init__(self, inner: httpx.BaseTransport, at: int, *, after_processing: bool) -> None:
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        at: int,
+        *,
+        after_processing: bool,
+        only: tuple[str, str] | None = None,
+    ) -> None:
         self.inner = inner
         self.at = at
         self.after_processing = after_processing
+        self.only = only
         self.sent = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.only is not None and (request.method, request.url.path) != self.only:
+            return self.inner.handle_request(request)
         self.sent += 1
         if self.sent == self.at and not self.after_processing:
             raise Killed(f"killed before request {self.sent}: {request.method} {request.url.path}")
@@ -65,14 +77,24 @@ def live_request_ids(world: World) -> list[int]:
 
 
 def engine_state_without(
-    world: World, lead_id: int, now: datetime, hidden: frozenset[str]
+    world: World,
+    lead_id: int,
+    now: datetime,
+    hidden: frozenset[str] = frozenset(),
+    *,
+    worker_is_robot: bool = False,
 ) -> SlaState:
-    """The engine on the lead's history without the events ``hidden`` (by id)."""
-    events = [
-        Event.model_validate(raw)
-        for raw in world.fake.lead_events(lead_id)
-        if str(raw["id"]) not in hidden
-    ]
+    """The engine on the lead's history without the events ``hidden`` (by id).
+
+    With ``worker_is_robot`` the events the worker made itself (as the API user: its
+    acceptance moves and notes) count as a robot's, as spec §4 has it for every automation.
+    """
+    events = []
+    for raw in world.fake.lead_events(lead_id):
+        if str(raw["id"]) in hidden:
+            continue
+        by_worker = worker_is_robot and raw["created_by"] == world.fake.api_user_id
+        events.append(Event.model_validate({**raw, "created_by": 0} if by_worker else raw))
     return explain(
         lead_of(world, lead_id),
         events,
@@ -90,6 +112,28 @@ def breached_clocks(state: SlaState) -> set[BreachClock]:
     if state.resolution.breached:
         found.add(BreachClock.RESOLUTION)
     return found
+
+
+def acceptance_notes(world: World) -> Counter[int]:
+    """The worker's acceptance notes in the fake, by lead."""
+    return Counter(
+        int(note["entity_id"])
+        for note in world.fake.notes
+        if ACCEPTANCE_NOTE in str(note.get("params"))
+    )
+
+
+def accepted_by_worker(world: World) -> Counter[int]:
+    """How often the worker moved each lead out of the acceptance stage (its status changes)."""
+    acceptance = world.support.status(ACCEPTANCE)
+    moves: Counter[int] = Counter()
+    for event in world.fake.events:
+        if event["type"] != "lead_status_changed" or event["created_by"] != world.fake.api_user_id:
+            continue
+        before = (event.get("value_before") or [{}])[0].get("lead_status") or {}
+        if before.get("id") == acceptance:
+            moves[int(event["entity_id"])] += 1
+    return moves
 
 
 def task_counts(world: World) -> Counter[tuple[int, BreachClock]]:
