@@ -22,7 +22,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -54,6 +54,12 @@ __all__ = [
 DEFAULT_MARKER = "Время:"
 UNIT_SECONDS = 300  # seed 004 §5.2: the smallest unit of account is 5 minutes
 MAX_ENTRY_SECONDS = 24 * 3600
+
+
+def _utc(moment: datetime) -> datetime:
+    """The instant in UTC: datetimes of one zone compare by wall time, which misorders the
+    two passes of a repeated (fall-back) hour; UTC ones compare as instants."""
+    return moment.astimezone(UTC)
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -265,7 +271,7 @@ class PackageBalance:
 
 
 def _in_order(entries: Iterable[TimeEntry]) -> tuple[TimeEntry, ...]:
-    return tuple(sorted(entries, key=lambda entry: (entry.at, entry.note_id)))
+    return tuple(sorted(entries, key=lambda entry: (_utc(entry.at), entry.note_id)))
 
 
 def package_balance(
@@ -285,12 +291,12 @@ def package_balance(
     _require_aware(now, "now")
     if not 0 < at_risk <= 1:
         raise ValueError(f"at_risk must be more than 0 and at most 1, got {at_risk}")
-    start, end = package.window(zone)
-    counted = _in_order(entry for entry in entries if start <= entry.at < end)
-    outside = _in_order(entry for entry in entries if not start <= entry.at < end)
+    start, end = (_utc(bound) for bound in package.window(zone))
+    counted = _in_order(entry for entry in entries if start <= _utc(entry.at) < end)
+    outside = _in_order(entry for entry in entries if not start <= _utc(entry.at) < end)
     used = sum(entry.minutes for entry in counted)
     remaining = package.minutes - used
-    if now >= end:
+    if _utc(now) >= end:
         status = PackageStatus.EXPIRED
     elif remaining <= 0:
         status = PackageStatus.EXHAUSTED
@@ -370,7 +376,7 @@ class QuotaSummary:
 
 
 def _order(request: QuotaRequest) -> tuple[datetime, int]:
-    return request.registered_at, request.lead_id
+    return _utc(request.registered_at), request.lead_id
 
 
 def quota_uses(
@@ -394,9 +400,9 @@ def quota_uses(
             if request.counts_toward(quota):
                 by_company[request.company_id].append(request)
         for counted in by_company.values():
-            instants = [request.registered_at for request in counted]
+            instants = [_utc(request.registered_at) for request in counted]
             for index, request in enumerate(counted):
-                opens = months_before(request.registered_at, quota.months)
+                opens = _utc(months_before(request.registered_at, quota.months))
                 ordinal = index + 1 - bisect_right(instants, opens)
                 limit = quota.limits.get(request.tariff or "")
                 over = limit is not None and ordinal > limit
@@ -417,13 +423,13 @@ def quota_summary(
     _require_aware(now, "now")
     summaries = []
     for quota in quotas:
-        opens = months_before(now, quota.months)
+        opens, ends = _utc(months_before(now, quota.months)), _utc(now)
         used = sum(
             1
             for request in requests
             if request.company_id == company_id
             and request.counts_toward(quota)
-            and opens < request.registered_at <= now
+            and opens < _utc(request.registered_at) <= ends
         )
         limit = quota.limits.get(plan) if plan is not None else None
         summaries.append(QuotaSummary(quota, used, limit))

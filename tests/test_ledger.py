@@ -475,3 +475,18 @@ def test_a_quota_of_other_months_uses_its_own_window() -> None:
     assert ordinals(quota_uses((quarterly,), requests), quarterly) == {
         1: (1, False), 2: (1, False), 3: (2, True)
     }  # fmt: skip
+
+
+def test_requests_and_entries_in_a_repeated_hour_are_ordered_by_instant() -> None:
+    # Berlin, 26 Oct 2025: 02:45 of the first pass (00:45 UTC) comes before 02:15 of the
+    # second (01:15 UTC), though its wall time is later.
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2025, 10, 26, 2, 45, tzinfo=berlin)
+    second = datetime(2025, 10, 26, 2, 15, fold=1, tzinfo=berlin)
+    assert first.astimezone(UTC) < second.astimezone(UTC)
+    uses = quota_uses(QUOTAS, [request(2, second), request(1, first), request(3, second)])
+    assert ordinals(uses, SETUPS) == {1: (1, False), 2: (2, False), 3: (3, True)}
+    early, late = entry(first, 5, note_id=2), entry(second, 5, note_id=1)
+    package = Package(Decimal(1), date(2025, 10, 1))
+    balance = package_balance(package, [late, early], zone=berlin, now=second)
+    assert balance.counted == (early, late)
