@@ -611,10 +611,7 @@ class AmoClient:
     ) -> list[CreatedEntity]:
         created: list[CreatedEntity] = []
         for batch in _chunks(notes, WRITE_BATCH):
-            items = [
-                {"entity_id": note.entity_id, "note_type": "common", "params": {"text": note.text}}
-                for note in batch
-            ]
+            items = [note.as_json() for note in batch]
             answer = self._write("POST", f"/api/v4/{entity}/notes", items, "notes")
             created.extend(CreatedEntity.model_validate(item) for item in answer)
         return created

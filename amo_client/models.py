@@ -233,10 +233,25 @@ class NewTask(_Model):
 
 
 class NewNote(_Model):
-    """A plain text note (``note_type`` ``common``) on an entity."""
+    """A text note on an entity: ``common``, or a ``service_message`` when ``service`` names
+    the integration writing it (amoCRM shows that name; it is no person's note)."""
 
     entity_id: int
     text: str
+    service: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        if self.service is None:
+            return {
+                "entity_id": self.entity_id,
+                "note_type": "common",
+                "params": {"text": self.text},
+            }
+        return {
+            "entity_id": self.entity_id,
+            "note_type": "service_message",
+            "params": {"service": self.service, "text": self.text},
+        }
 
 
 class Note(_Model):

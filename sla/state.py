@@ -36,8 +36,9 @@ Stage timeline
 Reaction
     The first event at or after registration made by a person
     (``created_by != 0``) that is of a type in ``policy.reaction_event_types``,
-    or moves the lead out of ``roles.first_status_id``, or moves it into a done
-    stage (closing a request answers it). Robots and bots never react; their
+    or moves the lead out of ``roles.first_status_id``, or moves it from a stage that
+    is not done into a done one (closing a request answers it; moving a closed request
+    on, as acceptance does, does not). Robots and bots never react; their
     events are listed in the trace. A reaction stops the reaction clock for good.
 
 Clocks
@@ -584,7 +585,11 @@ class _Derivation:
         first_place = (self.roles.pipeline_id, first) if first is not None else None
         if first_place is not None and event.status_before == first_place != event.status_after:
             return "moved out of the first stage"
-        if self.role(event.status_after)[0] is _Role.DONE:
+        done_before = (
+            event.status_before is not None and self.role(event.status_before)[0] is _Role.DONE
+        )
+        if self.role(event.status_after)[0] is _Role.DONE and not done_before:
+            # Closing a request answers it; moving a closed one on (acceptance -> won) does not.
             return "moved into a done stage"
         return None
 

@@ -156,7 +156,13 @@ def test_a_lead_moved_by_acceptance_reads_back_unchanged(tmp_path: Path) -> None
 
     accepted = world.leads["priority_acceptance"]
     assert (world.fake.lead(accepted) or {})["status_id"] == WON
-    assert any(note["entity_id"] == accepted for note in world.fake.notes)
+    notes = [note for note in world.fake.notes if note["entity_id"] == accepted]
+    # A service message under the worker's name: amoCRM shows who wrote it, and it is no
+    # person's note, so it cannot count as a reaction.
+    assert [(n["note_type"], n["params"]["service"]) for n in notes] == [
+        ("service_message", "amo-sla")
+    ]
+    assert not world.fake.lead_events(accepted, "common_note_added")
     world.fake.reset_request_log()
     cycle.run(world.advance(timedelta(minutes=5)))
     assert writes(world.fake.request_log) == []

@@ -750,3 +750,28 @@ def test_explain_dict_has_the_documented_keys_in_iso() -> None:
         # The resolution reaches 80 % of 12 h (9 h 36 min) on Sunday at 15:06.
         "next_change_at": "2025-10-12T15:06:00+03:00",
     }
+
+
+def test_moving_a_request_into_a_done_stage_answers_it() -> None:
+    events = [
+        moved(MONDAY + timedelta(minutes=5), FIRST, WORK, by=ROBOT),
+        moved(MONDAY + timedelta(minutes=20), WORK, CHECK),
+    ]
+    state = compute(
+        lead("Приоритет", created=MONDAY, status=CHECK), events, now=MONDAY + timedelta(hours=3)
+    )
+    assert state.reaction.finished_at == MONDAY + timedelta(minutes=20)
+
+
+def test_moving_a_closed_request_on_from_acceptance_is_no_reaction() -> None:
+    # A robot closed it unanswered; accepting it afterwards answers nothing.
+    events = [
+        moved(MONDAY + timedelta(minutes=5), FIRST, CHECK, by=0),
+        moved(MONDAY + timedelta(days=1), CHECK, WON),
+    ]
+    state = compute(
+        lead("Приоритет", created=MONDAY, status=WON),
+        events,
+        now=MONDAY + timedelta(days=1, hours=1),
+    )
+    assert state.reaction.finished_at is None

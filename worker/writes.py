@@ -32,6 +32,9 @@ BREACH_FLAGS = {
     "reaction": SlaField.REACTION_BREACHED,
     "resolution": SlaField.RESOLUTION_BREACHED,
 }
+# The worker's notes are service messages under this name: amoCRM shows who wrote them, and
+# they are no person's note, so they never count as a reaction.
+SERVICE = "amo-sla"
 ACCEPTANCE_NOTE = (
     "Заявка принята автоматически: клиент не прислал замечаний в течение "
     "срока приёмки (1 рабочий день с уведомления)."
@@ -75,7 +78,9 @@ def apply_writes(
         written.extend(landed)
         moved = [w for w in landed if w.status_id is not None]
         if moved:
-            client.create_notes([NewNote(entity_id=w.lead_id, text=ACCEPTANCE_NOTE) for w in moved])
+            client.create_notes(
+                [NewNote(entity_id=w.lead_id, text=ACCEPTANCE_NOTE, service=SERVICE) for w in moved]
+            )
     return WriteOutcome(tuple(written), failed, stopped=False)
 
 
