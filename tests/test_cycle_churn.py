@@ -15,7 +15,7 @@ import httpx
 import pytest
 import structlog
 
-from amo_client.errors import UnexpectedAnswer
+from amo_client.errors import ServerError, UnexpectedAnswer
 from amo_client.fake import PageTurn
 from tests.cycle_kit import (
     STAGES,
@@ -36,6 +36,7 @@ from worker.cycle import CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.setup import SetupError
 from worker.tasks import TaskOptions
+from worker.writes import ACCEPTANCE_NOTE
 
 Logs = list[MutableMapping[str, Any]]
 
@@ -365,3 +366,32 @@ def test_two_changes_within_one_second_are_both_seen(tmp_path: Path) -> None:
 
     assert matches_engine(world, lead_id, world.now())
     assert engine_state(world, lead_id, world.now()).tariff == "По факту"
+
+
+def accepted_notes(world: World, lead_id: int) -> int:
+    return sum(
+        1
+        for note in world.fake.notes
+        if note["entity_id"] == lead_id and ACCEPTANCE_NOTE in str(note.get("params"))
+    )
+
+
+@pytest.mark.parametrize("lost", ["note_refused", "crash_after_note"])
+def test_an_accepted_request_gets_its_note_once_whatever_fails_between(
+    tmp_path: Path, lost: str
+) -> None:
+    world = build_world()
+    lead_id = world.leads["priority_acceptance"]
+    world.advance(timedelta(days=1))  # the acceptance period is over
+    if lost == "note_refused":
+        world.fake.fail_next(status=503, path="/api/v4/leads/notes", method="POST")
+    else:
+        world.fake.fail_next(100, status=503, path="/api/v4/leads", method="PATCH")
+    with pytest.raises(ServerError):
+        make_cycle(world, tmp_path).run(world.now())
+    world.fake.clear_faults()
+    for _ in range(2):
+        make_cycle(world, tmp_path).run(world.advance(timedelta(minutes=5)))
+
+    assert world.fake.lead(lead_id)["status_id"] == WON  # type: ignore[index]
+    assert accepted_notes(world, lead_id) == 1

@@ -2,7 +2,8 @@
 
 A lead amoCRM rejects is left out of its batch and the rest is sent again (the
 client does this); the rejected lead is logged by id and the cycle goes on. A stop
-request is honoured between batches: the batch in flight lands whole.
+request is honoured between batches: the batch in flight lands whole. A lead accepted
+after its acceptance period gets its note before it is moved.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def apply_writes(
         if stop.is_set():
             return WriteOutcome(tuple(written), failed, stopped=True)
         batch = writes[start : start + WRITE_BATCH]
+        moved = [w.lead_id for w in batch if w.status_id is not None]
+        if moved:
+            ensure_acceptance_notes(client, moved)
         result = client.update_leads([lead_update(w, fields) for w in batch])
         for lead_id, problem in result.failed.items():
             failed[lead_id] = problem
@@ -76,12 +80,28 @@ def apply_writes(
         for write in landed:
             _log_written(write, fields)
         written.extend(landed)
-        moved = [w for w in landed if w.status_id is not None]
-        if moved:
-            client.create_notes(
-                [NewNote(entity_id=w.lead_id, text=ACCEPTANCE_NOTE, service=SERVICE) for w in moved]
-            )
     return WriteOutcome(tuple(written), failed, stopped=False)
+
+
+def ensure_acceptance_notes(client: AmoClient, lead_ids: Sequence[int]) -> None:
+    """Give each lead about to be accepted its note, unless it has one already.
+
+    The note goes first and the move after it: a crash or a lost answer between the two
+    leaves a note on a lead still in acceptance, and the next cycle finds the note and only
+    moves the lead, so no lead is accepted without its note and none gets two."""
+    noted = {
+        note.entity_id
+        for note in client.iter_notes("leads", entity_ids=lead_ids, note_types=("service_message",))
+        if ACCEPTANCE_NOTE in (note.text or "")
+    }
+    missing = [lead_id for lead_id in lead_ids if lead_id not in noted]
+    if missing:
+        client.create_notes(
+            [
+                NewNote(entity_id=lead_id, text=ACCEPTANCE_NOTE, service=SERVICE)
+                for lead_id in missing
+            ]
+        )
 
 
 def _log_written(write: PlannedWrite, fields: FieldMap) -> None:
