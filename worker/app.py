@@ -20,6 +20,7 @@ from config.settings import ConfigError, Settings
 from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger, SlaField
+from worker.ledgers import LedgerOptions
 from worker.logs import register_secret, secrets
 from worker.setup import StageOptions
 from worker.store import StateStore
@@ -147,11 +148,25 @@ def task_options(settings: Settings, policy: Policy) -> TaskOptions:
     )
 
 
+def ledger_options(settings: Settings, policy: Policy) -> LedgerOptions:
+    return LedgerOptions(
+        packages=settings.sla_packages,
+        quotas=policy.quotas,
+        marker=settings.sla_time_marker,
+        call_time=settings.sla_call_time,
+        zone=policy.zone,
+        at_risk=policy.at_risk_fraction,
+        package_text=settings.sla_package_task_text,
+        quota_text=settings.sla_quota_task_text,
+    )
+
+
 def cycle_options(settings: Settings, policy: Policy) -> CycleOptions:
     return CycleOptions(
         stages=stage_options(settings, policy),
         tasks=task_options(settings, policy),
         full_reconcile_interval=timedelta(seconds=settings.sla_full_reconcile_interval),
+        ledgers=ledger_options(settings, policy),
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from amo_client.models import Event, Lead, LeadEmbedded, Tag
+from amo_client.models import EntityRef, Event, Lead, LeadEmbedded, Tag
 from sla.state import LeadEvent
 from worker.mapping import lead_events
 from worker.store import StateStore
@@ -90,7 +90,10 @@ def slim(lead: Lead, keep_field_ids: Iterable[int | None]) -> Lead:
         closed_at=lead.closed_at,
         is_deleted=lead.is_deleted,
         custom_fields_values=fields or None,
-        embedded=LeadEmbedded(tags=[Tag(id=tag.id, name=tag.name) for tag in lead.embedded.tags]),
+        embedded=LeadEmbedded(
+            tags=[Tag(id=tag.id, name=tag.name) for tag in lead.embedded.tags],
+            companies=[EntityRef(id=company.id) for company in lead.embedded.companies[:1]],
+        ),
     )
 
 

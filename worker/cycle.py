@@ -39,7 +39,7 @@ import structlog
 
 from amo_client.client import AmoClient
 from amo_client.errors import StopRequested
-from amo_client.models import Event, Lead
+from amo_client.models import EntityUpdate, Event, Lead
 from sla.policy import Policy
 from sla.state import LOST, WON, LeadEvent, SlaState, compute_sla
 from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
@@ -53,8 +53,22 @@ from worker.events import (
     read_feed,
     read_histories,
 )
-from worker.fields import SlaField, changed_values
+from worker.fields import SlaField, Value, current_values, desired_values, differing
 from worker.leads import LeadRead, LeadReadOptions, read_leads
+from worker.ledgers import (
+    LEDGER_EVENTS,
+    LedgerCache,
+    LedgerOptions,
+    LedgerPlan,
+    LedgerRead,
+    RequestFacts,
+    facts_of,
+    load_ledger_cache,
+    plan_ledgers,
+    read_ledgers,
+)
+from worker.ledgers import apply as apply_ledger
+from worker.ledgers import persist as persist_ledger
 from worker.mapping import lead_facts
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
@@ -67,6 +81,7 @@ LEADS_CURSOR = "leads_cursor"
 EVENTS_CURSOR = "events_cursor"
 EVENTS_SINCE = "events_since"
 LAST_FULL_SYNC = "last_full_sync"
+LEDGER_SINCE = "ledger_since"  # when the ledgers first read the support requests
 
 __all__ = ["CycleLocked", "CycleOptions", "CycleReport", "PlannedWrite", "SyncCycle"]
 
@@ -86,6 +101,7 @@ class CycleOptions:
     overlap: timedelta = timedelta(minutes=1)
     # A closed lead stays cached this long after its last change, then is dropped.
     closed_retention: timedelta = timedelta(days=1)
+    ledgers: LedgerOptions = field(default_factory=LedgerOptions)
 
     @property
     def lead_reads(self) -> LeadReadOptions:
@@ -115,6 +131,8 @@ class CycleReport:
     writes: tuple[PlannedWrite, ...] = ()
     tasks: tuple[TaskPlan, ...] = ()
     states: Mapping[int, SlaState] = field(default_factory=dict)
+    companies_written: int = 0
+    ledger: LedgerPlan | None = None
 
     def summary(self) -> dict[str, object]:
         return {
@@ -129,6 +147,7 @@ class CycleReport:
             "next_change_at": self.next_change_at.isoformat() if self.next_change_at else None,
             "skipped": self.skipped,
             "stopped_early": self.stopped_early,
+            "companies_written": self.companies_written,
         }
 
 
@@ -149,12 +168,25 @@ class _Read:
     leads_read: int
 
 
+@dataclass
+class _Computed:
+    """The tracked leads as this cycle computed them, by lead id."""
+
+    states: dict[int, SlaState] = field(default_factory=dict)
+    current: dict[int, dict[int, Value]] = field(default_factory=dict)  # their SLA field values
+    names: dict[int, str] = field(default_factory=dict)
+    facts: dict[int, RequestFacts] = field(default_factory=dict)  # with the ledgers on
+    failed: int = 0
+
+
 @dataclass(frozen=True)
 class _Plan:
     states: Mapping[int, SlaState]
     writes: tuple[PlannedWrite, ...]
     failed: int
     settled: frozenset[int]  # closed leads nothing can change any more: dropped from the cache
+    ledger: LedgerPlan | None = None
+    ledger_read: LedgerRead | None = None
 
 
 class SyncCycle:
@@ -182,7 +214,9 @@ class SyncCycle:
         self._tracked: dict[int, TrackedLead] | None = None
         self._generation: int | None = None  # the store's generation the cache reflects
         self._stop = threading.Event()
-        self._event_types = sorted(policy.reaction_event_types | STRUCTURAL_EVENTS)
+        ledger_events = LEDGER_EVENTS if options.ledgers.packages else frozenset()
+        self._event_types = sorted(policy.reaction_event_types | STRUCTURAL_EVENTS | ledger_events)
+        self._ledger_cache: LedgerCache | None = None
 
     # --- the Cycle protocol -----------------------------------------------------------------
     def request_stop(self) -> None:
@@ -198,10 +232,10 @@ class SyncCycle:
                     return self._run(now, started, requests_before)
                 except StopRequested:
                     # Nothing half done is kept: the store holds the last whole cycle.
-                    self._tracked = None
+                    self._tracked = self._ledger_cache = None
                     return self._report(started, requests_before, stopped_early=True)
                 except BaseException:
-                    self._tracked = None
+                    self._tracked = self._ledger_cache = None
                     raise
         except CycleLocked:
             log.warning("cycle_skipped_locked", lock=str(self.lock_path))
@@ -225,14 +259,19 @@ class SyncCycle:
             {i: read.tracked[i].lead for i, s in plan.states.items() if _task_due(s)},
             self.options.tasks,
         )
-        written = failed = tasks_created = 0
+        if plan.ledger is not None:
+            task_plans += plan.ledger.tasks
+        written = failed = tasks_created = companies_written = 0
         stopped = False
         if not self.dry_run:
             self._persist(read, plan, now, full)
             outcome = apply_writes(self.client, plan.writes, setup.fields, self._stop)
             self._remember_written(outcome.written, setup)
             written, failed, stopped = len(outcome.written), len(outcome.failed), outcome.stopped
-            if outcome.failed:
+            if plan.ledger is not None and not stopped:
+                companies_written, company_failed = self._write_companies(plan.ledger)
+                failed += company_failed
+            if failed:
                 # A field deleted in amoCRM shows first as rejected writes: then the setup
                 # no longer matches the account, which only the admin can fix.
                 self._account_setup(again=True)
@@ -259,6 +298,8 @@ class SyncCycle:
             writes=plan.writes,
             tasks=tuple(task_plans),
             states=plan.states,
+            companies_written=companies_written,
+            ledger=plan.ledger,
         )
 
     def _report(
@@ -293,7 +334,12 @@ class SyncCycle:
         if self.setup is None or again:
             pipelines = self.client.pipelines()
             fields = list(self.client.iter_lead_custom_fields())
-            self.setup = resolve_setup(self.options.stages, pipelines, fields)
+            company_fields = (
+                list(self.client.iter_company_custom_fields())
+                if self.options.stages.ledgers
+                else []
+            )
+            self.setup = resolve_setup(self.options.stages, pipelines, fields, company_fields)
         return self.setup
 
     def _load_cache(self) -> dict[int, TrackedLead]:
@@ -301,7 +347,7 @@ class SyncCycle:
         if self._tracked is not None and generation != self._generation:
             # Another process (a `once` next to the service) ran a cycle on this state
             # directory since: it consumed events past the cursors this cache was built with.
-            self._tracked = None
+            self._tracked = self._ledger_cache = None
         if self._tracked is None:
             self._generation = generation
             self._tracked = load_tracked(self.store)
@@ -387,28 +433,21 @@ class SyncCycle:
 
     # --- planning --------------------------------------------------------------------------
     def _plan(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Plan:
-        states: dict[int, SlaState] = {}
+        computed = self._states(read, setup, now, full)
+        ledger_read = ledger = None
+        if self.options.ledgers.on:
+            ledger_read, ledger = self._ledgers(read, computed.facts, setup, now, full)
         writes: list[PlannedWrite] = []
-        failed = 0
-        for lead_id, item in sorted(read.tracked.items()):
-            fresh = full or lead_id in read.touched
-            try:
-                lead = item.lead
-                state = self._compute(lead, item.events, setup, now)
-                values = changed_values(lead, state, setup.fields)
-            except Exception as error:
-                failed += 1
-                if fresh:
-                    log.warning("lead_invalid", lead_id=lead_id, problem=_describe(error))
-                continue
-            # The derivation's trace is for `explain`; kept for every lead it would cost MBs.
-            states[lead_id] = replace(state, trace=())
-            if fresh:
-                for problem in state.problems:
-                    log.warning("lead_problem", lead_id=lead_id, problem=problem)
+        for lead_id, state in computed.states.items():
+            wanted = desired_values(state, setup.fields)
+            if ledger is not None:
+                for key, value in ledger.lead_values.get(lead_id, {}).items():
+                    if (field_id := setup.fields.id_of(key)) is not None:
+                        wanted[field_id] = value
+            values = differing(computed.current[lead_id], wanted)
             move_to = setup.roles.accepted_status_id if state.accept_now else None
             if values or move_to is not None:
-                writes.append(PlannedWrite(lead_id, lead.name, values, move_to))
+                writes.append(PlannedWrite(lead_id, computed.names[lead_id], values, move_to))
         planned = {w.lead_id for w in writes}
         horizon = now - self.options.closed_retention
         settled = frozenset(
@@ -418,7 +457,116 @@ class SyncCycle:
             and item.updated_at < horizon
             and lead_id not in planned
         )
-        return _Plan(states, tuple(writes), failed, settled)
+        return _Plan(computed.states, tuple(writes), computed.failed, settled, ledger, ledger_read)
+
+    def _states(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Computed:
+        """Every tracked lead's SLA state and current field values; a lead that cannot be
+        computed is logged and left out (the per-lead policy). Each lead is parsed once."""
+        computed = _Computed()
+        for lead_id, item in sorted(read.tracked.items()):
+            fresh = full or lead_id in read.touched
+            try:
+                lead = item.lead
+                state = self._compute(lead, item.events, setup, now)
+                current = current_values(lead, setup.fields)
+            except Exception as error:
+                computed.failed += 1
+                if fresh:
+                    log.warning("lead_invalid", lead_id=lead_id, problem=_describe(error))
+                continue
+            # The derivation's trace is for `explain`; kept for every lead it would cost MBs.
+            computed.states[lead_id] = replace(state, trace=())
+            computed.current[lead_id] = current
+            computed.names[lead_id] = lead.name
+            if self.options.ledgers.on:
+                computed.facts[lead_id] = facts_of(lead, state)
+            if fresh:
+                for problem in state.problems:
+                    log.warning("lead_problem", lead_id=lead_id, problem=problem)
+        return computed
+
+    def _ledgers(
+        self,
+        read: _Read,
+        facts: Mapping[int, RequestFacts],
+        setup: AccountSetup,
+        now: datetime,
+        full: bool,
+    ) -> tuple[LedgerRead, LedgerPlan]:
+        """Read what the company ledgers need and plan their fields and tasks."""
+        options = self.options.ledgers
+        cache = self._load_ledger_cache()
+        tracked = frozenset(facts)
+        if self.store.get_int(LEDGER_SINCE) is None:
+            facts = {**self._earlier_requests(setup, now), **facts}
+        ledger_read = read_ledgers(
+            self.client,
+            self.store,
+            cache,
+            facts=facts,
+            gone=read.forgotten,
+            events=read.events,
+            now=now,
+            options=options,
+            check_stop=self._check_stop,
+        )
+        apply_ledger(cache, ledger_read)
+        plan = plan_ledgers(
+            requests=cache.requests,
+            entries=cache.entries.values(),
+            companies={
+                i: c
+                for i, c in cache.companies.items()
+                if any(f.company_id == i for f in cache.requests.values())
+            },
+            tracked=tracked,
+            fields=setup.company_fields,
+            options=options,
+            now=now,
+        )
+        for lead_id, problems in plan.lead_problems.items():
+            if full or lead_id in read.touched:
+                for problem in problems:
+                    log.warning("lead_problem", lead_id=lead_id, problem=problem)
+        for company_id, problems in plan.company_problems.items():
+            if full or company_id in ledger_read.companies:
+                for problem in problems:
+                    log.warning("company_problem", company_id=company_id, problem=problem)
+        return ledger_read, plan
+
+    def _earlier_requests(self, setup: AccountSetup, now: datetime) -> dict[int, RequestFacts]:
+        """The first time the ledgers run: the support requests of their horizon, open or
+        closed, as facts (their tariff from their tags; registered at creation)."""
+        since = now - self.options.ledgers.horizon
+        facts: dict[int, RequestFacts] = {}
+        for lead in self.client.iter_leads(pipeline_id=setup.pipeline_id, updated_from=since):
+            self._check_stop()
+            if lead.pipeline_id != setup.pipeline_id or lead.updated_at < since:
+                continue  # amoCRM ignored a filter
+            try:
+                facts[lead.id] = facts_of(lead, self._compute(lead, (), setup, now))
+            except Exception as error:
+                log.warning("lead_invalid", lead_id=lead.id, problem=_describe(error))
+        return facts
+
+    def _load_ledger_cache(self) -> LedgerCache:
+        if self._ledger_cache is None:
+            self._ledger_cache = load_ledger_cache(self.store)
+        return self._ledger_cache
+
+    def _write_companies(self, plan: LedgerPlan) -> tuple[int, int]:
+        """Write the companies' ledger fields; returns how many were written and refused."""
+        if not plan.company_writes:
+            return 0, 0
+        result = self.client.update_companies(
+            [EntityUpdate(w.company_id, w.values) for w in plan.company_writes]
+        )
+        for company_id, problem in result.failed.items():
+            log.warning("company_invalid", company_id=company_id, problem=problem)
+        for write in plan.company_writes:
+            if write.company_id not in result.failed:
+                log.info("company_written", company_id=write.company_id, fields=len(write.values))
+        return len(plan.company_writes) - len(result.failed), len(result.failed)
 
     def _compute(
         self, lead: Lead, events: Sequence[LeadEvent], setup: AccountSetup, now: datetime
@@ -452,6 +600,10 @@ class SyncCycle:
             self.store.set_int(EVENTS_SINCE, read.feed.covered_from)
             if full:
                 self.store.set_int(LAST_FULL_SYNC, int(now.timestamp()))
+            if plan.ledger_read is not None:
+                persist_ledger(self.store, plan.ledger_read)
+                if self.store.get_int(LEDGER_SINCE) is None:
+                    self.store.set_int(LEDGER_SINCE, int(now.timestamp()))
             self._bump_generation()
 
     def _remember_written(self, written: Sequence[PlannedWrite], setup: AccountSetup) -> None:

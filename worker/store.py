@@ -1,7 +1,8 @@
 """The worker's local state: one SQLite file in the state directory, two kinds of data.
 
 **The cache** (cursors, the support pipeline's leads as last read, the lead events
-seen) only saves requests: amoCRM holds all of it. Losing it costs one full read of
+seen, and for the company ledgers the requests' companies and tags, the time notes and
+the companies) only saves requests: amoCRM holds all of it. Losing it costs one full read of
 the pipeline and a per-lead history call for leads older than the event feed's
 horizon, nothing else. Forgetting a lead drops only its copy: its events stay until
 they age out of the buffer, so a lead that comes back (reopened, restored) finds
@@ -49,8 +50,20 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_lead ON events (lead_id, created_at);
+CREATE TABLE IF NOT EXISTS requests (
+    lead_id INTEGER PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS time_notes (
+    id INTEGER PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS companies (
+    id INTEGER PRIMARY KEY,
+    data TEXT NOT NULL
+);
 """
-_CACHE_TABLES = ("meta", "leads", "events")
+_CACHE_TABLES = ("meta", "leads", "events", "requests", "time_notes", "companies")
 
 _RECORD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_record (
@@ -69,6 +82,9 @@ INSERT OR IGNORE INTO task_record (entity, entity_id, clock, state, task_id, cla
     SELECT 'leads', lead_id, clock, state, task_id, claimed_at FROM task_ledger;
 DROP TABLE task_ledger;
 """
+
+
+_ROW_TABLES = {"requests": "lead_id", "time_notes": "id", "companies": "id"}
 
 
 class StateVersionError(FatalError):
@@ -236,6 +252,30 @@ class StateStore:
             (older_than,),
         )
         return cursor.rowcount
+
+    # --- the cache: the company ledgers' inputs, as JSON by id ------------------------------
+    def save_rows(self, table: str, rows: Iterable[tuple[int, str]]) -> None:
+        """Store ``(id, JSON)`` rows of ``requests``, ``time_notes`` or ``companies``."""
+        column = _ROW_TABLES[table]
+        self._db.executemany(
+            f"INSERT INTO {table} ({column}, data) VALUES (?, ?) "  # noqa: S608 - fixed names
+            f"ON CONFLICT ({column}) DO UPDATE SET data = excluded.data",
+            rows,
+        )
+
+    def drop_rows(self, table: str, ids: Iterable[int]) -> None:
+        column = _ROW_TABLES[table]
+        self._db.executemany(
+            f"DELETE FROM {table} WHERE {column} = ?",  # noqa: S608 - fixed names
+            ((i,) for i in ids),
+        )
+
+    def load_rows(self, table: str) -> dict[int, str]:
+        column = _ROW_TABLES[table]
+        return {
+            int(row[0]): str(row[1])
+            for row in self._db.execute(f"SELECT {column}, data FROM {table}")  # noqa: S608
+        }
 
     # --- the record: the task ledger -------------------------------------------------------
     # A task is known by the entity it is set on (``leads`` or ``companies``), that entity's id

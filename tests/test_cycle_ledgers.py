@@ -1,0 +1,345 @@
+"""The company ledgers end to end against the fake amoCRM: time notes, hour packages and
+quotas written into the company's and the leads' fields, their tasks once, and what the
+ledgers cost in requests.
+
+Expected values are computed by hand from spec §7, not by the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from sla.policy import load_policy
+from tests.cycle_kit import (
+    LOST,
+    MOSCOW,
+    STAGES,
+    World,
+    at,
+    build_world,
+    make_cycle,
+    task_options,
+)
+from worker.admin import provision
+from worker.cycle import CycleOptions, SyncCycle
+from worker.fields import Ledger
+from worker.ledgers import LedgerOptions
+from worker.setup import StageOptions
+
+Logs = list[MutableMapping[str, Any]]
+PRESETS = Path(__file__).resolve().parent.parent / "sla" / "presets"
+
+
+@pytest.fixture
+def logs() -> Iterator[Logs]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+def ledger_world(*ledgers: Ledger) -> World:
+    world = build_world(seed=False)
+    if Ledger.QUOTAS in ledgers:
+        world.policy = load_policy((PRESETS / "prime_gate.toml").read_text(encoding="utf-8"))
+    provision(world.client, dry_run=False, say=lambda line: None, ledgers=frozenset(ledgers))
+    return world
+
+
+def ledger_cycle(world: World, state_dir: Path, *ledgers: Ledger) -> SyncCycle:
+    stages = StageOptions(
+        pipeline="Техподдержка",
+        hold_stages=(STAGES[2],),
+        acceptance_stages=(STAGES[3],),
+        ledgers=frozenset(ledgers),
+    )
+    options = CycleOptions(
+        stages=stages,
+        tasks=task_options(),
+        ledgers=LedgerOptions(
+            packages=Ledger.PACKAGES in ledgers,
+            quotas=world.policy.quotas if Ledger.QUOTAS in ledgers else (),
+            zone=MOSCOW,
+        ),
+    )
+    return make_cycle(world, state_dir, options=options)
+
+
+def company_fields(world: World, company_id: int) -> dict[str, object]:
+    raw = world.fake.company(company_id) or {}
+    found: dict[str, object] = {}
+    for entry in raw.get("custom_fields_values") or ():
+        found[entry["field_name"]] = _value(entry)
+    return found
+
+
+def _value(entry: dict[str, Any]) -> object:
+    first = entry["values"][0]
+    if entry["field_type"] == "select":
+        return first["enum_id"]
+    if entry["field_type"] == "numeric":
+        return int(float(first["value"]))  # amoCRM sends numbers as text
+    return first["value"]
+
+
+def lead_field(world: World, lead_id: int, name: str) -> object:
+    raw = world.fake.lead(lead_id) or {}
+    for entry in raw.get("custom_fields_values") or ():
+        if entry["field_name"] == name:
+            return _value(entry)
+    return None
+
+
+def package_company(world: World, hours: float, paid: datetime) -> int:
+    fake = world.fake
+    hours_id = fake.field_id("Пакет: часов", entity="companies")
+    paid_id = fake.field_id("Пакет: оплачен", entity="companies")
+    assert hours_id is not None
+    assert paid_id is not None
+    return fake.add_company(
+        "ООО Ромашка",
+        responsible_user_id=world.agents[1],
+        custom_fields={hours_id: hours, paid_id: int(paid.timestamp())},
+    )
+
+
+def request(world: World, company_id: int | None, *tags: str, created: float) -> int:
+    return world.fake.add_lead(
+        "Настроить воронку",
+        pipeline_id=world.support.id,
+        tags=list(tags),
+        created_at=created,
+        responsible_user_id=world.agents[0],
+        company_id=company_id,
+    )
+
+
+def log_time(world: World, lead_id: int, text: str, moment: float) -> int:
+    return world.fake.add_note(lead_id, text, created_by=world.agents[0], at=moment)
+
+
+def run_at(cycle: SyncCycle, world: World, moment: float) -> None:
+    world.clock.advance(moment - world.clock.time())
+    cycle.run(world.now())
+
+
+def package_tasks(world: World, company_id: int) -> list[str]:
+    return [
+        str(task["text"])
+        for task in world.fake.tasks
+        if task.get("entity_type") == "companies" and task["entity_id"] == company_id
+    ]
+
+
+PAID = datetime(2025, 11, 3, 15, 0, tzinfo=MOSCOW)
+
+
+def test_time_notes_fill_the_package_until_it_runs_out(tmp_path: Path) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 1 ч 30 мин — настройка воронки", at(5, 10, 30))
+    log_time(world, lead_id, "Время: 21", at(5, 11, 0))  # 25 after rounding
+    log_time(world, lead_id, "Обсудили задачу", at(5, 11, 5))  # no entry
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 0))
+
+    fields = company_fields(world, company)
+    valid_to = int(datetime(2025, 12, 3, tzinfo=MOSCOW).timestamp())
+    at_risk = world.fake.enum_id(
+        world.fake.field_id("Пакет: статус", entity="companies") or 0,
+        "Под угрозой",
+        entity="companies",
+    )
+    assert fields["Пакет: действует до"] == valid_to
+    assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (115, 5)
+    assert fields["Пакет: статус"] == at_risk
+    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 115
+    assert not lead_field(world, lead_id, "Пакет: исчерпан")
+    assert package_tasks(world, company) == []
+
+    log_time(world, lead_id, "Время: 10 мин — проверка", at(5, 13, 0))
+    run_at(cycle, world, at(5, 13, 5))
+    run_at(cycle, world, at(5, 13, 10))
+
+    fields = company_fields(world, company)
+    assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (125, -5)
+    assert lead_field(world, lead_id, "Пакет: исчерпан") is True
+    tasks = package_tasks(world, company)
+    assert len(tasks) == 1
+    assert "израсходовано 2 ч 5 мин из 2 ч" in tasks[0]
+
+
+def test_an_edited_note_changes_its_entry_and_a_deleted_one_removes_it(tmp_path: Path) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 5, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    first = log_time(world, lead_id, "Время: 30", at(5, 10, 30))
+    second = log_time(world, lead_id, "Время: 1 ч", at(5, 11, 0))
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 0))
+    assert company_fields(world, company)["Пакет: израсходовано, мин"] == 90
+
+    world.fake.edit_note(first, "Время: 45 мин", by=world.agents[0], at=at(5, 12, 10))
+    world.fake.delete_note(second, by=world.agents[0], at=at(5, 12, 20))
+    run_at(cycle, world, at(5, 12, 30))
+    run_at(cycle, world, at(5, 12, 35))
+
+    assert company_fields(world, company)["Пакет: израсходовано, мин"] == 45
+    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 45
+
+
+def test_an_unreadable_time_note_is_a_problem_naming_the_lead_and_the_note(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 5, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    note = log_time(world, lead_id, "Время: полчаса", at(5, 10, 30))
+    run_at(ledger_cycle(world, tmp_path, Ledger.PACKAGES), world, at(5, 12, 0))
+
+    problems = [e for e in logs if e["event"] == "lead_problem" and e.get("note_id") == note]
+    assert [e["lead_id"] for e in problems] == [lead_id]
+    assert company_fields(world, company)["Пакет: израсходовано, мин"] == 0
+
+
+def test_a_new_payment_date_starts_a_new_package(tmp_path: Path) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 2 ч 30 мин", at(5, 10, 30))
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 0))
+    assert company_fields(world, company)["Пакет: остаток, мин"] == -30
+
+    paid_id = world.fake.field_id("Пакет: оплачен", entity="companies") or 0
+    renewed = datetime(2025, 11, 5, 14, 0, tzinfo=MOSCOW)
+    world.fake.update_company(
+        company, by_user=world.agents[1], custom_fields={paid_id: int(renewed.timestamp())}
+    )
+    log_time(world, lead_id, "Время: 15", at(5, 14, 30))
+    run_at(cycle, world, at(5, 15, 0))
+
+    fields = company_fields(world, company)
+    # Paid on the 5th: the day's earlier work belongs to it too; the 3rd's does not.
+    assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (165, -45)
+    assert fields["Пакет: действует до"] == int(datetime(2025, 12, 5, tzinfo=MOSCOW).timestamp())
+    assert len(package_tasks(world, company)) == 2  # one per package
+
+
+def test_the_package_task_is_created_once_across_a_crash_and_a_lost_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 2 ч 10 мин", at(5, 10, 30))
+    cycle = ledger_cycle(world, tmp_path / "a", Ledger.PACKAGES)
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(cycle.store, "record_task", crash)
+    with pytest.raises(Crash):
+        run_at(cycle, world, at(5, 12, 0))
+    assert len(package_tasks(world, company)) == 1  # created; the record never written
+
+    for state_dir in ("a", "b"):  # the same directory after the crash, then a lost one
+        run_at(ledger_cycle(world, tmp_path / state_dir, Ledger.PACKAGES), world, at(5, 12, 30))
+        world.clock.advance(60)
+
+    assert len(package_tasks(world, company)) == 1
+
+
+def prime_gate_request(world: World, company: int | None, created: datetime, *tags: str) -> int:
+    return request(world, company, "Микробизнес", "Настройка", *tags, created=created.timestamp())
+
+
+def test_the_third_setup_of_a_two_setup_plan_goes_over_its_quota(tmp_path: Path) -> None:
+    world = ledger_world(Ledger.QUOTAS)
+    company = world.fake.add_company("ИП Сидоров", responsible_user_id=world.agents[1])
+    day = datetime(2025, 11, 5, 10, 0, tzinfo=MOSCOW)
+    old = prime_gate_request(world, company, day - timedelta(days=400))  # 13 months ago
+    lost = prime_gate_request(world, company, day - timedelta(days=30))
+    world.fake.move_lead(
+        lost, LOST, by_user=world.agents[0], at=(day - timedelta(days=29)).timestamp()
+    )
+    first = prime_gate_request(world, company, day - timedelta(days=20))
+    second = prime_gate_request(world, company, day - timedelta(days=10))
+    third = prime_gate_request(world, company, day)
+    cycle = ledger_cycle(world, tmp_path, Ledger.QUOTAS)
+    run_at(cycle, world, at(5, 12, 0))
+
+    over = {i: bool(lead_field(world, i, "Квота: сверх лимита")) for i in (first, second, third)}
+    assert over == {first: False, second: False, third: True}
+    quota_tasks = [t for t in world.fake.tasks if "[Квота: Настройки]" in str(t["text"])]
+    assert [t["entity_id"] for t in quota_tasks] == [third]
+    assert "3-е по квоте «Настройки»" in str(quota_tasks[0]["text"])
+    summary = company_fields(world, company)["Квоты"]
+    assert str(summary).startswith("Настройки: 3 из 2")
+    assert not lead_field(world, old, "Квота: сверх лимита")
+
+
+def test_a_request_without_a_company_is_a_problem_and_counts_toward_nothing(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world = ledger_world(Ledger.QUOTAS)
+    orphan = prime_gate_request(world, None, datetime(2025, 11, 5, 10, 0, tzinfo=MOSCOW))
+    run_at(ledger_cycle(world, tmp_path, Ledger.QUOTAS), world, at(5, 12, 0))
+
+    problems = [e for e in logs if e["event"] == "lead_problem" and e["lead_id"] == orphan]
+    assert any("no company" in str(e["problem"]) for e in problems)
+    assert not lead_field(world, orphan, "Квота: сверх лимита")
+
+
+def test_ledgers_off_spend_nothing_on_notes_or_companies(tmp_path: Path) -> None:
+    world = ledger_world()
+    company = world.fake.add_company("ООО Ромашка", responsible_user_id=world.agents[1])
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 30", at(5, 10, 30))
+    cycle = make_cycle(world, tmp_path)
+    world.fake.reset_request_log()
+    run_at(cycle, world, at(5, 12, 0))
+    run_at(cycle, world, at(5, 12, 5))
+
+    paths = {r.path for r in world.fake.request_log}
+    assert not {p for p in paths if "notes" in p or "companies" in p}
+
+
+def test_a_steady_cycle_with_both_ledgers_costs_four_requests(tmp_path: Path) -> None:
+    world = ledger_world(Ledger.PACKAGES, Ledger.QUOTAS)
+    company = package_company(world, 5, PAID)
+    lead_id = request(world, company, "Микробизнес", "Настройка", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 30", at(5, 10, 30))
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES, Ledger.QUOTAS)
+    for minute in (0, 5, 10):
+        run_at(cycle, world, at(5, 12, minute))
+    world.fake.reset_request_log()
+    run_at(cycle, world, at(5, 12, 15))
+
+    paths = sorted(r.path for r in world.fake.request_log)
+    assert paths == ["/api/v4/companies", "/api/v4/events", "/api/v4/leads", "/api/v4/leads/notes"]
+    assert {r.method for r in world.fake.request_log} == {"GET"}
+
+
+def test_the_ledgers_rebuild_from_amocrm_when_the_state_directory_is_lost(
+    tmp_path: Path,
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 40", at(5, 10, 30))
+    run_at(ledger_cycle(world, tmp_path / "a", Ledger.PACKAGES), world, at(5, 12, 0))
+    world.fake.move_lead(lead_id, 142, by_user=world.agents[0], at=at(5, 12, 10))
+    second = request(world, company, "Приоритет", created=at(5, 12, 20))
+    log_time(world, second, "Время: 20", at(5, 12, 30))
+
+    run_at(ledger_cycle(world, tmp_path / "b", Ledger.PACKAGES), world, at(5, 13, 0))
+
+    assert company_fields(world, company)["Пакет: израсходовано, мин"] == 60

@@ -1,0 +1,702 @@
+"""The company ledgers in amoCRM: time notes, hour packages and quotas (spec §7).
+
+amoCRM stays the source of truth. The worker reads the time notes account-wide by
+``updated_at`` (one request when nothing changed), the companies linked to support
+requests by ``updated_at`` and, the first time it sees one, by id, and keeps for every
+support request the few facts the quotas count (company, tariff, tags, registration).
+The rules themselves are :mod:`sla.ledger`'s; this module feeds them and turns their
+answer into field values and tasks.
+
+Choices where the spec is silent:
+
+* A company's package is the one its «Пакет: часов» and «Пакет: оплачен» fields name
+  now; entries outside its validity are work outside a package.
+* A company's plan, for its «Квоты» summary, is the tariff of its latest request.
+* Quota tasks and the «Пакет: исчерпан» flag go to open requests only; a request closed
+  before the worker saw it over a limit gets neither.
+* The package task comes when a package is used up while still valid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from amo_client.client import AmoClient
+from amo_client.errors import InvalidItem
+from amo_client.models import (
+    Company,
+    CustomFieldValues,
+    Event,
+    Lead,
+    Note,
+    OutgoingValue,
+    SelectValue,
+)
+from sla.ledger import (
+    DEFAULT_MARKER,
+    Package,
+    PackageBalance,
+    Quota,
+    QuotaRequest,
+    QuotaUse,
+    TimeEntry,
+    Unreadable,
+    package_balance,
+    parse_time_note,
+    quota_summary,
+    quota_text,
+    quota_uses,
+)
+from sla.policy import normalize_tag
+from sla.state import LOST, WON, SlaState
+from worker.fields import CompanyField, CompanyFieldMap, SlaField, Value
+from worker.store import StateStore
+from worker.tasks import TaskPlan
+
+log = structlog.get_logger("worker.ledgers")
+
+CALL_NOTES = ("call_in", "call_out")
+NOTE_DELETED = "common_note_deleted"
+LEDGER_EVENTS = frozenset({NOTE_DELETED})
+
+
+@dataclass(frozen=True)
+class LedgerOptions:
+    packages: bool = False
+    quotas: tuple[Quota, ...] = ()
+    marker: str = DEFAULT_MARKER
+    call_time: bool = False
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
+    at_risk: float = 0.8
+    package_text: str = (
+        "Пакет часов компании «{company_name}» исчерпан: израсходовано {used} из {limit}. "
+        "Работы приостановлены до согласования с клиентом."
+    )
+    quota_text: str = (
+        "Обращение «{lead_name}» — {ordinal}-е по квоте «{quota}» за {months} мес. по тарифу "
+        "«{tariff}» (бесплатно {limit}): согласуйте оплату с клиентом."
+    )
+    # The cursors step back this far at every read; what is read twice is read the same.
+    overlap: timedelta = timedelta(minutes=1)
+
+    @property
+    def on(self) -> bool:
+        return self.packages or bool(self.quotas)
+
+    @property
+    def horizon(self) -> timedelta:
+        """How far back a first start reads requests and notes: the longest quota window, or
+        two months (a package's validity and the one before it)."""
+        months = max((quota.months for quota in self.quotas), default=0)
+        return timedelta(days=max(62, 31 * months + 1))
+
+    @property
+    def note_types(self) -> tuple[str, ...]:
+        return ("common", *CALL_NOTES) if self.call_time else ("common",)
+
+
+# --- what the ledgers keep of a request --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """A support request as the ledgers see it (kept for every request of the horizon)."""
+
+    lead_id: int
+    name: str
+    company_id: int | None
+    tariff: str | None
+    tags: tuple[str, ...]  # normalized
+    registered_at: int  # unix seconds
+    status_id: int
+    responsible_user_id: int
+
+    @property
+    def open(self) -> bool:
+        return self.status_id not in (WON, LOST)
+
+    def quota_request(self, zone: ZoneInfo) -> QuotaRequest:
+        """As the quotas count it; months are counted on the account's calendar (``zone``)."""
+        return QuotaRequest(
+            lead_id=self.lead_id,
+            company_id=self.company_id,
+            tariff=self.tariff,
+            tags=frozenset(self.tags),
+            registered_at=datetime.fromtimestamp(self.registered_at, zone),
+            lost=self.status_id == LOST,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> RequestFacts:
+        raw = json.loads(text)
+        return cls(**{**raw, "tags": tuple(raw["tags"])})
+
+
+def facts_of(lead: Lead, state: SlaState) -> RequestFacts:
+    return RequestFacts(
+        lead_id=lead.id,
+        name=lead.name or f"#{lead.id}",
+        company_id=lead.company_id,
+        tariff=state.tariff,
+        tags=tuple(sorted({normalize_tag(tag) for tag in lead.tag_names})),
+        registered_at=int(state.registered_at.timestamp()),
+        status_id=lead.status_id,
+        responsible_user_id=lead.responsible_user_id,
+    )
+
+
+# --- time entries ----------------------------------------------------------------------------
+
+
+def entry_of(note: Note, options: LedgerOptions) -> TimeEntry | Unreadable | None:
+    """The time entry a note holds (its company is filled in later), or why it holds none."""
+    at = note.created_at if note.created_at.tzinfo else note.created_at.replace(tzinfo=UTC)
+    if note.note_type in CALL_NOTES:
+        seconds = note.duration or 0
+        if not options.call_time or seconds <= 0:
+            return None
+        return TimeEntry(note.id, note.entity_id, None, at, note.created_by, seconds, "звонок")
+    parsed = parse_time_note(note.text or "", marker=options.marker)
+    if parsed is None or isinstance(parsed, Unreadable):
+        return parsed
+    return TimeEntry(
+        note.id, note.entity_id, None, at, note.created_by, parsed.seconds, parsed.what
+    )
+
+
+def deleted_note_ids(events: Iterable[Event]) -> set[int]:
+    """The notes that ``common_note_deleted`` events say are gone."""
+    gone: set[int] = set()
+    for event in events:
+        if event.type != NOTE_DELETED:
+            continue
+        for item in [*(event.value_before or ()), *(event.value_after or ())]:
+            note = item.get("note") if isinstance(item, dict) else None
+            note_id = note.get("id") if isinstance(note, dict) else None
+            if isinstance(note_id, int):
+                gone.add(note_id)
+    return gone
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_notes(
+    client: AmoClient,
+    *,
+    cursor: int | None,
+    now: datetime,
+    options: LedgerOptions,
+    check_stop: Callable[[], None],
+) -> tuple[list[Note], int]:
+    """Notes of the ledgers' types changed since the cursor, account-wide."""
+    since = (
+        now - options.horizon
+        if cursor is None
+        else datetime.fromtimestamp(cursor, UTC) - options.overlap
+    )
+    notes: list[Note] = []
+    started: datetime | None = None
+    for note in client.iter_notes(
+        "leads", updated_from=since, note_types=options.note_types, on_invalid=_skipped_note
+    ):
+        check_stop()
+        started = started or client.server_time
+        notes.append(note)
+    clock = started or client.server_time or now
+    return notes, max(cursor or 0, int((clock - options.overlap).timestamp()))
+
+
+def read_companies(
+    client: AmoClient,
+    *,
+    cursor: int | None,
+    wanted: Collection[int],
+    cached: Collection[int],
+    now: datetime,
+    options: LedgerOptions,
+    check_stop: Callable[[], None],
+) -> tuple[list[Company], int]:
+    """The wanted companies changed since the cursor, and those not cached yet by id."""
+    companies: dict[int, Company] = {}
+    clock: datetime | None = None
+    if cursor is not None:
+        since = datetime.fromtimestamp(cursor, UTC) - options.overlap
+        for company in client.iter_companies(updated_from=since, on_invalid=_skipped_company):
+            check_stop()
+            clock = clock or client.server_time
+            if company.id in wanted:
+                companies[company.id] = company
+    missing = sorted(set(wanted) - set(cached) - set(companies))
+    for company in client.iter_companies(ids=missing, on_invalid=_skipped_company):
+        check_stop()
+        clock = clock or client.server_time
+        companies[company.id] = company
+    clock = clock or client.server_time or now
+    return list(companies.values()), max(cursor or 0, int((clock - options.overlap).timestamp()))
+
+
+def _skipped_note(item: InvalidItem) -> None:
+    log.warning("note_invalid", note_id=item.item_id, problem=item.problem)
+
+
+def _skipped_company(item: InvalidItem) -> None:
+    log.warning("company_invalid", company_id=item.item_id, problem=item.problem)
+
+
+# --- planning --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompanyWrite:
+    company_id: int
+    values: Mapping[int, OutgoingValue]
+
+
+@dataclass(frozen=True)
+class LedgerPlan:
+    lead_values: Mapping[int, Mapping[SlaField, Value]]
+    company_writes: tuple[CompanyWrite, ...]
+    tasks: tuple[TaskPlan, ...]
+    balances: Mapping[int, PackageBalance]  # by company
+    uses: Mapping[int, tuple[QuotaUse, ...]]  # by lead
+    entries: Mapping[int, tuple[TimeEntry, ...]]  # by company
+    lead_problems: Mapping[int, tuple[str, ...]]
+    company_problems: Mapping[int, tuple[str, ...]]
+
+
+def plan_ledgers(
+    *,
+    requests: Mapping[int, RequestFacts],
+    entries: Iterable[TimeEntry],
+    companies: Mapping[int, Company],
+    tracked: Collection[int],
+    fields: CompanyFieldMap,
+    options: LedgerOptions,
+    now: datetime,
+) -> LedgerPlan:
+    """The ledgers' field values, company writes and tasks at ``now``.
+
+    ``tracked``: the leads whose cards the worker keeps (their lead fields are planned)."""
+    by_company, spent = _entries_by_company(entries, requests)
+    quota_requests = [facts.quota_request(options.zone) for facts in requests.values()]
+    uses = quota_uses(options.quotas, quota_requests)
+    balances: dict[int, PackageBalance] = {}
+    writes: list[CompanyWrite] = []
+    tasks: list[TaskPlan] = []
+    company_problems: dict[int, tuple[str, ...]] = {}
+    for company_id, company in sorted(companies.items()):
+        wanted: dict[CompanyField, OutgoingValue] = {}
+        if options.packages:
+            package = package_of(company, fields, options.zone)
+            if isinstance(package, str):
+                company_problems[company_id] = (package,)
+            elif package is None:
+                wanted |= dict.fromkeys(_PACKAGE_WRITTEN, None)
+            else:
+                balance = package_balance(
+                    package,
+                    by_company.get(company_id, ()),
+                    zone=options.zone,
+                    now=now,
+                    at_risk=options.at_risk,
+                )
+                balances[company_id] = balance
+                wanted |= _package_values(balance, fields, options.zone)
+                if balance.used_up and now < package.window(options.zone)[1]:
+                    tasks.append(_package_task(company, balance, options))
+        if options.quotas:
+            summary = quota_summary(
+                options.quotas,
+                quota_requests,
+                company_id=company_id,
+                plan=_plan_of(company_id, requests),
+                now=now,
+            )
+            wanted[CompanyField.QUOTAS] = quota_text(summary)
+        changed = _company_changes(company, wanted, fields)
+        if changed:
+            writes.append(CompanyWrite(company_id, changed))
+    lead_values: dict[int, dict[SlaField, Value]] = {}
+    lead_problems: dict[int, tuple[str, ...]] = {}
+    for lead_id in sorted(tracked):
+        facts = requests.get(lead_id)
+        if facts is None:
+            continue
+        over = tuple(use for use in uses.get(lead_id, ()) if use.over)
+        lead_values[lead_id] = _lead_values(facts, spent.get(lead_id, 0), balances, over, options)
+        if facts.open:
+            tasks.extend(_quota_task(facts, use, options) for use in over)
+            if facts.company_id is None or facts.tariff is None:
+                missing = "company" if facts.company_id is None else "tariff"
+                lead_problems[lead_id] = (
+                    f"no {missing}: the request counts toward no package or quota",
+                )
+    return LedgerPlan(
+        lead_values=lead_values,
+        company_writes=tuple(writes),
+        tasks=tuple(tasks),
+        balances=balances,
+        uses=uses,
+        entries={company_id: tuple(found) for company_id, found in by_company.items()},
+        lead_problems=lead_problems,
+        company_problems=company_problems,
+    )
+
+
+def _entries_by_company(
+    entries: Iterable[TimeEntry], requests: Mapping[int, RequestFacts]
+) -> tuple[dict[int, list[TimeEntry]], dict[int, int]]:
+    """The support requests' entries by company (with their company), and minutes by lead."""
+    by_company: dict[int, list[TimeEntry]] = defaultdict(list)
+    spent: dict[int, int] = defaultdict(int)
+    for entry in entries:
+        facts = requests.get(entry.lead_id)
+        if facts is None:
+            continue  # not a support request
+        spent[entry.lead_id] += entry.minutes
+        if facts.company_id is not None:
+            by_company[facts.company_id].append(replace(entry, company_id=facts.company_id))
+    return by_company, spent
+
+
+def _lead_values(
+    facts: RequestFacts,
+    spent: int,
+    balances: Mapping[int, PackageBalance],
+    over: Sequence[QuotaUse],
+    options: LedgerOptions,
+) -> dict[SlaField, Value]:
+    values: dict[SlaField, Value] = {}
+    if options.packages:
+        values[SlaField.SPENT_MINUTES] = spent or None
+        balance = balances.get(facts.company_id) if facts.company_id is not None else None
+        values[SlaField.PACKAGE_EXHAUSTED] = bool(
+            facts.open and balance is not None and balance.exhausted
+        )
+    if options.quotas:
+        values[SlaField.QUOTA_OVER] = bool(over)
+    return values
+
+
+_PACKAGE_WRITTEN = (
+    CompanyField.PACKAGE_VALID_TO,
+    CompanyField.PACKAGE_USED,
+    CompanyField.PACKAGE_LEFT,
+    CompanyField.PACKAGE_STATUS,
+)
+
+
+def package_of(company: Company, fields: CompanyFieldMap, zone: ZoneInfo) -> Package | str | None:
+    """The company's package, None when it has none, or what is wrong with its fields."""
+    hours_raw = _first(company.field(fields.id_of(CompanyField.PACKAGE_HOURS) or 0))
+    paid_raw = _first(company.field(fields.id_of(CompanyField.PACKAGE_PAID) or 0))
+    if hours_raw in (None, "") and paid_raw in (None, ""):
+        return None
+    try:
+        hours = Decimal(str(hours_raw).replace(",", ".").strip())
+        paid_on = _date(paid_raw, zone)
+        return Package(hours=hours, paid_on=paid_on)
+    except (InvalidOperation, ValueError, TypeError, OverflowError, OSError):
+        return (
+            f"package fields «Пакет: часов» = {hours_raw!r}, «Пакет: оплачен» = {paid_raw!r} "
+            "are not a number of hours and a date; the package is not tracked"
+        )
+
+
+def _first(values: CustomFieldValues | None) -> object:
+    if values is None or not values.values:
+        return None
+    return values.values[0].value
+
+
+def _date(raw: object, zone: ZoneInfo) -> date:
+    if isinstance(raw, bool) or raw is None:
+        raise ValueError("no date")
+    if isinstance(raw, int | float) or (isinstance(raw, str) and raw.strip().isdigit()):
+        return datetime.fromtimestamp(int(raw), UTC).astimezone(zone).date()
+    if isinstance(raw, str):
+        return datetime.fromisoformat(raw.strip()).astimezone(zone).date()
+    raise ValueError("no date")
+
+
+def _midnight(day: date, zone: ZoneInfo) -> int:
+    return int(datetime.combine(day, time(), tzinfo=zone).timestamp())
+
+
+def _package_values(
+    balance: PackageBalance, fields: CompanyFieldMap, zone: ZoneInfo
+) -> dict[CompanyField, OutgoingValue]:
+    status = fields.status_enum_ids.get(balance.status.value)
+    return {
+        CompanyField.PACKAGE_VALID_TO: _midnight(balance.valid_to, zone),
+        CompanyField.PACKAGE_USED: balance.used_minutes,
+        CompanyField.PACKAGE_LEFT: balance.remaining_minutes,
+        CompanyField.PACKAGE_STATUS: SelectValue(status) if status is not None else None,
+    }
+
+
+def _company_changes(
+    company: Company, wanted: Mapping[CompanyField, OutgoingValue], fields: CompanyFieldMap
+) -> dict[int, OutgoingValue]:
+    changed: dict[int, OutgoingValue] = {}
+    for key, value in wanted.items():
+        field_id = fields.id_of(key)
+        if field_id is None:
+            continue
+        current = company.field(field_id)
+        if _comparable(current) != _comparable_value(value):
+            changed[field_id] = value
+    return changed
+
+
+def _comparable(values: CustomFieldValues | None) -> object:
+    if values is None or not values.values:
+        return None
+    first = values.values[0]
+    if first.enum_id is not None:
+        return ("enum", first.enum_id)
+    raw = first.value
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        return int(raw)
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    return raw if raw != "" else None
+
+
+def _comparable_value(value: OutgoingValue) -> object:
+    if isinstance(value, SelectValue):
+        return ("enum", value.enum_id)
+    return value if value != "" else None
+
+
+def _plan_of(company_id: int, requests: Mapping[int, RequestFacts]) -> str | None:
+    latest = max(
+        (f for f in requests.values() if f.company_id == company_id and f.tariff is not None),
+        key=lambda f: (f.registered_at, f.lead_id),
+        default=None,
+    )
+    return latest.tariff if latest is not None else None
+
+
+def duration_text(minutes: int) -> str:
+    """``5 ч 10 мин``, ``45 мин``, ``2 ч``."""
+    sign = "-" if minutes < 0 else ""
+    hours, rest = divmod(abs(minutes), 60)
+    parts = [f"{hours} ч"] if hours else []
+    if rest or not hours:
+        parts.append(f"{rest} мин")
+    return sign + " ".join(parts)
+
+
+def package_marker(package: Package) -> str:
+    return f"[Пакет: {package.paid_on:%d.%m.%Y}, {duration_text(package.minutes)}]"
+
+
+def _package_task(company: Company, balance: PackageBalance, options: LedgerOptions) -> TaskPlan:
+    package = balance.package
+    text = options.package_text.format(
+        company_id=company.id,
+        company_name=company.name or f"#{company.id}",
+        used=duration_text(balance.used_minutes),
+        limit=duration_text(package.minutes),
+        valid_to=f"{balance.valid_to:%d.%m.%Y}",
+    )
+    return TaskPlan(
+        entity_id=company.id,
+        clock=f"package:{package.paid_on.isoformat()}:{package.minutes}",
+        responsible_user_id=company.responsible_user_id,
+        text=f"{text}\n{package_marker(package)}",
+        entity_type="companies",
+    )
+
+
+def _quota_task(facts: RequestFacts, use: QuotaUse, options: LedgerOptions) -> TaskPlan:
+    text = options.quota_text.format(
+        lead_id=facts.lead_id,
+        lead_name=facts.name,
+        ordinal=use.ordinal,
+        limit=use.limit,
+        months=use.quota.months,
+        quota=use.quota.name,
+        tariff=facts.tariff or "—",
+    )
+    return TaskPlan(
+        entity_id=facts.lead_id,
+        clock=f"quota:{use.quota.name}",
+        responsible_user_id=facts.responsible_user_id,
+        text=f"{text}\n[Квота: {use.quota.name}]",
+    )
+
+
+def sorted_problems(problems: Mapping[int, Sequence[str]]) -> list[tuple[int, str]]:
+    return [(key, problem) for key in sorted(problems) for problem in problems[key]]
+
+
+# --- the ledgers' cache ------------------------------------------------------------------------
+
+
+@dataclass
+class LedgerCache:
+    """The ledgers' inputs as last read: facts by lead, time entries by note, companies by id.
+
+    Like the lead cache it is changed in place by :func:`apply` and rebuilt from the store
+    (or, lost, from amoCRM)."""
+
+    requests: dict[int, RequestFacts]
+    entries: dict[int, TimeEntry]
+    companies: dict[int, Company]
+
+
+@dataclass(frozen=True)
+class LedgerRead:
+    """What one cycle learnt for the ledgers, to apply to the cache and store."""
+
+    requests: Mapping[int, RequestFacts]  # new or changed
+    dropped_requests: frozenset[int]
+    entries: Mapping[int, TimeEntry]  # new or changed, by note id
+    dropped_entries: frozenset[int]
+    companies: Mapping[int, Company]
+    notes_cursor: int
+    companies_cursor: int
+
+
+NOTES_CURSOR = "notes_cursor"
+COMPANIES_CURSOR = "companies_cursor"
+
+
+def load_ledger_cache(store: StateStore) -> LedgerCache:
+    return LedgerCache(
+        requests={
+            lead_id: RequestFacts.from_json(data)
+            for lead_id, data in store.load_rows("requests").items()
+        },
+        entries={
+            note_id: _entry_from_json(data)
+            for note_id, data in store.load_rows("time_notes").items()
+        },
+        companies={
+            company_id: Company.model_validate_json(data)
+            for company_id, data in store.load_rows("companies").items()
+        },
+    )
+
+
+def apply(cache: LedgerCache, read: LedgerRead) -> None:
+    cache.requests.update(read.requests)
+    for lead_id in read.dropped_requests:
+        cache.requests.pop(lead_id, None)
+    cache.entries.update(read.entries)
+    for note_id in read.dropped_entries:
+        cache.entries.pop(note_id, None)
+    cache.companies.update(read.companies)
+
+
+def persist(store: StateStore, read: LedgerRead) -> None:
+    """Store what ``read`` learnt; call it inside the cycle's transaction."""
+    store.save_rows("requests", ((i, f.to_json()) for i, f in read.requests.items()))
+    store.drop_rows("requests", read.dropped_requests)
+    store.save_rows("time_notes", ((i, _entry_to_json(e)) for i, e in read.entries.items()))
+    store.drop_rows("time_notes", read.dropped_entries)
+    store.save_rows(
+        "companies",
+        (
+            (i, c.model_dump_json(by_alias=True, exclude_none=True))
+            for i, c in read.companies.items()
+        ),
+    )
+    store.set_int(NOTES_CURSOR, read.notes_cursor)
+    store.set_int(COMPANIES_CURSOR, read.companies_cursor)
+
+
+def _entry_to_json(entry: TimeEntry) -> str:
+    raw = asdict(entry)
+    raw["at"] = int(entry.at.timestamp())
+    return json.dumps(raw, ensure_ascii=False)
+
+
+def _entry_from_json(text: str) -> TimeEntry:
+    raw = json.loads(text)
+    return TimeEntry(**{**raw, "at": datetime.fromtimestamp(raw["at"], UTC)})
+
+
+def read_ledgers(
+    client: AmoClient,
+    store: StateStore,
+    cache: LedgerCache,
+    *,
+    facts: Mapping[int, RequestFacts],
+    gone: Collection[int],
+    events: Iterable[Event],
+    now: datetime,
+    options: LedgerOptions,
+    check_stop: Callable[[], None],
+) -> LedgerRead:
+    """Read the notes and companies that changed; ``facts`` are this cycle's requests'."""
+    changed = {i: f for i, f in facts.items() if cache.requests.get(i) != f}
+    horizon = int((now - options.horizon).timestamp())
+    dropped_requests = {i for i in gone if i in cache.requests} | {
+        i
+        for i, f in cache.requests.items()
+        if f.registered_at < horizon and i not in facts and not f.open
+    }
+    requests = {**cache.requests, **changed}
+    for lead_id in dropped_requests:
+        requests.pop(lead_id, None)
+
+    notes, notes_cursor = read_notes(
+        client,
+        cursor=store.get_int(NOTES_CURSOR),
+        now=now,
+        options=options,
+        check_stop=check_stop,
+    )
+    entries: dict[int, TimeEntry] = {}
+    dropped_entries = deleted_note_ids(events) | {
+        i for i, e in cache.entries.items() if e.at.timestamp() < horizon
+    }
+    for note in notes:
+        found = entry_of(note, options)
+        if isinstance(found, TimeEntry):
+            entries[note.id] = found
+            dropped_entries.discard(note.id)
+            continue
+        if note.id in cache.entries:
+            dropped_entries.add(note.id)  # edited into something that is no entry
+        if isinstance(found, Unreadable) and note.entity_id in requests:
+            log.warning(
+                "lead_problem",
+                lead_id=note.entity_id,
+                note_id=note.id,
+                problem=f"time note {note.id}: {found.problem}; it counts nothing",
+            )
+    wanted = {f.company_id for f in requests.values() if f.company_id is not None}
+    companies, companies_cursor = read_companies(
+        client,
+        cursor=store.get_int(COMPANIES_CURSOR),
+        wanted=wanted,
+        cached=cache.companies,
+        now=now,
+        options=options,
+        check_stop=check_stop,
+    )
+    return LedgerRead(
+        requests=changed,
+        dropped_requests=frozenset(dropped_requests),
+        entries=entries,
+        dropped_entries=frozenset(dropped_entries - entries.keys()),
+        companies={c.id: c for c in companies},
+        notes_cursor=notes_cursor,
+        companies_cursor=companies_cursor,
+    )
