@@ -515,9 +515,9 @@ class SyncCycle:
             requests=cache.requests,
             entries=cache.entries.values(),
             companies={
-                i: c
-                for i, c in cache.companies.items()
-                if any(f.company_id == i for f in cache.requests.values())
+                i: cache.companies[i]
+                for i in _companies_of(cache.requests)
+                if i in cache.companies  # a company amoCRM no longer has is skipped
             },
             tracked=tracked,
             fields=setup.company_fields,
@@ -660,6 +660,10 @@ def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
     if last_full is None:
         return None
     return last_full - int(options.full_reconcile_interval.total_seconds())
+
+
+def _companies_of(requests: Mapping[int, RequestFacts]) -> set[int]:
+    return {f.company_id for f in requests.values() if f.company_id is not None}
 
 
 def _task_due(state: SlaState) -> bool:

@@ -292,6 +292,10 @@ def plan_ledgers(
     by_company, spent = _entries_by_company(entries, requests)
     quota_requests = [facts.quota_request(options.zone) for facts in requests.values()]
     uses = quota_uses(options.quotas, quota_requests)
+    company_requests: dict[int | None, list[QuotaRequest]] = defaultdict(list)
+    for quota_request in quota_requests:
+        company_requests[quota_request.company_id].append(quota_request)
+    plans = _plans(requests)
     balances: dict[int, PackageBalance] = {}
     writes: list[CompanyWrite] = []
     tasks: list[TaskPlan] = []
@@ -302,34 +306,60 @@ def plan_ledgers(
             package = package_of(company, fields, options.zone)
             if isinstance(package, str):
                 company_problems[company_id] = (package,)
-            elif package is None:
-                wanted |= dict.fromkeys(_PACKAGE_WRITTEN, None)
             else:
-                balance = package_balance(
+                balance, package_values, task = _package_plan(
+                    company,
                     package,
                     by_company.get(company_id, ()),
-                    zone=options.zone,
+                    fields=fields,
+                    options=options,
                     now=now,
-                    at_risk=options.at_risk,
                 )
-                balances[company_id] = balance
-                wanted |= _package_values(balance, fields, options.zone)
-                if balance.used_up and now < package.window(options.zone)[1]:
-                    tasks.append(_package_task(company, balance, options))
+                wanted |= package_values
+                if balance is not None:
+                    balances[company_id] = balance
+                if task is not None:
+                    tasks.append(task)
         if options.quotas:
             summary = quota_summary(
                 options.quotas,
-                quota_requests,
+                company_requests.get(company_id, []),
                 company_id=company_id,
-                plan=_plan_of(company_id, requests),
-                now=now,
+                plan=plans.get(company_id),
+                now=now.astimezone(options.zone),
             )
             wanted[CompanyField.QUOTAS] = quota_text(summary)
         changed = _company_changes(company, wanted, fields)
         if changed:
             writes.append(CompanyWrite(company_id, changed))
+    lead_values, lead_tasks, lead_problems = _plan_leads(
+        requests, tracked, spent=spent, balances=balances, uses=uses, options=options
+    )
+    return LedgerPlan(
+        lead_values=lead_values,
+        company_writes=tuple(writes),
+        tasks=(*tasks, *lead_tasks),
+        balances=balances,
+        uses=uses,
+        entries={company_id: tuple(found) for company_id, found in by_company.items()},
+        lead_problems=lead_problems,
+        company_problems=company_problems,
+    )
+
+
+def _plan_leads(
+    requests: Mapping[int, RequestFacts],
+    tracked: Collection[int],
+    *,
+    spent: Mapping[int, int],
+    balances: Mapping[int, PackageBalance],
+    uses: Mapping[int, tuple[QuotaUse, ...]],
+    options: LedgerOptions,
+) -> tuple[dict[int, dict[SlaField, Value]], list[TaskPlan], dict[int, tuple[str, ...]]]:
+    """The tracked requests' ledger fields, their quota tasks, and their problems."""
     lead_values: dict[int, dict[SlaField, Value]] = {}
-    lead_problems: dict[int, tuple[str, ...]] = {}
+    tasks: list[TaskPlan] = []
+    problems: dict[int, tuple[str, ...]] = {}
     for lead_id in sorted(tracked):
         facts = requests.get(lead_id)
         if facts is None:
@@ -340,19 +370,29 @@ def plan_ledgers(
             tasks.extend(_quota_task(facts, use, options) for use in over)
             if facts.company_id is None or facts.tariff is None:
                 missing = "company" if facts.company_id is None else "tariff"
-                lead_problems[lead_id] = (
+                problems[lead_id] = (
                     f"no {missing}: the request counts toward no package or quota",
                 )
-    return LedgerPlan(
-        lead_values=lead_values,
-        company_writes=tuple(writes),
-        tasks=tuple(tasks),
-        balances=balances,
-        uses=uses,
-        entries={company_id: tuple(found) for company_id, found in by_company.items()},
-        lead_problems=lead_problems,
-        company_problems=company_problems,
-    )
+    return lead_values, tasks, problems
+
+
+def _package_plan(
+    company: Company,
+    package: Package | None,
+    entries: Sequence[TimeEntry],
+    *,
+    fields: CompanyFieldMap,
+    options: LedgerOptions,
+    now: datetime,
+) -> tuple[PackageBalance | None, dict[CompanyField, OutgoingValue], TaskPlan | None]:
+    """The company's balance, its package fields, and the task when it is used up."""
+    if package is None:
+        return None, dict.fromkeys(_PACKAGE_WRITTEN, None), None
+    balance = package_balance(package, entries, zone=options.zone, now=now, at_risk=options.at_risk)
+    task = None
+    if balance.used_up and now < package.window(options.zone)[1]:
+        task = _package_task(company, balance, options)
+    return balance, _package_values(balance, fields, options.zone), task
 
 
 def _entries_by_company(
@@ -481,13 +521,19 @@ def _comparable_value(value: OutgoingValue) -> object:
     return value if value != "" else None
 
 
-def _plan_of(company_id: int, requests: Mapping[int, RequestFacts]) -> str | None:
-    latest = max(
-        (f for f in requests.values() if f.company_id == company_id and f.tariff is not None),
-        key=lambda f: (f.registered_at, f.lead_id),
-        default=None,
-    )
-    return latest.tariff if latest is not None else None
+def _plans(requests: Mapping[int, RequestFacts]) -> dict[int, str]:
+    """Each company's plan: the tariff of its latest request that has one."""
+    latest: dict[int, RequestFacts] = {}
+    for facts in requests.values():
+        if facts.company_id is None or facts.tariff is None:
+            continue
+        known = latest.get(facts.company_id)
+        if known is None or (facts.registered_at, facts.lead_id) > (
+            known.registered_at,
+            known.lead_id,
+        ):
+            latest[facts.company_id] = facts
+    return {company_id: facts.tariff for company_id, facts in latest.items() if facts.tariff}
 
 
 def duration_text(minutes: int) -> str:
