@@ -364,16 +364,22 @@ def run_samples(args: argparse.Namespace) -> int:
 def add_explain(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "explain",
-        help="show how one lead's SLA state is derived (live by id, or offline from files)",
+        help="show how one lead's SLA state or one company's ledger is derived",
         description=(
             "Compute the SLA state the worker would write for one lead: live, by LEAD_ID, "
             "from the configured account; or offline, from a saved GET /api/v4/leads/{id} "
             "response (--lead) and its GET /api/v4/events response (--events). Prints the "
-            "state as JSON on stdout and the derivation (trace) on stderr."
+            "state as JSON on stdout and the derivation (trace) on stderr. With --company, "
+            "lay out a company's ledger from the live account instead: its time entries and "
+            "the package each counted against, the balance, each quota's requests, and the "
+            "values the worker writes next to those amoCRM holds."
         ),
     )
     parser.add_argument(
         "lead_id", type=int, nargs="?", metavar="LEAD_ID", help="a lead of the live account"
+    )
+    parser.add_argument(
+        "--company", type=int, metavar="ID", help="a company of the live account: its ledger"
     )
     parser.add_argument("--lead", type=Path, help="LEAD.json (GET /api/v4/leads/{id})")
     parser.add_argument(
@@ -417,6 +423,11 @@ def add_explain(commands: Any) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    if args.company is not None:
+        if args.lead_id is not None or args.lead is not None:
+            print("error: give LEAD_ID, --lead or --company, not several", file=sys.stderr)
+            return 2
+        return run_company_explain(args)
     if args.lead_id is not None:
         return run_live_explain(args)
     if args.lead is None or args.events is None or args.now is None:
@@ -483,4 +494,49 @@ def run_live_explain(args: argparse.Namespace) -> int:
         class_field_id=setup.class_field_id,
     )
     explain.print_explanation(explanation, sys.stdout, sys.stderr, with_trace=not args.no_trace)
+    return 0
+
+
+def run_company_explain(args: argparse.Namespace) -> int:
+    from worker.setup import resolve_setup  # noqa: PLC0415
+
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        policy = app.build_policy(settings)
+        stages = app.stage_options(settings, policy)
+        if not stages.ledgers:
+            print(
+                "error: no company ledger is on: set SLA_PACKAGES=true for hour packages, or "
+                "SLA_POLICY_FILE to a policy with quotas (sla/presets/prime_gate.toml)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
+        with app.build_client(settings) as client:
+            setup = resolve_setup(
+                stages,
+                client.pipelines(),
+                list(client.iter_lead_custom_fields()),
+                list(client.iter_company_custom_fields()),
+            )
+            ledger = explain.read_company_ledger(
+                client,
+                args.company,
+                setup=setup,
+                policy=policy,
+                options=app.ledger_options(settings, policy),
+                now=now,
+            )
+    except (ConfigError, explain.ExplainError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (AmoError, ValueError) as error:
+        return _fail(error)
+    if ledger is None:
+        print(f"error: company {args.company} does not exist", file=sys.stderr)
+        return 1
+    for line in explain.company_ledger_lines(ledger):
+        print(line)
     return 0
