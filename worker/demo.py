@@ -8,14 +8,24 @@ lead's fields, and the next cycles run at the instants the worker itself asks to
 be woken at (a due or at-risk instant), on a simulated clock, so an hour of
 support passes in seconds. At the end a table shows each lead's SLA fields as
 amoCRM holds them, and the breach tasks the worker created.
+
+Two acts show the company ledgers, one regulation each, since a policy is one
+regulation and quotas belong to plans CRMBP's tariffs do not have:
+
+1. CRMBP with prepaid hour packages on (``SLA_PACKAGES=true``): a company's agents log
+   time in notes until its 2-hour package runs out; ``explain --company`` then audits it.
+2. A second account under the Prime Gate preset (``sla/presets/prime_gate.toml``): the
+   third set-up in 12 months on the «Микробизнес» plan goes over its two free ones.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
@@ -25,11 +35,14 @@ import structlog
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, PipelineRef
-from sla.policy import default_policy
+from sla.policy import Policy, default_policy, load_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
-from worker.report import lead_field_rows, table
-from worker.setup import StageOptions
+from worker.explain import company_field_text, company_ledger_lines, read_company_ledger
+from worker.fields import COMPANY_FIELD_SPECS, SPEC_BY_KEY, Ledger, SlaField, read_value
+from worker.ledgers import LedgerOptions
+from worker.report import format_value, lead_field_rows, table
+from worker.setup import AccountSetup, StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions
 
@@ -37,6 +50,8 @@ MOSCOW = ZoneInfo("Europe/Moscow")
 # Wednesday 5 November 2025, the first workday after the 3–4 November holidays.
 DEMO_START = datetime(2025, 11, 5, 10, 30, tzinfo=MOSCOW)
 DEMO_END = datetime(2025, 11, 5, 17, 5, tzinfo=MOSCOW)
+QUOTAS_END = datetime(2025, 11, 5, 11, 35, tzinfo=MOSCOW)
+PACKAGE_PAID = datetime(2025, 11, 1, tzinfo=MOSCOW)  # the transferred working Saturday
 DEMO_POLL_INTERVAL = timedelta(hours=1)
 PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
@@ -86,19 +101,51 @@ def _today(hour: int, minute: int = 0) -> datetime:
     return datetime(2025, 11, 5, hour, minute, tzinfo=MOSCOW)
 
 
-def seed(fake: FakeAmoCRM) -> tuple[PipelineRef, list[Sample], list[Happening]]:
-    """The support pipeline, two agents, a robot's noise, the sample requests, and what the
-    agents will do to them during the demo."""
+@dataclass(frozen=True)
+class Act:
+    """One account of the demo: its emulator, what was seeded, and how the worker runs on it."""
+
+    fake: FakeAmoCRM
+    support: PipelineRef
+    samples: list[Sample]
+    happenings: list[Happening]
+    policy: Policy
+    ledgers: frozenset[Ledger]
+    end: datetime
+    companies: list[int] = field(default_factory=list)
+
+
+def seed(fake: FakeAmoCRM) -> Act:
+    """Act 1: the support pipeline, two agents and a manager, a robot's noise, the sample
+    requests of two companies, one with a 2-hour package that three of them belong to, and
+    what the agents will do during the demo, time notes included."""
     support = fake.add_pipeline(PIPELINE, STAGES, unsorted=False)
     sales = fake.add_pipeline("Продажи", ["Первичный контакт", "Переговоры"])
     anna = fake.add_user("Анна Смирнова")
     oleg = fake.add_user("Олег Петров")
+    maria = fake.add_user("Мария Козлова")
     in_work, waiting = support.status(STAGES[1]), support.status(STAGES[2])
     samples: list[Sample] = []
+    # The package's hours and payment date are typed in once `provision` made the fields.
+    romashka = fake.add_company("ООО Ромашка", responsible_user_id=maria)
+    vasilek = fake.add_company("ООО Василёк", responsible_user_id=maria)  # no package bought
 
-    def lead(name: str, about: str, tags: list[str], created: float, user: int) -> int:
+    def lead(
+        name: str,
+        about: str,
+        tags: list[str],
+        created: float,
+        user: int,
+        *,
+        company: int = vasilek,
+    ) -> int:
         lead_id = fake.add_lead(
-            name, pipeline_id=support.id, tags=tags, created_at=created, responsible_user_id=user
+            name,
+            pipeline_id=support.id,
+            tags=tags,
+            created_at=created,
+            responsible_user_id=user,
+            company_id=company,
         )
         samples.append(Sample(lead_id, about))
         return lead_id
@@ -117,21 +164,23 @@ def seed(fake: FakeAmoCRM) -> tuple[PipelineRef, list[Sample], list[Happening]]:
     # По факту, typical, registered last week: the 3–4 November holidays do not count, the
     # transferred working Saturday 1 November does.
     typical = lead("Настроить воронку продаж", "По факту, типовое", ["По факту"],
-                   _at(30, 15, month=10), oleg)  # fmt: skip
+                   _at(30, 15, month=10), oleg, company=romashka)  # fmt: skip
     # Done, waiting for the customer's remarks: accepted after one business day of silence.
     accepted = lead("Настроить права доступа", "Приоритет, на приёмке", ["Приоритет"],
                     _at(1, 12, 0), anna)  # fmt: skip
     fake.add_event(accepted, "outgoing_chat_message", created_by=anna, at=_at(1, 12, 20))
     fake.move_lead(accepted, support.status(STAGES[3]), by_user=anna, at=_at(1, 17, 0))
     # По факту, non-standard.
-    lead("Интеграция с 1С", "По факту, нестандартное", ["По факту", "Нестандартное"],
-         _at(5, 9, 15), anna)  # fmt: skip
+    one_c = lead("Интеграция с 1С", "По факту, нестандартное", ["По факту", "Нестандартное"],
+                 _at(5, 9, 15), anna, company=romashka)  # fmt: skip
     # An «авария» tag: CRMBP has no emergency rule, so an ordinary «Приоритет» request.
     outage = lead("Сервер недоступен", "Приоритет, авария", ["Приоритет", "авария"],
                   _at(5, 9, 50), oleg)  # fmt: skip
     # On hold, waiting for the customer.
-    hold = lead("Выгрузка отчёта", "По факту, ждём клиента", ["По факту"], _at(5, 9, 0), anna)
+    hold = lead("Выгрузка отчёта", "По факту, ждём клиента", ["По факту"], _at(5, 9, 0), anna,
+                company=romashka)  # fmt: skip
     fake.add_event(hold, "outgoing_call", created_by=anna, at=_at(5, 9, 5))
+    fake.add_note(hold, "Время: 40 мин — диагностика выгрузки", created_by=anna, at=_at(5, 10, 0))
     fake.move_lead(hold, waiting, by_user=anna, at=_at(5, 10, 5))
     # Resolved in time, before the worker started.
     done = lead("Сброс пароля", "Приоритет, решено", ["Приоритет"], _at(5, 10, 2), oleg)
@@ -152,7 +201,21 @@ def seed(fake: FakeAmoCRM) -> tuple[PipelineRef, list[Sample], list[Happening]]:
     def when(moment: datetime) -> float:
         return moment.timestamp()
 
+    def type_package() -> None:
+        hours = fake.field_id("Пакет: часов", entity="companies")
+        paid = fake.field_id("Пакет: оплачен", entity="companies")
+        if hours is not None and paid is not None:
+            package = {hours: 2, paid: int(PACKAGE_PAID.timestamp())}
+            fake.update_company(romashka, by_user=maria, at=when(DEMO_START), custom_fields=package)
+
+    def log_time(lead_id: int, text: str, by: int, moment: datetime) -> Callable[[], object]:
+        return lambda: fake.add_note(lead_id, text, created_by=by, at=when(moment))
+
     happenings = [
+        Happening(DEMO_START, "Мария вписывает в карточку «ООО Ромашка» пакет: 2 ч, оплачен "
+                  f"{PACKAGE_PAID:%d.%m.%Y} (40 мин уже записаны утром в «Выгрузка "
+                  "отчёта»)",
+                  type_package),
         Happening(_today(10, 55), "Олег берёт «Настроить воронку продаж» в работу",
                   lambda: fake.move_lead(typical, in_work, by_user=oleg, at=when(_today(10, 55)))),
         Happening(_today(11, 20), "Анна отвечает клиенту по «Не открывается карточка сделки»",
@@ -161,121 +224,311 @@ def seed(fake: FakeAmoCRM) -> tuple[PipelineRef, list[Sample], list[Happening]]:
         Happening(_today(12, 0), "Анна вписывает согласованный срок 10.11 18:00 в «Доработать "
                   "виджет счёта»",
                   type_agreed_date),
+        Happening(_today(11, 40), "Олег пишет примечание «Время: 35 мин — разбор воронки» в "
+                  "«Настроить воронку продаж»",
+                  log_time(typical, "Время: 35 мин — разбор воронки", oleg, _today(11, 40))),
+        Happening(_today(12, 10), "Анна пишет «Время: полчаса» в «Интеграция с 1С»: без числа "
+                  "минут, не учитывается",
+                  log_time(one_c, "Время: полчаса", anna, _today(12, 10))),
         Happening(_today(14, 0), "клиент ответил: Анна возвращает «Выгрузка отчёта» в работу",
                   lambda: fake.move_lead(hold, in_work, by_user=anna, at=when(_today(14, 0)))),
+        Happening(_today(14, 20), "Анна пишет «Время: 25 мин — выгрузка» в «Выгрузка отчёта»",
+                  log_time(hold, "Время: 25 мин — выгрузка", anna, _today(14, 20))),
         Happening(_today(15, 30), "Олег закрывает «Сервер недоступен»",
                   lambda: fake.move_lead(outage, 142, by_user=oleg, at=when(_today(15, 30)))),
+        Happening(_today(16, 10), "Олег пишет «Время: 1:05 — тестирование воронки» в «Настроить "
+                  "воронку продаж»",
+                  log_time(typical, "Время: 1:05 — тестирование воронки", oleg, _today(16, 10))),
     ]  # fmt: skip
-    return support, samples, happenings
+    return Act(
+        fake=fake,
+        support=support,
+        samples=samples,
+        happenings=happenings,
+        policy=default_policy(),
+        ledgers=frozenset({Ledger.PACKAGES}),
+        end=DEMO_END,
+        companies=[romashka, vasilek],
+    )
 
 
-def run_demo(out: TextIO, *, state_dir: Path | None = None) -> int:
+def seed_quotas(fake: FakeAmoCRM) -> Act:
+    """Act 2: a Prime Gate account. «ИП Сидоров» on «Микробизнес» (2 free set-ups in 12
+    months) had two set-ups and a remote session this year; a third set-up comes in during
+    the act. «ООО Вектор» on «БигДата» (4 free) has its first."""
+    support = fake.add_pipeline(PIPELINE, STAGES, unsorted=False)
+    anna = fake.add_user("Анна Смирнова")
+    maria = fake.add_user("Мария Козлова")
+    sidorov = fake.add_company("ИП Сидоров", responsible_user_id=maria)
+    vector = fake.add_company("ООО Вектор", responsible_user_id=maria)
+    samples: list[Sample] = []
+
+    def lead(name: str, about: str, tags: list[str], created: float, company: int) -> int:
+        lead_id = fake.add_lead(name, pipeline_id=support.id, tags=tags, created_at=created,
+                                responsible_user_id=anna, company_id=company)  # fmt: skip
+        samples.append(Sample(lead_id, about))
+        return lead_id
+
+    def done(lead_id: int, moment: float) -> None:
+        fake.add_event(lead_id, "outgoing_chat_message", created_by=anna, at=moment - 3600)
+        fake.move_lead(lead_id, 142, by_user=anna, at=moment)
+
+    done(lead("Настроить сайт", "Микробизнес, 1-я настройка", ["Микробизнес", "Настройка"],
+              _at(12, 10, month=5), sidorov), _at(14, 12, month=5))  # fmt: skip
+    done(lead("Подключить онлайн-кассу", "Микробизнес, 2-я настройка",
+              ["Микробизнес", "Настройка"], _at(15, 11, month=9), sidorov),
+         _at(17, 15, month=9))  # fmt: skip
+    done(lead("Подключиться по AnyDesk", "Микробизнес, удалённое подключение",
+              ["Микробизнес", "Удалённое подключение"], _at(20, 10, month=10), sidorov),
+         _at(20, 12, month=10))  # fmt: skip
+    lead("Настроить склад", "БигДата, 1-я настройка", ["БигДата", "Настройка"], _at(5, 10, 0),
+         vector)  # fmt: skip
+
+    def third() -> None:
+        lead("Настроить телеграм-бота", "Микробизнес, 3-я настройка",
+             ["Микробизнес", "Настройка"], _at(5, 10, 40), sidorov)  # fmt: skip
+
+    text = resources.files("sla.presets").joinpath("prime_gate.toml").read_text(encoding="utf-8")
+    return Act(
+        fake=fake,
+        support=support,
+        samples=samples,
+        happenings=[
+            Happening(
+                _today(10, 40),
+                "ИП Сидоров присылает третью за год настройку: «Настроить телеграм-бота»",
+                third,
+            ),
+        ],
+        policy=load_policy(text),
+        ledgers=frozenset({Ledger.QUOTAS}),
+        end=QUOTAS_END,
+        companies=[sidorov, vector],
+    )
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How the client paces its requests and the emulator measures their rate: real time,
+    or a virtual clock in tests."""
+
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+
+def run_demo(out: TextIO, *, state_dir: Path | None = None, pacing: Pacing | None = None) -> int:
     clock = SimulatedClock(DEMO_START)
-    fake = FakeAmoCRM(clock=clock.unix, account_name="Интегратор: поддержка")
-    support, samples, happenings = seed(fake)
-    client = AmoClient(
-        fake.base_url, LongLivedToken(fake.long_lived_token), transport=fake.transport
+    pace = pacing or Pacing()
+
+    def emulator(account_name: str) -> FakeAmoCRM:
+        return FakeAmoCRM(clock=clock.unix, monotonic=pace.monotonic, account_name=account_name)
+
+    packages = seed(emulator("Интегратор: поддержка"))
+    print(
+        f"amo-sla demo: the worker against the built-in amoCRM emulator "
+        f"({packages.fake.base_url}),\npipeline «{PIPELINE}», simulated clock from "
+        f"{DEMO_START:%d.%m.%Y %H:%M} (Moscow). Logs go to stderr.\n\n"
+        "Act 1: the built-in CRMBP policy, with prepaid hour packages on (SLA_PACKAGES=true):\n"
+        "agents log time in notes «Время: …» until a company's 2-hour package runs out.\n",
+        file=out,
     )
     with tempfile.TemporaryDirectory(prefix="amo-sla-demo-") as scratch:
         directory = state_dir or Path(scratch)
-        print(
-            f"amo-sla demo: the worker against the built-in amoCRM emulator ({fake.base_url}),\n"
-            f"pipeline «{PIPELINE}», built-in CRMBP policy, simulated clock from "
-            f"{DEMO_START:%d.%m.%Y %H:%M} (Moscow). Logs go to stderr.\n",
-            file=out,
-        )
-        print("$ python -m worker provision", file=out)
-        provision(client, dry_run=False, say=lambda line: print(f"  {line}", file=out))
-        policy = default_policy()
-        cycle = SyncCycle(
-            client,
-            StateStore(directory / "state.sqlite3"),
-            policy,
-            CycleOptions(
-                stages=StageOptions(
-                    pipeline=PIPELINE,
-                    hold_stages=(STAGES[2],),
-                    acceptance_stages=(STAGES[3],),
-                ),
-                tasks=TaskOptions(
-                    reaction_text=REACTION_TASK,
-                    resolution_text=RESOLUTION_TASK,
-                    display_zone=policy.zone,
-                ),
-            ),
-            lock_path=directory / "cycle.lock",
-            wall_clock=lambda: datetime.now(UTC),
-        )
-        print(
-            "\ncycles: every poll interval (1 h in the demo), and at each instant the previous "
-            "cycle asked to be woken at (a deadline or an at-risk instant):",
-            file=out,
-        )
-        pending = list(happenings)
-        report = _cycle(cycle, clock, out)
-        last_poll = clock.now
-        while True:
-            wake = report.next_change_at
-            poll = last_poll + DEMO_POLL_INTERVAL
-            next_run = min(poll, wake + timedelta(seconds=1)) if wake is not None else poll
-            if next_run > DEMO_END:
-                break
-            while pending and pending[0].at <= next_run:
-                happening = pending.pop(0)
-                clock.now = happening.at
-                happening.act()
-                print(f"  {happening.at:%H:%M:%S}  amoCRM: {happening.what}", file=out)
-            clock.now = next_run
-            if next_run == poll:
-                last_poll = poll
-            report = _cycle(cycle, clock, out)
-        cycle.store.close()
-        leads = [
-            lead
-            for lead in client.iter_leads(ids=[sample.lead_id for sample in samples])
-            if lead.pipeline_id == support.id
-        ]
-        setup = cycle.setup
-        if setup is None:
+        if not _play(packages, clock, directory / "crmbp", out, pace=pace, audit=True):
             return 1
-        about = {sample.lead_id: sample.about for sample in samples}
-        headers, rows = lead_field_rows(
-            sorted(leads, key=lambda lead: lead.id),
-            setup.fields,
-            policy.zone,
-            about,
-            {**setup.status_names, 142: "Успешно", 143: "Закрыто"},
-        )
-        print(f"\nthe leads' SLA fields in amoCRM at {clock.now.astimezone(MOSCOW):%H:%M:%S}:",
-              file=out)  # fmt: skip
-        for line in table(headers, rows):
-            print(line, file=out)
-        print("\nbreach tasks created:", file=out)
-        users = {user.id: user.name for user in client.iter_users()}
-        task_rows = [
-            [
-                str(task["entity_id"]),
-                users.get(int(task["responsible_user_id"]), str(task["responsible_user_id"])),
-                str(task["text"]).replace("\n", " "),
-            ]
-            for task in fake.tasks
-        ]
-        for line in table(["lead", "responsible", "text"], task_rows):
-            print(line, file=out)
+        clock.now = DEMO_START
+        quotas = seed_quotas(emulator("Прайм гейт: поддержка"))
         print(
-            f"\n{fake.requests_total} API requests in all, {fake.rate_limited_total} answered 429.",
+            "\nAct 2: another account, under the Prime Gate preset (SLA_POLICY_FILE="
+            "sla/presets/prime_gate.toml).\nIts plans come with free set-ups per company and 12 "
+            "months (a policy's quotas): «Микробизнес» has 2,\nso the third set-up that year goes "
+            "over; the worker flags it and asks the agent to agree payment.\nThe first two, "
+            "closed months ago, are older than the 30 days the worker keeps SLAs for: it counts "
+            "them\nwithout writing to them.\n",
             file=out,
         )
-    client.close()
+        if not _play(quotas, clock, directory / "prime-gate", out, pace=pace, audit=False):
+            return 1
     return 0
+
+
+def _play(
+    act: Act, clock: SimulatedClock, directory: Path, out: TextIO, *, pace: Pacing, audit: bool
+) -> bool:
+    """Provision, run the worker's cycles until ``act.end``, print the closing tables (and,
+    with ``audit``, ``explain --company`` of the act's first company)."""
+    fake, policy = act.fake, act.policy
+    client = AmoClient(
+        fake.base_url,
+        LongLivedToken(fake.long_lived_token),
+        transport=fake.transport,
+        sleep=pace.sleep,
+        monotonic=pace.monotonic,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    print("$ python -m worker provision", file=out)
+    provision(client, dry_run=False, say=lambda line: print(f"  {line}", file=out),
+              ledgers=act.ledgers)  # fmt: skip
+    ledger_options = LedgerOptions(
+        packages=Ledger.PACKAGES in act.ledgers,
+        quotas=policy.quotas if Ledger.QUOTAS in act.ledgers else (),
+        zone=policy.zone,
+        at_risk=policy.at_risk_fraction,
+    )
+    cycle = SyncCycle(
+        client,
+        StateStore(directory / "state.sqlite3"),
+        policy,
+        CycleOptions(
+            stages=StageOptions(
+                pipeline=PIPELINE,
+                hold_stages=(STAGES[2],),
+                acceptance_stages=(STAGES[3],),
+                ledgers=act.ledgers,
+            ),
+            tasks=TaskOptions(
+                reaction_text=REACTION_TASK,
+                resolution_text=RESOLUTION_TASK,
+                display_zone=policy.zone,
+            ),
+            ledgers=ledger_options,
+        ),
+        lock_path=directory / "cycle.lock",
+        wall_clock=lambda: datetime.now(UTC),
+    )
+    print(
+        "\ncycles: every poll interval (1 h in the demo), and at each instant the previous "
+        "cycle asked to be woken at (a deadline or an at-risk instant):",
+        file=out,
+    )
+    pending = sorted(act.happenings, key=lambda happening: happening.at)
+    _happen(pending, clock.now, clock, out)
+    report = _cycle(cycle, clock, out)
+    last_poll = clock.now
+    while True:
+        wake = report.next_change_at
+        poll = last_poll + DEMO_POLL_INTERVAL
+        next_run = min(poll, wake + timedelta(seconds=1)) if wake is not None else poll
+        if next_run > act.end:
+            break
+        _happen(pending, next_run, clock, out)
+        clock.now = next_run
+        if next_run == poll:
+            last_poll = poll
+        report = _cycle(cycle, clock, out)
+    cycle.store.close()
+    setup = cycle.setup
+    if setup is None:
+        client.close()
+        return False
+    users = {user.id: user.name for user in client.iter_users()}
+    _print_tables(act, client, setup, out, users=users, now=clock.now)
+    if audit and act.companies:
+        company_id = act.companies[0]
+        ledger = read_company_ledger(
+            client, company_id, setup=setup, policy=policy, options=ledger_options,
+            now=clock.aware(),
+        )  # fmt: skip
+        if ledger is not None:
+            print(f"\n$ python -m worker explain --company {company_id}", file=out)
+            for line in company_ledger_lines(ledger):
+                print(f"  {line}" if line else "", file=out)
+    print(
+        f"\n{fake.requests_total} API requests in all, {fake.rate_limited_total} answered 429.",
+        file=out,
+    )
+    client.close()
+    return True
+
+
+def _happen(pending: list[Happening], until: datetime, clock: SimulatedClock, out: TextIO) -> None:
+    """What the agents do in amoCRM up to ``until``, in order, each at its own instant."""
+    while pending and pending[0].at <= until:
+        happening = pending.pop(0)
+        clock.now = happening.at
+        happening.act()
+        print(f"  {happening.at:%H:%M:%S}  amoCRM: {happening.what}", file=out)
+
+
+LEDGER_COLUMNS: Mapping[Ledger, tuple[SlaField, ...]] = {
+    Ledger.PACKAGES: (SlaField.SPENT_MINUTES, SlaField.PACKAGE_EXHAUSTED),
+    Ledger.QUOTAS: (SlaField.QUOTA_OVER,),
+}
+
+
+def _print_tables(
+    act: Act,
+    client: AmoClient,
+    setup: AccountSetup,
+    out: TextIO,
+    *,
+    users: Mapping[int, str],
+    now: datetime,
+) -> None:
+    """The leads' SLA (and ledger) fields, the companies' ledger fields, and the tasks."""
+    zone = act.policy.zone
+    leads = sorted(
+        (
+            lead
+            for lead in client.iter_leads(ids=[sample.lead_id for sample in act.samples])
+            if lead.pipeline_id == act.support.id
+        ),
+        key=lambda lead: lead.id,
+    )
+    about = {sample.lead_id: sample.about for sample in act.samples}
+    stage_names = {**setup.status_names, 142: "Успешно", 143: "Закрыто"}
+    headers, rows = lead_field_rows(leads, setup.fields, zone, about, stage_names)
+    extra = [key for ledger in sorted(act.ledgers) for key in LEDGER_COLUMNS[ledger]]
+    headers += [SPEC_BY_KEY[key].name for key in extra]
+    for lead, row in zip(leads, rows, strict=True):
+        for key in extra:
+            spec, field_id = SPEC_BY_KEY[key], setup.fields.id_of(key)
+            value = read_value(lead.field(field_id), spec) if field_id is not None else None
+            row.append(format_value(value, spec, setup.fields, zone))
+    print(f"\nthe leads' SLA fields in amoCRM at {now.astimezone(MOSCOW):%H:%M:%S}:", file=out)
+    _print(table(headers, rows), out)
+
+    specs = [spec for spec in COMPANY_FIELD_SPECS if spec.needed(act.ledgers)]
+    company_rows = [
+        [
+            company.name,
+            users.get(company.responsible_user_id, str(company.responsible_user_id)),
+            *(company_field_text(company, s.key, setup.company_fields, zone) for s in specs),
+        ]
+        for company in client.iter_companies(ids=act.companies)
+    ]
+    print("\nthe companies' ledger fields in amoCRM:", file=out)
+    _print(table(["company", "responsible", *(s.name for s in specs)], company_rows), out)
+
+    breach: list[list[str]] = []
+    ledger: list[list[str]] = []
+    for task in act.fake.tasks:
+        text = str(task["text"])
+        on = "company" if task.get("entity_type") == "companies" else "lead"
+        row = [
+            f"{on} {task['entity_id']}",
+            users.get(int(task["responsible_user_id"]), str(task["responsible_user_id"])),
+            text.replace("\n", " "),
+        ]
+        (breach if text.rsplit("\n", 1)[-1].startswith("[SLA:") else ledger).append(row)
+    for title, rows in (("breach", breach), ("ledger", ledger)):
+        print(f"\n{title} tasks created:{'' if rows else ' none'}", file=out)
+        if rows:
+            _print(table(["on", "responsible", "text"], rows), out)
+
+
+def _print(lines: Sequence[str], out: TextIO) -> None:
+    for line in lines:
+        print(line, file=out)
 
 
 def _cycle(cycle: SyncCycle, clock: SimulatedClock, out: TextIO) -> CycleReport:
     report = cycle.run(clock.aware())
     wake = report.next_change_at
+    companies = f"companies {report.companies_written}, " if report.ledger is not None else ""
     print(
         f"  {clock.now.astimezone(MOSCOW):%H:%M:%S}  worker: read {report.leads_read}, "
-        f"wrote {report.leads_written}, tasks {report.tasks_created}, "
+        f"wrote {report.leads_written}, {companies}tasks {report.tasks_created}, "
         f"requests {report.requests}; next change "
         f"{_moment(wake, clock.now) if wake else '—'}",
         file=out,

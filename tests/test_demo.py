@@ -1,0 +1,111 @@
+"""The demo end to end, on a virtual clock: both acts run, and their closing tables show the SLA
+fields, the company ledgers (an hour package used up, a quota gone over) and every task."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.client_kit import FakeClock
+from worker.demo import Pacing, run_demo
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory: pytest.TempPathFactory) -> str:
+    clock = FakeClock()
+    out = io.StringIO()
+    state_dir: Path = tmp_path_factory.mktemp("demo")
+    code = run_demo(out, state_dir=state_dir, pacing=Pacing(clock.sleep, clock.monotonic))
+    assert code == 0
+    return out.getvalue()
+
+
+def section(output: str, title: str) -> list[str]:
+    """The lines after the one that starts with ``title``, up to the next empty line."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start + 1 : end]
+
+
+def acts(output: str) -> tuple[str, str]:
+    first, second = output.split("\nAct 2:", 1)
+    return first, second
+
+
+def row(lines: list[str], *parts: str) -> list[str]:
+    """The cells of the one table row that holds every part."""
+    found = [line for line in lines if all(part in line for part in parts)]
+    assert len(found) == 1, (parts, lines)
+    return re.split(r"\s{2,}", found[0].strip())
+
+
+def test_both_acts_finish_without_a_429(output: str) -> None:
+    assert output.count("0 answered 429.") == 2
+    assert "breach tasks created:" in output
+
+
+def test_act_one_leads_table_gains_the_package_columns(output: str) -> None:
+    first, _ = acts(output)
+    leads = section(first, "the leads' SLA fields in amoCRM")
+    assert leads[0].split("  ")[-1].strip() == "Пакет: исчерпан"
+    assert "SLA: затрачено, мин" in leads[0]
+    # 35 + 65 minutes logged on an open request of the used-up package.
+    assert row(leads, "По факту, типовое")[-2:] == ["100", "да"]
+    assert row(leads, "По факту, ждём клиента")[-2:] == ["65", "да"]
+    assert row(leads, "Приоритет, типовое ")[-2:] == ["—", "нет"]  # a company with no package
+    assert row(leads, "Приоритет, типовое ")[3] == "Просрочено"  # the SLA part is unchanged
+
+
+def test_act_one_company_has_used_its_two_hours(output: str) -> None:
+    first, _ = acts(output)
+    companies = section(first, "the companies' ledger fields in amoCRM")
+    assert "Пакет: статус" in companies[0]
+    assert row(companies, "ООО Ромашка") == [
+        "ООО Ромашка",
+        "Мария Козлова",
+        "2",
+        "01.11.2025",
+        "01.12.2025",
+        "165",
+        "-45",
+        "Исчерпан",
+    ]
+    tasks = section(first, "ledger tasks created:")
+    assert row(tasks, "company")[1] == "Мария Козлова"
+    assert "израсходовано 2 ч 45 мин из 2 ч" in row(tasks, "company")[2]
+    assert len(tasks) == 3  # headers, rule, one task
+
+
+def test_act_one_ends_with_the_company_audit(output: str) -> None:
+    first, _ = acts(output)
+    audit = first.split("$ python -m worker explain --company ", 1)[1]
+    assert "unreadable: «Время: полчаса»" in audit
+    assert "balance: used 2 ч 45 мин of 2 ч in 4 entries, left -45 мин; status Исчерпан" in audit
+
+
+def test_act_two_third_setup_goes_over_the_quota(output: str) -> None:
+    _, second = acts(output)
+    assert "prime_gate.toml" in second.splitlines()[0]
+    leads = section(second, "the leads' SLA fields in amoCRM")
+    assert leads[0].rstrip().endswith("Квота: сверх лимита")
+    assert row(leads, "Микробизнес, 3-я настройка")[-1] == "да"
+    assert row(leads, "Микробизнес, 2-я настройка")[-1] == "нет"
+    companies = section(second, "the companies' ledger fields in amoCRM")
+    assert row(companies, "ИП Сидоров")[-1] == (
+        "Настройки: 3 из 2; Настройки модулей: 0 из 4; Удалённые подключения: 1 из 1"
+    )
+    assert row(companies, "ООО Вектор")[-1].startswith("Настройки: 1 из 4;")
+    tasks = section(second, "ledger tasks created:")
+    assert len(tasks) == 3
+    assert "3-е по квоте «Настройки»" in row(tasks, "lead")[2]
+    assert "breach tasks created: none" in second
+
+
+def test_a_company_without_a_package_shows_none(output: str) -> None:
+    first, _ = acts(output)
+    companies = section(first, "the companies' ledger fields in amoCRM")
+    assert row(companies, "ООО Василёк")[2:] == ["—"] * 6
