@@ -343,3 +343,23 @@ def test_the_ledgers_rebuild_from_amocrm_when_the_state_directory_is_lost(
     run_at(ledger_cycle(world, tmp_path / "b", Ledger.PACKAGES), world, at(5, 13, 0))
 
     assert company_fields(world, company)["Пакет: израсходовано, мин"] == 60
+
+
+def test_the_exhausted_flag_leaves_a_request_once_it_is_closed_or_in_acceptance(
+    tmp_path: Path,
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    working = request(world, company, "Приоритет", created=at(5, 10, 0))
+    checked = request(world, company, "Приоритет", created=at(5, 10, 5))
+    log_time(world, working, "Время: 2 ч 30 мин", at(5, 10, 30))
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 0))
+    assert lead_field(world, checked, "Пакет: исчерпан") is True
+
+    acceptance = world.support.status(STAGES[3])
+    world.fake.move_lead(checked, acceptance, by_user=world.agents[0], at=at(5, 12, 10))
+    run_at(cycle, world, at(5, 12, 20))
+
+    assert not lead_field(world, checked, "Пакет: исчерпан")
+    assert lead_field(world, working, "Пакет: исчерпан") is True

@@ -479,7 +479,7 @@ class SyncCycle:
             computed.current[lead_id] = current
             computed.names[lead_id] = lead.name
             if self.options.ledgers.on:
-                computed.facts[lead_id] = facts_of(lead, state)
+                computed.facts[lead_id] = facts_of(lead, state, setup.roles.done)
             if fresh:
                 for problem in state.problems:
                     log.warning("lead_problem", lead_id=lead_id, problem=problem)
@@ -544,7 +544,8 @@ class SyncCycle:
             if lead.pipeline_id != setup.pipeline_id or lead.updated_at < since:
                 continue  # amoCRM ignored a filter
             try:
-                facts[lead.id] = facts_of(lead, self._compute(lead, (), setup, now))
+                state = self._compute(lead, (), setup, now)
+                facts[lead.id] = facts_of(lead, state, setup.roles.done)
             except Exception as error:
                 log.warning("lead_invalid", lead_id=lead.id, problem=_describe(error))
         return facts

@@ -457,7 +457,7 @@ def read_company_ledger(
         except ValueError as error:
             problems.append(f"lead {lead.id}: {error}; it counts toward nothing here")
             continue
-        requests[lead.id] = facts_of(lead, state)
+        requests[lead.id] = facts_of(lead, state, setup.roles.done)
     notes = (
         list(client.iter_notes("leads", entity_ids=ids, note_types=options.note_types))
         if ids

@@ -118,10 +118,11 @@ class RequestFacts:
     registered_at: int  # unix seconds
     status_id: int
     responsible_user_id: int
+    done: bool = False  # in a done stage of the pipeline (acceptance stages included)
 
     @property
     def open(self) -> bool:
-        return self.status_id not in (WON, LOST)
+        return not self.done and self.status_id not in (WON, LOST)
 
     def quota_request(self, zone: ZoneInfo) -> QuotaRequest:
         """As the quotas count it; months are counted on the account's calendar (``zone``)."""
@@ -143,7 +144,8 @@ class RequestFacts:
         return cls(**{**raw, "tags": tuple(raw["tags"])})
 
 
-def facts_of(lead: Lead, state: SlaState) -> RequestFacts:
+def facts_of(lead: Lead, state: SlaState, done: Collection[int] = ()) -> RequestFacts:
+    """``done``: the pipeline's done stages (acceptance ones included)."""
     return RequestFacts(
         lead_id=lead.id,
         name=lead.name or f"#{lead.id}",
@@ -153,6 +155,7 @@ def facts_of(lead: Lead, state: SlaState) -> RequestFacts:
         registered_at=int(state.registered_at.timestamp()),
         status_id=lead.status_id,
         responsible_user_id=lead.responsible_user_id,
+        done=lead.status_id in done,
     )
 
 
