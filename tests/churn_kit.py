@@ -80,21 +80,14 @@ def engine_state_without(
     world: World,
     lead_id: int,
     now: datetime,
-    hidden: frozenset[str] = frozenset(),
-    *,
-    worker_is_robot: bool = False,
+    hidden: frozenset[str],
 ) -> SlaState:
-    """The engine on the lead's history without the events ``hidden`` (by id).
-
-    With ``worker_is_robot`` the events the worker made itself (as the API user: its
-    acceptance moves and notes) count as a robot's, as spec §4 has it for every automation.
-    """
-    events = []
-    for raw in world.fake.lead_events(lead_id):
-        if str(raw["id"]) in hidden:
-            continue
-        by_worker = worker_is_robot and raw["created_by"] == world.fake.api_user_id
-        events.append(Event.model_validate({**raw, "created_by": 0} if by_worker else raw))
+    """The engine on the lead's history without the events ``hidden`` (by id)."""
+    events = [
+        Event.model_validate(raw)
+        for raw in world.fake.lead_events(lead_id)
+        if str(raw["id"]) not in hidden
+    ]
     return explain(
         lead_of(world, lead_id),
         events,

@@ -8,16 +8,17 @@ which a new worker starts on the same state directory or on an empty one.
 
 After every clean cycle (no fault injected, no change between pages):
 
-1. every open request of the support pipeline holds the fields the engine derives from its
-   whole history as amoCRM holds it (:func:`tests.cycle_kit.engine_state`) at the cycle's
-   ``now``; a request with an event the feed listed late is exempt until a full reconcile
-   has run since the feed listed it (the worker only promises to catch it then);
+1. every request of the support pipeline (open or closed, not deleted) holds the fields the
+   engine derives from its whole history as amoCRM holds it
+   (:func:`tests.cycle_kit.engine_state`) at the cycle's ``now``; a request with an event the
+   feed listed late is exempt until a full reconcile has run since the feed listed it (the
+   worker only promises to catch it then);
 2. no lead has more than one task per clock (tasks counted by their marker lines);
 3. every task's lead and clock was breached at some cycle's ``now``, by the engine on the
    whole history, or on the history without the events the feed listed late (a task made
    while a late reaction was not yet listed was right when it was made);
-4. every open request (under the precondition of 1) whose engine state calls for a task has
-   one.
+4. every request (under the precondition of 1) whose engine state calls for a task has one;
+5. every time the worker moved a lead out of the acceptance stage it left one acceptance note.
 
 A faulted, page-churned or killed cycle is checked only through the clean cycle after it,
 which must heal everything.
@@ -83,11 +84,10 @@ from worker.tasks import BreachClock, TaskOptions
 
 EXAMPLES = int(os.environ.get("SLA_STATEFUL_EXAMPLES", "25"))
 STEPS = int(os.environ.get("SLA_STATEFUL_STEPS", "30"))
-# The worker's own acceptance move and note are made by the API user, and the engine takes
-# them for a person's reaction (see test_the_workers_own_acceptance_is_no_reaction). The
-# machine leaves the leads where that makes a difference out of invariants 1 and 4 while this
-# holds.
-OWN_ACTIONS_REACT = True
+# A request the worker accepts a second time gets no second note: the lookup finds the first
+# one (see test_a_request_accepted_twice_gets_two_notes). While this holds the machine asks
+# only for at least one note per accepted lead and never more notes than acceptances.
+ONE_NOTE_PER_LEAD = True
 # Small pages, so that a handful of requests spans several pages of every list.
 PAGE = 3
 
@@ -179,7 +179,6 @@ class CycleMachine(RuleBasedStateMachine):
         for lead_id in self.live_ids():
             for view in (
                 engine_state(self.world, lead_id, now),
-                engine_state_without(self.world, lead_id, now, worker_is_robot=True),
                 engine_state_without(self.world, lead_id, now, hidden),
                 engine_state_without(self.world, lead_id, now, every_late),
             ):
@@ -520,15 +519,15 @@ class CycleMachine(RuleBasedStateMachine):
         unfounded = sorted(set(counts) - self.ever_breached)
         assert not unfounded, f"tasks for clocks never breached: {unfounded}"
         notes, accepted = acceptance_notes(world), accepted_by_worker(world)
-        assert notes == accepted, f"acceptance notes {dict(notes)} for moves {dict(accepted)}"
+        if ONE_NOTE_PER_LEAD:
+            assert all(notes[i] <= accepted[i] for i in notes), (notes, accepted)
+            assert all(notes[i] >= 1 for i in accepted), (notes, accepted)
+        else:
+            assert notes == accepted, f"acceptance notes {dict(notes)} for moves {dict(accepted)}"
         for lead_id in live_request_ids(world):
             if lead_id not in self.requests or self.exempt(lead_id):
                 continue
-            state = engine_state_without(world, lead_id, now, worker_is_robot=True)
-            if OWN_ACTIONS_REACT and expected_fields(state) != expected_fields(
-                engine_state(world, lead_id, now)
-            ):
-                continue
+            state = engine_state(world, lead_id, now)
             status = (world.fake.lead(lead_id) or {})["status_id"]
             assert stored_fields(world, lead_id) == expected_fields(state), (
                 f"{'closed' if status in (WON, LOST) else 'open'} lead {lead_id} at "
@@ -593,11 +592,6 @@ def test_an_event_listed_late_across_a_full_reconcile_is_read(tmp_path: Path) ->
     assert stored_fields(world, quiet) == expected_fields(engine_state(world, quiet, world.now()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker: its acceptance move and note are made by the API user, whom the engine "
-    "takes for a person, so an unanswered request accepted by the worker shows a reaction",
-)
 def test_the_workers_own_acceptance_is_no_reaction(tmp_path: Path) -> None:
     world = build_world(seed=False)
     lead_id = world.fake.add_lead(
@@ -612,3 +606,29 @@ def test_the_workers_own_acceptance_is_no_reaction(tmp_path: Path) -> None:
     run_at(cycle, world, at(6, 13, 5))
 
     assert stored_fields(world, lead_id)["SLA: реакция"] is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="worker.writes: the note lookup before an acceptance finds the note of an earlier "
+    "acceptance of the same lead, so a request accepted a second time gets no note",
+)
+def test_a_request_accepted_twice_gets_two_notes(tmp_path: Path) -> None:
+    world = build_world(seed=False)
+    anna = world.agents[0]
+    acceptance = world.support.status(ACCEPTANCE)
+    lead_id = world.fake.add_lead(
+        "Отчёт", pipeline_id=world.support.id, tags=["Приоритет"], created_at=at(5, 10, 0)
+    )
+    world.fake.add_event(lead_id, "outgoing_chat_message", created_by=anna, at=at(5, 10, 10))
+    world.fake.move_lead(lead_id, acceptance, by_user=anna, at=at(5, 11, 0))
+    cycle = make_cycle(world, tmp_path)
+    run_at(cycle, world, at(6, 12, 0))  # accepted after a business day
+    # The customer objects after all: reopened, fixed, sent for acceptance again.
+    world.fake.move_lead(lead_id, world.support.status(STAGES[1]), by_user=anna, at=at(6, 14, 0))
+    world.fake.move_lead(lead_id, acceptance, by_user=anna, at=at(6, 15, 0))
+    run_at(cycle, world, at(6, 15, 5))
+    run_at(cycle, world, at(7, 16, 0))  # accepted again
+
+    assert accepted_by_worker(world)[lead_id] == 2
+    assert acceptance_notes(world)[lead_id] == 2
