@@ -23,7 +23,8 @@ After every clean cycle (no fault injected, no change between pages):
 A faulted, page-churned or killed cycle is checked only through the clean cycle after it,
 which must heal everything.
 
-CI runs 25 examples of 30 steps; ``SLA_STATEFUL_EXAMPLES=500`` runs more. A failure prints a
+CI runs 25 examples of up to 30 steps; ``SLA_STATEFUL_EXAMPLES=500`` (and ``SLA_STATEFUL_STEPS``)
+runs more. A failure prints a
 ``@reproduce_failure`` blob; ``pytest --hypothesis-seed=N`` replays a seed.
 """
 
