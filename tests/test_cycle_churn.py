@@ -29,13 +29,14 @@ from tests.cycle_kit import (
     make_client,
     make_cycle,
     plant_raw_value,
+    stage_options,
     stored_fields,
+    task_options,
     tasks_by_lead,
 )
 from worker.cycle import CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.setup import SetupError
-from worker.tasks import TaskOptions
 from worker.writes import ACCEPTANCE_NOTE
 
 Logs = list[MutableMapping[str, Any]]
@@ -62,6 +63,14 @@ def answered_request(world: World, *, created: float, answered: float) -> int:
     )
     world.fake.add_event(lead_id, "outgoing_chat_message", created_by=anna, at=answered)
     return lead_id
+
+
+def hourly_cycle(world: World, state_dir: Path) -> SyncCycle:
+    """A cycle whose full reconcile comes every hour."""
+    options = CycleOptions(
+        stages=stage_options(), tasks=task_options(), full_reconcile_interval=timedelta(hours=1)
+    )
+    return make_cycle(world, state_dir, options=options)
 
 
 def run_at(cycle: SyncCycle, world: World, moment: float) -> None:
@@ -127,12 +136,7 @@ def test_a_lead_closed_between_two_pages_of_a_full_read_costs_no_other_lead(
         )
         for n in range(260)
     ]
-    options = CycleOptions(
-        stages=make_cycle(world, tmp_path / "probe").options.stages,
-        tasks=TaskOptions(reaction_text="{lead_id}", resolution_text="{lead_id}"),
-        full_reconcile_interval=timedelta(hours=1),
-    )
-    cycle = make_cycle(world, tmp_path, options=options)
+    cycle = hourly_cycle(world, tmp_path)
     run_at(cycle, world, at(5, 12, 0))
     run_at(cycle, world, at(5, 12, 30))  # reads its own writes back
     assert cycle.tracked_lead(ids[250]) is not None
@@ -196,12 +200,7 @@ def test_a_stage_added_while_the_worker_runs_is_seen_at_the_next_full_reconcile(
     world = build_world(seed=False)
     anna = world.agents[0]
     lead_id = answered_request(world, created=at(5, 10, 10), answered=at(5, 10, 20))
-    options = CycleOptions(
-        stages=make_cycle(world, tmp_path / "probe").options.stages,
-        tasks=TaskOptions(reaction_text="{lead_id}", resolution_text="{lead_id}"),
-        full_reconcile_interval=timedelta(hours=1),
-    )
-    cycle = make_cycle(world, tmp_path, options=options)
+    cycle = hourly_cycle(world, tmp_path)
     run_at(cycle, world, at(5, 12, 0))
     review = world.fake.add_status(world.support.id, "На проверке у инженера")
     world.fake.move_lead(lead_id, review, by_user=anna, at=at(5, 12, 10))
@@ -326,15 +325,10 @@ def test_an_event_indexed_minutes_late_is_reconciled_at_the_next_full_read(
         created_at=at(5, 10, 0),
         responsible_user_id=anna,
     )
-    options = CycleOptions(
-        stages=make_cycle(world, tmp_path / "probe").options.stages,
-        tasks=TaskOptions(reaction_text="{lead_id}", resolution_text="{lead_id}"),
-        full_reconcile_interval=timedelta(hours=1),
-    )
     other = world.fake.add_lead(
         "Другое", pipeline_id=world.support.id, tags=["По факту"], created_at=at(5, 10, 0)
     )
-    cycle = make_cycle(world, tmp_path, options=options)
+    cycle = hourly_cycle(world, tmp_path)
     run_at(cycle, world, at(5, 12, 0))
     world.fake.add_event(
         lead_id, "outgoing_call", created_by=anna, at=at(5, 12, 1), visible_after=600
