@@ -38,7 +38,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -85,10 +84,6 @@ from worker.tasks import BreachClock, TaskOptions
 
 EXAMPLES = int(os.environ.get("SLA_STATEFUL_EXAMPLES", "25"))
 STEPS = int(os.environ.get("SLA_STATEFUL_STEPS", "30"))
-# A request the worker accepts a second time gets no second note: the lookup finds the first
-# one (see test_a_request_accepted_twice_gets_two_notes). While this holds the machine asks
-# only for at least one note per accepted lead and never more notes than acceptances.
-ONE_NOTE_PER_LEAD = True
 # Small pages, so that a handful of requests spans several pages of every list.
 PAGE = 3
 
@@ -520,11 +515,7 @@ class CycleMachine(RuleBasedStateMachine):
         unfounded = sorted(set(counts) - self.ever_breached)
         assert not unfounded, f"tasks for clocks never breached: {unfounded}"
         notes, accepted = acceptance_notes(world), accepted_by_worker(world)
-        if ONE_NOTE_PER_LEAD:
-            assert all(notes[i] <= accepted[i] for i in notes), (notes, accepted)
-            assert all(notes[i] >= 1 for i in accepted), (notes, accepted)
-        else:
-            assert notes == accepted, f"acceptance notes {dict(notes)} for moves {dict(accepted)}"
+        assert notes == accepted, f"acceptance notes {dict(notes)} for moves {dict(accepted)}"
         for lead_id in live_request_ids(world):
             if lead_id not in self.requests or self.exempt(lead_id):
                 continue
@@ -609,11 +600,6 @@ def test_the_workers_own_acceptance_is_no_reaction(tmp_path: Path) -> None:
     assert stored_fields(world, lead_id)["SLA: реакция"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.writes: the note lookup before an acceptance finds the note of an earlier "
-    "acceptance of the same lead, so a request accepted a second time gets no note",
-)
 def test_a_request_accepted_twice_gets_two_notes(tmp_path: Path) -> None:
     world = build_world(seed=False)
     anna = world.agents[0]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -447,7 +447,14 @@ class SyncCycle:
             values = differing(computed.current[lead_id], wanted)
             move_to = setup.roles.accepted_status_id if state.accept_now else None
             if values or move_to is not None:
-                writes.append(PlannedWrite(lead_id, computed.names[lead_id], values, move_to))
+                since = (
+                    _entered(read.tracked[lead_id].events, setup.roles.acceptance)
+                    if move_to is not None
+                    else None
+                )
+                writes.append(
+                    PlannedWrite(lead_id, computed.names[lead_id], values, move_to, since)
+                )
         planned = {w.lead_id for w in writes}
         horizon = now - self.options.closed_retention
         settled = frozenset(
@@ -661,6 +668,12 @@ def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
     if last_full is None:
         return None
     return last_full - int(options.full_reconcile_interval.total_seconds())
+
+
+def _entered(events: Sequence[LeadEvent], stages: Collection[int]) -> datetime | None:
+    """When the lead last moved into one of ``stages``, by its history."""
+    moves = [e.at for e in events if e.status_after is not None and e.status_after[1] in stages]
+    return max(moves, default=None)
 
 
 def _companies_of(requests: Mapping[int, RequestFacts]) -> set[int]:

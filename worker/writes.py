@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 
@@ -48,6 +49,9 @@ class PlannedWrite:
     lead_name: str
     values: Mapping[int, Value]
     status_id: int | None = None  # set when the lead is moved (acceptance)
+    # For a move out of acceptance: when the lead entered it. Only a note made since then is
+    # this acceptance's note (a request accepted twice gets two).
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def apply_writes(
         if stop.is_set():
             return WriteOutcome(tuple(written), failed, stopped=True)
         batch = writes[start : start + WRITE_BATCH]
-        moved = [w.lead_id for w in batch if w.status_id is not None]
+        moved = {w.lead_id: w.since for w in batch if w.status_id is not None}
         if moved:
             ensure_acceptance_notes(client, moved)
         result = client.update_leads([lead_update(w, fields) for w in batch])
@@ -83,25 +87,31 @@ def apply_writes(
     return WriteOutcome(tuple(written), failed, stopped=False)
 
 
-def ensure_acceptance_notes(client: AmoClient, lead_ids: Sequence[int]) -> None:
-    """Give each lead about to be accepted its note, unless it has one already.
+def ensure_acceptance_notes(client: AmoClient, moved: Mapping[int, datetime | None]) -> None:
+    """Give each lead about to be accepted its note, unless it has one since ``moved[lead]``
+    (when it entered acceptance).
 
     The note goes first and the move after it: a crash or a lost answer between the two
     leaves a note on a lead still in acceptance, and the next cycle finds the note and only
     moves the lead, so no lead is accepted without its note and none gets two."""
     noted = {
         note.entity_id
-        for note in client.iter_notes("leads", entity_ids=lead_ids, note_types=("service_message",))
-        if ACCEPTANCE_NOTE in (note.text or "")
-    }
-    missing = [lead_id for lead_id in lead_ids if lead_id not in noted]
-    if missing:
-        client.create_notes(
-            [
-                NewNote(entity_id=lead_id, text=ACCEPTANCE_NOTE, service=SERVICE)
-                for lead_id in missing
-            ]
+        for note in client.iter_notes(
+            "leads", entity_ids=list(moved), note_types=("service_message",)
         )
+        if ACCEPTANCE_NOTE in (note.text or "") and _since(note.created_at, moved[note.entity_id])
+    }
+    missing = [lead_id for lead_id in moved if lead_id not in noted]
+    if missing:
+        notes = [NewNote(entity_id=i, text=ACCEPTANCE_NOTE, service=SERVICE) for i in missing]
+        client.create_notes(notes)
+
+
+def _since(moment: datetime, since: datetime | None) -> bool:
+    if since is None:
+        return True
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware >= since
 
 
 def _log_written(write: PlannedWrite, fields: FieldMap) -> None:
