@@ -22,6 +22,7 @@ import pytest
 import respx
 
 from amo_client.auth import (
+    REFRESH_AHEAD_SECONDS,
     FileTokenStore,
     MemoryTokenStore,
     OAuthApp,
@@ -427,9 +428,13 @@ with AmoClient(url, tokens) as amo:
 """
 
 
-def file_holder(fake: FakeAmoCRM, clock: FakeClock, path: Path, **options: float) -> AmoClient:
+def file_holder(
+    fake: FakeAmoCRM, clock: FakeClock, path: Path, refresh_ahead: float = REFRESH_AHEAD_SECONDS
+) -> AmoClient:
     """A client with a token store of its own on ``path``, as another process would have."""
-    tokens = OAuthTokens(oauth_app(fake), FileTokenStore(path), clock=clock.time, **options)
+    tokens = OAuthTokens(
+        oauth_app(fake), FileTokenStore(path), clock=clock.time, refresh_ahead=refresh_ahead
+    )
     return AmoClient(
         fake.base_url,
         tokens,
