@@ -91,8 +91,12 @@ class Event(_Model):
     """One entry of ``GET /api/v4/events``.
 
     For ``lead_status_changed`` the status sits in
-    ``value_after[0]["lead_status"] == {"id": ..., "pipeline_id": ...}``.
+    ``value_after[0]["lead_status"] == {"id": ..., "pipeline_id": ...}``. The rest of an
+    event (its links, the embedded entity, the account id) is dropped: the feed holds
+    thousands of events, and nothing reads those parts.
     """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
     id: str
     type: str

@@ -256,7 +256,7 @@ class SyncCycle:
         self._tracked = read.tracked
         task_plans = plan_tasks(
             plan.states,
-            {i: read.tracked[i].lead for i, s in plan.states.items() if _task_due(s)},
+            lambda lead_id: read.tracked[lead_id].lead,
             self.options.tasks,
         )
         if plan.ledger is not None:
@@ -542,13 +542,20 @@ class SyncCycle:
         return ledger_read, plan
 
     def _earlier_requests(self, setup: AccountSetup, now: datetime) -> dict[int, RequestFacts]:
-        """The first time the ledgers run: the support requests of their horizon, open or
-        closed, as facts (their tariff from their tags; registered at creation)."""
+        """The first time the ledgers run: the closed support requests of their horizon, as
+        facts (their tariff from their tags; registered at creation). The open ones are the
+        cycle's own: every tracked lead is computed in every cycle."""
         since = now - self.options.ledgers.horizon
         facts: dict[int, RequestFacts] = {}
-        for lead in self.client.iter_leads(pipeline_id=setup.pipeline_id, updated_from=since):
+        for lead in self.client.iter_leads(
+            pipeline_id=setup.pipeline_id, status_ids=(WON, LOST), updated_from=since
+        ):
             self._check_stop()
-            if lead.pipeline_id != setup.pipeline_id or lead.updated_at < since:
+            if (
+                lead.pipeline_id != setup.pipeline_id
+                or lead.status_id not in (WON, LOST)
+                or lead.updated_at < since
+            ):
                 continue  # amoCRM ignored a filter
             try:
                 state = self._compute(lead, (), setup, now)
@@ -678,10 +685,6 @@ def _entered(events: Sequence[LeadEvent], stages: Collection[int]) -> datetime |
 
 def _companies_of(requests: Mapping[int, RequestFacts]) -> set[int]:
     return {f.company_id for f in requests.values() if f.company_id is not None}
-
-
-def _task_due(state: SlaState) -> bool:
-    return state.reaction_task_due or state.resolution_task_due
 
 
 def _describe(error: Exception) -> str:

@@ -21,7 +21,7 @@ are created.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -81,16 +81,16 @@ class TaskPlan:
 
 
 def plan_tasks(
-    states: Mapping[int, SlaState], leads: Mapping[int, Lead], options: TaskOptions
+    states: Mapping[int, SlaState], lead_of: Callable[[int], Lead], options: TaskOptions
 ) -> list[TaskPlan]:
     """The breach tasks the states call for (before the ledger is consulted).
 
-    ``leads`` needs to hold only the leads whose state has a task due."""
+    ``lead_of`` is asked only for the leads whose state has a task due, one at a time."""
     plans: list[TaskPlan] = []
     for lead_id, state in sorted(states.items()):
         if not (state.reaction_task_due or state.resolution_task_due):
             continue
-        lead = leads[lead_id]
+        lead = lead_of(lead_id)
         if state.reaction_task_due and state.reaction.due is not None:
             plans.append(
                 TaskPlan(
