@@ -11,11 +11,18 @@ the fake and the limiter see the same spacing as against amoCRM. Three cycles:
   (amoCRM's ``updated_at`` filter cannot tell the worker's own writes from others');
 * a steady cycle, five minutes after that, with nothing changed.
 
-Prints the requests of each by kind, the targets and the most requests the client sent
-within any one second. Memory is measured apart, in a worker process of its own: the fake
-amoCRM of the largest size runs in another process, served over loopback HTTP on a clock
-the two processes share, and the worker process reports its peak resident set size over
-the same three cycles. Exits 1 if a target is missed.
+Each size runs twice: as above, and with the company ledgers on (hour packages and the
+Prime Gate preset's quotas). The ledger world links every request to one of a few hundred
+companies (most with a package), tags the requests with Prime Gate's tariffs and some with
+its quota tags, logs a time note («Время: …») on about one request in five, and adds
+requests closed earlier in the quotas' twelve months.
+
+Prints the requests of each cycle by kind, the first sync's expected requests by kind
+against the spent ones, the targets and the most requests the client sent within any one
+second. Memory is measured apart, in a worker process of its own: the fake amoCRM of the
+largest size runs in another process, served over loopback HTTP on a clock the two
+processes share, and the worker process reports its peak resident set size over the same
+three cycles, without and with the ledgers. Exits 1 if a target is missed.
 
     .venv/bin/python -m bench.cycle_requests [--sizes 1000 10000]
 """
@@ -34,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
@@ -47,25 +54,47 @@ import structlog
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest
-from sla.policy import default_policy
+from sla.policy import Policy, default_policy, load_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
+from worker.fields import Ledger
+from worker.ledgers import LedgerOptions, duration_text
 from worker.setup import StageOptions
 from worker.store import StateStore
-from worker.tasks import TaskOptions
+from worker.tasks import TaskOptions, TaskPlan
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 # A Sunday night: the business clocks stand still, so no deadline falls between the
 # cycles and what a cycle spends is for reading, not for a breach that just happened.
 START = datetime(2025, 11, 9, 3, 0, tzinfo=MOSCOW)
+DAY = 86400
 PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента")
 SEED = 20_251_105
 LEADS_PAGE, EVENTS_PAGE, WRITE_BATCH = 250, 100, 50
+NOTES_PAGE, IDS_PER_REQUEST, TASKS_PER_LOOKUP = 250, 50, 50
 STEADY_TARGET = 3
+LEDGER_STEADY_TARGET = 4  # leads, events, time notes, companies
 RATE_TARGET = 7
 MEMORY_TARGET_MB = 200
-KINDS = ("lead pages", "event pages", "per-lead event calls", "writes", "task calls", "other")
+KINDS = (
+    "lead pages",
+    "event pages",
+    "per-lead event calls",
+    "writes",
+    "task calls",
+    "note pages",
+    "company reads",
+    "company writes",
+    "other",
+)
+LEDGER_KINDS = frozenset({"note pages", "company reads", "company writes"})
+PRIME_GATE = Path(__file__).resolve().parent.parent / "sla" / "presets" / "prime_gate.toml"
+LEDGERS = frozenset({Ledger.PACKAGES, Ledger.QUOTAS})
+TARIFF_TAGS = ("Микробизнес", "БигДата", "Дата Дривен")
+QUOTA_TAGS = ("Настройка", "Настройка модуля", "Удалённое подключение")
+PACKAGE_HOURS = (5, 10, 20, 40)
+WORK = ("настройка интеграции", "разбор ошибки", "консультация", "доработка виджета")
 
 
 @dataclass
@@ -100,7 +129,35 @@ class Stamping(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-def seed(fake: FakeAmoCRM, count: int) -> None:
+# --- the seeded account ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the seed put into the fake that the first sync's requests depend on."""
+
+    open_leads: int
+    # The support requests the ledgers' first start reads besides the open ones the cycle
+    # holds: the closed ones updated within their horizon (the quotas' twelve months).
+    horizon_closed: int = 0
+    companies: int = 0  # the companies linked to those requests
+    time_notes: int = 0
+
+
+def company_count(open_leads: int) -> int:
+    """The companies of the ledger world: 300 at 1,000 open requests, 600 at 10,000."""
+    return max(1, min(open_leads * 3 // 10, 300 + (open_leads - 1_000) // 30))
+
+
+def seed(fake: FakeAmoCRM, client: AmoClient, count: int, *, ledgers: bool) -> Seeded:
+    """Provision the account's fields and seed it; the ledger world when ``ledgers``."""
+    provision(
+        client, dry_run=False, say=lambda line: None, ledgers=LEDGERS if ledgers else frozenset()
+    )
+    return seed_ledgers(fake, count) if ledgers else seed_plain(fake, count)
+
+
+def seed_plain(fake: FakeAmoCRM, count: int) -> Seeded:
     rng = random.Random(SEED + count)
     support = fake.add_pipeline(PIPELINE, STAGES, unsorted=False)
     sales = fake.add_pipeline("Продажи", ["Первичный контакт", "Переговоры"])
@@ -108,7 +165,7 @@ def seed(fake: FakeAmoCRM, count: int) -> None:
     in_work, waiting = support.status(STAGES[1]), support.status(STAGES[2])
     now = START.timestamp()
     for number in range(count):
-        created = now - rng.uniform(600, 10 * 86400)
+        created = now - rng.uniform(600, 10 * DAY)
         tags = [rng.choice(["Приоритет", "По факту"])]
         if rng.random() < 0.2:
             tags.append(rng.choice(["Нестандартное", "Доработка"]))
@@ -132,25 +189,136 @@ def seed(fake: FakeAmoCRM, count: int) -> None:
         elif rng.random() < 0.05:
             fake.move_lead(lead, in_work, by_user=0, at=created + 60)
     for number in range(count // 100):
-        created = now - rng.uniform(86400, 20 * 86400)
+        created = now - rng.uniform(DAY, 20 * DAY)
         lead = fake.add_lead(
             f"Закрытое {number}", pipeline_id=support.id, tags=["Приоритет"], created_at=created
         )
         fake.move_lead(lead, 142, by_user=agents[0], at=created + 3600)
     for number in range(count // 10):
-        fake.add_lead(f"Сделка {number}", pipeline_id=sales.id, created_at=now - 86400)
+        fake.add_lead(f"Сделка {number}", pipeline_id=sales.id, created_at=now - DAY)
+    return Seeded(open_leads=count)
+
+
+def seed_company(
+    fake: FakeAmoCRM,
+    rng: random.Random,
+    number: int,
+    agents: Sequence[int],
+    *,
+    package_fields: tuple[int, int],
+) -> tuple[int, str]:
+    """A company, four in five with a package (5 to 40 hours, paid 1 to 25 days ago), and
+    the Prime Gate tariff its requests carry."""
+    hours_id, paid_id = package_fields
+    package: dict[int, object] = {}
+    if rng.random() < 0.8:
+        paid = int(START.timestamp() - rng.uniform(1, 25) * DAY)
+        package = {hours_id: rng.choice(PACKAGE_HOURS), paid_id: paid}
+    company = fake.add_company(
+        f"Компания {number}",
+        responsible_user_id=rng.choice(agents),
+        custom_fields=package,
+        created_at=START.timestamp() - 400 * DAY,
+    )
+    return company, rng.choice(TARIFF_TAGS)
+
+
+def seed_ledgers(fake: FakeAmoCRM, count: int) -> Seeded:
+    """The plain world's pipelines under Prime Gate's tariffs, every request of a company.
+
+    One request in ten carries a quota tag; one in five has a time note of 15 minutes to
+    3 hours; N/50 more requests were closed in the last year, inside the quotas' window."""
+    rng = random.Random(SEED + count + 1)
+    support = fake.add_pipeline(PIPELINE, STAGES, unsorted=False)
+    sales = fake.add_pipeline("Продажи", ["Первичный контакт", "Переговоры"])
+    agents = [fake.add_user(f"Агент {n}") for n in range(10)]
+    in_work, waiting = support.status(STAGES[1]), support.status(STAGES[2])
+    hours_id = fake.field_id("Пакет: часов", entity="companies")
+    paid_id = fake.field_id("Пакет: оплачен", entity="companies")
+    assert hours_id is not None, "provision makes the package fields"
+    assert paid_id is not None, "provision makes the package fields"
+    now = START.timestamp()
+    companies = [
+        seed_company(fake, rng, number, agents, package_fields=(hours_id, paid_id))
+        for number in range(company_count(count))
+    ]
+    linked: set[int] = set()
+    notes = 0
+
+    def request(name: str, created: float, agent: int) -> int:
+        company, tariff = rng.choice(companies)
+        linked.add(company)
+        tags = [tariff]
+        if rng.random() < 0.1:
+            tags.append(rng.choice(QUOTA_TAGS))
+        return fake.add_lead(
+            name,
+            pipeline_id=support.id,
+            tags=tags,
+            created_at=created,
+            responsible_user_id=agent,
+            company_id=company,
+        )
+
+    for number in range(count):
+        created = now - rng.uniform(600, 10 * DAY)
+        agent = rng.choice(agents)
+        lead = request(f"Обращение {number}", created, agent)
+        if rng.random() < 0.1:
+            fake.add_event(lead, "outgoing_chat_message", created_by=0, at=created + 30)
+        if rng.random() < 0.2:
+            minutes = rng.randrange(15, 181, 5)
+            text = f"Время: {duration_text(minutes)} — {rng.choice(WORK)}"
+            fake.add_note(lead, text, created_by=agent, at=min(created + minutes * 60, now - 60))
+            notes += 1
+        if rng.random() < 0.5:
+            answered = min(created + rng.uniform(300, 7200), now - 60)
+            fake.add_event(lead, "outgoing_chat_message", created_by=agent, at=answered)
+            if rng.random() < 0.2:
+                fake.move_lead(lead, waiting, by_user=agent, at=answered + 60)
+            elif rng.random() < 0.3:
+                fake.move_lead(lead, in_work, by_user=agent, at=answered + 60)
+        elif rng.random() < 0.05:
+            fake.move_lead(lead, in_work, by_user=0, at=created + 60)
+    closed = 0
+    for number in range(count // 100):
+        created = now - rng.uniform(DAY, 20 * DAY)
+        lead = request(f"Закрытое {number}", created, agents[0])
+        fake.move_lead(lead, 142, by_user=agents[0], at=created + 3600)
+        closed += 1
+    for number in range(count // 50):
+        created = now - rng.uniform(40 * DAY, 360 * DAY)
+        lead = request(f"Прошлое {number}", created, agents[0])
+        fake.move_lead(lead, 142, by_user=agents[0], at=created + DAY)
+        closed += 1
+    for number in range(count // 10):
+        fake.add_lead(f"Сделка {number}", pipeline_id=sales.id, created_at=now - DAY)
+    return Seeded(
+        open_leads=count,
+        horizon_closed=closed,
+        companies=len(linked),
+        time_notes=notes,
+    )
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+KIND_OF_CALL = {
+    ("GET", "/api/v4/leads"): "lead pages",
+    ("PATCH", "/api/v4/leads"): "writes",
+    ("GET", "/api/v4/tasks"): "task calls",
+    ("POST", "/api/v4/tasks"): "task calls",
+    ("GET", "/api/v4/leads/notes"): "note pages",
+    ("GET", "/api/v4/companies"): "company reads",
+    ("PATCH", "/api/v4/companies"): "company writes",
+}
 
 
 def kind_of(request: LoggedRequest) -> str:
-    if request.path == "/api/v4/leads" and request.method == "GET":
-        return "lead pages"
     if request.path == "/api/v4/events":
         return "per-lead event calls" if "filter[entity_id]" in request.query else "event pages"
-    if request.path == "/api/v4/leads" and request.method == "PATCH":
-        return "writes"
-    if request.path == "/api/v4/tasks":
-        return "task calls"
-    return "other"
+    return KIND_OF_CALL.get((request.method, request.path), "other")
 
 
 def max_in_any_second(times: Sequence[float]) -> int:
@@ -164,6 +332,49 @@ def max_in_any_second(times: Sequence[float]) -> int:
     return most
 
 
+def pages(items: int, size: int) -> int:
+    """Requests to read ``items`` in pages of ``size``: an empty list is one 204."""
+    return max(1, math.ceil(items / size))
+
+
+def task_calls(tasks: Iterable[TaskPlan]) -> int:
+    """What creating ``tasks`` costs when amoCRM has none of them yet: a lookup per 50
+    entities of a type (one page, or a 204) and a POST per 50 tasks."""
+    planned = list(tasks)
+    if not planned:
+        return 0
+    lookups = sum(
+        math.ceil(len({t.entity_id for t in planned if t.entity_type == kind}) / TASKS_PER_LOOKUP)
+        for kind in {t.entity_type for t in planned}
+    )
+    return lookups + math.ceil(len(planned) / WRITE_BATCH)
+
+
+def expected_first_sync(seeded: Seeded, first: Measured, *, ledgers: bool) -> Counter[str]:
+    """The first full sync's requests by kind, from the seed and what the sync decided to
+    write. Event pages and the setup reads are taken as spent (they follow the fake's
+    event log and field list, not the pipeline's size)."""
+    report = first.report
+    expected = Counter(
+        {
+            # every open request, then the requests closed in the last 30 days
+            "lead pages": pages(seeded.open_leads, LEADS_PAGE) + 1,
+            "event pages": first.kinds["event pages"],
+            "writes": math.ceil(report.leads_written / WRITE_BATCH),
+            "task calls": task_calls(report.tasks),
+            "other": first.kinds["other"],
+        }
+    )
+    if ledgers:
+        # the ledgers' first start: the closed requests of their horizon, its time notes,
+        # the linked companies by id, then the companies' fields
+        expected["lead pages"] += pages(seeded.horizon_closed, LEADS_PAGE)
+        expected["note pages"] = pages(seeded.time_notes, NOTES_PAGE)
+        expected["company reads"] = math.ceil(seeded.companies / IDS_PER_REQUEST)
+        expected["company writes"] = math.ceil(report.companies_written / WRITE_BATCH)
+    return expected
+
+
 @dataclass
 class Measured:
     label: str
@@ -171,15 +382,31 @@ class Measured:
     kinds: Counter[str]
 
 
-def bench_cycle(client: AmoClient, scratch: Path, now: Callable[[], datetime]) -> SyncCycle:
+def scenario_policy(*, ledgers: bool) -> Policy:
+    if ledgers:
+        return load_policy(PRIME_GATE.read_text(encoding="utf-8"))
+    return default_policy()
+
+
+def bench_cycle(
+    client: AmoClient, scratch: Path, now: Callable[[], datetime], *, ledgers: bool
+) -> SyncCycle:
     """The worker's cycle over the seeded pipeline, its state in ``scratch``."""
+    policy = scenario_policy(ledgers=ledgers)
     return SyncCycle(
         client,
         StateStore(scratch / "state.sqlite3"),
-        default_policy(),
+        policy,
         CycleOptions(
-            stages=StageOptions(pipeline=PIPELINE, hold_stages=(STAGES[2],)),
+            stages=StageOptions(
+                pipeline=PIPELINE,
+                hold_stages=(STAGES[2],),
+                ledgers=LEDGERS if ledgers else frozenset(),
+            ),
             tasks=TaskOptions(reaction_text="Просрочена реакция #{lead_id}", resolution_text="-"),
+            ledgers=LedgerOptions(packages=True, quotas=policy.quotas, zone=MOSCOW)
+            if ledgers
+            else LedgerOptions(),
         ),
         lock_path=scratch / "cycle.lock",
         wall_clock=now,
@@ -193,10 +420,44 @@ def run_cycle(cycle: SyncCycle, fake: FakeAmoCRM, clock: VirtualClock, label: st
     return Measured(label, report, kinds)
 
 
-def bench(count: int) -> tuple[list[Measured], dict[str, float], bool]:
+@dataclass(frozen=True)
+class Run:
+    """One size of one world, its three cycles measured."""
+
+    count: int
+    ledgers: bool
+    seeded: Seeded
+    cycles: tuple[Measured, Measured, Measured]
+    expected: Counter[str]  # the first sync's requests by kind
+    figures: dict[str, float]
+
+    @property
+    def steady_target(self) -> int:
+        return LEDGER_STEADY_TARGET if self.ledgers else STEADY_TARGET
+
+    @property
+    def misses(self) -> list[str]:
+        """The targets missed, each in words."""
+        first, reread, steady = self.cycles
+        found = [
+            f"first sync {kind}: expected {self.expected[kind]}, spent {first.kinds[kind]}"
+            for kind in KINDS
+            if self.expected[kind] != first.kinds[kind]
+        ]
+        if steady.report.requests > self.steady_target:
+            found.append(f"steady cycle: {steady.report.requests} > {self.steady_target}")
+        if steady.report.leads_written or steady.report.companies_written:
+            found.append("the steady cycle wrote")
+        if reread.report.leads_written or reread.report.companies_written:
+            found.append("the next cycle wrote")
+        if self.figures["max_per_second"] > RATE_TARGET:
+            found.append(f"{self.figures['max_per_second']:.0f} requests in one second")
+        return found
+
+
+def bench(count: int, *, ledgers: bool) -> Run:
     clock = VirtualClock(wall=START.timestamp())
     fake = FakeAmoCRM(clock=clock.time, monotonic=clock.monotonic, max_requests_per_second=7.0)
-    seed(fake, count)
     client = AmoClient(
         fake.base_url,
         LongLivedToken(fake.long_lived_token),
@@ -205,10 +466,10 @@ def bench(count: int) -> tuple[list[Measured], dict[str, float], bool]:
         monotonic=clock.monotonic,
         clock=clock.time,
     )
-    provision(client, dry_run=False, say=lambda line: None)
+    seeded = seed(fake, client, count, ledgers=ledgers)
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="amo-sla-bench-") as scratch:
-        cycle = bench_cycle(client, Path(scratch), clock.now)
+        cycle = bench_cycle(client, Path(scratch), clock.now, ledgers=ledgers)
         clock.sent.clear()
         began = time.perf_counter()
         first = run_cycle(cycle, fake, clock, "first full sync")
@@ -222,56 +483,63 @@ def bench(count: int) -> tuple[list[Measured], dict[str, float], bool]:
         figures["requests"] = len(clock.sent)
         cycle.store.close()
     client.close()
-    open_leads = count
-    changed = first.report.leads_written
-    events = first.kinds["event pages"]
-    tasks = first.kinds["task calls"]
-    setup_calls = first.kinds["other"]
-    figures["full_target"] = (
-        math.ceil(open_leads / LEADS_PAGE)
-        + 1  # the first start's read of recently closed requests
-        + events
-        + math.ceil(changed / WRITE_BATCH)
-        + setup_calls
-        + tasks
-    )
-    met = (
-        first.report.requests <= figures["full_target"]
-        and first.kinds["per-lead event calls"] == 0
-        and steady.report.requests <= STEADY_TARGET
-        and steady.report.leads_written == 0
-        and reread.report.leads_written == 0
-        and figures["max_per_second"] <= RATE_TARGET
-    )
-    return [first, reread, steady], figures, met
+    expected = expected_first_sync(seeded, first, ledgers=ledgers)
+    return Run(count, ledgers, seeded, (first, reread, steady), expected, figures)
 
 
-def print_run(count: int, runs: list[Measured], figures: dict[str, float]) -> None:
-    first = runs[0]
+def print_run(run: Run) -> None:
+    first = run.cycles[0]
     computed = first.report.leads_computed
+    world = "with the company ledgers" if run.ledgers else "no ledgers"
     print(
-        f"\n== {count:,} open leads ({computed:,} computed: "
-        f"{computed - count:,} more were closed in the last days)"
+        f"\n== {run.count:,} open leads, {world} ({computed:,} computed: "
+        f"{computed - run.count:,} more were closed in the last days)"
     )
-    print(f"  {'cycle':<40} {'total':>6}  " + "  ".join(f"{k:>{len(k)}}" for k in KINDS))
-    for run in runs:
-        cells = "  ".join(f"{run.kinds[k]:>{len(k)}}" for k in KINDS)
-        print(f"  {run.label:<40} {run.report.requests:>6}  {cells}")
+    if run.ledgers:
+        print(
+            f"  {run.seeded.companies:,} companies linked, {run.seeded.time_notes:,} time notes, "
+            f"{run.seeded.horizon_closed:,} closed requests in the ledgers' horizon"
+        )
+    kinds = [k for k in KINDS if k not in LEDGER_KINDS or run.ledgers]
+    print(f"  {'cycle':<40} {'total':>6}  " + "  ".join(f"{k:>{len(k)}}" for k in kinds))
+    for measured in run.cycles:
+        cells = "  ".join(f"{measured.kinds[k]:>{len(k)}}" for k in kinds)
+        print(f"  {measured.label:<40} {measured.report.requests:>6}  {cells}")
     print(
-        f"  first sync: wrote {first.report.leads_written:,} leads, "
-        f"{first.report.tasks_created:,} breach tasks; "
-        f"{figures['first_seconds']:.1f} s wall time here"
+        f"  {'first sync, expected':<40} {run.expected.total():>6}  "
+        + "  ".join(f"{run.expected[k]:>{len(k)}}" for k in kinds)
+    )
+    ledger_part = (
+        f", {first.report.companies_written:,} companies, "
+        f"{sum(t.entity_type == 'companies' for t in first.report.tasks):,} package tasks, "
+        f"{sum(t.clock.startswith('quota:') for t in first.report.tasks):,} quota tasks"
+        if run.ledgers
+        else ""
     )
     print(
-        "  full-sync target: ceil(open/250) lead pages + 1 closed-leads read + event pages "
-        f"+ ceil(changed/50) writes + setup calls + task calls = {figures['full_target']:.0f}; "
-        f"spent {first.report.requests}"
+        f"  first sync: wrote {first.report.leads_written:,} leads{ledger_part}, "
+        f"{sum(t.clock in ('reaction', 'resolution') for t in first.report.tasks):,} breach "
+        f"tasks; {run.figures['first_seconds']:.1f} s wall time here"
     )
-    print(f"  steady target: <= {STEADY_TARGET}; spent {runs[2].report.requests}")
+    formula = (
+        "ceil(open/250) lead pages + 1 closed-leads read + event pages + ceil(written/50) "
+        "writes + task lookups (ceil(entities/50) per entity type) + ceil(tasks/50) task "
+        "POSTs + setup calls"
+    )
+    if run.ledgers:
+        formula += (
+            " + ceil(closed requests in the horizon/250) lead pages + ceil(time notes/250) "
+            "note pages"
+            " + ceil(linked companies/50) company reads + ceil(companies written/50) "
+            "company writes"
+        )
+    print(f"  full-sync formula: {formula}")
+    print(f"    = {run.expected.total()}; spent {first.report.requests}")
+    print(f"  steady target: <= {run.steady_target}; spent {run.cycles[2].report.requests}")
     print(
-        f"  rate: at most {figures['max_per_second']:.0f} requests in any 1 s "
-        f"(target <= {RATE_TARGET}); {figures['requests']:.0f} requests over "
-        f"{figures['virtual_seconds']:.1f} s of (virtual) time"
+        f"  rate: at most {run.figures['max_per_second']:.0f} requests in any 1 s "
+        f"(target <= {RATE_TARGET}); {run.figures['requests']:.0f} requests over "
+        f"{run.figures['virtual_seconds']:.1f} s of (virtual) time"
     )
 
 
@@ -279,45 +547,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--memory-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ledgers", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Per-lead log lines would drown the figures.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     if args.memory_worker:
-        print(json.dumps(memory_worker(args.memory_worker)))
+        print(json.dumps(memory_worker(args.memory_worker, ledgers=args.ledgers)))
         return 0
     biggest = max(args.sizes)
     # First, while this process is small: a child starts with its parent's resident pages
     # counted in its peak RSS, and the in-process runs below grow this one past 1 GB.
-    memory = measure_memory(biggest)
+    memory = {ledgers: measure_memory(biggest, ledgers=ledgers) for ledgers in (False, True)}
     all_met = True
-    for count in args.sizes:
-        runs, figures, met = bench(count)
-        print_run(count, runs, figures)
-        all_met = all_met and met
-        print(f"  targets {'met' if met else 'MISSED'}")
-    memory_met = memory["peak_mb"] < MEMORY_TARGET_MB
-    all_met = all_met and memory_met
+    for ledgers in (False, True):
+        for count in args.sizes:
+            run = bench(count, ledgers=ledgers)
+            print_run(run)
+            misses = run.misses
+            all_met = all_met and not misses
+            print(f"  targets {'MISSED: ' + '; '.join(misses) if misses else 'met'}")
     print(
         f"\n== memory, {biggest:,} open leads, the worker in a process of its own "
         "(the fake amoCRM in another, over loopback HTTP)"
     )
-    print(
-        f"  worker process peak RSS over the three cycles: {memory['peak_mb']:.0f} MB "
-        f"(target < {MEMORY_TARGET_MB} MB); {memory['baseline_mb']:.0f} MB of it before the "
-        f"first cycle (interpreter and libraries); {memory['computed']:,} leads computed, "
-        f"{memory['requests']:,} requests"
-    )
-    print(f"  target {'met' if memory_met else 'MISSED'}")
+    for ledgers, figures in memory.items():
+        met = figures["peak_mb"] < MEMORY_TARGET_MB
+        all_met = all_met and met
+        print(
+            f"  {'with the ledgers' if ledgers else 'no ledgers'}: worker process peak RSS "
+            f"over the three cycles {figures['peak_mb']:.0f} MB (target < {MEMORY_TARGET_MB} "
+            f"MB); {figures['baseline_mb']:.0f} MB of it before the first cycle (interpreter "
+            f"and libraries); {figures['computed']:,.0f} leads computed, "
+            f"{figures['requests']:,.0f} requests; target {'met' if met else 'MISSED'}"
+        )
     return 0 if all_met else 1
 
 
 # --- memory: the worker alone in its process ------------------------------------------------
 
 
-def measure_memory(count: int) -> dict[str, float]:
+def measure_memory(count: int, *, ledgers: bool) -> dict[str, float]:
     """Runs :func:`memory_worker` in a fresh interpreter, so nothing else shares its RSS."""
+    command = [sys.executable, "-m", "bench.cycle_requests", "--memory-worker", str(count)]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cycle_requests", "--memory-worker", str(count)],
+        [*command, "--ledgers"] if ledgers else command,
         check=True,
         capture_output=True,
         text=True,
@@ -339,14 +612,27 @@ def _serve_fake(
     wall: Synchronized[float],
     mono: Synchronized[float],
     ready: multiprocessing.Queue[str],
+    *,
+    ledgers: bool,
 ) -> None:
+    clock = SharedClock(wall, mono)
     fake = FakeAmoCRM(
         base_url=f"http://127.0.0.1:{port}",
-        clock=lambda: START.timestamp() + wall.value,
-        monotonic=lambda: mono.value,
+        clock=clock.time,
+        monotonic=clock.monotonic,
         max_requests_per_second=7.0,
     )
-    seed(fake, count)
+    # Provisioned here, in-process: the ledger world's companies need their fields first.
+    client = AmoClient(
+        fake.base_url,
+        LongLivedToken(fake.long_lived_token),
+        transport=fake.transport,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        clock=clock.time,
+    )
+    seed(fake, client, count, ledgers=ledgers)
+    client.close()
     fake.serve(port=port)
     ready.put(fake.long_lived_token)
     while True:
@@ -373,12 +659,17 @@ class SharedClock:
         return datetime.fromtimestamp(self.time(), UTC)
 
 
-def memory_worker(count: int) -> dict[str, float]:
+def memory_worker(count: int, *, ledgers: bool) -> dict[str, float]:
     context = multiprocessing.get_context("spawn")
     wall, mono = context.Value("d", 0.0), context.Value("d", 1_000.0)
     ready: multiprocessing.Queue[str] = context.Queue()
     port = _free_port()
-    server = context.Process(target=_serve_fake, args=(count, port, wall, mono, ready), daemon=True)
+    server = context.Process(
+        target=_serve_fake,
+        args=(count, port, wall, mono, ready),
+        kwargs={"ledgers": ledgers},
+        daemon=True,
+    )
     server.start()
     try:
         token = ready.get(timeout=900)
@@ -390,10 +681,9 @@ def memory_worker(count: int) -> dict[str, float]:
             monotonic=clock.monotonic,
             clock=clock.time,
         )
-        provision(client, dry_run=False, say=lambda line: None)
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with tempfile.TemporaryDirectory(prefix="amo-sla-bench-") as scratch:
-            cycle = bench_cycle(client, Path(scratch), clock.now)
+            cycle = bench_cycle(client, Path(scratch), clock.now, ledgers=ledgers)
             computed = cycle.run(clock.now()).leads_computed
             for _ in range(2):
                 clock.sleep(300)

@@ -363,3 +363,27 @@ def test_the_exhausted_flag_leaves_a_request_once_it_is_closed_or_in_acceptance(
 
     assert not lead_field(world, checked, "Пакет: исчерпан")
     assert lead_field(world, working, "Пакет: исчерпан") is True
+
+
+def test_ledgers_switched_on_later_count_every_open_request_and_the_closed_ones(
+    tmp_path: Path,
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    quiet = request(world, company, "Приоритет", created=at(5, 9, 0))
+    closed = request(world, company, "Приоритет", created=at(5, 9, 10))
+    log_time(world, quiet, "Время: 40 мин", at(5, 9, 30))
+    log_time(world, closed, "Время: 20 мин", at(5, 9, 40))
+    world.fake.move_lead(closed, LOST, by_user=world.agents[0], at=at(5, 9, 50))
+    without = ledger_cycle(world, tmp_path)
+    run_at(without, world, at(5, 10, 0))  # a full sync without the ledgers
+    run_at(without, world, at(5, 10, 5))
+    without.store.close()
+
+    # Switched on five minutes later: the quiet request changed in no way the next read sees.
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 10, 10))
+
+    fields = company_fields(world, company)
+    assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (60, 60)
+    assert lead_field(world, quiet, "SLA: затрачено, мин") == 40
