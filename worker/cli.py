@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_health(commands)
     add_demo(commands)
     add_samples(commands)
+    add_report(commands)
+    add_backfill(commands)
     return parser
 
 
@@ -540,3 +542,166 @@ def run_company_explain(args: argparse.Namespace) -> int:
     for line in explain.company_ledger_lines(ledger):
         print(line)
     return 0
+
+
+# --- report and backfill ---------------------------------------------------------------------
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2025-10-31, got {text!r}") from None
+
+
+def add_report(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "report",
+        help="write the SLA report of a period: report.html and one CSV per table",
+        description=(
+            "Recompute every support request registered in the period from its history in "
+            "amoCRM and write report.html (one self-contained page) and one CSV per table "
+            "into --out. Without dates: the last full calendar month. With --company: that "
+            "company's statement of hours alone."
+        ),
+    )
+    parser.add_argument("--from", dest="first", type=_day, metavar="DATE", help="first day")
+    parser.add_argument("--to", dest="last", type=_day, metavar="DATE", help="last day")
+    parser.add_argument(
+        "--out", type=Path, help="the directory (default: sla-report-FROM-TO in the current one)"
+    )
+    parser.add_argument(
+        "--company", type=int, metavar="ID", help="write this company's statement of hours alone"
+    )
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from worker import sla_report  # noqa: PLC0415 - Jinja2 and pygal only for the report
+    from worker.setup import resolve_setup  # noqa: PLC0415
+
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        policy = app.build_policy(settings)
+    except ConfigError as error:
+        return _fail(error, EXIT_CONFIG)
+    now = datetime.now(UTC)
+    default_first, default_last = sla_report.last_full_month(now.astimezone(policy.zone).date())
+    first, last = args.first or default_first, args.last or default_last
+    if args.first is not None and args.last is None:
+        last = max(first, now.astimezone(policy.zone).date())
+    if last < first:
+        print(f"error: --to {last} is before --from {first}", file=sys.stderr)
+        return EXIT_CONFIG
+    out = args.out or Path(f"sla-report-{first}-{last}")
+    stages = app.stage_options(settings, policy)
+    try:
+        with app.build_client(settings) as client:
+            setup = resolve_setup(
+                stages,
+                client.pipelines(),
+                list(client.iter_lead_custom_fields()),
+                list(client.iter_company_custom_fields()) if stages.ledgers else [],
+            )
+            sources = sla_report.Sources(
+                client,
+                setup,
+                policy,
+                app.ledger_options(settings, policy),
+                cache=settings.sla_state_dir / app.STORE_FILE,
+                lead_url=sla_report.lead_url(settings.base_url),
+                progress=_progress,
+            )
+            period = sla_report.Period(first, last, policy.zone)
+            figures, stats = sla_report.collect(sources, period, now)
+        written = sla_report.write_report(figures, out, company_id=args.company)
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (AmoError, ConfigError, OSError, ValueError) as error:
+        return _fail(error)
+    log.info(
+        "report_written",
+        path=str(written.page),
+        requests=len(figures.requests),
+        amo_requests=stats.requests,
+        histories_cached=stats.from_cache,
+        histories_read=stats.read_by_id,
+    )
+    print(written.page)
+    return 0
+
+
+def add_backfill(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "backfill",
+        help="write the final SLA fields of the requests closed since DATE (idempotent)",
+        description=(
+            "Recompute the support requests closed since DATE from their history and write "
+            "the SLA fields that differ (50 leads a request, at the account's pace), so "
+            "amoCRM's own filters by «SLA: статус» are right for the history too. A second "
+            "run writes nothing."
+        ),
+    )
+    parser.add_argument("--since", type=_day, required=True, metavar="DATE")
+    parser.add_argument("--dry-run", action="store_true", help="list what would change")
+    parser.set_defaults(run=run_backfill)
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    from worker.backfill import backfill  # noqa: PLC0415
+    from worker.setup import resolve_setup  # noqa: PLC0415
+
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        policy = app.build_policy(settings)
+        since = datetime.combine(args.since, datetime.min.time(), tzinfo=policy.zone)
+        with app.build_client(settings) as client:
+            setup = resolve_setup(
+                app.stage_options(settings, policy),
+                client.pipelines(),
+                list(client.iter_lead_custom_fields()),
+            )
+            result = backfill(
+                client,
+                setup,
+                policy,
+                since=since,
+                now=datetime.now(UTC),
+                dry_run=args.dry_run,
+                ledgers=app.ledger_options(settings, policy),
+                cache=settings.sla_state_dir / app.STORE_FILE,
+                progress=_progress,
+            )
+    except (AmoError, ConfigError, ValueError) as error:
+        return _fail(error)
+    for problem in result.skipped:
+        log.warning("lead_invalid", problem=problem)
+    verb = "would write" if args.dry_run else "wrote"
+    count = len(result.planned) if args.dry_run else result.written
+    if args.dry_run:
+        for write in result.planned:
+            print(f"lead {write.lead_id} «{write.lead_name}»: {len(write.values)} field(s)")
+    print(
+        f"{result.closed} request(s) closed since {args.since}: {verb} {count}, "
+        f"failed {len(result.failed)}; {result.requests} API requests"
+    )
+    log.info(
+        "backfill_done",
+        closed=result.closed,
+        written=result.written,
+        planned=len(result.planned),
+        failed=len(result.failed),
+        dry_run=args.dry_run,
+    )
+    return 1 if result.failed else 0
+
+
+def _progress(line: str) -> None:
+    """Progress for a person at a terminal; nothing when stderr is piped."""
+    if sys.stderr.isatty() and not renders_json():
+        print(f"  {line}", file=sys.stderr, flush=True)
