@@ -1,0 +1,66 @@
+"""``backfill``: the final SLA fields of requests closed since a date, written once.
+
+Expected values are the engine's state for each lead and its whole history as the fake
+holds them, read back by field name (tests/cycle_kit.py), not the backfill's own plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from amo_client.fake import LoggedRequest
+from tests.cycle_kit import MOSCOW, engine_state, expected_fields, plant_raw_value, stored_fields
+from tests.report_kit import account_setup as report_setup
+from tests.report_kit import build_report_world
+from worker.backfill import backfill
+
+SINCE = datetime(2025, 10, 1, tzinfo=MOSCOW)
+
+
+def lead_writes(log: Sequence[LoggedRequest]) -> int:
+    return sum(1 for r in log if r.method == "PATCH" and r.path == "/api/v4/leads")
+
+
+def test_backfill_writes_the_closed_requests_once() -> None:
+    scenario = build_report_world()
+    world = scenario.world
+    leads = scenario.leads
+    # A stale value left on a closed card: the backfill corrects it.
+    plant_raw_value(world, leads["r1"], "SLA: реакция просрочена", [{"value": True}])
+    setup = report_setup(world, packages=False)
+    now = world.now()
+
+    dry = backfill(world.client, setup, world.policy, since=SINCE, now=now, dry_run=True)
+    closed = {leads[name] for name in ("r1", "r2", "r3", "r5", "r8")}
+    assert {w.lead_id for w in dry.planned} == closed
+    assert dry.closed == len(closed)
+    assert lead_writes(world.fake.request_log) == 0
+
+    first = backfill(world.client, setup, world.policy, since=SINCE, now=now)
+    assert first.written == len(closed)
+    assert first.failed == {}
+    assert lead_writes(world.fake.request_log) == 1  # five leads, one batch
+    for lead_id in closed:
+        assert stored_fields(world, lead_id) == expected_fields(
+            engine_state(world, lead_id, now)
+        ), lead_id
+    assert stored_fields(world, leads["r1"])["SLA: статус"] == "Выполнено в срок"
+    for name in ("r4", "r6", "r7"):  # open: the cycle's business, not the backfill's
+        assert stored_fields(world, leads[name])["SLA: статус"] is None
+
+    logged = len(world.fake.request_log)
+    second = backfill(world.client, setup, world.policy, since=SINCE, now=world.now())
+    assert second.closed == len(closed)
+    assert second.planned == []
+    assert second.written == 0
+    assert lead_writes(world.fake.request_log[logged:]) == 0
+
+
+def test_backfill_since_a_later_date_leaves_earlier_closures_alone() -> None:
+    scenario = build_report_world()
+    world = scenario.world
+    setup = report_setup(world, packages=False)
+    later = datetime(2025, 10, 9, tzinfo=MOSCOW)  # r3 closed on 9.10 10:00, r5 10.10, r8 14.10
+    result = backfill(world.client, setup, world.policy, since=later, now=world.now())
+    assert {w.lead_id for w in result.planned} == {scenario.leads[n] for n in ("r3", "r5", "r8")}
+    assert stored_fields(world, scenario.leads["r1"])["SLA: статус"] is None
