@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from xml.etree import ElementTree
 
 import jinja2
 import pygal
@@ -36,6 +37,13 @@ class Table:
     note: str = ""
     urls: tuple[str, ...] = ()  # a link per row for the first column (HTML only)
     numeric_from: int = 1  # columns from this one on are numbers (aligned right)
+    quiet_rows: bool = False  # the page leaves out rows whose second column is 0
+
+    @property
+    def page_rows(self) -> tuple[tuple[Cell, ...], ...]:
+        if not self.quiet_rows:
+            return self.rows
+        return tuple(row for row in self.rows if row[1] != 0)
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,9 @@ def tables(figures: Figures) -> list[Table]:
                 (f"{d.day:%d.%m.%Y}", d.requests, d.met, d.breached, d.open)
                 for d in figures.daily()
             ),
-            note="«В работе»: открытые без нарушения и обращения без тарифа.",
+            note="«В работе»: открытые без нарушения и обращения без тарифа. Дни без "
+            "обращений здесь опущены (в CSV они есть).",
+            quiet_rows=True,
         ),
         Table(
             "by_tariff_class",
@@ -410,17 +420,27 @@ def _chart_config(**options: object) -> dict[str, object]:
 
 
 def _svg(chart: pygal.graph.graph.Graph) -> str:
-    return str(chart.render(is_unicode=True))
+    """The chart's SVG without pygal's script (its tooltips' configuration): the page runs
+    no script, and its Content-Security-Policy would refuse one."""
+    tree = chart.render_tree()
+    for parent in list(tree.iter()):
+        for child in list(parent):
+            if child.tag == "script" or str(child.tag).endswith("}script"):
+                parent.remove(child)
+    return ElementTree.tostring(tree, encoding="unicode")
 
 
 def charts(figures: Figures) -> list[tuple[str, str, str]]:
     """(id, title, inline SVG) of each chart."""
     days = figures.daily()
+    most = max((d.requests for d in days), default=0)
+    step = max(1, -(-most // 8))
     daily = pygal.StackedBar(
         **_chart_config(
             show_minor_x_labels=False,
             x_labels_major_every=max(1, len(days) // 12),
             height=300,
+            **({"y_labels": list(range(0, most + step, step))} if most else {}),
         )
     )
     daily.x_labels = [f"{d.day:%d.%m}" for d in days]
@@ -434,6 +454,7 @@ def charts(figures: Figures) -> list[tuple[str, str, str]]:
             **_chart_config(
                 range=(0, 100),
                 include_x_axis=True,
+                **({"y_labels": [0, 25, 50, 75, 100]} if rows else {}),
                 width=560,
                 height=max(240, 90 + 44 * len(rows)),
                 legend_at_bottom_columns=2,
