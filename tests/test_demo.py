@@ -18,7 +18,12 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
     clock = FakeClock()
     out = io.StringIO()
     state_dir: Path = tmp_path_factory.mktemp("demo")
-    code = run_demo(out, state_dir=state_dir, pacing=Pacing(clock.sleep, clock.monotonic))
+    code = run_demo(
+        out,
+        state_dir=state_dir,
+        pacing=Pacing(clock.sleep, clock.monotonic),
+        report_dir=state_dir / "report",
+    )
     assert code == 0
     return out.getvalue()
 
@@ -109,3 +114,19 @@ def test_a_company_without_a_package_shows_none(output: str) -> None:
     first, _ = acts(output)
     companies = section(first, "the companies' ledger fields in amoCRM")
     assert row(companies, "ООО Василёк")[2:] == ["—"] * 6
+
+
+def test_the_demo_ends_with_the_report_of_its_day(output: str) -> None:
+    last = output.rstrip().splitlines()[-1]
+    assert last.startswith("The SLA report of act 1's support day: ")
+    page = Path(last.split(": ", 1)[1])
+    assert page.name == "report.html"
+    html = page.read_text(encoding="utf-8")
+    assert "Обращения, зарегистрированные 05.11.2025 — 05.11.2025" in html
+    assert (page.parent / "summary.csv").exists()
+    first, _ = acts(output)
+    assert "$ python -m worker report --from 2025-11-05 --to 2025-11-05" in first
+    # ООО Ромашка's 2-hour package went 45 minutes over: at 3 500 ₽ an hour, 2 625 ₽.
+    hours = (page.parent / "hours.csv").read_text(encoding="utf-8-sig").splitlines()
+    romashka = next(line for line in hours if line.startswith("ООО Ромашка"))
+    assert romashka.split(",")[-3:] == ["45", "3500", "2625"]

@@ -20,11 +20,13 @@ regulation and quotas belong to plans CRMBP's tariffs do not have:
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import TextIO
@@ -245,11 +247,18 @@ def seed(fake: FakeAmoCRM) -> Act:
         support=support,
         samples=samples,
         happenings=happenings,
-        policy=default_policy(),
+        # CRMBP's deadlines, with seed 004's prices of an hour over a package (the report's
+        # overage).
+        policy=dataclasses.replace(default_policy(), extra_hour_rates=_package_rates()),
         ledgers=frozenset({Ledger.PACKAGES}),
         end=DEMO_END,
         companies=[romashka, vasilek],
     )
+
+
+def _package_rates() -> Mapping[Decimal, Decimal]:
+    preset = resources.files("sla.presets").joinpath("hour_packages.toml")
+    return load_policy(preset.read_text(encoding="utf-8")).extra_hour_rates
 
 
 def seed_quotas(fake: FakeAmoCRM) -> Act:
@@ -316,8 +325,17 @@ class Pacing:
     monotonic: Callable[[], float] = time.monotonic
 
 
-def run_demo(out: TextIO, *, state_dir: Path | None = None, pacing: Pacing | None = None) -> int:
+def run_demo(
+    out: TextIO,
+    *,
+    state_dir: Path | None = None,
+    pacing: Pacing | None = None,
+    report_dir: Path | None = None,
+) -> int:
+    """Both acts; the first ends by writing the SLA report of its day into ``report_dir``
+    (default: ``amo-sla-demo-report`` in the system's temporary directory, kept)."""
     clock = SimulatedClock(DEMO_START)
+    report_dir = report_dir or Path(tempfile.gettempdir()) / "amo-sla-demo-report"
     pace = pacing or Pacing()
 
     def emulator(account_name: str) -> FakeAmoCRM:
@@ -334,7 +352,9 @@ def run_demo(out: TextIO, *, state_dir: Path | None = None, pacing: Pacing | Non
     )
     with tempfile.TemporaryDirectory(prefix="amo-sla-demo-") as scratch:
         directory = state_dir or Path(scratch)
-        if not _play(packages, clock, directory / "crmbp", out, pace=pace, audit=True):
+        if not _play(
+            packages, clock, directory / "crmbp", out, pace=pace, audit=True, report_to=report_dir
+        ):
             return 1
         clock.now = DEMO_START
         quotas = seed_quotas(emulator("Прайм гейт: поддержка"))
@@ -349,14 +369,23 @@ def run_demo(out: TextIO, *, state_dir: Path | None = None, pacing: Pacing | Non
         )
         if not _play(quotas, clock, directory / "prime-gate", out, pace=pace, audit=False):
             return 1
+    print(f"\nThe SLA report of act 1's support day: {report_dir / 'report.html'}", file=out)
     return 0
 
 
 def _play(
-    act: Act, clock: SimulatedClock, directory: Path, out: TextIO, *, pace: Pacing, audit: bool
+    act: Act,
+    clock: SimulatedClock,
+    directory: Path,
+    out: TextIO,
+    *,
+    pace: Pacing,
+    audit: bool,
+    report_to: Path | None = None,
 ) -> bool:
     """Provision, run the worker's cycles until ``act.end``, print the closing tables (and,
-    with ``audit``, ``explain --company`` of the act's first company)."""
+    with ``audit``, ``explain --company`` of the act's first company; with ``report_to``, write
+    the SLA report of the act's day there)."""
     fake, policy = act.fake, act.policy
     client = AmoClient(
         fake.base_url,
@@ -433,12 +462,59 @@ def _play(
             print(f"\n$ python -m worker explain --company {company_id}", file=out)
             for line in company_ledger_lines(ledger):
                 print(f"  {line}" if line else "", file=out)
+    if report_to is not None:
+        _write_report(
+            act,
+            client,
+            setup=setup,
+            ledger_options=ledger_options,
+            cache=directory / "state.sqlite3",
+            out_dir=report_to,
+            clock=clock,
+            out=out,
+        )
     print(
         f"\n{fake.requests_total} API requests in all, {fake.rate_limited_total} answered 429.",
         file=out,
     )
     client.close()
     return True
+
+
+def _write_report(
+    act: Act,
+    client: AmoClient,
+    *,
+    setup: AccountSetup,
+    ledger_options: LedgerOptions,
+    cache: Path,
+    out_dir: Path,
+    clock: SimulatedClock,
+    out: TextIO,
+) -> None:
+    """``python -m worker report`` for the demo's day, from the worker's own cache."""
+    from worker import sla_report  # noqa: PLC0415 - Jinja2 and pygal only for the report
+
+    day = clock.now.astimezone(act.policy.zone).date()
+    sources = sla_report.Sources(
+        client,
+        setup,
+        act.policy,
+        ledger_options,
+        cache=cache,
+        lead_url=sla_report.lead_url(act.fake.base_url),
+    )
+    figures, _ = sla_report.collect(
+        sources, sla_report.Period(day, day, act.policy.zone), clock.aware()
+    )
+    written = sla_report.write_report(figures, out_dir)
+    print(f"\n$ python -m worker report --from {day} --to {day} --out {out_dir}", file=out)
+    print(
+        f"  {len(figures.requests)} requests of the day recomputed from their histories; "
+        f"the report and its {len(written.csv)} CSV tables:",
+        file=out,
+    )
+    print(f"  {written.page}", file=out)
 
 
 def _happen(pending: list[Happening], until: datetime, clock: SimulatedClock, out: TextIO) -> None:
