@@ -33,7 +33,7 @@ from amo_client.models import Company, Event, Lead
 from sla.ledger import TimeEntry, months_before, quota_summary, quota_uses
 from sla.policy import Policy
 from sla.state import LOST, WON, LeadEvent, SlaState, compute_sla
-from worker.cache import load_tracked
+from worker.cache import load_tracked, slim
 from worker.cycle import EVENTS_CURSOR
 from worker.events import STRUCTURAL_EVENTS
 from worker.fields import SlaField
@@ -179,6 +179,7 @@ def collect(sources: Sources, period: Period, now: datetime) -> tuple[Figures, R
 def _support_leads(
     client: AmoClient, setup: AccountSetup, *, since: datetime, ids: Iterable[int] | None = None
 ) -> dict[int, Lead]:
+    keep = [*setup.fields.ids.values(), setup.class_field_id]
     found: dict[int, Lead] = {}
     source = (
         client.iter_leads(ids=ids)
@@ -190,7 +191,9 @@ def _support_leads(
             continue  # amoCRM ignored a filter
         if ids is None and lead.updated_at < since:
             continue
-        found[lead.id] = lead
+        # Only what the engine and the fields' comparison read: a month of whole leads
+        # with all their fields would take most of the report's memory.
+        found[lead.id] = slim(lead, keep)
     return found
 
 
@@ -223,15 +226,16 @@ def lead_histories(
     missing = sorted(wanted - histories.keys())
     if missing:
         before = client.requests_sent
-        by_lead: dict[int, list[Event]] = {}
+        asked = set(missing)
+        for lead_id in missing:
+            histories[lead_id] = []
         for done, event in enumerate(
             client.iter_events(entity="lead", entity_ids=missing, types=types), start=1
         ):
-            by_lead.setdefault(event.entity_id, []).append(event)
+            if event.entity_id in asked:  # amoCRM may ignore a filter
+                histories[event.entity_id].extend(lead_events([event]))
             if done % 5000 == 0:
                 sources.progress(f"  {done} events read")
-        for lead_id in missing:
-            histories[lead_id] = lead_events(by_lead.get(lead_id, ()))
         stats.read_by_id = len(missing)
         stats.history_requests = client.requests_sent - before
     sources.progress(
