@@ -135,17 +135,21 @@ def _run_service_from_env() -> int:
 
 
 def _run_service(settings: Settings) -> int:
-    from worker.service import run_service  # noqa: PLC0415 - the scheduler only when it runs
+    from worker.metrics import Metrics  # noqa: PLC0415 - the server's pieces only when it runs
+    from worker.service import SyncService  # noqa: PLC0415 - the scheduler only when it runs
 
     configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    if settings.sla_webhook_secret is not None:
+        register_secret(settings.sla_webhook_secret.get_secret_value())
     try:
         policy = app.build_policy(settings)
     except ConfigError as error:
         log.error("config_invalid", problems=error.problems)
         _tell(f"error: {error}")
         return EXIT_CONFIG
+    metrics = Metrics() if settings.http_server_on else None
     try:
-        client = app.build_client(settings)
+        client = app.build_client(settings, metrics=metrics)
     except ValueError as error:
         return _fail(error, EXIT_CONFIG)
     try:
@@ -154,9 +158,27 @@ def _run_service(settings: Settings) -> int:
         client.close()
         return _fail(error, EXIT_CONFIG)
     try:
-        return run_service(
-            cycle, poll_interval=settings.sla_poll_interval, state_dir=settings.sla_state_dir
+        service = SyncService(
+            cycle,
+            poll_interval=settings.sla_poll_interval,
+            state_dir=settings.sla_state_dir,
+            debounce=settings.sla_webhook_debounce,
+            min_interval=settings.sla_webhook_min_interval,
+            observer=metrics,
         )
+        if settings.http_server_on:
+            subdomain = None
+            if settings.webhooks_on:
+                # The hooks name the account by subdomain: the settings', or amoCRM's own word.
+                subdomain = settings.account_subdomain or client.account().subdomain
+            service.add_companion(
+                app.http_server(
+                    settings, trigger=service.trigger, metrics=metrics, subdomain=subdomain
+                )
+            )
+        return service.run()
+    except AmoError as error:
+        return _fail(error)
     finally:
         client.close()
 
