@@ -50,6 +50,20 @@ from worker.metrics import CONTENT_TYPE, Metrics
 log = structlog.stdlib.get_logger("worker.webhooks")
 
 WEBHOOK_ROUTE: Final = "/amocrm/webhook/{secret}"
+# The account events `webhook register` subscribes to: everything that can change a lead's
+# SLA (a new request, a move, a reply in a note or a call, tags and fields, deletion) and
+# the talks, whose messages are replies too. A hook is only a hint to run the cycle.
+WEBHOOK_EVENTS: Final = (
+    "add_lead",
+    "update_lead",
+    "status_lead",
+    "note_lead",
+    "responsible_lead",
+    "delete_lead",
+    "restore_lead",
+    "add_talk",
+    "update_talk",
+)
 MAX_BODY_BYTES: Final = 1024 * 1024
 MAX_FIELDS: Final = 10_000
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
