@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from tests.asgi_kit import AsgiClient
 from worker.logs import configure_logging, forget_secrets, register_secret
 from worker.metrics import Metrics
-from worker.webhooks import MAX_BODY_BYTES, build_app, parse_form
+from worker.webhooks import MAX_BODY_BYTES, HttpServer, build_app, parse_form
 
 SECRET = "s3cret-" + "x" * 30
 SUBDOMAIN = "example"
@@ -261,3 +263,29 @@ def test_without_metrics_there_is_no_metrics_page(triggers: Triggers) -> None:
     with AsgiClient(app) as client:
         assert client.get("/metrics").status_code == 404
         assert client.get("/healthz").status_code == 200
+
+
+def test_the_server_listens_on_loopback_and_stops(triggers: Triggers) -> None:
+    app = build_app(trigger=triggers, secret=SECRET, subdomain=SUBDOMAIN)
+    server = HttpServer(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        answer = httpx.post(
+            f"{server.url}/amocrm/webhook/{SECRET}", content=amo_hook(), headers=FORM
+        )
+    finally:
+        server.stop()
+    assert answer.status_code == 200
+    assert triggers.count == 1
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def test_a_taken_address_is_an_error_at_start(triggers: Triggers) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        server = HttpServer(build_app(trigger=triggers), "127.0.0.1", port)
+        with pytest.raises(OSError, match="could not listen"):
+            server.start()
