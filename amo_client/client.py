@@ -99,6 +99,7 @@ from amo_client.models import (
     Pipeline,
     Task,
     User,
+    Webhook,
 )
 from amo_client.ratelimit import RateLimiter
 
@@ -121,6 +122,10 @@ M = TypeVar("M", bound=BaseModel)
 Credentials = LongLivedToken | OAuthTokens
 Reader = Callable[[str, str, httpx.Response], Any]
 InvalidHandler = Callable[[InvalidItem], None]
+# Told of every request sent: its method and answer status (None: no answer came).
+RequestObserver = Callable[[str, int | None], None]
+# Told of every retry, by reason: rate_limited, server_error, transport, unexpected_answer.
+RetryObserver = Callable[[str], None]
 
 
 class AmoClient:
@@ -141,8 +146,12 @@ class AmoClient:
         backoff_max: float = 30.0,
         timeout: float = 30.0,
         circuit_cooldown: float = 900.0,
+        on_request: RequestObserver | None = None,
+        on_retry: RetryObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._on_request = on_request
+        self._on_retry = on_retry
         self.credentials = credentials
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -500,6 +509,38 @@ class AmoClient:
                     "/api/v4/events", params, "events", Event, kind="event", on_invalid=on_invalid
                 )
 
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def webhooks(self, *, destination: str | None = None) -> list[Webhook]:
+        """The account's webhooks (``disabled`` tells which amoCRM has switched off)."""
+        params = {"filter[destination]": destination} if destination is not None else {}
+        return list(
+            self._paged(
+                "/api/v4/webhooks", params, "webhooks", Webhook, kind="webhook", on_invalid=None
+            )
+        )
+
+    def subscribe_webhook(
+        self, destination: str, settings: Sequence[str], *, sort: int | None = None
+    ) -> Webhook:
+        """Subscribe ``destination`` to ``settings`` (events); the same destination is updated."""
+        body: dict[str, Any] = {"destination": destination, "settings": list(settings)}
+        if sort is not None:
+            body["sort"] = sort
+        answer = self._call("POST", "/api/v4/webhooks", json=body, read=_read_object)
+        if answer is None:
+            raise UnexpectedAnswer(204, "POST", "/api/v4/webhooks", "an empty answer")
+        try:
+            return Webhook.model_validate(answer)
+        except ValidationError as error:
+            raise UnexpectedAnswer(
+                200, "POST", "/api/v4/webhooks", f"not a webhook: {_problem(error)}"
+            ) from None
+
+    def unsubscribe_webhook(self, destination: str) -> None:
+        """Remove the subscription of ``destination``."""
+        self._call("DELETE", "/api/v4/webhooks", json={"destination": destination}, read=_read_any)
+
     # --- tasks and notes -----------------------------------------------------------------------
 
     def iter_tasks(
@@ -705,7 +746,9 @@ class AmoClient:
                     method, url, params=params, json=json, headers=headers
                 )
             except httpx.TransportError as error:
+                self._observe(method, None)
                 raise _transport_error(method, path, error) from None
+            self._observe(method, response.status_code)
             self._note_server_time(response)
             status = response.status_code
             if status == 429:
@@ -720,6 +763,16 @@ class AmoClient:
             return response, None
 
         return self._retrying(method).__call__(attempt)
+
+    def _observe(self, method: str, status: int | None) -> None:
+        if self._on_request is not None:
+            self._on_request(method, status)
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        _log_retry(state)
+        if self._on_retry is not None:
+            outcome = state.outcome
+            self._on_retry(_retry_reason(outcome.exception() if outcome is not None else None))
 
     def _note_server_time(self, response: httpx.Response) -> None:
         stamp = response.headers.get("date")
@@ -749,7 +802,7 @@ class AmoClient:
             wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max),
             retry=retry_if_exception(retryable),
             sleep=self._pause,
-            before_sleep=_log_retry,
+            before_sleep=self._before_retry,
             reraise=True,
         )
 
@@ -840,6 +893,16 @@ def _log_retry(state: RetryCallState) -> None:
         log.warning("api_retry", **fields)
 
 
+def _retry_reason(error: BaseException | None) -> str:
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    if isinstance(error, ServerError):
+        return "server_error"
+    if isinstance(error, UnexpectedAnswer):
+        return "unexpected_answer"
+    return "transport"
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -859,6 +922,13 @@ def _read_object(method: str, path: str, response: httpx.Response) -> dict[str, 
     if not isinstance(body, dict):
         raise UnexpectedAnswer(status, method, path, "not a JSON object", _excerpt(response))
     return body
+
+
+def _read_any(method: str, path: str, response: httpx.Response) -> None:
+    """Any 2xx answer: the call's effect is all that counts."""
+    status = response.status_code
+    if not 200 <= status < 300:
+        raise UnexpectedAnswer(status, method, path, "not a success status", _excerpt(response))
 
 
 def _embedded_list(

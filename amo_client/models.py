@@ -197,6 +197,20 @@ class AccountEmbedded(_Model):
     task_types: list[TaskType] = Field(default_factory=list)
 
 
+class Webhook(_Model):
+    """An account webhook: ``GET /api/v4/webhooks`` items and the ``POST`` answer."""
+
+    id: int | None = None
+    destination: str
+    settings: list[str] = Field(default_factory=list)
+    disabled: bool = False
+    sort: int | None = None
+    account_id: int | None = None
+    created_by: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 class Account(_Model):
     """``GET /api/v4/account?with=datetime_settings,task_types``."""
 

@@ -24,6 +24,18 @@ NameOrIdList = Annotated[tuple[str, ...], NoDecode]
 TagList = Annotated[tuple[str, ...], NoDecode]
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{24,256}$")
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WEBHOOK_PATH = "/amocrm/webhook/"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a host and a port; ValueError otherwise."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+    return host, int(port)
 
 
 class AmoDomain(StrEnum):
@@ -259,6 +271,42 @@ class Settings(BaseSettings):
         "Default (0): three poll intervals.",
     )
 
+    # --- webhooks and metrics ------------------------------------------------------------------
+    sla_http_listen: str = Field(
+        "127.0.0.1:8080",
+        description="`HOST:PORT` the worker's HTTP server listens on when webhooks or metrics "
+        "are on (`0.0.0.0:8080` in a container). Put a reverse proxy with HTTPS in front.",
+    )
+    sla_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Switches the amoCRM webhook endpoint on: `POST /amocrm/webhook/SECRET`. "
+        "At least 24 characters of letters, digits, `-` and `_` (e.g. `openssl rand -hex 24`).",
+    )
+    sla_webhook_url: str | None = Field(
+        None,
+        description="The public HTTPS address amoCRM reaches the worker at, e.g. "
+        "`https://sla.example.com`; `webhook register` subscribes "
+        "`SLA_WEBHOOK_URL/amocrm/webhook/SLA_WEBHOOK_SECRET`.",
+    )
+    sla_webhook_debounce: float = Field(
+        1.0,
+        ge=0,
+        le=2.0,
+        description="Seconds a webhook waits for the rest of its burst before the cycle starts.",
+    )
+    sla_webhook_min_interval: float = Field(
+        3.0,
+        ge=1.0,
+        le=3600.0,
+        description="Rate cap: a webhook starts a cycle no sooner than this many seconds after "
+        "the previous cycle started.",
+    )
+    sla_metrics: bool = Field(
+        False,
+        description="Serve `GET /metrics` (Prometheus) and `GET /healthz` on SLA_HTTP_LISTEN, "
+        "with or without webhooks.",
+    )
+
     # --- validation ----------------------------------------------------------------------------
     @field_validator(
         "sla_hold_stages",
@@ -294,6 +342,42 @@ class Settings(BaseSettings):
         if not _SUBDOMAIN.match(value):
             raise ValueError("expected the subdomain alone, e.g. `example` for example.amocrm.ru")
         return value
+
+    @field_validator("sla_http_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value.strip()
+
+    @field_validator("sla_webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if not _WEBHOOK_SECRET.match(value.get_secret_value()):
+            raise ValueError(
+                "expected at least 24 characters of letters, digits, `-` and `_` "
+                "(e.g. the output of `openssl rand -hex 24`)"
+            )
+        return value
+
+    @field_validator("sla_webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        parts = urlsplit(value.strip())
+        local = parts.hostname in _LOOPBACK_HOSTS
+        if not parts.hostname or not (
+            parts.scheme == "https" or (local and parts.scheme == "http")
+        ):
+            raise ValueError(
+                "expected the public HTTPS address, e.g. https://sla.example.com "
+                "(amoCRM sends webhooks to HTTPS addresses only)"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("expected an address without a query or a fragment")
+        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
     @field_validator("sla_log_level")
     @classmethod
@@ -356,6 +440,31 @@ class Settings(BaseSettings):
             or self.amo_long_lived_token is not None
             or (self.amo_client_id is not None)
         )
+
+    @property
+    def account_subdomain(self) -> str | None:
+        """The account's subdomain when the settings tell it: AMO_SUBDOMAIN, or the first label
+        of an amoCRM or Kommo AMO_BASE_URL. None for any other address."""
+        if self.amo_subdomain:
+            return self.amo_subdomain
+        host = urlsplit(self.amo_base_url or "").hostname or ""
+        label, _, domain = host.partition(".")
+        return label if domain in {d.value for d in AmoDomain} and label else None
+
+    @property
+    def webhooks_on(self) -> bool:
+        return self.sla_webhook_secret is not None
+
+    @property
+    def http_server_on(self) -> bool:
+        return self.webhooks_on or self.sla_metrics
+
+    @property
+    def webhook_destination(self) -> str | None:
+        """The address amoCRM posts to (it holds the secret), when both settings are set."""
+        if self.sla_webhook_url is None or self.sla_webhook_secret is None:
+            return None
+        return f"{self.sla_webhook_url}{WEBHOOK_PATH}{self.sla_webhook_secret.get_secret_value()}"
 
     @property
     def token_file(self) -> Path:

@@ -2,7 +2,8 @@
 
 ``check`` answers "will the worker run here?" with every problem at once: the
 token, the pipeline and its stages, the SLA fields and their types, the
-account's API filtering, the breach tasks' type and supervisor. ``provision``
+account's API filtering, the breach tasks' type and supervisor, and with
+webhooks on, whether amoCRM has the webhook and has not disabled it. ``provision``
 creates the SLA fields the account lacks, with the right types and select
 options, and adds the options a «SLA: статус» select lacks; run twice, it
 changes nothing the second time.
@@ -16,7 +17,8 @@ from typing import Any
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError
-from amo_client.models import Account, CustomField, NewCustomField
+from amo_client.models import Account, CustomField, NewCustomField, Webhook
+from config.settings import WEBHOOK_PATH
 from worker.fields import (
     COMPANY_FIELD_SPECS,
     FIELD_SPECS,
@@ -28,6 +30,7 @@ from worker.fields import (
     SlaField,
 )
 from worker.setup import SetupError, StageOptions, missing_fields, resolve_setup
+from worker.webhooks import WEBHOOK_EVENTS
 
 Say = Callable[[str], None]
 
@@ -103,6 +106,67 @@ def check_account(
                 f"{len(setup.company_fields.ids)} company fields found with the right types"
             )
     return CheckResult(tuple(problems), tuple(notes))
+
+
+def shown_destination(destination: str) -> str:
+    """The webhook's address with its secret masked, for the admin's eyes and the logs."""
+    base, sep, _ = destination.rpartition(WEBHOOK_PATH)
+    return f"{base}{WEBHOOK_PATH}***" if sep else destination
+
+
+def check_webhook(
+    client: AmoClient, destination: str | None, public_url: str | None
+) -> CheckResult:
+    """Whether amoCRM sends the worker its webhooks: subscribed, to every event, not disabled.
+
+    ``destination`` is the full address (with the secret), None when SLA_WEBHOOK_URL is not
+    set; ``public_url`` is SLA_WEBHOOK_URL, to find subscriptions with an older secret."""
+    if destination is None or public_url is None:
+        return CheckResult(
+            (
+                "SLA_WEBHOOK_URL: not set; amoCRM needs the public HTTPS address of the worker "
+                "to send webhooks to (see the README, «Webhooks»)",
+            ),
+            (),
+        )
+    try:
+        hooks = client.webhooks()
+    except AmoError as error:
+        return CheckResult((f"the account's webhooks cannot be read: {error}",), ())
+    problems: list[str] = []
+    notes: list[str] = []
+    ours = next((hook for hook in hooks if hook.destination == destination), None)
+    shown = shown_destination(destination)
+    if ours is None:
+        problems.append(
+            f"the webhook {shown} is not registered: run `python -m worker webhook register`"
+        )
+    elif ours.disabled:
+        problems.append(
+            f"amoCRM has disabled the webhook {shown} after too many failed answers; make sure "
+            f"{public_url}{WEBHOOK_PATH}… answers from the internet, then switch it back on in "
+            "amoCRM's webhook settings (or `webhook unregister` and `webhook register`)"
+        )
+    else:
+        missing = [event for event in WEBHOOK_EVENTS if event not in ours.settings]
+        if missing:
+            problems.append(
+                f"the webhook {shown} lacks the events {', '.join(missing)}: run "
+                "`python -m worker webhook register` to subscribe them"
+            )
+        else:
+            notes.append(f"webhook {shown} registered and enabled: {', '.join(ours.settings)}")
+    problems.extend(
+        f"another subscription to {shown_destination(hook.destination)} has an old secret: "
+        "every hook to it gets 404; remove it in amoCRM's webhook settings"
+        for hook in _stale(hooks, destination, public_url)
+    )
+    return CheckResult(tuple(problems), tuple(notes))
+
+
+def _stale(hooks: Iterable[Webhook], destination: str, public_url: str) -> list[Webhook]:
+    prefix = public_url + WEBHOOK_PATH
+    return [h for h in hooks if h.destination.startswith(prefix) and h.destination != destination]
 
 
 def _check_task_type(account: Account, wanted: int, problems: list[str], notes: list[str]) -> None:

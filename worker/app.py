@@ -16,15 +16,17 @@ import httpx
 
 from amo_client.auth import FileTokenStore, LongLivedToken, OAuthApp, OAuthTokens
 from amo_client.client import AmoClient, Credentials
-from config.settings import ConfigError, Settings
+from config.settings import ConfigError, Settings, parse_listen
 from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger, SlaField
 from worker.ledgers import LedgerOptions
 from worker.logs import register_secret, secrets
+from worker.metrics import Metrics
 from worker.setup import StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions
+from worker.webhooks import Health, HttpServer, build_app
 
 STORE_FILE = "state.sqlite3"
 LOCK_FILE = "cycle.lock"
@@ -51,6 +53,7 @@ def build_client(
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
+    metrics: Metrics | None = None,
 ) -> AmoClient:
     if settings.base_url is None:
         raise ValueError("no amoCRM account is configured")
@@ -61,7 +64,39 @@ def build_client(
         sleep=sleep,
         monotonic=monotonic,
         max_requests_per_second=settings.amo_max_requests_per_second,
+        on_request=metrics.api_request if metrics is not None else None,
+        on_retry=metrics.api_retry if metrics is not None else None,
     )
+
+
+def http_server(
+    settings: Settings,
+    *,
+    trigger: Callable[[], object],
+    metrics: Metrics | None,
+    subdomain: str | None,
+) -> HttpServer:
+    """The server of webhooks, metrics and /healthz, as the settings switch them on."""
+    secret = None
+    if settings.sla_webhook_secret is not None:
+        secret = settings.sla_webhook_secret.get_secret_value()
+        register_secret(secret)
+    host, port = parse_listen(settings.sla_http_listen)
+    health = Health(
+        state_dir=settings.sla_state_dir,
+        max_age_s=settings.health_max_age,
+        grace_s=settings.health_max_age,
+        started=time.monotonic(),
+    )
+    web = build_app(
+        trigger=trigger,
+        secret=secret,
+        subdomain=subdomain,
+        metrics=metrics,
+        serve_metrics=settings.sla_metrics,
+        health=health,
+    )
+    return HttpServer(web, host, port)
 
 
 def build_policy(settings: Settings) -> Policy:

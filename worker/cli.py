@@ -20,7 +20,8 @@ from typing import Any
 
 import structlog
 
-from amo_client.errors import AmoError
+from amo_client.client import AmoClient
+from amo_client.errors import AmoError, NotFound
 from config.settings import ConfigError, Settings, load_settings
 from worker import admin, app, explain
 from worker.errors import is_fatal
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_auth(commands)
     add_explain(commands)
     add_health(commands)
+    add_webhook(commands)
     add_demo(commands)
     add_samples(commands)
     add_report(commands)
@@ -137,17 +139,21 @@ def _run_service_from_env() -> int:
 
 
 def _run_service(settings: Settings) -> int:
-    from worker.service import run_service  # noqa: PLC0415 - the scheduler only when it runs
+    from worker.metrics import Metrics  # noqa: PLC0415 - the server's pieces only when it runs
+    from worker.service import SyncService  # noqa: PLC0415 - the scheduler only when it runs
 
     configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    if settings.sla_webhook_secret is not None:
+        register_secret(settings.sla_webhook_secret.get_secret_value())
     try:
         policy = app.build_policy(settings)
     except ConfigError as error:
         log.error("config_invalid", problems=error.problems)
         _tell(f"error: {error}")
         return EXIT_CONFIG
+    metrics = Metrics() if settings.http_server_on else None
     try:
-        client = app.build_client(settings)
+        client = app.build_client(settings, metrics=metrics)
     except ValueError as error:
         return _fail(error, EXIT_CONFIG)
     try:
@@ -156,9 +162,27 @@ def _run_service(settings: Settings) -> int:
         client.close()
         return _fail(error, EXIT_CONFIG)
     try:
-        return run_service(
-            cycle, poll_interval=settings.sla_poll_interval, state_dir=settings.sla_state_dir
+        service = SyncService(
+            cycle,
+            poll_interval=settings.sla_poll_interval,
+            state_dir=settings.sla_state_dir,
+            debounce=settings.sla_webhook_debounce,
+            min_interval=settings.sla_webhook_min_interval,
+            observer=metrics,
         )
+        if settings.http_server_on:
+            subdomain = None
+            if settings.webhooks_on:
+                # The hooks name the account by subdomain: the settings', or amoCRM's own word.
+                subdomain = settings.account_subdomain or client.account().subdomain
+            service.add_companion(
+                app.http_server(
+                    settings, trigger=service.trigger, metrics=metrics, subdomain=subdomain
+                )
+            )
+        return service.run()
+    except AmoError as error:
+        return _fail(error)
     finally:
         client.close()
 
@@ -235,6 +259,14 @@ def run_check(args: argparse.Namespace) -> int:
                 app.stage_options(settings, policy),
                 task_type_id=settings.sla_task_type_id,
                 supervisor_user_id=settings.sla_supervisor_user_id,
+            )
+        if settings.webhooks_on:
+            with app.build_client(settings) as client:
+                hook = admin.check_webhook(
+                    client, settings.webhook_destination, settings.sla_webhook_url
+                )
+            result = admin.CheckResult(
+                (*result.problems, *hook.problems), (*result.notes, *hook.notes)
             )
     except AmoError as error:
         return _fail(error)
@@ -323,6 +355,85 @@ def run_health(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     return health_main(settings.sla_state_dir, settings.health_max_age)
+
+
+# --- webhook -------------------------------------------------------------------------------------
+
+
+def add_webhook(commands: Any) -> None:
+    parser = commands.add_parser(
+        "webhook",
+        help="register, unregister or show the account webhook that triggers cycles",
+        description="amoCRM sends its webhooks to SLA_WEBHOOK_URL/amocrm/webhook/"
+        "SLA_WEBHOOK_SECRET. `register` subscribes that address to the events that change a "
+        "request (the same address again updates it), `unregister` removes it, `status` "
+        "shows whether it is registered and whether amoCRM has disabled it (exit 1 if so).",
+    )
+    parser.add_argument("action", choices=("register", "unregister", "status"))
+    parser.set_defaults(run=run_webhook)
+
+
+def run_webhook(args: argparse.Namespace) -> int:
+    settings = _live_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    destination = settings.webhook_destination
+    if destination is None:
+        missing = [
+            name
+            for name, value in (
+                ("SLA_WEBHOOK_SECRET", settings.sla_webhook_secret),
+                ("SLA_WEBHOOK_URL", settings.sla_webhook_url),
+            )
+            if value is None
+        ]
+        problem = f"{', '.join(missing)}: not set; `webhook {args.action}` needs both"
+        log.error("config_invalid", problems=[problem])
+        _tell(f"error: {problem}")
+        return EXIT_CONFIG
+    register_secret(
+        settings.sla_webhook_secret.get_secret_value() if settings.sla_webhook_secret else None
+    )
+    try:
+        with app.build_client(settings) as client:
+            if args.action == "register":
+                return _register_webhook(client, destination)
+            if args.action == "unregister":
+                return _unregister_webhook(client, destination)
+            result = admin.check_webhook(client, destination, settings.sla_webhook_url)
+    except AmoError as error:
+        return _fail(error)
+    for note in result.notes:
+        print(f"ok: {note}")
+    for problem in result.problems:
+        print(f"problem: {problem}")
+    return 0 if result.ok else 1
+
+
+def _register_webhook(client: AmoClient, destination: str) -> int:
+    from worker.webhooks import WEBHOOK_EVENTS  # noqa: PLC0415
+
+    hook = client.subscribe_webhook(destination, WEBHOOK_EVENTS)
+    print(f"registered: {admin.shown_destination(destination)}")
+    print(f"events: {', '.join(hook.settings)}")
+    if hook.disabled:
+        print(
+            "problem: amoCRM keeps this webhook disabled; switch it back on in amoCRM's "
+            "webhook settings"
+        )
+        return 1
+    return 0
+
+
+def _unregister_webhook(client: AmoClient, destination: str) -> int:
+    shown = admin.shown_destination(destination)
+    try:
+        client.unsubscribe_webhook(destination)
+    except NotFound:
+        print(f"not registered: {shown}")
+        return 0
+    print(f"unregistered: {shown}")
+    return 0
 
 
 # --- demo and samples -----------------------------------------------------------------------------

@@ -20,6 +20,15 @@ A failing cycle is logged and retried at the next poll, except an error the admi
 fix (:func:`worker.errors.is_fatal`), which stops the service with exit code 2. A cycle
 skipped because another process held the state directory leaves the heartbeat alone:
 only a cycle that ran counts as good.
+
+:meth:`SyncService.trigger` (an amoCRM webhook) moves the same job's next run forward, so
+a triggered cycle is the very cycle the schedule runs, never a second one beside it. The
+run starts ``debounce`` seconds after the first trigger of a burst (the rest of the burst
+joins it) and never sooner than ``min_interval`` seconds after the previous cycle started;
+a trigger that arrives while a cycle runs gets one more run after it, under the same rule.
+
+Companions (the HTTP server of webhooks and metrics) start with the scheduler and stop
+after it: the write batch in flight finishes first, then the server closes.
 """
 
 from __future__ import annotations
@@ -28,12 +37,13 @@ import dataclasses
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from types import FrameType
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
@@ -49,6 +59,8 @@ log = structlog.stdlib.get_logger("worker.service")
 
 JOB_ID: Final = "sync-cycle"
 WAKEUP_MARGIN_SECONDS: Final = 1.0
+DEBOUNCE_SECONDS: Final = 1.0
+MIN_TRIGGER_INTERVAL_SECONDS: Final = 3.0
 EXIT_OK: Final = 0
 EXIT_FATAL: Final = 2
 # How often the main thread looks for a received signal; signal handlers only set a flag
@@ -97,6 +109,31 @@ class Cycle(Protocol):
 
     def run(self, now: datetime) -> CycleReportLike: ...
     def request_stop(self) -> None: ...
+
+
+class Companion(Protocol):
+    """Something that runs beside the scheduler (worker.webhooks.HttpServer fits)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class CycleObserver(Protocol):
+    """Told about every run (worker.metrics.Metrics fits)."""
+
+    def cycle_done(
+        self,
+        *,
+        duration_s: float,
+        finished_at: float,
+        skipped: bool,
+        stopped: bool,
+        leads_written: int,
+        tasks_created: int,
+        states: Any,
+    ) -> None: ...
+    def cycle_failed(self) -> None: ...
+    def webhook_cycle(self) -> None: ...
 
 
 _SignalHandler = Callable[[int, FrameType | None], object] | int | None
@@ -156,11 +193,17 @@ class SyncService:
         state_dir: Path,
         clock: Callable[[], datetime] = _utc_now,
         wakeup_margin: float = WAKEUP_MARGIN_SECONDS,
+        debounce: float = DEBOUNCE_SECONDS,
+        min_interval: float = MIN_TRIGGER_INTERVAL_SECONDS,
+        observer: CycleObserver | None = None,
+        companions: Sequence[Companion] = (),
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         if wakeup_margin < 0:
             raise ValueError("wakeup_margin must not be negative")
+        if debounce < 0 or min_interval < 0:
+            raise ValueError("debounce and min_interval must not be negative")
         self._cycle = cycle
         self._poll_interval = poll_interval
         self._state_dir = state_dir
@@ -171,6 +214,17 @@ class SyncService:
         self._shutdown_event = threading.Event()
         self._received_signal: int | None = None
         self._overran = False
+        self._debounce = debounce
+        self._min_interval = min_interval
+        self._observer = observer
+        self._companions: list[Companion] = list(companions)
+        # The trigger's state, under its own lock: webhooks call trigger() from the server.
+        self._trigger_lock = threading.Lock()
+        self._running = False  # a cycle is running
+        self._pending = False  # a trigger moved the next run forward and it has not started
+        self._again = False  # a trigger came while a cycle ran: one more run after it
+        self._last_start: float | None = None  # time.monotonic() at the last cycle's start
+        self.cycles_started = 0
 
     # --- control ------------------------------------------------------------------------------
     def request_shutdown(self, reason: str = "requested", exit_code: int = EXIT_OK) -> None:
@@ -183,6 +237,50 @@ class SyncService:
     def stopping(self) -> bool:
         return self._shutdown is not None or self._received_signal is not None
 
+    def add_companion(self, companion: Companion) -> None:
+        """Start ``companion`` with the scheduler and stop it after the scheduler (before run)."""
+        self._companions.append(companion)
+
+    def trigger(self, reason: str = "webhook") -> bool:
+        """Run the cycle soon: debounced, rate-capped, never beside a running one. Thread-safe.
+
+        Returns True when this call moved the next run forward (the first of a burst).
+        """
+        with self._trigger_lock:
+            scheduler = self._scheduler
+            if self.stopping or scheduler is None or not scheduler.running:
+                return False
+            if self._running:
+                self._again = True
+                return False
+            if self._pending:
+                return False
+            moved = self._move_for_trigger(scheduler)
+            self._pending = True
+        if moved is not None:
+            log.info("cycle_triggered", reason=reason, in_s=round(moved, 3))
+            if self._observer is not None:
+                self._observer.webhook_cycle()
+        return moved is not None
+
+    def _move_for_trigger(self, scheduler: BackgroundScheduler) -> float | None:
+        """Move the job to the trigger's instant; the delay in seconds, None if not sooner.
+
+        Called with the trigger lock held."""
+        delay = self._debounce
+        if self._last_start is not None:
+            delay = max(delay, self._last_start + self._min_interval - time.monotonic())
+        wall_now = datetime.now(UTC)
+        when = wall_now + timedelta(seconds=delay)
+        job = scheduler.get_job(JOB_ID)
+        if job is None or job.next_run_time is None or when >= job.next_run_time:
+            return None
+        try:
+            scheduler.modify_job(JOB_ID, next_run_time=when)
+        except JobLookupError:
+            return None
+        return delay
+
     def run(self, *, install_signal_handlers: bool = True) -> int:
         """Start the schedule, block until shutdown, return the exit code (0, or 2 if fatal)."""
         if install_signal_handlers and threading.current_thread() is not threading.main_thread():
@@ -193,6 +291,7 @@ class SyncService:
         previous_handlers = self._install_signal_handlers() if install_signal_handlers else {}
         scheduler = self._build_scheduler()
         self._scheduler = scheduler
+        started: list[Companion] = []
         try:
             log.info(
                 "worker_started",
@@ -200,15 +299,29 @@ class SyncService:
                 poll_interval_s=self._poll_interval,
                 state_dir=str(self._state_dir),
             )
-            scheduler.start()
+            try:
+                for companion in self._companions:
+                    companion.start()
+                    started.append(companion)
+            except Exception as error:
+                log.error("companion_failed", error_type=type(error).__name__, error=str(error))
+                self.request_shutdown("companion_failed", EXIT_FATAL)
+            else:
+                scheduler.start()
             shutdown = self._wait_for_shutdown()
             log.info("shutdown_requested", reason=shutdown.reason)
-            scheduler.pause()
+            if scheduler.running:
+                scheduler.pause()
             # The running cycle finishes its write batch and returns; shutdown() waits for it.
             self._cycle.request_stop()
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=True)
+            for companion in reversed(started):
+                try:
+                    companion.stop()
+                except Exception as error:
+                    log.error("companion_stop_failed", error=str(error))
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
         log.info("shutdown_complete", reason=shutdown.reason, exit_code=shutdown.exit_code)
@@ -255,10 +368,17 @@ class SyncService:
     def _run_cycle(self) -> _Ran | None:
         if self.stopping:
             return None
+        with self._trigger_lock:
+            self._running, self._pending, self._again = True, False, False
+            self._last_start = time.monotonic()
+            self.cycles_started += 1
         now = self._clock()
+        started = time.monotonic()
         try:
             report = self._cycle.run(now)
         except Exception as error:
+            if self._observer is not None:
+                self._observer.cycle_failed()
             self._cycle_failed(error)
             return None
         summary = report_summary(report)
@@ -267,6 +387,16 @@ class SyncService:
                 write_heartbeat(self._state_dir, summary, self._clock())
             except OSError as error:
                 log.error("heartbeat_failed", state_dir=str(self._state_dir), error=str(error))
+        if self._observer is not None:
+            self._observer.cycle_done(
+                duration_s=time.monotonic() - started,
+                finished_at=time.time(),
+                skipped=report.skipped,
+                stopped=bool(getattr(report, "stopped_early", False)),
+                leads_written=report.leads_written,
+                tasks_created=report.tasks_created,
+                states=getattr(report, "states", None),
+            )
         log.info("cycle_done", **summary)
         return _Ran(now, report)
 
@@ -296,6 +426,12 @@ class SyncService:
             self._overran = True
             return
         scheduler = self._scheduler
+        with self._trigger_lock:
+            self._running = False
+            again, self._again = self._again, False
+            if again and not self.stopping and scheduler is not None:
+                # A trigger came during the run: it gets a run after it, debounced and capped.
+                self._pending = self._move_for_trigger(scheduler) is not None or self._pending
         if self.stopping or scheduler is None:
             return
         # The service's clock is read first: with the default clock the wall clock is then a
@@ -359,6 +495,8 @@ def run_service(
     clock: Callable[[], datetime] = _utc_now,
     install_signal_handlers: bool = True,
     wakeup_margin: float = WAKEUP_MARGIN_SECONDS,
+    observer: CycleObserver | None = None,
+    companions: Sequence[Companion] = (),
 ) -> int:
     """Run ``cycle`` every ``poll_interval`` seconds until SIGTERM/SIGINT; return the exit code.
 
@@ -371,5 +509,7 @@ def run_service(
         state_dir=state_dir,
         clock=clock,
         wakeup_margin=wakeup_margin,
+        observer=observer,
+        companions=companions,
     )
     return service.run(install_signal_handlers=install_signal_handlers)

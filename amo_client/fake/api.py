@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from amo_client.fake.fields import (
@@ -49,6 +49,7 @@ from amo_client.fake.state import (
     Change,
     note_content_errors,
 )
+from amo_client.fake.webhooks import SETTINGS as WEBHOOK_SETTINGS
 
 T = TypeVar("T")
 
@@ -303,6 +304,9 @@ class Api:
             ("POST", r"/api/v4/tasks", self._create_tasks),
             ("PATCH", r"/api/v4/tasks", self._patch_tasks),
             ("GET", r"/api/v4/tasks/(\d+)", self._get_task),
+            ("GET", r"/api/v4/webhooks", self._list_webhooks),
+            ("POST", r"/api/v4/webhooks", self._subscribe_webhook),
+            ("DELETE", r"/api/v4/webhooks", self._unsubscribe_webhook),
         ]
         return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
 
@@ -1088,6 +1092,61 @@ class Api:
         order_key, descending = _order(query, ("updated_at", "id"))
         selected.sort(key=lambda note: (note[order_key], note["id"]), reverse=descending)
         return [note["id"] for note in selected]
+
+    # webhooks
+
+    def _list_webhooks(self, call: Call, match: re.Match[str]) -> Reply:
+        wanted = lookup(call.query, "filter", "destination")
+        destination = wanted if isinstance(wanted, str) else None
+        found = self.state.subscriptions(destination)
+        if not found:
+            return no_content()
+        return hal(
+            {
+                "_total_items": len(found),
+                "_links": self.state._href("/api/v4/webhooks"),
+                "_embedded": {"webhooks": [s.render(self.state.account_id) for s in found]},
+            }
+        )
+
+    def _subscribe_webhook(self, call: Call, match: re.Match[str]) -> Reply:
+        body = call.body
+        if not isinstance(body, dict):
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        errors = _destination_errors(body.get("destination"))
+        settings = body.get("settings")
+        if (
+            not isinstance(settings, list)
+            or not settings
+            or not all(isinstance(item, str) and item in WEBHOOK_SETTINGS for item in settings)
+        ):
+            errors.append(ItemError("NotSupportedChoice", "settings", "Invalid settings."))
+        sort = body.get("sort")
+        if sort is not None and not isinstance(sort, int):
+            errors.append(ItemError("InvalidType", "sort", "This value should be of type int."))
+        if errors:
+            return validation_failed([("0", errors)])
+        subscription = self.state.subscribe_webhook(
+            body["destination"], [str(item) for item in settings or ()], sort=sort, by=call.user_id
+        )
+        return hal(subscription.render(self.state.account_id))
+
+    def _unsubscribe_webhook(self, call: Call, match: re.Match[str]) -> Reply:
+        body = call.body
+        destination = body.get("destination") if isinstance(body, dict) else None
+        if not isinstance(destination, str):
+            return problem(400, "Request validation failed", **{"validation-errors": []})
+        if not self.state.unsubscribe_webhook(destination):
+            return problem(404, "Webhook not found")
+        return no_content()
+
+
+def _destination_errors(value: Any) -> list[ItemError]:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+        return [ItemError("InvalidType", "destination", "This value should be a valid URL.")]
+    if not urlsplit(value).hostname:
+        return [ItemError("InvalidType", "destination", "This value should be a valid URL.")]
+    return []
 
 
 def _request_id(item: Any, index: int) -> str:

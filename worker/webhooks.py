@@ -1,0 +1,297 @@
+"""The worker's HTTP side: amoCRM's webhooks, Prometheus metrics and a health probe.
+
+A small Starlette application served by uvicorn in a thread of the worker's process, beside
+the scheduler (:class:`HttpServer` is a companion of :class:`worker.service.SyncService`):
+
+* ``POST /amocrm/webhook/{secret}`` (when a secret is set) takes amoCRM's account webhooks:
+  form-encoded, in API v2's shape (``leads[status][0][id]=…&account[subdomain]=…``). A hook
+  is only a hint that something changed: nothing in it is trusted or used beyond the account
+  it names. A good one triggers the sync cycle (debounced and rate-capped by the service)
+  and is answered ``200`` at once; amoCRM waits two seconds and disables a hook that fails
+  too often, so no amoCRM work is ever done while it waits.
+
+  - a wrong secret (compared in constant time), or another account's ``account[subdomain]``:
+    ``404``, and nothing runs;
+  - a body over 1 MB: ``413``;
+  - not ``application/x-www-form-urlencoded``, not UTF-8, a form that does not parse or that
+    names no account: ``400``;
+  - each refusal is one ``webhook_rejected`` warning line with the reason, never the path
+    (it holds the secret); uvicorn's access log is off for the same reason.
+
+* ``GET /metrics`` (when metrics are on): :mod:`worker.metrics` in the Prometheus format.
+* ``GET /healthz``: ``200`` while the last good cycle is recent (or the worker has only just
+  started), ``503`` otherwise; a JSON body says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qsl
+
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from worker.health import check_health, heartbeat_path
+from worker.metrics import CONTENT_TYPE, Metrics
+
+log = structlog.stdlib.get_logger("worker.webhooks")
+
+WEBHOOK_ROUTE: Final = "/amocrm/webhook/{secret}"
+# The account events `webhook register` subscribes to: everything that can change a lead's
+# SLA (a new request, a move, a reply in a note or a call, tags and fields, deletion) and
+# the talks, whose messages are replies too. A hook is only a hint to run the cycle.
+WEBHOOK_EVENTS: Final = (
+    "add_lead",
+    "update_lead",
+    "status_lead",
+    "note_lead",
+    "responsible_lead",
+    "delete_lead",
+    "restore_lead",
+    "add_talk",
+    "update_talk",
+)
+MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_FIELDS: Final = 10_000
+FORM_TYPE: Final = "application/x-www-form-urlencoded"
+# amoCRM's keys: a name, then any number of bracketed parts (``leads[note][0][note][text]``).
+_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\[[A-Za-z0-9_]*\])*")
+_SERVER_START_TIMEOUT: Final = 10.0
+_SERVER_STOP_TIMEOUT: Final = 10.0
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, size: int | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.size = status, reason, size
+
+
+class BadForm(ValueError):
+    """A webhook body that is not a well-formed amoCRM form."""
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    """The pairs of a form-encoded body; :class:`BadForm` unless it is strict UTF-8 throughout
+    (raw and percent-decoded) and every key has amoCRM's shape."""
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise BadForm("not_utf8") from None
+    except ValueError:
+        raise BadForm("malformed") from None
+    if not pairs:
+        raise BadForm("empty")
+    for key, _ in pairs:
+        if not _KEY.fullmatch(key):
+            raise BadForm("malformed")
+    return pairs
+
+
+def hook_summary(pairs: list[tuple[str, str]]) -> list[str]:
+    """What a hook says happened, as ``entity.action`` names (``leads.status``), for the log."""
+    seen: dict[str, None] = {}
+    for key, _ in pairs:
+        parts = key.replace("]", "").split("[")
+        if len(parts) >= 2 and parts[0] != "account":
+            seen[f"{parts[0]}.{parts[1]}"] = None
+    return list(seen)
+
+
+async def _read_hook(
+    request: Request, expected: bytes | None, account: str, max_body: int
+) -> tuple[list[tuple[str, str]], int]:
+    """The hook's form and size; :class:`_Refused` when it is not one to act on."""
+    given = str(request.path_params.get("secret", "")).encode("utf-8", "replace")
+    if expected is None or not hmac.compare_digest(given, expected):
+        raise _Refused(404, "wrong_secret")
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise _Refused(400, "bad_length")
+    if declared is not None and int(declared) > max_body:
+        raise _Refused(413, "too_large", int(declared))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            raise _Refused(413, "too_large", len(body))
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise _Refused(400, "not_form", len(body))
+    try:
+        pairs = parse_form(bytes(body))
+    except BadForm as error:
+        raise _Refused(400, str(error), len(body)) from None
+    named = [value for key, value in pairs if key == "account[subdomain]"]
+    if not named:
+        raise _Refused(400, "no_account", len(body))
+    if any(value.strip().lower() != account for value in named):
+        raise _Refused(404, "other_account", len(body))
+    return pairs, len(body)
+
+
+@dataclass(frozen=True)
+class Health:
+    """``/healthz``: the heartbeat's age against ``max_age_s``; fine for ``grace_s`` after start."""
+
+    state_dir: Path
+    max_age_s: float
+    grace_s: float
+    started: float  # time.monotonic() at start
+
+    def verdict(self) -> tuple[bool, str]:
+        result = check_health(self.state_dir, self.max_age_s, datetime.now(UTC))
+        if result.healthy:
+            return True, result.reason
+        starting = time.monotonic() - self.started < self.grace_s
+        if starting and not heartbeat_path(self.state_dir).exists():
+            return True, "starting: no sync cycle has finished yet"
+        return False, result.reason
+
+
+def build_app(
+    *,
+    trigger: Callable[[], object],
+    secret: str | None = None,
+    subdomain: str | None = None,
+    metrics: Metrics | None = None,
+    serve_metrics: bool = False,
+    health: Health | None = None,
+    max_body: int = MAX_BODY_BYTES,
+) -> Starlette:
+    """The ASGI application; the webhook route exists only with ``secret`` (and ``subdomain``)."""
+    expected = secret.encode() if secret else None
+    account = (subdomain or "").strip().lower()
+    if expected is not None and not account:
+        raise ValueError("webhooks need the account's subdomain")
+
+    def rejected(status: int, reason: str, request: Request, size: int | None = None) -> Response:
+        if metrics is not None:
+            metrics.webhook_rejected(reason)
+        log.warning(
+            "webhook_rejected",
+            status=status,
+            reason=reason,
+            client=request.client.host if request.client else None,
+            content_type=request.headers.get("content-type"),
+            bytes=size,
+        )
+        return PlainTextResponse("", status_code=status)
+
+    async def webhook(request: Request) -> Response:
+        try:
+            pairs, size = await _read_hook(request, expected, account, max_body)
+        except _Refused as refusal:
+            return rejected(refusal.status, refusal.reason, request, refusal.size)
+        if metrics is not None:
+            metrics.webhook_received()
+        log.debug("webhook_received", events=hook_summary(pairs), bytes=size)
+        trigger()
+        return PlainTextResponse("ok")
+
+    async def metrics_page(request: Request) -> Response:
+        body = metrics.exposition() if metrics is not None else b""
+        return Response(body, media_type=CONTENT_TYPE)
+
+    async def healthz(request: Request) -> Response:
+        if health is None:
+            return JSONResponse({"status": "ok"})
+        healthy, reason = health.verdict()
+        return JSONResponse(
+            {"status": "ok" if healthy else "unhealthy", "reason": reason},
+            status_code=200 if healthy else 503,
+        )
+
+    routes = [Route("/healthz", healthz, methods=["GET"])]
+    if expected is not None:
+        routes.append(Route(WEBHOOK_ROUTE, webhook, methods=["POST"]))
+    if serve_metrics and metrics is not None:
+        routes.append(Route("/metrics", metrics_page, methods=["GET"]))
+    return Starlette(routes=routes)
+
+
+class HttpServer:
+    """uvicorn serving ``app`` on ``host:port`` in a thread of its own; start() waits for the
+    socket and raises OSError when it cannot listen. Port 0 takes any free port."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.host = host
+        self._requested_port = self._port = port
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            # The request line holds the webhook's secret: no access log at all.
+            access_log=False,
+            # Logging is the worker's (JSON, redacted): uvicorn's loggers reach its root handler.
+            log_config=None,
+            log_level="warning",
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the real one when 0 was asked for, once started)."""
+        return self._port
+
+    def _bound_port(self) -> int:
+        for server in getattr(self._server, "servers", []):
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self._requested_port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._serve, name="http-server", daemon=True)
+        self._thread = thread
+        thread.start()
+        deadline = time.monotonic() + _SERVER_START_TIMEOUT
+        while not self._server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self._server.should_exit = True
+                raise OSError(f"the HTTP server could not listen on {self.host}:{self.port}")
+            time.sleep(0.01)
+        self._port = self._bound_port()
+        log.info("http_server_started", host=self.host, port=self.port)
+
+    def _serve(self) -> None:
+        # uvicorn exits when it cannot bind; start() reports that.
+        with contextlib.suppress(SystemExit):
+            self._server.run()
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._server.should_exit = True
+        thread.join(_SERVER_STOP_TIMEOUT)
+        self._thread = None
+        log.info("http_server_stopped", host=self.host, port=self.port)
