@@ -34,6 +34,10 @@ VOLUME ["/var/lib/amo-sla"]
 WORKDIR /app
 USER 10001:10001
 
+# The HTTP server for amoCRM's webhooks and Prometheus (off unless SLA_WEBHOOK_SECRET or
+# SLA_METRICS is set; then set SLA_HTTP_LISTEN=0.0.0.0:8080 and put an HTTPS proxy in front).
+EXPOSE 8080
+
 # Fails when the last good sync cycle is older than SLA_HEALTH_MAX_AGE (default: three poll
 # intervals); the start period leaves room for the first full read of a large pipeline.
 HEALTHCHECK --interval=60s --timeout=10s --start-period=5m --retries=3 \
