@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -10,9 +10,9 @@ import pytest
 from tests.cycle_kit import MOSCOW, at
 from tests.test_cycle_ledgers import (
     company_fields,
+    lead_field,
     ledger_cycle,
     ledger_world,
-    lead_field,
     log_time,
     package_company,
     request,

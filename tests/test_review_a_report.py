@@ -65,8 +65,7 @@ def test_csv_cells_never_start_a_formula(tmp_path: Path) -> None:
     dangerous = [
         (name, cell)
         for name, cell in _cells(tmp_path)
-        if cell
-        and (cell[0] in "=+@")
+        if (cell and (cell[0] in "=+@"))
         or (cell[:1] == "-" and not cell[1:].replace(".", "").isdigit())
     ]
     assert dangerous == []
