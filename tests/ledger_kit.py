@@ -410,13 +410,16 @@ def truth(world: World, now: datetime, options: LedgerOptions) -> Truth:
     """Spec §7 at ``now``: what the worker must know, and everything it may know.
 
     It must know every open request and every request registered within the horizon (a
-    first start reads those; later cycles drop only closed ones registered before it), and
-    every time entry on them made within the horizon."""
+    first start reads those; later cycles drop only closed ones registered before it), every
+    time entry on an open one, and every time entry on the others made within the
+    horizon."""
     cutoff = now - options.horizon
     requests = support_requests(world)
     entries = time_entries(world, requests)
     known = {i: r for i, r in requests.items() if r.open or r.registered_at >= cutoff}
-    certain_entries = [e for e in entries if e.lead_id in known and e.at >= cutoff]
+    certain_entries = [
+        e for e in entries if e.lead_id in known and (e.at >= cutoff or known[e.lead_id].open)
+    ]
     companies = {r.company_id for r in requests.values() if r.company_id is not None}
     return Truth(
         world=world,

@@ -195,20 +195,32 @@ def deleted_note_ids(events: Iterable[Event]) -> set[int]:
 # --- reading ---------------------------------------------------------------------------------
 
 
+def _first_notes_from(
+    requests: Iterable[RequestFacts], now: datetime, options: LedgerOptions
+) -> datetime:
+    """Where a first start reads notes from: the horizon, or the registration of the oldest
+    open request when it is older (an open request's every entry counts toward its
+    «SLA: затрачено, мин»)."""
+    oldest_open = min((f.registered_at for f in requests if f.open), default=None)
+    since = now - options.horizon
+    if oldest_open is not None:
+        since = min(since, datetime.fromtimestamp(oldest_open, UTC))
+    return since
+
+
 def read_notes(
     client: AmoClient,
     *,
     cursor: int | None,
+    since: datetime,
     now: datetime,
     options: LedgerOptions,
     check_stop: Callable[[], None],
 ) -> tuple[list[Note], int]:
-    """Notes of the ledgers' types changed since the cursor, account-wide."""
-    since = (
-        now - options.horizon
-        if cursor is None
-        else datetime.fromtimestamp(cursor, UTC) - options.overlap
-    )
+    """Notes of the ledgers' types changed since the cursor, account-wide (since ``since``
+    without one)."""
+    if cursor is not None:
+        since = datetime.fromtimestamp(cursor, UTC) - options.overlap
     notes: list[Note] = []
     started: datetime | None = None
     for note in client.iter_notes(
@@ -695,25 +707,47 @@ def read_ledgers(
     """Read the notes and companies that changed; ``facts`` are this cycle's requests'."""
     changed = {i: f for i, f in facts.items() if cache.requests.get(i) != f}
     horizon = int((now - options.horizon).timestamp())
+    newest_entry: dict[int, int] = {}
+    for entry in cache.entries.values():
+        at = int(entry.at.timestamp())
+        newest_entry[entry.lead_id] = max(at, newest_entry.get(entry.lead_id, at))
+    # A closed request leaves the ledgers once nothing of it falls within the horizon: its
+    # registration (quotas) and its time entries (packages, the horizon's two months).
     dropped_requests = {i for i in gone if i in cache.requests} | {
         i
         for i, f in cache.requests.items()
-        if f.registered_at < horizon and i not in facts and not f.open
+        if i not in facts
+        and not f.open
+        and f.registered_at < horizon
+        and newest_entry.get(i, 0) < horizon
     }
     requests = {**cache.requests, **changed}
     for lead_id in dropped_requests:
         requests.pop(lead_id, None)
 
+    cursor = store.get_int(NOTES_CURSOR)
     notes, notes_cursor = read_notes(
         client,
-        cursor=store.get_int(NOTES_CURSOR),
+        cursor=cursor,
+        since=_first_notes_from(requests.values(), now, options),
         now=now,
         options=options,
         check_stop=check_stop,
     )
+    # A request the ledgers did not hold and that is older than the cursor (reopened after it
+    # left them, restored, moved into the pipeline) has notes the cursor is already past.
+    returning = sorted(
+        i
+        for i, f in changed.items()
+        if cursor is not None and i not in cache.requests and f.registered_at < cursor
+    )
+    if returning:
+        notes += client.iter_notes(
+            "leads", entity_ids=returning, note_types=options.note_types, on_invalid=_skipped_note
+        )
     entries: dict[int, TimeEntry] = {}
     dropped_entries = deleted_note_ids(events) | {
-        i for i, e in cache.entries.items() if e.at.timestamp() < horizon
+        i for i, e in cache.entries.items() if e.lead_id in dropped_requests
     }
     for note in notes:
         found = entry_of(note, options)
