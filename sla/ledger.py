@@ -270,6 +270,19 @@ class PackageBalance:
         return self.remaining_minutes <= 0
 
 
+def minutes_over(balance: PackageBalance) -> dict[int, int]:
+    """The minutes of each counted entry (by note id) beyond the package's limit, in the
+    order the entries used it up; the values add up to the overage."""
+    over: dict[int, int] = {}
+    used = 0
+    for entry in balance.counted:
+        before, used = used, used + entry.minutes
+        excess = max(used - balance.package.minutes, 0) - max(before - balance.package.minutes, 0)
+        if excess:
+            over[entry.note_id] = excess
+    return over
+
+
 def _in_order(entries: Iterable[TimeEntry]) -> tuple[TimeEntry, ...]:
     return tuple(sorted(entries, key=lambda entry: (_utc(entry.at), entry.note_id)))
 

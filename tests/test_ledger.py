@@ -18,6 +18,7 @@ from sla.ledger import (
     QuotaUse,
     TimeEntry,
     Unreadable,
+    minutes_over,
     months_before,
     package_balance,
     parse_time_note,
@@ -490,3 +491,16 @@ def test_requests_and_entries_in_a_repeated_hour_are_ordered_by_instant() -> Non
     package = Package(Decimal(1), date(2025, 10, 1))
     balance = package_balance(package, [late, early], zone=berlin, now=second)
     assert balance.counted == (early, late)
+
+
+def test_minutes_over_goes_to_the_entries_that_passed_the_limit() -> None:
+    """A 2-hour package: 90, then 40 (10 of them over), then 25 (all over)."""
+    package = Package(Decimal(2), date(2025, 11, 3))
+    start = datetime(2025, 11, 3, 12, 0, tzinfo=MOSCOW)
+    entries = [
+        entry(start, 90, note_id=1),
+        entry(start + timedelta(days=1), 40, note_id=2),
+        entry(start + timedelta(days=2), 25, note_id=3),
+    ]
+    balance = package_balance(package, entries, zone=MOSCOW, now=start + timedelta(days=3))
+    assert minutes_over(balance) == {2: 10, 3: 25}

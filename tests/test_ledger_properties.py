@@ -29,6 +29,7 @@ from sla.ledger import (
     Quota,
     QuotaRequest,
     TimeEntry,
+    minutes_over,
     months_before,
     package_balance,
     parse_time_note,
@@ -310,6 +311,9 @@ def test_package_balance_matches_the_reference(
     assert sorted(balance.counted + balance.outside, key=lambda e: e.note_id) == entries
     assert balance.used_minutes == sum(e.minutes for e in balance.counted)
     assert balance.remaining_minutes == package.minutes - balance.used_minutes
+    excess = minutes_over(balance)
+    assert sum(excess.values()) == max(-balance.remaining_minutes, 0)
+    assert all(0 < excess[e.note_id] <= e.minutes for e in balance.counted if e.note_id in excess)
 
 
 @settings(max_examples=200)

@@ -40,6 +40,7 @@ from sla.ledger import (
     QuotaSummary,
     QuotaUse,
     TimeEntry,
+    minutes_over,
     package_balance,
 )
 from sla.policy import RequestClass
@@ -323,7 +324,10 @@ def company_hours(
         balance = package_balance(real, entries, zone=period.zone, now=now, at_risk=at_risk)
     counted = {entry.note_id for entry in balance.counted} if balance else set()
     outside = sum(e.minutes for e in in_period if e.note_id not in counted)
-    over = max(-balance.remaining_minutes, 0) if balance is not None else 0
+    # The overage of the period: what its own entries took beyond the package, so that a
+    # package spanning two periods bills each its part and an expired one bills nothing later.
+    excess = minutes_over(balance) if balance is not None else {}
+    over = sum(excess.get(e.note_id, 0) for e in in_period)
     rate = rates.get(real.hours) if real is not None else None
     cost = None
     if rate is not None:

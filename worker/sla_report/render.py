@@ -346,11 +346,20 @@ def statement(figures: Figures, hours: CompanyHours) -> Statement:
 # --- CSV -----------------------------------------------------------------------------------------
 
 
+# A text cell starting with one of these is a formula to a spreadsheet: names and notes come
+# from amoCRM, where anyone with access can type them.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_cell(value: Cell) -> str:
+    """A cell's CSV text: numbers as numbers; text that a spreadsheet would take for a
+    formula gets a leading apostrophe, so it shows as the text it is."""
     if value is None:
         return ""
     if isinstance(value, Decimal):
         return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
     return str(value)
 
 
