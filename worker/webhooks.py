@@ -25,6 +25,7 @@ the scheduler (:class:`HttpServer` is a companion of :class:`worker.service.Sync
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import re
@@ -40,7 +41,7 @@ from urllib.parse import parse_qsl
 import structlog
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -50,6 +51,10 @@ from worker.metrics import CONTENT_TYPE, Metrics
 log = structlog.stdlib.get_logger("worker.webhooks")
 
 WEBHOOK_ROUTE: Final = "/amocrm/webhook/{secret}"
+# Matched for every method and any tail, so that nothing under the prefix (a trailing
+# slash, another method) answers other than 404 without the secret.
+_WEBHOOK_PATTERN: Final = "/amocrm/webhook/{secret:path}"
+_ANY_METHOD: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # The account events `webhook register` subscribes to: everything that can change a lead's
 # SLA (a new request, a move, a reply in a note or a call, tags and fields, deletion) and
 # the talks, whose messages are replies too. A hook is only a hint to run the cycle.
@@ -65,6 +70,9 @@ WEBHOOK_EVENTS: Final = (
     "update_talk",
 )
 MAX_BODY_BYTES: Final = 1024 * 1024
+# amoCRM sends a hook's small body at once and gives up on the answer after 2 s; a body
+# still arriving after this long is refused, which also lets a shutdown finish at once.
+BODY_TIMEOUT_S: Final = 1.0
 MAX_FIELDS: Final = 10_000
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 # amoCRM's keys: a name, then any number of bracketed parts (``leads[note][0][note][text]``).
@@ -125,16 +133,24 @@ async def _read_hook(
     given = str(request.path_params.get("secret", "")).encode("utf-8", "replace")
     if expected is None or not hmac.compare_digest(given, expected):
         raise _Refused(404, "wrong_secret")
+    if request.method != "POST":
+        raise _Refused(405, "method")
     declared = request.headers.get("content-length")
     if declared is not None and not declared.isdigit():
         raise _Refused(400, "bad_length")
     if declared is not None and int(declared) > max_body:
         raise _Refused(413, "too_large", int(declared))
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise _Refused(413, "too_large", len(body))
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    raise _Refused(413, "too_large", len(body))
+    except TimeoutError:
+        raise _Refused(408, "slow_body", len(body)) from None
+    except ClientDisconnect:
+        raise _Refused(400, "disconnected", len(body)) from None
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_TYPE:
         raise _Refused(400, "not_form", len(body))
@@ -224,10 +240,12 @@ def build_app(
 
     routes = [Route("/healthz", healthz, methods=["GET"])]
     if expected is not None:
-        routes.append(Route(WEBHOOK_ROUTE, webhook, methods=["POST"]))
+        routes.append(Route(_WEBHOOK_PATTERN, webhook, methods=_ANY_METHOD))
     if serve_metrics and metrics is not None:
         routes.append(Route("/metrics", metrics_page, methods=["GET"]))
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.router.redirect_slashes = False  # a redirect would answer a wrong path with 307
+    return app
 
 
 class HttpServer:
