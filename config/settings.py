@@ -295,7 +295,7 @@ class Settings(BaseSettings):
         description="Seconds a webhook waits for the rest of its burst before the cycle starts.",
     )
     sla_webhook_min_interval: float = Field(
-        3.0,
+        1.5,
         ge=1.0,
         le=3600.0,
         description="Rate cap: a webhook starts a cycle no sooner than this many seconds after "

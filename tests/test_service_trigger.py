@@ -60,6 +60,27 @@ def test_a_burst_of_triggers_gives_one_cycle_within_2_s_of_the_first(tmp_path: P
     assert running.stop() == 0
 
 
+def test_with_the_default_settings_a_hook_right_after_a_cycle_gets_its_own_within_2_s(
+    tmp_path: Path,
+) -> None:
+    cycle = FakeCycle()
+    service = SyncService(cycle, poll_interval=600, state_dir=tmp_path)  # default debounce, cap
+    exit_code: list[int] = []
+    thread = threading.Thread(
+        target=lambda: exit_code.append(service.run(install_signal_handlers=False)), daemon=True
+    )
+    running = Running(service, thread, time.monotonic(), exit_code)
+    thread.start()
+    wait_until(lambda: cycle.runs == 1)
+
+    first = time.monotonic()  # the scheduled cycle has just started and returned
+    service.trigger()
+    wait_until(lambda: cycle.runs == 2, timeout=5)
+
+    assert cycle.started[1] - first < 2.0
+    assert running.stop() == 0
+
+
 def test_triggers_during_a_cycle_give_one_more_run_after_it(tmp_path: Path) -> None:
     cycle = FakeCycle(duration=1.0)
     running = start(cycle, tmp_path, debounce=0.2, min_interval=0.5)

@@ -60,7 +60,7 @@ log = structlog.stdlib.get_logger("worker.service")
 JOB_ID: Final = "sync-cycle"
 WAKEUP_MARGIN_SECONDS: Final = 1.0
 DEBOUNCE_SECONDS: Final = 1.0
-MIN_TRIGGER_INTERVAL_SECONDS: Final = 3.0
+MIN_TRIGGER_INTERVAL_SECONDS: Final = 1.5
 EXIT_OK: Final = 0
 EXIT_FATAL: Final = 2
 # How often the main thread looks for a received signal; signal handlers only set a flag
