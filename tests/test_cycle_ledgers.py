@@ -431,3 +431,28 @@ def test_spent_minutes_of_a_long_open_request_do_not_shrink(tmp_path: Path) -> N
     run_at(cycle, world, later.timestamp())
     run_at(cycle, world, later.timestamp() + 300)
     assert lead_field(world, lead_id, "SLA: затрачено, мин") == 70
+
+
+def test_a_company_deleted_in_amocrm_is_dropped_at_the_next_full_reconcile(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 30 мин", at(5, 10, 30))
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 0))
+    assert company_fields(world, company)["Пакет: израсходовано, мин"] == 30
+
+    world.fake.delete_company(company)
+    log_time(world, lead_id, "Время: 20 мин", at(5, 12, 10))
+    run_at(cycle, world, at(5, 12, 15))  # not a full reconcile: the write is refused once
+    run_at(cycle, world, at(5, 18, 0))  # a full reconcile finds the company gone
+    logs.clear()
+    log_time(world, lead_id, "Время: 20 мин", at(5, 18, 10))
+    run_at(cycle, world, at(5, 18, 15))
+    run_at(cycle, world, at(5, 18, 20))
+
+    assert not [line for line in logs if line["event"] == "company_invalid"]
+    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 70
+    assert cycle.store.load_rows("companies") == {}

@@ -514,6 +514,7 @@ class SyncCycle:
             gone=read.forgotten,
             events=read.events,
             now=now,
+            full=full,
             options=options,
             check_stop=self._check_stop,
         )

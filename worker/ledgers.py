@@ -238,12 +238,13 @@ def read_companies(
     *,
     cursor: int | None,
     wanted: Collection[int],
-    cached: Collection[int],
+    by_id: Collection[int],
     now: datetime,
     options: LedgerOptions,
     check_stop: Callable[[], None],
-) -> tuple[list[Company], int]:
-    """The wanted companies changed since the cursor, and those not cached yet by id."""
+) -> tuple[list[Company], frozenset[int], int]:
+    """The wanted companies changed since the cursor, and the ``by_id`` ones read by id;
+    also those of ``by_id`` amoCRM no longer has."""
     companies: dict[int, Company] = {}
     clock: datetime | None = None
     if cursor is not None:
@@ -253,13 +254,18 @@ def read_companies(
             clock = clock or client.server_time
             if company.id in wanted:
                 companies[company.id] = company
-    missing = sorted(set(wanted) - set(cached) - set(companies))
-    for company in client.iter_companies(ids=missing, on_invalid=_skipped_company):
+    asked = sorted(set(by_id) - set(companies))
+    for company in client.iter_companies(ids=asked, on_invalid=_skipped_company):
         check_stop()
         clock = clock or client.server_time
         companies[company.id] = company
     clock = clock or client.server_time or now
-    return list(companies.values()), max(cursor or 0, int((clock - options.overlap).timestamp()))
+    gone = frozenset(asked) - companies.keys()
+    return (
+        list(companies.values()),
+        gone,
+        max(cursor or 0, int((clock - options.overlap).timestamp())),
+    )
 
 
 def _skipped_note(item: InvalidItem) -> None:
@@ -629,6 +635,7 @@ class LedgerRead:
     entries: Mapping[int, TimeEntry]  # new or changed, by note id
     dropped_entries: frozenset[int]
     companies: Mapping[int, Company]
+    dropped_companies: frozenset[int]
     notes_cursor: int
     companies_cursor: int
 
@@ -662,6 +669,8 @@ def apply(cache: LedgerCache, read: LedgerRead) -> None:
     for note_id in read.dropped_entries:
         cache.entries.pop(note_id, None)
     cache.companies.update(read.companies)
+    for company_id in read.dropped_companies:
+        cache.companies.pop(company_id, None)
 
 
 def persist(store: StateStore, read: LedgerRead) -> None:
@@ -677,6 +686,7 @@ def persist(store: StateStore, read: LedgerRead) -> None:
             for i, c in read.companies.items()
         ),
     )
+    store.drop_rows("companies", read.dropped_companies)
     store.set_int(NOTES_CURSOR, read.notes_cursor)
     store.set_int(COMPANIES_CURSOR, read.companies_cursor)
 
@@ -701,6 +711,7 @@ def read_ledgers(
     gone: Collection[int],
     events: Iterable[Event],
     now: datetime,
+    full: bool,
     options: LedgerOptions,
     check_stop: Callable[[], None],
 ) -> LedgerRead:
@@ -765,15 +776,25 @@ def read_ledgers(
                 problem=f"time note {note.id}: {found.problem}; it counts nothing",
             )
     wanted = {f.company_id for f in requests.values() if f.company_id is not None}
-    companies, companies_cursor = read_companies(
+    # By id: every wanted company at a full reconcile (which also finds those deleted in
+    # amoCRM), else those newly linked and not held yet.
+    linked = {f.company_id for f in changed.values() if f.company_id is not None}
+    by_id = wanted if full else linked - cache.companies.keys()
+    companies, gone_companies, companies_cursor = read_companies(
         client,
         cursor=store.get_int(COMPANIES_CURSOR),
         wanted=wanted,
-        cached=cache.companies,
+        by_id=by_id,
         now=now,
         options=options,
         check_stop=check_stop,
     )
+    for company_id in sorted(gone_companies & cache.companies.keys()):
+        log.warning(
+            "company_problem",
+            company_id=company_id,
+            problem="amoCRM no longer has this company; its ledger is dropped",
+        )
     return LedgerRead(
         requests=changed,
         dropped_requests=frozenset(dropped_requests),
@@ -781,5 +802,6 @@ def read_ledgers(
         dropped_entries=frozenset(dropped_entries - entries.keys()),
         companies={c.id: c for c in companies},
         notes_cursor=notes_cursor,
+        dropped_companies=gone_companies,
         companies_cursor=companies_cursor,
     )

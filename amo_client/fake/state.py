@@ -979,6 +979,15 @@ class AccountState:
             self._record_event("lead_deleted", "leads", lead_id, by, when)
             self._touch()
 
+    def delete_company(self, company_id: int) -> None:
+        """Delete a company as a person does in the interface: it leaves every list and read
+        by id. What amoCRM does to the links leads hold to it is not documented; here they
+        stay, as the worst case for a reader that follows them."""
+        with self._lock:
+            if self._entities["companies"].pop(company_id, None) is None:
+                raise KeyError(company_id)
+            self._touch()
+
     def restore_lead(self, lead_id: int, *, by: int, at: float | None = None) -> None:
         """Take a lead back out of the trash: same id, same events, a ``lead_restored`` event.
 
