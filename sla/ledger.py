@@ -103,17 +103,17 @@ class Duration:
         return rounded_minutes(self.seconds)
 
 
-_NUMBER = r"\d+(?:[.,]\d+)?"
+_NUMBER = r"[0-9]+(?:[.,][0-9]+)?"  # ASCII digits only: "２５" or "١٢" is no number here
 _NOT_LETTER = r"(?![^\W\d_])"  # a unit is a whole word: "мин" but not "минутка"
 _HOURS = r"(?:часов|часа|час|ч|hours|hour|hrs|hr|h)\.?" + _NOT_LETTER
 _MINUTES = r"(?:минуты|минута|минут|мин|м|minutes|minute|mins|min|m)\.?" + _NOT_LETTER
-_CLOCK = re.compile(r"(\d+):([0-5]\d)(?![\d:])")
+_CLOCK = re.compile(r"([0-9]+):([0-5][0-9])(?![0-9:])")
 _UNITS = re.compile(
     rf"(?:(?P<hours>{_NUMBER})\s*{_HOURS})?\s*(?:(?P<minutes>{_NUMBER})\s*(?:{_MINUTES})?)?",
     re.IGNORECASE,
 )
 _DASHES = "—–-"
-_NEGATIVE = re.compile(r"[-−–—]\s*\d")
+_NEGATIVE = re.compile(r"[-−–—]\s*[0-9]")
 
 
 def _seconds(number: str, unit_seconds: int) -> Decimal:
@@ -149,6 +149,13 @@ def _read_entry(rest: str) -> tuple[int, str] | str:
     return seconds, tail[1:].strip()
 
 
+_QUOTED_MAX = 80  # characters of an unreadable line that a problem quotes
+
+
+def _shortened(line: str) -> str:
+    return line if len(line) <= _QUOTED_MAX else line[: _QUOTED_MAX - 1] + "…"
+
+
 def parse_time_note(text: str, *, marker: str = DEFAULT_MARKER) -> Duration | Unreadable | None:
     """Read a time entry from a note's text.
 
@@ -167,7 +174,7 @@ def parse_time_note(text: str, *, marker: str = DEFAULT_MARKER) -> Duration | Un
         return None
     read = _read_entry(lines[0][start.end() :].strip())
     if isinstance(read, str):
-        return Unreadable(f"«{lines[0].strip()}»: {read}")
+        return Unreadable(f"«{_shortened(lines[0].strip())}»: {read}")
     seconds, what = read
     return Duration(seconds=seconds, what=what)
 

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+import pytest
+
+import worker.backfill as backfill_module
 from amo_client.fake import LoggedRequest
+from amo_client.models import Lead
+from sla.state import SlaState
 from tests.cycle_kit import MOSCOW, engine_state, expected_fields, plant_raw_value, stored_fields
 from tests.report_kit import account_setup as report_setup
 from tests.report_kit import build_report_world
 from worker.backfill import backfill
+from worker.sla_report.collect import compute_state
 
 SINCE = datetime(2025, 10, 1, tzinfo=MOSCOW)
 
@@ -64,3 +71,26 @@ def test_backfill_since_a_later_date_leaves_earlier_closures_alone() -> None:
     result = backfill(world.client, setup, world.policy, since=later, now=world.now())
     assert {w.lead_id for w in result.planned} == {scenario.leads[n] for n in ("r3", "r5", "r8")}
     assert stored_fields(world, scenario.leads["r1"])["SLA: статус"] is None
+
+
+def test_a_lead_that_fails_to_compute_is_skipped_by_id_and_the_rest_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scenario = build_report_world()
+    world = scenario.world
+    leads = scenario.leads
+    compute = compute_state
+
+    def failing_for_r5(lead: Lead, *args: Any, **kwargs: Any) -> SlaState:
+        if lead.id == leads["r5"]:
+            raise RuntimeError("an error no one foresaw")
+        return compute(lead, *args, **kwargs)
+
+    monkeypatch.setattr(backfill_module, "compute_state", failing_for_r5)
+    setup = report_setup(world, packages=False)
+
+    result = backfill(world.client, setup, world.policy, since=SINCE, now=world.now())
+
+    assert result.skipped == {leads["r5"]: "RuntimeError: an error no one foresaw"}
+    assert {w.lead_id for w in result.planned} == {leads[n] for n in ("r1", "r2", "r3", "r8")}
+    assert result.written == 4

@@ -102,6 +102,8 @@ UNREADABLE = [
     pytest.param("Время: 25 минуток", "cannot read «минуток»", id="unit-must-be-a-word"),
     pytest.param("Время: 25 мин настройка", "cannot read «настройка»", id="no-dash"),
     pytest.param("Время: 1:75", "cannot read «:75»", id="bad-clock"),
+    pytest.param("Время: ２５ мин", "no duration", id="full-width-digits"),
+    pytest.param("Время: ١٢", "no duration", id="arabic-indic-digits"),
 ]  # fmt: skip
 
 
@@ -111,6 +113,12 @@ def test_unreadable_time_notes(text: str, fragment: str) -> None:
     assert isinstance(found, Unreadable)
     assert fragment in found.problem
     assert found.problem.startswith(f"«{text.strip()}»")
+
+
+def test_an_unreadable_long_line_is_quoted_short() -> None:
+    found = parse_time_note("Время: " + "очень долго " * 1000)
+    assert isinstance(found, Unreadable)
+    assert len(found.problem) < 200
 
 
 def test_the_marker_is_configurable_and_a_word_marker_must_end_a_word() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from amo_client.client import AmoClient
 from sla.policy import Policy
 from sla.state import LOST, WON
+from worker.errors import describe, is_fatal
 from worker.fields import BadFieldValue, current_values, desired_values, differing
 from worker.ledgers import LedgerOptions
 from worker.setup import AccountSetup
@@ -33,7 +34,7 @@ class BackfillResult:
     planned: list[PlannedWrite] = field(default_factory=list)
     written: int = 0
     failed: dict[int, str] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)  # lead id: why it was left alone
     requests: int = 0
 
 
@@ -67,8 +68,10 @@ def backfill(
     for lead in leads:
         try:
             state = compute_state(lead, histories.get(lead.id, ()), setup, policy, now)
-        except (ValueError, TypeError) as error:
-            result.skipped.append(f"lead {lead.id}: {error}")
+        except Exception as error:  # one bad lead is skipped (worker.errors' policy)
+            if is_fatal(error):
+                raise
+            result.skipped[lead.id] = describe(error)
             continue
         closed_at = state.resolution.finished_at
         if closed_at is None or closed_at < since:

@@ -790,8 +790,8 @@ def run_backfill(args: argparse.Namespace) -> int:
             )
     except (AmoError, ConfigError, ValueError) as error:
         return _fail(error)
-    for problem in result.skipped:
-        log.warning("lead_invalid", problem=problem)
+    for lead_id, problem in result.skipped.items():
+        log.warning("lead_invalid", lead_id=lead_id, problem=problem)
     verb = "would write" if args.dry_run else "wrote"
     count = len(result.planned) if args.dry_run else result.written
     if args.dry_run:

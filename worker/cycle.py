@@ -43,6 +43,7 @@ from amo_client.models import EntityUpdate, Event, Lead
 from sla.policy import Policy
 from sla.state import LOST, WON, LeadEvent, SlaState, compute_sla
 from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
+from worker.errors import describe
 from worker.events import (
     STRUCTURAL_EVENTS,
     EventReadOptions,
@@ -479,7 +480,7 @@ class SyncCycle:
             except Exception as error:
                 computed.failed += 1
                 if fresh:
-                    log.warning("lead_invalid", lead_id=lead_id, problem=_describe(error))
+                    log.warning("lead_invalid", lead_id=lead_id, problem=describe(error))
                 continue
             # The derivation's trace is for `explain`; kept for every lead it would cost MBs.
             computed.states[lead_id] = replace(state, trace=())
@@ -562,7 +563,7 @@ class SyncCycle:
                 state = self._compute(lead, (), setup, now)
                 facts[lead.id] = facts_of(lead, state, setup.roles.done)
             except Exception as error:
-                log.warning("lead_invalid", lead_id=lead.id, problem=_describe(error))
+                log.warning("lead_invalid", lead_id=lead.id, problem=describe(error))
         return facts
 
     def _load_ledger_cache(self) -> LedgerCache:
@@ -686,11 +687,6 @@ def _entered(events: Sequence[LeadEvent], stages: Collection[int]) -> datetime |
 
 def _companies_of(requests: Mapping[int, RequestFacts]) -> set[int]:
     return {f.company_id for f in requests.values() if f.company_id is not None}
-
-
-def _describe(error: Exception) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _stored(lead_id: int, item: TrackedLead) -> StoredLead:

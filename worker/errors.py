@@ -26,3 +26,9 @@ class LeadError(ValueError):
 def is_fatal(error: BaseException) -> bool:
     """Whether ``error`` stops the worker."""
     return isinstance(error, FatalError | FatalAmoError)
+
+
+def describe(error: BaseException) -> str:
+    """An error for a log line: its type, and its message when it has one."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
