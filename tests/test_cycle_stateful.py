@@ -18,7 +18,10 @@ After every clean cycle (no fault injected, no change between pages):
    whole history, or on the history without the events the feed listed late (a task made
    while a late reaction was not yet listed was right when it was made);
 4. every request (under the precondition of 1) whose engine state calls for a task has one;
-5. every time the worker moved a lead out of the acceptance stage it left one acceptance note.
+5. every time the worker moved a lead out of the acceptance stage it left one acceptance note;
+6. every webhook the fake amoCRM sent for these changes (it is subscribed to the worker's
+   endpoint, :mod:`worker.webhooks`, called in process) was answered 200, and a cycle run
+   because hooks came (``run_hooked_cycle``) is a cycle like any other.
 
 A faulted, page-churned or killed cycle is checked only through the clean cycle after it,
 which must heal everything.
@@ -38,6 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -50,6 +54,7 @@ from hypothesis.stateful import (
 
 import amo_client.client as client_module
 from amo_client.fake import PageTurn
+from tests.asgi_kit import AsgiClient
 from tests.churn_kit import (
     Killed,
     KillingTransport,
@@ -81,11 +86,13 @@ from tests.cycle_kit import (
 from worker.cycle import LAST_FULL_SYNC, CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.tasks import BreachClock, TaskOptions
+from worker.webhooks import WEBHOOK_EVENTS, build_app
 
 EXAMPLES = int(os.environ.get("SLA_STATEFUL_EXAMPLES", "25"))
 STEPS = int(os.environ.get("SLA_STATEFUL_STEPS", "30"))
 # Small pages, so that a handful of requests spans several pages of every list.
 PAGE = 3
+HOOK_SECRET = "stateful-" + "s" * 24
 
 TAG_SETS: tuple[tuple[str, ...], ...] = (
     ("Приоритет",),
@@ -131,9 +138,35 @@ class CycleMachine(RuleBasedStateMachine):
         self.late: list[Late] = []
         self.fulls: list[datetime] = []  # when full reconciles ran, as the stores recorded them
         self.ever_breached: set[tuple[int, BreachClock]] = set()
+        self.hooks = 0  # hooks the endpoint took since the last hooked cycle
+        self.subscribe_worker_endpoint()
+
+    def subscribe_worker_endpoint(self) -> None:
+        """The fake's account webhooks go to the worker's endpoint, called in process."""
+        fake = self.world.fake
+
+        def took_hook() -> None:
+            self.hooks += 1
+
+        endpoint = AsgiClient(
+            build_app(trigger=took_hook, secret=HOOK_SECRET, subdomain=fake.subdomain)
+        )
+
+        def deliver(request: httpx.Request) -> httpx.Response:
+            answer = endpoint.request(
+                request.method,
+                request.url.path,
+                content=request.content,
+                headers=dict(request.headers),
+            )
+            return httpx.Response(answer.status_code)
+
+        fake.webhook_transport = httpx.MockTransport(deliver)
+        fake.subscribe_webhook(f"https://worker.test/amocrm/webhook/{HOOK_SECRET}", WEBHOOK_EVENTS)
 
     def teardown(self) -> None:
         client_module.LEADS_PAGE, client_module.EVENTS_PAGE = self.pages  # type: ignore[misc]
+        self.world.fake.stop_webhooks()
         self.cycle.store.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -381,6 +414,14 @@ class CycleMachine(RuleBasedStateMachine):
     def run_cycle(self) -> None:
         self.run_clean()
 
+    @rule()
+    def run_hooked_cycle(self) -> None:
+        """The cycle the service runs when hooks came (none when none did)."""
+        assert self.world.fake.wait_for_webhooks(), "the fake's hooks were not all answered"
+        if self.hooks:
+            self.hooks = 0
+            self.run_clean()
+
     @rule(delta=hours | days)
     def run_cycle_much_later(self, delta: timedelta) -> None:
         self.world.advance(delta)
@@ -509,6 +550,9 @@ class CycleMachine(RuleBasedStateMachine):
 
     def check(self, now: datetime) -> None:
         world = self.world
+        assert world.fake.wait_for_webhooks(), "the fake's hooks were not all answered"
+        refused = [d for d in world.fake.webhook_deliveries if d.status != 200]
+        assert not refused, f"hooks the endpoint did not take: {refused}"
         counts = task_counts(world)
         doubled = {key: n for key, n in counts.items() if n > 1}
         assert not doubled, f"more than one task per lead and clock: {doubled}"
