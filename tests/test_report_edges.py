@@ -1,12 +1,26 @@
-"""The report against hostile names (HTML, spreadsheet formulas) and a period after a
-package expired."""
+"""The report against hostile names (HTML, spreadsheet formulas), a period after a package
+expired, and the quotas table on a company worked by hand."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-from tests.report_kit import build_report_world, make_report, oct_
+from sla.policy import load_policy
+from tests.cycle_kit import LOST, MOSCOW, at, build_world
+from tests.report_kit import (
+    OCTOBER,
+    account_setup,
+    build_report_world,
+    make_report,
+    oct_,
+)
+from worker.admin import provision
+from worker.ledgers import LedgerOptions
+from worker.sla_report import write_report
+from worker.sla_report.collect import Sources, collect, lead_url
+
+PRESETS = Path(__file__).resolve().parent.parent / "sla" / "presets"
 
 FORMULA = '=HYPERLINK("http://evil.example","x")'
 
@@ -82,3 +96,50 @@ def test_a_period_after_the_package_expired_bills_no_overage(tmp_path: Path) -> 
     november, _ = make_report(rw.world, None, Period(date(2025, 11, 5), date(2025, 11, 30), MOSCOW))
     again = {h.name: h for h in november.hours or ()}["ООО Ромашка"]
     assert again.over_minutes == 0
+
+
+def test_the_quotas_table_counts_each_companys_uses_as_worked_by_hand(tmp_path: Path) -> None:
+    """Prime Gate, «Микробизнес» (2 free set-ups, 4 module set-ups, 1 remote session in 12
+    months). ИП Сидоров in October: three set-ups (the third is over), one module set-up; a
+    lost set-up in September and one from 13 months before count nothing."""
+    world = build_world(seed=False)
+    world.policy = load_policy((PRESETS / "prime_gate.toml").read_text(encoding="utf-8"))
+    provision(world.client, dry_run=False, say=lambda line: None, ledgers=frozenset())
+    fake, anna = world.fake, world.agents[0]
+    sidorov = fake.add_company("ИП Сидоров", responsible_user_id=anna)
+
+    def request(created: float, *tags: str) -> int:
+        return fake.add_lead(
+            "Настройка",
+            pipeline_id=world.support.id,
+            tags=["Микробизнес", *tags],
+            created_at=created,
+            responsible_user_id=anna,
+            company_id=sidorov,
+        )
+
+    request(at(5, 10, month=9) - 395 * 86400, "Настройка")  # 13 months before October
+    lost = request(at(15, 10, month=9), "Настройка")
+    fake.move_lead(lost, LOST, by_user=anna, at=at(16, 10, month=9))
+    for day in (6, 13, 20):
+        request(oct_(day, 10), "Настройка")
+    request(oct_(21, 10), "Настройка модуля")
+    setup = account_setup(world, packages=False)
+    sources = Sources(
+        world.client,
+        setup,
+        world.policy,
+        LedgerOptions(quotas=world.policy.quotas, zone=MOSCOW),
+        lead_url=lead_url(fake.base_url),
+    )
+    figures, _ = collect(sources, OCTOBER, world.now())
+    write_report(figures, tmp_path)
+
+    with (tmp_path / "quotas.csv").open(encoding="utf-8-sig", newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows == [
+        ["Компания", "Квота", "Тариф", "Использовано", "Лимит", "Сверх лимита за период"],
+        ["ИП Сидоров", "Настройки", "Микробизнес", "3", "2", "1"],
+        ["ИП Сидоров", "Настройки модулей", "Микробизнес", "1", "4", "0"],
+        ["ИП Сидоров", "Удалённые подключения", "Микробизнес", "0", "1", "0"],
+    ]
