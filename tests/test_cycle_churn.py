@@ -7,7 +7,7 @@ Every expectation is the engine's state on the lead's whole history as the fake 
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from tests.cycle_kit import (
 from worker.cycle import CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.setup import SetupError
-from worker.writes import ACCEPTANCE_NOTE
+from worker.writes import ACCEPTANCE_NOTE, SERVICE, acceptance_note, ensure_acceptance_notes
 
 Logs = list[MutableMapping[str, Any]]
 
@@ -389,3 +389,29 @@ def test_an_accepted_request_gets_its_note_once_whatever_fails_between(
 
     assert world.fake.lead(lead_id)["status_id"] == WON  # type: ignore[index]
     assert accepted_notes(world, lead_id) == 1
+
+
+def test_an_acceptance_begun_in_the_second_the_last_one_was_noted_gets_its_own_note() -> None:
+    world = build_world(seed=False)
+    anna = world.agents[0]
+    lead_id = world.fake.add_lead(
+        "Отчёт", pipeline_id=world.support.id, tags=["Приоритет"], created_at=at(5, 10, 0)
+    )
+    first, second = at(5, 11, 0), at(6, 12, 0)
+    # The first acceptance's note, made in the very second the second acceptance began.
+    world.fake.add_note(
+        lead_id,
+        note_type="service_message",
+        params={"service": SERVICE, "text": acceptance_note(utc(first))},
+        created_by=anna,
+        at=second,
+    )
+
+    ensure_acceptance_notes(world.client, {lead_id: utc(second)})
+
+    texts = [str(n["params"]["text"]) for n in world.fake.notes if n["entity_id"] == lead_id]
+    assert texts == [acceptance_note(utc(first)), acceptance_note(utc(second))]
+
+
+def utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

@@ -87,9 +87,17 @@ def apply_writes(
     return WriteOutcome(tuple(written), failed, stopped=False)
 
 
+def acceptance_note(since: datetime | None) -> str:
+    """The note of an acceptance that began at ``since``: the stamp tells one acceptance's
+    note from another's, however close together they came."""
+    if since is None:
+        return ACCEPTANCE_NOTE
+    return f"{ACCEPTANCE_NOTE}\n[Приёмка с {since.astimezone(UTC):%d.%m.%Y %H:%M:%S} UTC]"
+
+
 def ensure_acceptance_notes(client: AmoClient, moved: Mapping[int, datetime | None]) -> None:
-    """Give each lead about to be accepted its note, unless it has one since ``moved[lead]``
-    (when it entered acceptance).
+    """Give each lead about to be accepted its note, unless it has this acceptance's note
+    (stamped with ``moved[lead]``, when it entered acceptance).
 
     The note goes first and the move after it: a crash or a lost answer between the two
     leaves a note on a lead still in acceptance, and the next cycle finds the note and only
@@ -99,12 +107,21 @@ def ensure_acceptance_notes(client: AmoClient, moved: Mapping[int, datetime | No
         for note in client.iter_notes(
             "leads", entity_ids=list(moved), note_types=("service_message",)
         )
-        if ACCEPTANCE_NOTE in (note.text or "") and _since(note.created_at, moved[note.entity_id])
+        if _of_this_acceptance(note.text or "", note.created_at, moved[note.entity_id])
     }
     missing = [lead_id for lead_id in moved if lead_id not in noted]
     if missing:
-        notes = [NewNote(entity_id=i, text=ACCEPTANCE_NOTE, service=SERVICE) for i in missing]
+        notes = [
+            NewNote(entity_id=i, text=acceptance_note(moved[i]), service=SERVICE) for i in missing
+        ]
         client.create_notes(notes)
+
+
+def _of_this_acceptance(text: str, created_at: datetime, since: datetime | None) -> bool:
+    if text.strip() == acceptance_note(since):
+        return True
+    # An unstamped note (as earlier versions wrote them): this acceptance's if made since.
+    return text.strip() == ACCEPTANCE_NOTE and _since(created_at, since)
 
 
 def _since(moment: datetime, since: datetime | None) -> bool:
