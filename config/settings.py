@@ -24,7 +24,7 @@ NameOrIdList = Annotated[tuple[str, ...], NoDecode]
 TagList = Annotated[tuple[str, ...], NoDecode]
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{24,256}$")
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{24,256}")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WEBHOOK_PATH = "/amocrm/webhook/"
 
@@ -354,7 +354,7 @@ class Settings(BaseSettings):
     def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":
             return None
-        if not _WEBHOOK_SECRET.match(value.get_secret_value()):
+        if not _WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
             raise ValueError(
                 "expected at least 24 characters of letters, digits, `-` and `_` "
                 "(e.g. the output of `openssl rand -hex 24`)"

@@ -54,7 +54,6 @@ WEBHOOK_ROUTE: Final = "/amocrm/webhook/{secret}"
 # Matched for every method and any tail, so that nothing under the prefix (a trailing
 # slash, another method) answers other than 404 without the secret.
 _WEBHOOK_PATTERN: Final = "/amocrm/webhook/{secret:path}"
-_ANY_METHOD: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # The account events `webhook register` subscribes to: everything that can change a lead's
 # SLA (a new request, a move, a reply in a note or a call, tags and fields, deletion) and
 # the talks, whose messages are replies too. A hook is only a hint to run the cycle.
@@ -71,8 +70,9 @@ WEBHOOK_EVENTS: Final = (
 )
 MAX_BODY_BYTES: Final = 1024 * 1024
 # amoCRM sends a hook's small body at once and gives up on the answer after 2 s; a body
-# still arriving after this long is refused, which also lets a shutdown finish at once.
-BODY_TIMEOUT_S: Final = 1.0
+# still arriving after this long is refused, which also keeps a stalled sender from holding
+# up a shutdown.
+BODY_TIMEOUT_S: Final = 1.8
 MAX_FIELDS: Final = 10_000
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 # amoCRM's keys: a name, then any number of bracketed parts (``leads[note][0][note][text]``).
@@ -212,7 +212,8 @@ def build_app(
             content_type=request.headers.get("content-type"),
             bytes=size,
         )
-        return PlainTextResponse("", status_code=status)
+        allow = {"Allow": "POST"} if status == 405 else None
+        return PlainTextResponse("", status_code=status, headers=allow)
 
     async def webhook(request: Request) -> Response:
         try:
@@ -240,7 +241,9 @@ def build_app(
 
     routes = [Route("/healthz", healthz, methods=["GET"])]
     if expected is not None:
-        routes.append(Route(_WEBHOOK_PATTERN, webhook, methods=_ANY_METHOD))
+        hook_route = Route(_WEBHOOK_PATTERN, webhook)
+        hook_route.methods = None  # every method: the secret is checked before the method
+        routes.append(hook_route)
     if serve_metrics and metrics is not None:
         routes.append(Route("/metrics", metrics_page, methods=["GET"]))
     app = Starlette(routes=routes)
