@@ -525,7 +525,7 @@ class SyncCycle:
             entries=cache.entries.values(),
             companies={
                 i: cache.companies[i]
-                for i in _companies_of(cache.requests)
+                for i in _companies_of(cache.requests) | ledger_read.left_companies
                 if i in cache.companies  # a company amoCRM no longer has is skipped
             },
             tracked=tracked,

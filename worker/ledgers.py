@@ -199,12 +199,12 @@ def _first_notes_from(
     requests: Iterable[RequestFacts], now: datetime, options: LedgerOptions
 ) -> datetime:
     """Where a first start reads notes from: the horizon, or the registration of the oldest
-    open request when it is older (an open request's every entry counts toward its
-    «SLA: затрачено, мин»)."""
-    oldest_open = min((f.registered_at for f in requests if f.open), default=None)
+    of ``requests`` when it is older (the open and tracked ones: each of their entries counts
+    toward their «SLA: затрачено, мин»)."""
+    oldest = min((f.registered_at for f in requests), default=None)
     since = now - options.horizon
-    if oldest_open is not None:
-        since = min(since, datetime.fromtimestamp(oldest_open, UTC))
+    if oldest is not None:
+        since = min(since, datetime.fromtimestamp(oldest, UTC))
     return since
 
 
@@ -636,6 +636,7 @@ class LedgerRead:
     dropped_entries: frozenset[int]
     companies: Mapping[int, Company]
     dropped_companies: frozenset[int]
+    left_companies: frozenset[int]  # a request left them this cycle
     notes_cursor: int
     companies_cursor: int
 
@@ -735,12 +736,22 @@ def read_ledgers(
     requests = {**cache.requests, **changed}
     for lead_id in dropped_requests:
         requests.pop(lead_id, None)
+    # Companies a request left (linked elsewhere, or the lead deleted): their fields are
+    # planned again, even with no request left to them.
+    left_companies = frozenset(
+        before.company_id
+        for lead_id, before in cache.requests.items()
+        if before.company_id is not None
+        and (lead_id in gone or before.company_id != requests.get(lead_id, before).company_id)
+    )
 
     cursor = store.get_int(NOTES_CURSOR)
     notes, notes_cursor = read_notes(
         client,
         cursor=cursor,
-        since=_first_notes_from(requests.values(), now, options),
+        since=_first_notes_from(
+            [f for f in requests.values() if f.open or f.lead_id in facts], now, options
+        ),
         now=now,
         options=options,
         check_stop=check_stop,
@@ -757,8 +768,13 @@ def read_ledgers(
             "leads", entity_ids=returning, note_types=options.note_types, on_invalid=_skipped_note
         )
     entries: dict[int, TimeEntry] = {}
+    # An entry leaves with its request, and one on no request of the ledgers (another
+    # pipeline's lead, a request dropped earlier) once it is older than the horizon.
     dropped_entries = deleted_note_ids(events) | {
-        i for i, e in cache.entries.items() if e.lead_id in dropped_requests
+        i
+        for i, e in cache.entries.items()
+        if e.lead_id in dropped_requests
+        or (e.lead_id not in requests and e.at.timestamp() < horizon)
     }
     for note in notes:
         found = entry_of(note, options)
@@ -803,5 +819,6 @@ def read_ledgers(
         companies={c.id: c for c in companies},
         notes_cursor=notes_cursor,
         dropped_companies=gone_companies,
+        left_companies=left_companies,
         companies_cursor=companies_cursor,
     )
