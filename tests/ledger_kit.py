@@ -420,7 +420,7 @@ def truth(world: World, now: datetime, options: LedgerOptions) -> Truth:
     certain_entries = [
         e for e in entries if e.lead_id in known and (e.at >= cutoff or known[e.lead_id].open)
     ]
-    companies = {r.company_id for r in requests.values() if r.company_id is not None}
+    companies = set(world.fake.companies)
     return Truth(
         world=world,
         now=now,

@@ -3,11 +3,11 @@
 The rules act on the fake amoCRM on a virtual clock, under the Prime Gate policy: requests
 created for a few companies (or none), with tariff and quota tags, some registered months ago;
 agents log time in every form spec §7.1 lists (and some unreadable), edit and delete their
-time notes; managers set, change and clear a company's package; requests are closed as won or
-lost and reopened; time passes from minutes to weeks, so packages expire and 12-month windows
-roll. Cycles run clean, with injected faults, and killed at a random request, after which a
-new worker starts on the same state directory or on an empty one. The worker keeps both
-ledgers, or only one of them.
+time notes; managers set, change and clear a company's package and relink requests to another
+company or none; requests are closed as won or lost and reopened; time passes from minutes to
+weeks, so packages expire and 12-month windows roll. Cycles run clean, with injected faults,
+and killed at a random request, after which a new worker starts on the same state directory
+or on an empty one. The worker keeps both ledgers, or only one of them.
 
 After every clean cycle, with :mod:`tests.ledger_kit`'s oracle (spec §7 from the fake's whole
 state, never from the worker's cache), at the cycle's ``now``:
@@ -16,7 +16,8 @@ state, never from the worker's cache), at the cycle's ``now``:
    израсходовано, мин», «Пакет: остаток, мин» and «Пакет: статус» of
    :func:`sla.ledger.package_balance` over its support requests' time entries for the package
    its fields name now (all four empty without one), and «Квоты» of
-   :func:`sla.ledger.quota_summary` under the tariff of its latest request;
+   :func:`sla.ledger.quota_summary` under the tariff of its latest request; a company no
+   request links to (any more) holds no minutes and no quota use, or nothing at all;
 2. every open request holds «SLA: затрачено, мин» (its rounded entries, empty at 0), «Пакет:
    исчерпан» (its company's package used up or expired) and «Квота: сверх лимита» (over one
    of :func:`sla.ledger.quota_uses`);
@@ -378,6 +379,19 @@ class LedgerMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: self.requests)
+    @rule(index=st.integers(0, 50), company=st.none() | st.integers(0, 3))
+    def relink(self, index: int, company: int | None) -> None:
+        """A manager links the request to another company, or takes its company off."""
+        lead_id = self.pick(index)
+        if lead_id is None or self.world.fake.lead(lead_id) is None:
+            return
+        if company is None:
+            self.world.fake.unlink_company(lead_id, by=self.world.agents[1])
+        else:
+            target = self.companies[company % len(self.companies)]
+            self.world.fake.link_company(lead_id, target, by=self.world.agents[1])
+
+    @precondition(lambda self: self.requests)
     @rule(index=st.integers(0, 50), won=st.booleans())
     def close(self, index: int, won: bool) -> None:
         lead_id = self.pick(index, open_only=True)
@@ -514,6 +528,21 @@ class LedgerMachine(RuleBasedStateMachine):
             actual = {name: stored.get(name) for name in expected}
             assert actual == expected, (
                 f"company {company_id} at {now.isoformat()}: {actual} != {expected}"
+            )
+        for company_id in sorted(set(self.companies) - set(seen.companies)):
+            # No request links to it (any more): its minutes and quota uses hold nothing of a
+            # request, so they are empty (never written) or those of no request at all. Its
+            # package's status is the one of when its last request left (no longer tracked).
+            expected = {
+                name: value
+                for name, value in seen.company_expected(company_id).items()
+                if name not in ("Пакет: статус", "Пакет: действует до")
+            }
+            stored = company_fields(world, company_id)
+            actual = {name: stored.get(name) for name in expected}
+            assert actual in (expected, dict.fromkeys(expected)), (
+                f"company {company_id} without requests at {now.isoformat()}: {actual} != "
+                f"{expected}"
             )
         defaults: dict[str, object] = {SPENT: None, EXHAUSTED: False, OVER: False}
         for lead_id, request in seen.certain.requests.items():

@@ -763,10 +763,11 @@ def read_ledgers(
         for i, f in changed.items()
         if cursor is not None and i not in cache.requests and f.registered_at < cursor
     )
-    if returning:
-        notes += client.iter_notes(
-            "leads", entity_ids=returning, note_types=options.note_types, on_invalid=_skipped_note
-        )
+    for note in client.iter_notes(
+        "leads", entity_ids=returning, note_types=options.note_types, on_invalid=_skipped_note
+    ):
+        check_stop()
+        notes.append(note)
     entries: dict[int, TimeEntry] = {}
     # An entry leaves with its request, and one on no request of the ledgers (another
     # pipeline's lead, a request dropped earlier) once it is older than the horizon.
