@@ -5,56 +5,27 @@ is a logged refusal, never an error, and never holds up a shutdown."""
 from __future__ import annotations
 
 import io
-import json
 import socket
 import time
-from collections.abc import Iterator
-from urllib.parse import urlencode
 
 import pytest
 
 from tests.asgi_kit import AsgiClient
-from worker.logs import configure_logging, forget_secrets, register_secret
+from tests.test_webhooks_endpoint import (
+    FORM,
+    SECRET,
+    SUBDOMAIN,
+    Triggers,
+    amo_hook,
+    lines,
+    log_stream,
+    rejections,
+)
 from worker.metrics import Metrics
 from worker.webhooks import HttpServer, build_app
 
-SECRET = "s3cret-" + "x" * 30
-SUBDOMAIN = "example"
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-HOOK = urlencode(
-    {
-        "leads[status][0][id]": "30000001",
-        "leads[status][0][status_id]": "60000002",
-        "account[id]": "31000001",
-        "account[subdomain]": SUBDOMAIN,
-    }
-)
-
-
-class Triggers:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    forget_secrets()
-    register_secret(SECRET)
-    configure_logging("json", "INFO", stream)
-    yield stream
-    forget_secrets()
-
-
-def lines(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-
-
-def rejections(stream: io.StringIO) -> list[dict[str, object]]:
-    return [line for line in lines(stream) if line.get("event") == "webhook_rejected"]
+HOOK = amo_hook()
+__all__ = ["log_stream"]  # a fixture these tests share with the endpoint's
 
 
 def errors(stream: io.StringIO) -> list[dict[str, object]]:
