@@ -12,6 +12,7 @@ from datetime import datetime
 
 import httpx
 
+from amo_client.fake import FakeAmoCRM
 from amo_client.models import Event
 from sla.state import SlaState
 from tests.cycle_kit import ACCEPTANCE, LOST, WON, World, lead_of
@@ -137,3 +138,31 @@ def task_counts(world: World) -> Counter[tuple[int, BreachClock]]:
             if marker in str(task["text"]):
                 counts[(int(task["entity_id"]), clock)] += 1
     return counts
+
+
+FAULTS = ("503", "429", "timeout_write", "timeout_task", "odd", "disconnect")
+ODD_SHAPES = ("empty_object", "empty_embedded", "null_list", "html", "truncated", "list")
+
+
+def inject_fault(
+    fake: FakeAmoCRM,
+    fault: str,
+    count: int,
+    *,
+    shape: str,
+    path: str | None,
+    write_path: str = "/api/v4/leads",
+) -> None:
+    """Make the fake's next ``count`` answers on ``path`` (any, when None) fail as ``fault``
+    says; the write timeouts hit ``write_path`` (PATCH) or the tasks (POST) after amoCRM
+    applied them."""
+    if fault in ("503", "429"):
+        fake.fail_next(count, status=int(fault), path=path)
+    elif fault == "timeout_write":
+        fake.timeout_next(count, path=write_path, method="PATCH", after_processing=True)
+    elif fault == "timeout_task":
+        fake.timeout_next(count, path="/api/v4/tasks", method="POST", after_processing=True)
+    elif fault == "odd":
+        fake.odd_answer_next(shape, count, path=path)  # type: ignore[arg-type]
+    else:
+        fake.disconnect_next(count, path=path)

@@ -56,12 +56,15 @@ import amo_client.client as client_module
 from amo_client.fake import PageTurn
 from tests.asgi_kit import AsgiClient
 from tests.churn_kit import (
+    FAULTS,
+    ODD_SHAPES,
     Killed,
     KillingTransport,
     acceptance_notes,
     accepted_by_worker,
     breached_clocks,
     engine_state_without,
+    inject_fault,
     live_request_ids,
     task_counts,
 )
@@ -459,27 +462,14 @@ class CycleMachine(RuleBasedStateMachine):
             self.note_full()
 
     @rule(
-        fault=st.sampled_from(["503", "429", "timeout_write", "timeout_task", "odd", "disconnect"]),
+        fault=st.sampled_from(FAULTS),
         count=st.integers(1, 8),
-        shape=st.sampled_from(
-            ["empty_object", "empty_embedded", "null_list", "html", "truncated", "list"]
-        ),
+        shape=st.sampled_from(ODD_SHAPES),
         path=st.sampled_from(["/api/v4/leads", "/api/v4/events", "/api/v4/tasks", None]),
     )
     def run_cycle_with_faults(self, fault: str, count: int, shape: str, path: str | None) -> None:
         fake = self.world.fake
-        if fault == "503":
-            fake.fail_next(count, status=503, path=path)
-        elif fault == "429":
-            fake.fail_next(count, status=429, path=path)
-        elif fault == "timeout_write":
-            fake.timeout_next(count, path="/api/v4/leads", method="PATCH", after_processing=True)
-        elif fault == "timeout_task":
-            fake.timeout_next(count, path="/api/v4/tasks", method="POST", after_processing=True)
-        elif fault == "odd":
-            fake.odd_answer_next(shape, count, path=path)  # type: ignore[arg-type]
-        else:
-            fake.disconnect_next(count, path=path)
+        inject_fault(fake, fault, count, shape=shape, path=path)
         now = self.world.now()
         self.note_breaches(now)
         failure: Exception | None = None
