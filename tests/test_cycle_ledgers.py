@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import structlog
 
+from amo_client.errors import ServerError
 from sla.policy import load_policy
 from tests.cycle_kit import (
     LOST,
@@ -543,3 +544,25 @@ def test_time_notes_of_leads_outside_the_ledgers_do_not_stay_forever(tmp_path: P
     run_at(cycle, world, later + 300)
     run_at(cycle, world, later + 6 * 3600)  # a full reconcile
     assert cycle.store.load_rows("time_notes") == {}
+
+
+def test_the_company_a_request_left_is_written_even_when_its_first_write_fails(
+    tmp_path: Path,
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    first = package_company(world, 2, PAID)
+    second = package_company(world, 2, PAID)
+    lead_id = request(world, first, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 30 мин", at(5, 10, 30))
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 0))
+
+    world.fake.link_company(lead_id, second, by=world.agents[0], at=at(5, 12, 10))
+    world.fake.fail_next(20, status=503, path="/api/v4/companies", method="PATCH")
+    with pytest.raises(ServerError):
+        run_at(cycle, world, at(5, 12, 15))
+    world.fake.clear_faults()
+    run_at(cycle, world, at(5, 12, 20))
+
+    assert company_fields(world, first)["Пакет: израсходовано, мин"] == 0
+    assert company_fields(world, second)["Пакет: израсходовано, мин"] == 30

@@ -16,8 +16,8 @@ state, never from the worker's cache), at the cycle's ``now``:
    израсходовано, мин», «Пакет: остаток, мин» and «Пакет: статус» of
    :func:`sla.ledger.package_balance` over its support requests' time entries for the package
    its fields name now (all four empty without one), and «Квоты» of
-   :func:`sla.ledger.quota_summary` under the tariff of its latest request; a company no
-   request links to (any more) holds no used minutes and no quota use;
+   :func:`sla.ledger.quota_summary` under the tariff of its latest request; a company whose
+   every request was linked elsewhere holds no used minutes and no quota use;
 2. every open request holds «SLA: затрачено, мин» (its rounded entries, empty at 0), «Пакет:
    исчерпан» (its company's package used up or expired) and «Квота: сверх лимита» (over one
    of :func:`sla.ledger.quota_uses`);
@@ -183,6 +183,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.requests: list[int] = []
         self.ever_used_up: set[tuple[int, date, int]] = set()
         self.ever_over: set[tuple[int, str]] = set()
+        self.relinked_from: set[int] = set()  # companies a request was linked away from
         self.checked = 0
 
     def teardown(self) -> None:
@@ -385,6 +386,8 @@ class LedgerMachine(RuleBasedStateMachine):
         lead_id = self.pick(index)
         if lead_id is None or self.world.fake.lead(lead_id) is None:
             return
+        before = (self.world.fake.lead(lead_id) or {}).get("_embedded", {}).get("companies")
+        self.relinked_from |= {int(c["id"]) for c in before or ()}
         if company is None:
             self.world.fake.unlink_company(lead_id, by=self.world.agents[1])
         else:
@@ -518,10 +521,9 @@ class LedgerMachine(RuleBasedStateMachine):
             assert actual == expected, (
                 f"company {company_id} at {now.isoformat()}: {actual} != {expected}"
             )
-        for company_id in sorted(set(self.companies) - set(seen.companies)):
-            # No request links to it (any more): it holds no minutes and no quota use of one.
-            # The rest of its package fields are as they were when its last request left
-            # (a company no request links to is not the worker's to follow).
+        linked = {r.company_id for r in seen.every.requests.values()}
+        for company_id in sorted(self.relinked_from - linked):
+            # Every request it had was linked elsewhere: it holds no minutes and no quota use.
             stored = company_fields(world, company_id)
             quotas = seen.company_expected(company_id).get("Квоты")
             assert stored.get("Пакет: израсходовано, мин") in (None, 0), (company_id, stored)

@@ -67,6 +67,7 @@ from worker.ledgers import (
     load_ledger_cache,
     plan_ledgers,
     read_ledgers,
+    settle_left,
 )
 from worker.ledgers import apply as apply_ledger
 from worker.ledgers import persist as persist_ledger
@@ -525,7 +526,7 @@ class SyncCycle:
             entries=cache.entries.values(),
             companies={
                 i: cache.companies[i]
-                for i in _companies_of(cache.requests) | ledger_read.left_companies
+                for i in _companies_of(cache.requests) | cache.left
                 if i in cache.companies  # a company amoCRM no longer has is skipped
             },
             tracked=tracked,
@@ -533,6 +534,7 @@ class SyncCycle:
             options=options,
             now=now,
         )
+        settle_left(cache, plan)
         for lead_id, problems in plan.lead_problems.items():
             if full or lead_id in read.touched:
                 for problem in problems:
@@ -618,7 +620,7 @@ class SyncCycle:
             if full:
                 self.store.set_int(LAST_FULL_SYNC, int(now.timestamp()))
             if plan.ledger_read is not None:
-                persist_ledger(self.store, plan.ledger_read)
+                persist_ledger(self.store, plan.ledger_read, self._load_ledger_cache())
                 if self.store.get_int(LEDGER_SINCE) is None:
                     self.store.set_int(LEDGER_SINCE, int(now.timestamp()))
             self._bump_generation()

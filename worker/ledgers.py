@@ -624,6 +624,8 @@ class LedgerCache:
     requests: dict[int, RequestFacts]
     entries: dict[int, TimeEntry]
     companies: dict[int, Company]
+    # Companies a request left, planned again until their fields need no write.
+    left: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -643,6 +645,7 @@ class LedgerRead:
 
 NOTES_CURSOR = "notes_cursor"
 COMPANIES_CURSOR = "companies_cursor"
+LEFT_COMPANIES = "left_companies"
 
 
 def load_ledger_cache(store: StateStore) -> LedgerCache:
@@ -659,6 +662,7 @@ def load_ledger_cache(store: StateStore) -> LedgerCache:
             company_id: Company.model_validate_json(data)
             for company_id, data in store.load_rows("companies").items()
         },
+        left={int(i) for i in (store.get_meta(LEFT_COMPANIES) or "").split(",") if i},
     )
 
 
@@ -672,10 +676,17 @@ def apply(cache: LedgerCache, read: LedgerRead) -> None:
     cache.companies.update(read.companies)
     for company_id in read.dropped_companies:
         cache.companies.pop(company_id, None)
+    cache.left |= read.left_companies - read.dropped_companies
 
 
-def persist(store: StateStore, read: LedgerRead) -> None:
-    """Store what ``read`` learnt; call it inside the cycle's transaction."""
+def settle_left(cache: LedgerCache, plan: LedgerPlan) -> None:
+    """Forget the companies a request left whose fields need no write any more."""
+    cache.left &= {write.company_id for write in plan.company_writes}
+
+
+def persist(store: StateStore, read: LedgerRead, cache: LedgerCache) -> None:
+    """Store what ``read`` learnt (and the cache's companies left behind); call it inside
+    the cycle's transaction."""
     store.save_rows("requests", ((i, f.to_json()) for i, f in read.requests.items()))
     store.drop_rows("requests", read.dropped_requests)
     store.save_rows("time_notes", ((i, _entry_to_json(e)) for i, e in read.entries.items()))
@@ -690,6 +701,7 @@ def persist(store: StateStore, read: LedgerRead) -> None:
     store.drop_rows("companies", read.dropped_companies)
     store.set_int(NOTES_CURSOR, read.notes_cursor)
     store.set_int(COMPANIES_CURSOR, read.companies_cursor)
+    store.set_meta(LEFT_COMPANIES, ",".join(str(i) for i in sorted(cache.left)))
 
 
 def _entry_to_json(entry: TimeEntry) -> str:
