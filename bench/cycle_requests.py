@@ -30,13 +30,11 @@ three cycles, without and with the ledgers. Exits 1 if a target is missed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
-import multiprocessing
 import random
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +42,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -54,6 +51,7 @@ import structlog
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest
+from bench.fake_process import run_worker, served_fake
 from sla.policy import Policy, default_policy, load_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
@@ -588,99 +586,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def measure_memory(count: int, *, ledgers: bool) -> dict[str, float]:
     """Runs :func:`memory_worker` in a fresh interpreter, so nothing else shares its RSS."""
-    command = [sys.executable, "-m", "bench.cycle_requests", "--memory-worker", str(count)]
-    done = subprocess.run(
-        [*command, "--ledgers"] if ledgers else command,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return figures
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _serve_fake(
-    count: int,
-    port: int,
-    wall: Synchronized[float],
-    mono: Synchronized[float],
-    ready: multiprocessing.Queue[str],
-    *,
-    ledgers: bool,
-) -> None:
-    clock = SharedClock(wall, mono)
-    fake = FakeAmoCRM(
-        base_url=f"http://127.0.0.1:{port}",
-        clock=clock.time,
-        monotonic=clock.monotonic,
-        max_requests_per_second=7.0,
-    )
-    # Provisioned here, in-process: the ledger world's companies need their fields first.
-    client = AmoClient(
-        fake.base_url,
-        LongLivedToken(fake.long_lived_token),
-        transport=fake.transport,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        clock=clock.time,
-    )
-    seed(fake, client, count, ledgers=ledgers)
-    client.close()
-    fake.serve(port=port)
-    ready.put(fake.long_lived_token)
-    while True:
-        time.sleep(3600)
-
-
-class SharedClock:
-    """The virtual clock of :class:`VirtualClock`, shared with the fake's process."""
-
-    def __init__(self, wall: Synchronized[float], mono: Synchronized[float]) -> None:
-        self.wall, self.mono = wall, mono
-
-    def time(self) -> float:
-        return START.timestamp() + self.wall.value
-
-    def monotonic(self) -> float:
-        return self.mono.value
-
-    def sleep(self, seconds: float) -> None:
-        self.wall.value += max(seconds, 0.0)
-        self.mono.value += max(seconds, 0.0)
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.time(), UTC)
+    extra = ("--ledgers",) if ledgers else ()
+    return run_worker("bench.cycle_requests", str(count), *extra)
 
 
 def memory_worker(count: int, *, ledgers: bool) -> dict[str, float]:
-    context = multiprocessing.get_context("spawn")
-    wall, mono = context.Value("d", 0.0), context.Value("d", 1_000.0)
-    ready: multiprocessing.Queue[str] = context.Queue()
-    port = _free_port()
-    server = context.Process(
-        target=_serve_fake,
-        args=(count, port, wall, mono, ready),
-        kwargs={"ledgers": ledgers},
-        daemon=True,
-    )
-    server.start()
-    try:
-        token = ready.get(timeout=900)
-        clock = SharedClock(wall, mono)
-        client = AmoClient(
-            f"http://127.0.0.1:{port}",
-            LongLivedToken(token),
-            sleep=clock.sleep,
-            monotonic=clock.monotonic,
-            clock=clock.time,
-        )
+    seeder = functools.partial(seed, count=count, ledgers=ledgers)
+    with served_fake(seeder, epoch=START.timestamp()) as served:
+        clock = served.clock
+        client = served.client()
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with tempfile.TemporaryDirectory(prefix="amo-sla-bench-") as scratch:
             cycle = bench_cycle(client, Path(scratch), clock.now, ledgers=ledgers)
@@ -696,9 +610,6 @@ def memory_worker(count: int, *, ledgers: bool) -> dict[str, float]:
             "computed": computed,
             "requests": client.requests_sent,
         }
-    finally:
-        server.terminate()
-        server.join(timeout=10)
 
 
 if __name__ == "__main__":
