@@ -7,6 +7,7 @@ Expected values are computed by hand from spec §7, not by the worker."""
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -459,9 +460,18 @@ def test_a_company_deleted_in_amocrm_is_dropped_at_the_next_full_reconcile(
     assert cycle.store.load_rows("companies") == {}
 
 
-def test_a_request_moved_to_another_company_leaves_the_first_ones_package(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class Relinked:
+    """A request with 30 minutes logged, counted against its first company's package, then
+    linked to a second company at 12:10."""
+
+    world: World
+    cycle: SyncCycle
+    first: int
+    second: int
+
+
+def relinked_request(tmp_path: Path) -> Relinked:
     world = ledger_world(Ledger.PACKAGES)
     first = package_company(world, 2, PAID)
     second = package_company(world, 2, PAID)
@@ -470,14 +480,21 @@ def test_a_request_moved_to_another_company_leaves_the_first_ones_package(
     cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
     run_at(cycle, world, at(5, 12, 0))
     assert company_fields(world, first)["Пакет: израсходовано, мин"] == 30
-
     world.fake.link_company(lead_id, second, by=world.agents[0], at=at(5, 12, 10))
+    return Relinked(world, cycle, first, second)
+
+
+def test_a_request_moved_to_another_company_leaves_the_first_ones_package(
+    tmp_path: Path,
+) -> None:
+    moved = relinked_request(tmp_path)
+    world, cycle = moved.world, moved.cycle
     run_at(cycle, world, at(5, 12, 15))
     run_at(cycle, world, at(5, 12, 20))
     run_at(cycle, world, at(5, 18, 0))  # a full reconcile too
 
-    assert company_fields(world, second)["Пакет: израсходовано, мин"] == 30
-    assert company_fields(world, first)["Пакет: израсходовано, мин"] == 0
+    assert company_fields(world, moved.second)["Пакет: израсходовано, мин"] == 30
+    assert company_fields(world, moved.first)["Пакет: израсходовано, мин"] == 0
 
 
 def test_a_reopened_old_request_counts_its_earlier_entries(tmp_path: Path) -> None:
@@ -549,20 +566,13 @@ def test_time_notes_of_leads_outside_the_ledgers_do_not_stay_forever(tmp_path: P
 def test_the_company_a_request_left_is_written_even_when_its_first_write_fails(
     tmp_path: Path,
 ) -> None:
-    world = ledger_world(Ledger.PACKAGES)
-    first = package_company(world, 2, PAID)
-    second = package_company(world, 2, PAID)
-    lead_id = request(world, first, "Приоритет", created=at(5, 10, 0))
-    log_time(world, lead_id, "Время: 30 мин", at(5, 10, 30))
-    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
-    run_at(cycle, world, at(5, 12, 0))
-
-    world.fake.link_company(lead_id, second, by=world.agents[0], at=at(5, 12, 10))
+    moved = relinked_request(tmp_path)
+    world, cycle = moved.world, moved.cycle
     world.fake.fail_next(20, status=503, path="/api/v4/companies", method="PATCH")
     with pytest.raises(ServerError):
         run_at(cycle, world, at(5, 12, 15))
     world.fake.clear_faults()
     run_at(cycle, world, at(5, 12, 20))
 
-    assert company_fields(world, first)["Пакет: израсходовано, мин"] == 0
-    assert company_fields(world, second)["Пакет: израсходовано, мин"] == 30
+    assert company_fields(world, moved.first)["Пакет: израсходовано, мин"] == 0
+    assert company_fields(world, moved.second)["Пакет: израсходовано, мин"] == 30
