@@ -40,8 +40,8 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -51,7 +51,7 @@ import structlog
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest
-from bench.fake_process import run_worker, served_fake
+from bench.fake_process import VirtualClock, run_worker, served_fake
 from sla.policy import Policy, default_policy, load_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
@@ -93,26 +93,6 @@ TARIFF_TAGS = ("Микробизнес", "БигДата", "Дата Дриве�
 QUOTA_TAGS = ("Настройка", "Настройка модуля", "Удалённое подключение")
 PACKAGE_HOURS = (5, 10, 20, 40)
 WORK = ("настройка интеграции", "разбор ошибки", "консультация", "доработка виджета")
-
-
-@dataclass
-class VirtualClock:
-    wall: float
-    mono: float = 1_000.0
-    sent: list[float] = field(default_factory=list)
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def sleep(self, seconds: float) -> None:
-        self.wall += max(seconds, 0.0)
-        self.mono += max(seconds, 0.0)
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.wall, UTC)
 
 
 class Stamping(httpx.BaseTransport):

@@ -6,7 +6,7 @@ one JSON line, so no bench runner, fake amoCRM or seed shares its RSS. Inside, t
 opens :func:`served_fake`: the fake amoCRM is seeded and served over loopback HTTP in a
 process of its own, on a virtual clock (:class:`SharedClock`) that the two processes share,
 so the client's limiter sleeps for nothing and the fake sees the spacing it would see for
-real.
+real. :class:`VirtualClock` is the same clock for a bench whose fake runs in its own process.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
 
@@ -47,6 +47,29 @@ def run_worker(module: str, *args: str) -> dict[str, float]:
     )
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
+
+
+@dataclass
+class VirtualClock:
+    """A virtual clock that a fake amoCRM and a client in one process share: sleeping only
+    moves it. ``sent``: when each request left the client, for benches that stamp them."""
+
+    wall: float
+    mono: float = 1_000.0
+    sent: list[float] = field(default_factory=list)
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.wall += max(seconds, 0.0)
+        self.mono += max(seconds, 0.0)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.wall, UTC)
 
 
 class SharedClock:

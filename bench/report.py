@@ -45,7 +45,7 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
@@ -56,7 +56,7 @@ import structlog
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest
-from bench.fake_process import run_worker, served_fake
+from bench.fake_process import VirtualClock, run_worker, served_fake
 from sla.policy import default_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, SyncCycle
@@ -76,25 +76,6 @@ SEED = 20_251_110
 COMPUTE_TARGET_S = 60
 MEMORY_TARGET_MB = 300
 RATE = 7
-
-
-@dataclass
-class VirtualClock:
-    wall: float
-    mono: float = 1_000.0
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def sleep(self, seconds: float) -> None:
-        self.wall += max(seconds, 0.0)
-        self.mono += max(seconds, 0.0)
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.wall, UTC)
 
 
 @dataclass
