@@ -6,7 +6,7 @@ one JSON line, so no bench runner, fake amoCRM or seed shares its RSS. Inside, t
 opens :func:`served_fake`: the fake amoCRM is seeded and served over loopback HTTP in a
 process of its own, on a virtual clock (:class:`SharedClock`) that the two processes share,
 so the client's limiter sleeps for nothing and the fake sees the spacing it would see for
-real. :class:`VirtualClock` is the same clock for a bench whose fake runs in its own process.
+real. :class:`VirtualClock` is the same clock for a bench that runs the fake in-process.
 """
 
 from __future__ import annotations
