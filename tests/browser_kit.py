@@ -1,0 +1,326 @@
+"""Headless Chromium (Debian's ``chromium``) driven over the DevTools protocol through a pipe.
+
+The browser is started the way a test harness starts it: a fresh profile and none of its own
+background services. It is driven through ``--remote-debugging-pipe`` (NUL-separated JSON on
+file descriptors 3 and 4), so no WebSocket library and no open port are needed. A page is
+judged by what its own frames did: every request its frames and workers sent (the DevTools
+``Network`` domain of the page's session and of the sessions attached below it) and every
+console or log entry. What the browser does for itself (update checks, other tabs) is never
+in the page's session, so it cannot fail a page.
+
+All network goes to a port on loopback that nothing listens on: nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+# What a harness turns off: first-run UI, the browser's own calls home, throttling that would
+# make page loads slow in the background. Each flag is honoured by Chromium 156.
+HARNESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-component-extensions-with-background-pages",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--metrics-recording-only",
+    "--disable-breakpad",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--no-pings",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,"
+    "NetworkTimeServiceQuerying,AutofillServerCommunication,"
+    "CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions",
+)
+DEADLINE = 60.0  # seconds for any one DevTools call or wait
+QUIET = 0.3  # seconds without page activity after the load event that end a visit
+
+
+def find_browser() -> str:
+    """The Chromium binary; skipped on a developer's machine without it, a failure in CI."""
+    found = next((path for name in BROWSERS if (path := shutil.which(name))), None)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run installs the chromium package")
+        pytest.skip("no Chromium here (apt-get install chromium); CI runs this test")
+    return found
+
+
+def unused_loopback_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class DevToolsError(RuntimeError):
+    """Chromium answered a DevTools call with an error, went silent, or exited."""
+
+
+@dataclass
+class Visit:
+    """What one page did while it was open: its own requests and its console."""
+
+    url: str
+    requests: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    @property
+    def loads(self) -> list[str]:
+        """Requests for anything but the page itself (``data:`` URLs never leave the page)."""
+        return [url for url in self.requests if url != self.url and not url.startswith("data:")]
+
+
+class Browser:
+    """One headless Chromium process and its DevTools pipe."""
+
+    def __init__(self, binary: str, profile: Path) -> None:
+        commands_read, self._commands = os.pipe()
+        self._answers, answers_write = os.pipe()
+
+        def wire_pipes() -> None:  # in the child: fd 3 reads commands, fd 4 writes answers
+            commands, answers = os.dup(commands_read), os.dup(answers_write)
+            os.dup2(commands, 3)
+            os.dup2(answers, 4)
+
+        self._process = subprocess.Popen(
+            [
+                binary,
+                *HARNESS_FLAGS,
+                "--remote-debugging-pipe",
+                f"--user-data-dir={profile}",
+                f"--proxy-server=http://127.0.0.1:{unused_loopback_port()}",
+                "--proxy-bypass-list=<-loopback>",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=False,  # Python's own descriptors are non-inheritable; 3 and 4 are not
+            start_new_session=True,  # its renderers and helpers share one group to end
+            preexec_fn=wire_pipes,  # noqa: PLW1509 - only dup2 runs between fork and exec
+        )
+        os.close(commands_read)
+        os.close(answers_write)
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def close(self) -> None:
+        """Ask Chromium to quit, then end whatever of its process group is left."""
+        with contextlib.suppress(DevToolsError):  # it may close before it answers
+            self.call("Browser.close")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait(timeout=30)
+        for descriptor in (self._commands, self._answers):
+            os.close(descriptor)
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        """Send one command and return its result; events that arrive meanwhile are kept."""
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        try:
+            os.write(self._commands, json.dumps(message).encode() + b"\0")
+        except OSError as error:
+            raise DevToolsError(f"{method}: Chromium is gone ({error})") from error
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            answer = self._receive(deadline)
+            if answer is None:
+                raise DevToolsError(f"{method}: no answer within {DEADLINE:.0f} s")
+            if answer.get("id") == self._next_id:
+                if "error" in answer:
+                    raise DevToolsError(f"{method}: {answer['error']}")
+                result: dict[str, Any] = answer.get("result", {})
+                return result
+            if "method" in answer:
+                self.events.append(answer)
+
+    def pump(self, seconds: float) -> int:
+        """Keep the events that arrive within ``seconds``; return how many came."""
+        deadline = time.monotonic() + seconds
+        count = 0
+        while (event := self._receive(deadline)) is not None:
+            if "method" in event:
+                self.events.append(event)
+                count += 1
+        return count
+
+    def _receive(self, deadline: float) -> dict[str, Any] | None:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self._answers], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self._answers, 1 << 16)
+            if not chunk:
+                raise DevToolsError(f"Chromium exited (code {self._process.poll()})")
+            self._buffer += chunk
+        message, _, self._buffer = self._buffer.partition(b"\0")
+        parsed: dict[str, Any] = json.loads(message)
+        return parsed
+
+    def open_tab(self) -> Tab:
+        """A new page target, attached and watched: network, console and log, child frames."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        tab = Tab(self, target, session)
+        tab.watch(session)
+        self.call(
+            "Target.setAutoAttach",
+            session,
+            autoAttach=True,
+            waitForDebuggerOnStart=True,
+            flatten=True,
+        )
+        return tab
+
+
+@dataclass
+class Tab:
+    """One page target and every DevTools session below it (frames, workers)."""
+
+    browser: Browser
+    target: str
+    session: str
+    sessions: set[str] = field(default_factory=set)
+
+    def watch(self, session: str) -> None:
+        self.sessions.add(session)
+        for domain in ("Network", "Runtime", "Log", "Page"):
+            try:
+                self.browser.call(f"{domain}.enable", session)
+            except DevToolsError:  # a worker has no Page domain
+                continue
+
+    def _attach_children(self, start: int) -> int:
+        """Watch every frame or worker attached since event ``start``; let it run on."""
+        events = self.browser.events
+        index = start
+        while index < len(events):
+            event = events[index]
+            if event["method"] == "Target.attachedToTarget" and event.get("sessionId") in (
+                self.sessions
+            ):
+                child = event["params"]["sessionId"]
+                self.watch(child)
+                self.browser.call("Runtime.runIfWaitingForDebugger", child)
+            index += 1
+        return index
+
+    def visit(self, url: str) -> Visit:
+        """Load ``url``, wait for its load event and a quiet spell, and say what it did."""
+        start = len(self.browser.events)
+        self.browser.call("Page.navigate", self.session, url=url)
+        seen = self._attach_children(start)
+        deadline = time.monotonic() + DEADLINE
+        while not any(
+            e["method"] == "Page.loadEventFired" and e.get("sessionId") == self.session
+            for e in self.browser.events[start:]
+        ):
+            if time.monotonic() > deadline:
+                raise DevToolsError(f"{url} did not finish loading within {DEADLINE:.0f} s")
+            self.browser.pump(0.05)
+            seen = self._attach_children(seen)
+        while self.browser.pump(QUIET):
+            seen = self._attach_children(seen)
+        return self._judge(url, self.browser.events[start:])
+
+    def _judge(self, url: str, events: list[dict[str, Any]]) -> Visit:
+        visit = Visit(url)
+        for event in events:
+            if event.get("sessionId") not in self.sessions:
+                continue
+            params = event["params"]
+            match event["method"]:
+                case "Network.requestWillBeSent":
+                    visit.requests.append(params["request"]["url"])
+                case "Log.entryAdded":
+                    entry = params["entry"]
+                    visit.console.append(f"{entry['level']}: {entry['text']}")
+                case "Runtime.consoleAPICalled":
+                    texts = [str(arg.get("value", arg.get("type"))) for arg in params["args"]]
+                    visit.console.append(f"{params['type']}: {' '.join(texts)}")
+                case "Runtime.exceptionThrown":
+                    visit.console.append(f"exception: {params['exceptionDetails']['text']}")
+        return visit
+
+    def html(self) -> str:
+        result = self.browser.call(
+            "Runtime.evaluate", self.session, expression="document.documentElement.outerHTML"
+        )
+        value: str = result["result"]["value"]
+        return value
+
+    def screenshot(self, width: int, height: int) -> bytes:
+        self.browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            self.session,
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        shot = self.browser.call("Page.captureScreenshot", self.session, format="png")
+        self.browser.call("Emulation.clearDeviceMetricsOverride", self.session)
+        return base64.b64decode(shot["data"])
+
+    def pdf(self) -> bytes:
+        """The page printed as the print dialog would, with the page's own ``@page`` size."""
+        printed = self.browser.call(
+            "Page.printToPDF",
+            self.session,
+            preferCSSPageSize=True,
+            displayHeaderFooter=False,
+            printBackground=True,
+        )
+        return base64.b64decode(printed["data"])
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """A headless Chromium with a fresh profile, closed (and its profile removed) after."""
+    binary = find_browser()
+    with tempfile.TemporaryDirectory(prefix="amo-sla-chromium-") as profile:
+        browser = Browser(binary, Path(profile))
+        try:
+            yield browser
+        finally:
+            browser.close()
