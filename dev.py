@@ -58,7 +58,9 @@ def test(extra: list[str]) -> int:
         [str(PYTHON), "-m", "ruff", "format", "--check", "."],
         [str(PYTHON), "-m", "mypy"],
         [str(BIN / "lint-imports")],
-        [str(PYTHON), "-m", "pytest", *extra],
+        # One pytest worker per core: the suite waits on subprocesses and sockets as much as
+        # it computes, and each test owns its fake amoCRM, ports and temporary folders.
+        [str(PYTHON), "-m", "pytest", "--numprocesses=auto", "--dist=worksteal", *extra],
     ]
     for check in checks:
         print(
