@@ -10,7 +10,9 @@ worker can stop before it sends a single request.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from string import Formatter
@@ -36,6 +38,22 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
     return host, int(port)
+
+
+_AGE = re.compile(r"(\d+)\s*([mhd])")
+_AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_past_breach_tasks(value: str) -> timedelta | None:
+    """``none`` (zero), ``all`` (None) or an age such as ``90m``, ``24h``, ``7d``."""
+    text = value.strip().lower()
+    if text == "none":
+        return timedelta(0)
+    if text == "all":
+        return None
+    if match := _AGE.fullmatch(text):
+        return timedelta(**{_AGE_UNITS[match[2]]: int(match[1])})
+    raise ValueError("expected `none`, `all`, or an age such as `90m`, `24h` or `7d`")
 
 
 class AmoDomain(StrEnum):
@@ -239,6 +257,18 @@ class Settings(BaseSettings):
     sla_task_due_minutes: int = Field(
         60, ge=0, description="The task is due this many minutes after it is created."
     )
+    sla_past_breach_tasks: str = Field(
+        "none",
+        description="Tasks for breaches from before the worker's first start on the account: "
+        "`none` (their fields only, spec §5), `all`, or those younger than an age at the "
+        "first start (`90m`, `24h`, `7d`).",
+    )
+    sla_first_start: datetime | None = Field(
+        None,
+        description="When the worker first started on the account (ISO 8601 with an offset, "
+        "e.g. `2026-03-02T09:00:00+03:00`). The state keeps it on its own; set it to keep "
+        "that instant when the state directory is lost.",
+    )
     sla_supervisor_user_id: int | None = Field(
         None,
         description="When set, a resolution breach creates one task for this user; `check` "
@@ -346,8 +376,33 @@ class Settings(BaseSettings):
     @field_validator("sla_http_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
-        parse_listen(value)
+        host, port = parse_listen(value)
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            raise ValueError(f"the host {host!r} does not resolve here ({error})") from None
         return value.strip()
+
+    @field_validator("sla_time_marker")
+    @classmethod
+    def _check_marker(cls, value: str) -> str:
+        marker = value.strip()
+        if not marker:
+            raise ValueError("expected the words a time note starts with, e.g. `Время:`")
+        return marker
+
+    @field_validator("sla_past_breach_tasks")
+    @classmethod
+    def _check_past_breach_tasks(cls, value: str) -> str:
+        parse_past_breach_tasks(value)
+        return value.strip().lower()
+
+    @field_validator("sla_first_start")
+    @classmethod
+    def _check_first_start(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("expected an offset too, e.g. `2026-03-02T09:00:00+03:00`")
+        return value
 
     @field_validator("sla_webhook_secret")
     @classmethod

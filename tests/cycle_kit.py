@@ -38,6 +38,9 @@ from worker.tasks import TaskOptions
 MOSCOW = ZoneInfo("Europe/Moscow")
 # Wednesday 5 November 2025, the first workday after the 3–4 November holidays.
 START = datetime(2025, 11, 5, 12, 0, tzinfo=MOSCOW)
+# The worker has run on the account since before every seeded request, so their breaches are
+# news (spec §5); tests of the first start itself leave it unpinned.
+WORKER_SINCE = datetime(2025, 9, 1, tzinfo=MOSCOW)
 PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
 HOLD, ACCEPTANCE = STAGES[2], STAGES[3]
@@ -194,7 +197,8 @@ def make_cycle(
         client or world.client,
         StateStore(state_dir / "state.sqlite3"),
         world.policy,
-        options or CycleOptions(stages=stage_options(), tasks=task_options()),
+        options
+        or CycleOptions(stages=stage_options(), tasks=task_options(), first_start=WORKER_SINCE),
         lock_path=state_dir / "cycle.lock",
         dry_run=dry_run,
         wall_clock=world.now,

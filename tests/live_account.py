@@ -122,6 +122,8 @@ class LoopbackAccount:
             AMO_LONG_LIVED_TOKEN=self.fake.long_lived_token,
             SLA_PIPELINE=PIPELINE,
             SLA_STATE_DIR=str(state_dir),
+            # The worker has run on the account since before every seeded request.
+            SLA_FIRST_START="2020-01-01T00:00:00+00:00",
         )
         env.update(variables)
         return {key: value for key, value in env.items() if value != ""}

@@ -188,3 +188,32 @@ def test_readme_reference_table_is_generated_from_settings() -> None:
     assert readme_section(ROOT / "README.md") == markdown_table(), (
         "README's configuration table is stale: run `python -m config.reference --update`"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SLA_TIME_MARKER", "   ", "e.g. `Время:`"),
+        ("SLA_HTTP_LISTEN", "no-such-host.invalid:8080", "does not resolve"),
+        ("SLA_FIRST_START", "2026-03-02T09:00:00", "an offset too"),
+        ("SLA_PAST_BREACH_TASKS", "yesterday", "`none`, `all`, or an age"),
+    ],
+)
+def test_a_bad_day_one_setting_stops_the_worker_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    configure(monkeypatch, **{name: value})
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    (problem,) = [line for line in raised.value.problems if name in line]
+    assert says in problem
+
+
+def test_the_time_marker_is_kept_without_the_spaces_around_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure(monkeypatch, SLA_TIME_MARKER="  Время:  ", SLA_FIRST_START="2026-03-02T09:00+03:00")
+    settings = load_settings()
+    assert settings.sla_time_marker == "Время:"
+    assert settings.sla_first_start is not None
+    assert settings.sla_first_start.utcoffset() is not None

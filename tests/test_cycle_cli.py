@@ -17,7 +17,17 @@ from amo_client.client import AmoClient
 from amo_client.fake import FakeServer
 from config.settings import Settings
 from tests.client_kit import FakeClock
-from tests.cycle_kit import ACCEPTANCE, HOLD, LOST, PIPELINE, WON, World, build_world, sla_values_of
+from tests.cycle_kit import (
+    ACCEPTANCE,
+    HOLD,
+    LOST,
+    PIPELINE,
+    WON,
+    WORKER_SINCE,
+    World,
+    build_world,
+    sla_values_of,
+)
 from worker import app
 from worker.cli import main
 from worker.fields import FIELD_SPECS as ALL_FIELD_SPECS
@@ -83,6 +93,7 @@ def serve(
         "SLA_ACCEPTANCE_STAGES": ACCEPTANCE,
         "SLA_STATE_DIR": str(state_dir),
         "SLA_LOG_FORMAT": "json",
+        "SLA_FIRST_START": WORKER_SINCE.isoformat(),
     }.items():
         monkeypatch.setenv(name, value)
     world.fake.reset_request_log()

@@ -76,6 +76,7 @@ from tests.cycle_kit import (
     RESOLUTION_TEXT,
     STAGES,
     WON,
+    WORKER_SINCE,
     World,
     at,
     build_world,
@@ -183,6 +184,7 @@ class CycleMachine(RuleBasedStateMachine):
                 supervisor_user_id=self.world.agents[1],
             ),
             full_reconcile_interval=full_every,
+            first_start=WORKER_SINCE,
         )
 
     def start_worker(self, *, lose_state: bool) -> SyncCycle:

@@ -49,6 +49,8 @@ WORKER_EVENTS = frozenset(
         "api_retry",
         "api_rate_limited",
         "api_blocked",
+        "past_breaches",
+        "first_start_recovered",
     }
 )
 OWN_LOGGERS = ("worker", "amo_client")

@@ -16,7 +16,7 @@ import httpx
 
 from amo_client.auth import FileTokenStore, LongLivedToken, OAuthApp, OAuthTokens
 from amo_client.client import AmoClient, Credentials
-from config.settings import ConfigError, Settings, parse_listen
+from config.settings import ConfigError, Settings, parse_listen, parse_past_breach_tasks
 from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger, SlaField
@@ -179,6 +179,7 @@ def task_options(settings: Settings, policy: Policy) -> TaskOptions:
         task_type_id=settings.sla_task_type_id,
         due_after=timedelta(minutes=settings.sla_task_due_minutes),
         supervisor_user_id=settings.sla_supervisor_user_id,
+        past_breach_age=parse_past_breach_tasks(settings.sla_past_breach_tasks),
         display_zone=policy.zone,
     )
 
@@ -202,6 +203,7 @@ def cycle_options(settings: Settings, policy: Policy) -> CycleOptions:
         tasks=task_options(settings, policy),
         full_reconcile_interval=timedelta(seconds=settings.sla_full_reconcile_interval),
         ledgers=ledger_options(settings, policy),
+        first_start=settings.sla_first_start,
     )
 
 

@@ -55,6 +55,7 @@ from worker.events import (
     read_histories,
 )
 from worker.fields import SlaField, Value, current_values, desired_values, differing
+from worker.first_start import earliest_change, first_start
 from worker.leads import LeadRead, LeadReadOptions, read_leads
 from worker.ledgers import (
     LEDGER_EVENTS,
@@ -74,7 +75,7 @@ from worker.ledgers import persist as persist_ledger
 from worker.mapping import lead_facts
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
-from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, plan_tasks
+from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, past_breaches, plan_tasks
 from worker.writes import PlannedWrite, apply_writes, with_written
 
 log = structlog.get_logger("worker.cycle")
@@ -104,6 +105,9 @@ class CycleOptions:
     # A closed lead stays cached this long after its last change, then is dropped.
     closed_retention: timedelta = timedelta(days=1)
     ledgers: LedgerOptions = field(default_factory=LedgerOptions)
+    # The worker's first start on the account when the admin pins it; otherwise the state
+    # records the first cycle's instant.
+    first_start: datetime | None = None
 
     @property
     def lead_reads(self) -> LeadReadOptions:
@@ -135,6 +139,9 @@ class CycleReport:
     states: Mapping[int, SlaState] = field(default_factory=dict)
     companies_written: int = 0
     ledger: LedgerPlan | None = None
+    first_start: datetime | None = None
+    # Leads breached before the first start, whose task is withheld (spec §5).
+    past_breaches: tuple[int, ...] = ()
 
     def summary(self) -> dict[str, object]:
         return {
@@ -253,6 +260,7 @@ class SyncCycle:
         interval = self.options.full_reconcile_interval.total_seconds()
         full = last_full is None or now.timestamp() - last_full >= interval
         setup = self._account_setup(again=full)
+        first_start, first_cycle = self._first_start(now, setup)
         read = self._read(setup, self._load_cache(), now, full, last_full)
         plan = self._plan(read, setup, now, full)
         self._tracked = read.tracked
@@ -260,7 +268,17 @@ class SyncCycle:
             plan.states,
             lambda lead_id: read.tracked[lead_id].lead,
             self.options.tasks,
+            first_start,
         )
+        withheld = tuple(past_breaches(plan.states, first_start, self.options.tasks))
+        if first_cycle and withheld:
+            log.warning(
+                "past_breaches",
+                count=len(withheld),
+                lead_ids=list(withheld),
+                first_start=first_start.isoformat(),
+                tasks="none: breached before the worker's first start on the account",
+            )
         if plan.ledger is not None:
             task_plans += plan.ledger.tasks
         written = failed = tasks_created = companies_written = 0
@@ -302,7 +320,27 @@ class SyncCycle:
             states=plan.states,
             companies_written=companies_written,
             ledger=plan.ledger,
+            first_start=first_start,
+            past_breaches=withheld,
         )
+
+    def _first_start(self, now: datetime, setup: AccountSetup) -> tuple[datetime, bool]:
+        """The worker's first start on the account, and whether this cycle is the first."""
+        recorded = self.store.first_start()
+        status_field = setup.fields.ids.get(SlaField.STATUS)
+        found = first_start(
+            pinned=self.options.first_start,
+            recorded=None if recorded is None else datetime.fromtimestamp(recorded, UTC),
+            recover=lambda: (
+                None
+                if status_field is None
+                else earliest_change(self.client, f"custom_field_{status_field}_value_changed", now)
+            ),
+            now=now,
+        )
+        if recorded is None and not self.dry_run:
+            self.store.keep_first_start(int(found.at.timestamp()))
+        return found.at, found.is_this_cycle
 
     def _report(
         self,

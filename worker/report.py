@@ -79,6 +79,16 @@ def print_plan(
     print(f"{len(report.tasks)} task(s) due (created once; see the ledger):", file=out)
     for text in table(["on", "clock", "user", "text"], task_rows):
         print(text, file=out)
+    if report.past_breaches and report.first_start is not None:
+        since = report.first_start.astimezone(policy.zone).strftime("%d.%m.%Y %H:%M")
+        ids = ", ".join(str(lead_id) for lead_id in report.past_breaches)
+        print(file=out)
+        print(
+            f"{len(report.past_breaches)} request(s) breached before the worker's first start "
+            f"on the account ({since}): their fields show it, no task (SLA_PAST_BREACH_TASKS "
+            f"asks for one): {ids}",
+            file=out,
+        )
 
 
 SHOWN_FIELDS: tuple[SlaField, ...] = (

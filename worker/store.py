@@ -9,7 +9,8 @@ they age out of the buffer, so a lead that comes back (reopened, restored) finds
 its whole history, and one whose history the buffer no longer covers is read again
 from amoCRM.
 
-**The record** (the task ledger) says which breach tasks the worker created. amoCRM
+**The record** (the task ledger, and the instant of the worker's first start on the
+account) says which breach tasks the worker created. amoCRM
 holds the tasks, so the worker can find its own again by their marker when the record
 is lost, with one exception it cannot see: a task an agent *deleted* in amoCRM leaves
 no trace, and without the record it is created once more.
@@ -66,6 +67,10 @@ CREATE TABLE IF NOT EXISTS companies (
 _CACHE_TABLES = ("meta", "leads", "events", "requests", "time_notes", "companies")
 
 _RECORD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS record_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS task_record (
     entity TEXT NOT NULL,
     entity_id INTEGER NOT NULL,
@@ -193,6 +198,23 @@ class StateStore:
 
     def set_int(self, key: str, value: int) -> None:
         self.set_meta(key, str(value))
+
+    # --- the record: the first start ---------------------------------------------------------
+    def first_start(self) -> int | None:
+        """When the worker first ran a cycle on this state (Unix seconds), kept with the
+        record so that a rebuilt cache does not move it."""
+        row = self._db.execute("SELECT value FROM record_meta WHERE key = 'first_start'").fetchone()
+        return None if row is None else int(row[0])
+
+    def keep_first_start(self, at: int) -> int:
+        """Record ``at`` as the first start unless one is recorded; return the one kept."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO record_meta (key, value) VALUES ('first_start', ?)",
+                (str(at),),
+            )
+        kept = self.first_start()
+        return at if kept is None else kept
 
     # --- the cache: leads ------------------------------------------------------------------
     def save_leads(self, leads: Iterable[StoredLead]) -> None:

@@ -13,6 +13,10 @@ directory:
 The marker is a short line such as ``[SLA: реакция]``; agents see it as a label,
 and it lets the worker recognise its own tasks whatever the text template says.
 
+Tasks are for breaches that happen while the worker runs (spec §5): a breach whose
+deadline passed before the worker's first start on the account gets its fields and no
+task, unless ``past_breach_age`` asks for those younger than an age (or all of them).
+
 A task amoCRM refuses (an unknown responsible user, a task type the account lacks) is
 left out of its batch like a rejected field write: it is logged with its lead, marked
 rejected in the ledger and tried again after ``retry_rejected_after``; the other tasks
@@ -59,6 +63,9 @@ class TaskOptions:
     due_after: timedelta = timedelta(hours=1)
     supervisor_user_id: int | None = None
     retry_rejected_after: timedelta = timedelta(hours=1)
+    # Breaches older than the first start get a task when at most this old at that start:
+    # zero (the default) gives none, None gives all.
+    past_breach_age: timedelta | None = timedelta(0)
     display_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
 
 
@@ -80,18 +87,63 @@ class TaskPlan:
         return self.text.rsplit("\n", 1)[-1]
 
 
+def is_news(due: datetime, first_start: datetime | None, options: TaskOptions) -> bool:
+    """Whether a breach of a clock due at ``due`` gets a task: it happened after the first
+    start, or the admin asked for past breaches of its age."""
+    if first_start is None or due >= first_start or options.past_breach_age is None:
+        return True
+    return first_start - due <= options.past_breach_age
+
+
+def past_breaches(
+    states: Mapping[int, SlaState], first_start: datetime | None, options: TaskOptions
+) -> list[int]:
+    """The leads whose due breach task is withheld as older than the first start."""
+    return [
+        lead_id
+        for lead_id, state in sorted(states.items())
+        if any(
+            due is not None and not is_news(due, first_start, options)
+            for due in _task_dues(state, options)
+        )
+    ]
+
+
+def _task_dues(state: SlaState, options: TaskOptions) -> list[datetime | None]:
+    dues: list[datetime | None] = []
+    if state.reaction_task_due:
+        dues.append(state.reaction.due)
+    if options.supervisor_user_id is not None and state.resolution_task_due:
+        dues.append(state.resolution.due)
+    return dues
+
+
 def plan_tasks(
-    states: Mapping[int, SlaState], lead_of: Callable[[int], Lead], options: TaskOptions
+    states: Mapping[int, SlaState],
+    lead_of: Callable[[int], Lead],
+    options: TaskOptions,
+    first_start: datetime | None = None,
 ) -> list[TaskPlan]:
     """The breach tasks the states call for (before the ledger is consulted).
 
     ``lead_of`` is asked only for the leads whose state has a task due, one at a time."""
     plans: list[TaskPlan] = []
     for lead_id, state in sorted(states.items()):
-        if not (state.reaction_task_due or state.resolution_task_due):
+        reaction = (
+            state.reaction_task_due
+            and state.reaction.due is not None
+            and is_news(state.reaction.due, first_start, options)
+        )
+        resolution = (
+            options.supervisor_user_id is not None
+            and state.resolution_task_due
+            and state.resolution.due is not None
+            and is_news(state.resolution.due, first_start, options)
+        )
+        if not (reaction or resolution):
             continue
         lead = lead_of(lead_id)
-        if state.reaction_task_due and state.reaction.due is not None:
+        if reaction and state.reaction.due is not None:
             plans.append(
                 TaskPlan(
                     lead_id,
@@ -103,7 +155,7 @@ def plan_tasks(
                 )
             )
         supervisor = options.supervisor_user_id
-        if supervisor is not None and state.resolution_task_due and state.resolution.due:
+        if resolution and supervisor is not None and state.resolution.due is not None:
             plans.append(
                 TaskPlan(
                     lead_id,
