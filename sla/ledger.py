@@ -54,6 +54,9 @@ __all__ = [
 DEFAULT_MARKER = "Время:"
 UNIT_SECONDS = 300  # seed 004 §5.2: the smallest unit of account is 5 minutes
 MAX_ENTRY_SECONDS = 24 * 3600
+# A package holds at least one unit of account and at most this many hours (about sixty
+# people's working month): more is a typing slip, not a package.
+MAX_PACKAGE_HOURS = 10_000
 
 
 def _utc(moment: datetime) -> datetime:
@@ -144,7 +147,7 @@ def _read_entry(rest: str) -> tuple[int, str] | str:
     if tail and tail[0] not in _DASHES:
         return f"cannot read «{tail}»; write «Время: 1 ч 30 мин — what was done»"
     seconds = int(amount.to_integral_value(rounding=ROUND_CEILING))
-    if not 0 < seconds <= MAX_ENTRY_SECONDS:
+    if amount < 1 or seconds > MAX_ENTRY_SECONDS:  # under a second is a zero in effect
         return "a duration must be more than zero and at most 24 hours"
     return seconds, tail[1:].strip()
 
@@ -171,12 +174,34 @@ def parse_time_note(text: str, *, marker: str = DEFAULT_MARKER) -> Duration | Un
     whole = re.escape(want) + (_NOT_LETTER if want[-1:].isalnum() else "")
     start = re.match(whole, lines[0], re.IGNORECASE) if lines and want else None
     if start is None:
-        return None
+        return _marker_misspelled(lines[0] if lines else "", want)
+    first = _shortened(lines[0].strip())
     read = _read_entry(lines[0][start.end() :].strip())
     if isinstance(read, str):
-        return Unreadable(f"«{_shortened(lines[0].strip())}»: {read}")
+        return Unreadable(f"«{first}»: {read}")
+    again = [line for line in lines[1:] if re.match(whole, line.strip(), re.IGNORECASE)]
+    if again:
+        return Unreadable(
+            f"«{first}» and «{_shortened(again[0].strip())}»: one «{want}» line per note; "
+            "log each amount in a note of its own"
+        )
     seconds, what = read
     return Duration(seconds=seconds, what=what)
+
+
+def _marker_misspelled(line: str, marker: str) -> Unreadable | None:
+    """A first line that is the marker's word without its punctuation right after it, and
+    then a duration (``Время : 25 мин``, ``Время 25 мин``): a time entry mistyped."""
+    word = marker.rstrip(":：-—–. ")
+    if not word or word == marker:
+        return None
+    shape = re.match(re.escape(word) + _NOT_LETTER + r"\s*[:：]?\s*", line.strip(), re.IGNORECASE)
+    if shape is None or _amount(line.strip()[shape.end() :]) is None:
+        return None
+    return Unreadable(
+        f"«{_shortened(line.strip())}»: write «{marker}» with nothing between the word and "
+        f"«{marker[len(word) :]}», e.g. «{marker} 25 мин»"
+    )
 
 
 @dataclass(frozen=True)
@@ -223,8 +248,14 @@ class Package:
     paid_on: date
 
     def __post_init__(self) -> None:
-        if not self.hours.is_finite() or self.hours <= 0:
-            raise ValueError(f"a package has more than zero hours, not {self.hours}")
+        if not self.hours.is_finite() or self.hours * 3600 < UNIT_SECONDS:
+            raise ValueError(
+                f"a package holds at least one {UNIT_SECONDS // 60}-minute unit, not {self.hours} h"
+            )
+        if self.hours > MAX_PACKAGE_HOURS:
+            raise ValueError(
+                f"a package holds at most {MAX_PACKAGE_HOURS:,} hours, not {self.hours} h"
+            )
         if isinstance(self.paid_on, datetime):
             raise ValueError(f"paid_on is a date, not a datetime: {self.paid_on!r}")
 

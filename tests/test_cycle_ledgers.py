@@ -576,3 +576,39 @@ def test_the_company_a_request_left_is_written_even_when_its_first_write_fails(
 
     assert company_fields(world, moved.first)["Пакет: израсходовано, мин"] == 0
     assert company_fields(world, moved.second)["Пакет: израсходовано, мин"] == 30
+
+
+@pytest.mark.parametrize(
+    ("hours", "problem"),
+    [
+        ("0,001", "at least one 5-minute unit"),
+        ("100000000000000000000", "at most 10,000 hours"),
+        ("десять", "not a number of hours and a date"),
+    ],
+)
+def test_a_package_too_small_or_too_large_to_be_real_is_named_not_tracked(
+    hours: str, problem: str
+) -> None:
+    from amo_client.models import Company
+    from worker.fields import CompanyField, CompanyFieldMap
+    from worker.ledgers import package_of
+
+    fields = CompanyFieldMap(
+        ids={CompanyField.PACKAGE_HOURS: 1, CompanyField.PACKAGE_PAID: 2}, status_enum_ids={}
+    )
+    company = Company.model_validate(
+        {
+            "id": 40000001,
+            "name": "ООО Ромашка",
+            "custom_fields_values": [
+                {"field_id": 1, "values": [{"value": hours}]},
+                {"field_id": 2, "values": [{"value": 1761944400}]},
+            ],
+        }
+    )
+
+    found = package_of(company, fields, MOSCOW)
+
+    assert isinstance(found, str)
+    assert problem in found
+    assert "the package is not tracked" in found

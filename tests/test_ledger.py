@@ -65,7 +65,7 @@ READABLE = [
     pytest.param("Время: 0,5 мин", 30, "", id="half-a-minute"),
     pytest.param("  время :", None, None, id="space-before-colon-is-no-marker"),
     pytest.param("   ВРЕМЯ:   25 МИН   —   что-то  ", 1500, "что-то", id="case-and-spaces"),
-    pytest.param("\n Время: 25 мин\nВремя: 5 ч", 1500, "", id="only-the-first-line"),
+    pytest.param("\n Время: 25 мин\nвторая строка", 1500, "", id="only-the-first-line"),
     pytest.param("Время: 10 мин — a — b", 600, "a — b", id="first-dash-separates"),
 ]  # fmt: skip
 
@@ -78,7 +78,7 @@ def test_time_note_examples(text: str, seconds: int | None, what: str | None) ->
 
 @pytest.mark.parametrize(
     "text",
-    ["Звонок клиенту", "Время 25 мин", "Итого. Время: 25 мин", "", "   ",
+    ["Звонок клиенту", "Время встречи", "Итого. Время: 25 мин", "", "   ",
      "Заметка\nВремя: 25 мин", "Временно: 25 мин"],
 )  # fmt: skip
 def test_notes_without_the_marker_on_the_first_line_are_not_entries(text: str) -> None:
@@ -104,7 +104,16 @@ UNREADABLE = [
     pytest.param("Время: 1:75", "cannot read «:75»", id="bad-clock"),
     pytest.param("Время: ２５ мин", "no duration", id="full-width-digits"),
     pytest.param("Время: ١٢", "no duration", id="arabic-indic-digits"),
+    pytest.param("Время: 0,0001", "more than zero", id="under-a-second"),
+    pytest.param("Время : 25 мин", "nothing between the word and «:»", id="space-before-colon"),
+    pytest.param("Время 25 мин", "nothing between the word and «:»", id="no-colon"),
+    pytest.param("Время: 25 мин\nВремя: 2 ч", "one «Время:» line per note", id="second-marker-line"),
 ]  # fmt: skip
+
+
+def test_a_note_that_only_starts_with_the_markers_word_is_no_time_entry() -> None:
+    assert parse_time_note("Время встречи перенесли на среду") is None
+    assert parse_time_note("Временно отключили интеграцию: 25 мин простоя") is None
 
 
 @pytest.mark.parametrize(("text", "fragment"), UNREADABLE)
@@ -112,7 +121,7 @@ def test_unreadable_time_notes(text: str, fragment: str) -> None:
     found = parse_time_note(text)
     assert isinstance(found, Unreadable)
     assert fragment in found.problem
-    assert found.problem.startswith(f"«{text.strip()}»")
+    assert found.problem.startswith(f"«{text.strip().splitlines()[0]}»")
 
 
 def test_an_unreadable_long_line_is_quoted_short() -> None:
@@ -201,8 +210,13 @@ def test_package_minutes_and_bad_packages() -> None:
     assert Package(Decimal("2.5"), date(2025, 1, 1)).minutes == 150
     assert Package(Decimal(10), date(2025, 1, 1)).minutes == 600
     assert Package(Decimal("0.33"), date(2025, 1, 1)).minutes == 20
-    for hours in (Decimal(0), Decimal(-2), Decimal("NaN"), Decimal("Infinity")):
-        with pytest.raises(ValueError, match="more than zero hours"):
+    assert Package(Decimal(1) / 12, date(2025, 1, 1)).minutes == 5  # one unit of account
+    assert Package(Decimal(10_000), date(2025, 1, 1)).minutes == 600_000
+    for hours in (Decimal(0), Decimal(-2), Decimal("NaN"), Decimal("Infinity"), Decimal("0.001")):
+        with pytest.raises(ValueError, match="at least one 5-minute unit"):
+            Package(hours, date(2025, 1, 1))
+    for hours in (Decimal("10000.01"), Decimal("1E20")):
+        with pytest.raises(ValueError, match="at most 10,000 hours"):
             Package(hours, date(2025, 1, 1))
 
 

@@ -468,12 +468,15 @@ def package_of(company: Company, fields: CompanyFieldMap, zone: ZoneInfo) -> Pac
     try:
         hours = Decimal(str(hours_raw).replace(",", ".").strip())
         paid_on = _date(paid_raw, zone)
-        return Package(hours=hours, paid_on=paid_on)
     except (InvalidOperation, ValueError, TypeError, OverflowError, OSError):
         return (
             f"package fields «Пакет: часов» = {hours_raw!r}, «Пакет: оплачен» = {paid_raw!r} "
             "are not a number of hours and a date; the package is not tracked"
         )
+    try:
+        return Package(hours=hours, paid_on=paid_on)
+    except ValueError as error:
+        return f"package field «Пакет: часов» = {hours_raw!r}: {error}; the package is not tracked"
 
 
 def _first(values: CustomFieldValues | None) -> object:
