@@ -107,7 +107,7 @@ UNREADABLE = [
     pytest.param("Время: 0,0001", "more than zero", id="under-a-second"),
     pytest.param("Время : 25 мин", "nothing between the word and «:»", id="space-before-colon"),
     pytest.param("Время 25 мин", "nothing between the word and «:»", id="no-colon"),
-    pytest.param("Время: 25 мин\nВремя: 2 ч", "one «Время:» line per note", id="second-marker-line"),
+    pytest.param("Время: 25 мин\nВремя: 2 ч", "one «Время:» line per note", id="second-line"),
 ]  # fmt: skip
 
 
