@@ -371,12 +371,14 @@ class AmoClient:
         order: tuple[str, str] = ("id", "asc"),
         with_: Iterable[str] = (),
         on_invalid: InvalidHandler | None = None,
+        by_update: bool = False,
+        confirm_empty: bool = False,
     ) -> Iterator[Lead]:
         """Leads matching every given filter.
 
-        The default order is by id: offset paging over live data is stable under
-        updates only when the order key never changes (a lead updated mid-read would
-        otherwise move to the end and push another one past the page boundary).
+        By offset pages in ``order`` (by id unless asked otherwise), or with ``by_update``
+        page after page by ``updated_at`` (:meth:`_by_update`), which a lead leaving the
+        filter mid-read (closed, moved, deleted) cannot make skip another.
         """
         params: dict[str, Any] = {"limit": LEADS_PAGE, f"order[{order[0]}]": order[1]}
         if pipeline_id is not None:
@@ -399,6 +401,17 @@ class AmoClient:
                 params[f"filter[id][{index}]"] = lead_id
         if with_:
             params["with"] = ",".join(with_)
+        if by_update:
+            del params[f"order[{order[0]}]"]
+            return self._by_update(
+                "/api/v4/leads",
+                params,
+                "leads",
+                Lead,
+                kind="lead",
+                on_invalid=on_invalid,
+                confirm_empty=confirm_empty,
+            )
         return self._paged(
             "/api/v4/leads", params, "leads", Lead, kind="lead", on_invalid=on_invalid
         )
@@ -429,6 +442,16 @@ class AmoClient:
             params = dict(base)
             for index, company_id in enumerate(chunk or ()):
                 params[f"filter[id][{index}]"] = company_id
+            if chunk is None and updated_from is not None:  # a read that could shift
+                yield from self._by_update(
+                    "/api/v4/companies",
+                    params,
+                    "companies",
+                    Company,
+                    kind="company",
+                    on_invalid=on_invalid,
+                )
+                continue
             yield from self._paged(
                 "/api/v4/companies",
                 params,
@@ -592,9 +615,9 @@ class AmoClient:
         read by ``updated_at``, which an edit moves too. Every given filter is applied again
         to what comes back, since amoCRM may ignore a filter and answer with everything.
         ``entity_ids`` and ``ids`` of any length are sent ``IDS_PER_REQUEST`` at a time,
-        each chunk in ``order``. Paging is by offset: a note edited during a read by
-        ``updated_at`` moves to the end and can push another past a page boundary, so a
-        reader keeping a cursor starts its next read at the last ``updated_at`` it saw.
+        each chunk in ``order``. A read from ``updated_from`` in ``updated_at`` order pages
+        by ``updated_at`` itself (:meth:`_by_update`): a note edited mid-read comes again
+        later and pushes no other past a page boundary. Other reads page by offset.
         """
         base: dict[str, Any] = {"limit": NOTES_PAGE, f"order[{order[0]}]": order[1]}
         if updated_from is not None:
@@ -637,7 +660,12 @@ class AmoClient:
                     params[f"filter[entity_id][{index}]"] = entity_id
                 for index, note_id in enumerate(id_chunk or ()):
                     params[f"filter[id][{index}]"] = note_id
-                notes = self._paged(
+                read = (
+                    self._by_update
+                    if order == ("updated_at", "asc") and updated_from is not None
+                    else self._paged
+                )
+                notes = read(
                     f"/api/v4/{entity}/notes",
                     params,
                     "notes",
@@ -685,6 +713,84 @@ class AmoClient:
                     report(InvalidItem(kind, _raw_id(item), _problem(error)))
             url = _next_link(body)
             query = None  # the next link carries the whole query
+
+    def _by_update(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        key: str,
+        model: type[M],
+        *,
+        kind: str,
+        on_invalid: InvalidHandler | None,
+        confirm_empty: bool = False,
+    ) -> Iterator[M]:
+        """Every valid item, read in ``updated_at`` order page after page by ``updated_at``
+        itself (keyset), never by offset, so an item that leaves the filter mid-read shifts
+        nothing past a page boundary; one updated mid-read comes again later, newer.
+
+        Each page asks ``filter[updated_at][from]`` = the newest ``updated_at`` seen so far
+        (amoCRM's ``from`` includes it), so a second split between two pages is read whole;
+        what comes twice is yielded once per (id, ``updated_at``). A page of one second only
+        (more items share it than a page holds) is read by offset within that second, again
+        until a read of it brings nothing new. An empty answer (204 or no items) after a
+        page that promised more is asked again once before it is taken as the end, and so is
+        an empty first answer when ``confirm_empty``: absence is not evidence.
+        """
+        report = on_invalid if on_invalid is not None else _log_invalid
+        read = _page_reader(key)
+        base = {k: v for k, v in params.items() if k != "filter[updated_at][from]"}
+        base["order[updated_at]"] = "asc"
+        low: int | None = params.get("filter[updated_at][from]")
+        yielded: set[tuple[int, int]] = set()
+        expect_more = confirm_empty
+
+        def page(query: Mapping[str, Any] | None, url: str = path) -> tuple[list[M], str | None]:
+            body = self._call("GET", url, params=query, read=read)
+            if body is not None and not body["_embedded"][key] and expect_more:
+                body = None  # an empty page where more was promised: asked again below
+            if body is None and expect_more:
+                body = self._call("GET", url, params=query, read=read)
+            if body is None:
+                return [], None
+            items: list[M] = []
+            for item in body["_embedded"][key]:
+                try:
+                    items.append(model.model_validate(item))
+                except ValidationError as error:
+                    report(InvalidItem(kind, _raw_id(item), _problem(error)))
+            return items, _next_link(body)
+
+        def fresh(items: list[M]) -> Iterator[M]:
+            for item in items:
+                stamp = (int(getattr(item, "id", 0)), _updated(item))
+                if stamp not in yielded:
+                    yielded.add(stamp)
+                    yield item
+
+        while True:
+            query = dict(base) if low is None else {**base, "filter[updated_at][from]": low}
+            items, more = page(query)
+            yield from fresh(items)
+            if not items or more is None:
+                return
+            top = max(_updated(item) for item in items)
+            if low is None or top > low:
+                low, expect_more = top, True
+                continue
+            # A whole page of one second: read that second by offset until nothing is new.
+            window = {**base, "filter[updated_at][from]": low, "filter[updated_at][to]": low}
+            while True:
+                before = len(yielded)
+                url: str | None = path
+                query_of: Mapping[str, Any] | None = window
+                while url is not None:
+                    items, url = page(query_of, url)
+                    query_of = None
+                    yield from fresh(items)
+                if len(yielded) == before:
+                    break
+            low = low + 1
 
     def _write(
         self, method: str, path: str, items: Sequence[Any], key: str, *, exact: bool = True
@@ -1000,6 +1106,12 @@ def _log_invalid(invalid: InvalidItem) -> None:
 def _excerpt(response: httpx.Response) -> str:
     text = response.content[: EXCERPT_LENGTH * 4].decode("utf-8", "replace")
     return " ".join(text.split())[:EXCERPT_LENGTH]
+
+
+def _updated(item: BaseModel) -> int:
+    """An item's ``updated_at`` in unix seconds (0 when it has none)."""
+    value = getattr(item, "updated_at", None)
+    return int(value.timestamp()) if isinstance(value, datetime) else 0
 
 
 def _next_link(body: Any) -> str | None:

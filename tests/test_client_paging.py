@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import httpx
@@ -11,7 +12,7 @@ import respx
 
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
-from amo_client.fake import FakeAmoCRM, PipelineRef
+from amo_client.fake import FakeAmoCRM, PageTurn, PipelineRef
 from tests.client_kit import BASE_URL, FakeClock, long_lived_client
 
 
@@ -228,3 +229,105 @@ def test_a_lead_by_id_and_the_account_parse_into_models(
     account = amo.account()
     assert account.timezone == "Europe/Moscow"
     assert [p.name for p in amo.pipelines()] == ["Поддержка"]
+
+
+# ---------------------------------------------------------------- reads that cannot skip
+
+
+def test_a_read_by_update_skips_no_lead_when_one_already_read_leaves_the_filter(
+    fake: FakeAmoCRM, amo: AmoClient, support: PipelineRef, clock: FakeClock
+) -> None:
+    ids = [
+        fake.add_lead(f"Обращение {n}", pipeline_id=support.id, created_at=clock.time() - 900 + n)
+        for n in range(600)
+    ]
+    open_ = [support.status("Новое")]
+    turns: list[PageTurn] = []
+
+    def close_the_first(turn: PageTurn) -> None:
+        turns.append(turn)
+        if len(turns) == 2:
+            fake.move_lead(ids[0], 142, by_user=fake.api_user_id)
+
+    fake.on_read(close_the_first)
+    read = [
+        lead.id for lead in amo.iter_leads(pipeline_id=support.id, status_ids=open_, by_update=True)
+    ]
+    fake.on_read(None)
+
+    assert set(ids[1:]) <= set(read)
+    assert len(read) == len(set(read))
+    assert len(turns) == 3  # 600 leads: three pages of 250, none twice
+
+
+def test_by_offset_the_same_change_skips_a_lead(
+    fake: FakeAmoCRM, amo: AmoClient, support: PipelineRef, clock: FakeClock
+) -> None:
+    """What the read by update exists for: amoCRM's offset pages shift."""
+    ids = [
+        fake.add_lead(f"Обращение {n}", pipeline_id=support.id, created_at=clock.time() - 900 + n)
+        for n in range(300)
+    ]
+    fake.on_page(lambda turn: fake.move_lead(ids[0], 142, by_user=fake.api_user_id))
+    read = {
+        lead.id
+        for lead in amo.iter_leads(pipeline_id=support.id, status_ids=[support.status("Новое")])
+    }
+    fake.on_page(None)
+
+    assert ids[250] not in read
+
+
+def test_a_read_by_update_sees_a_note_edited_mid_read_and_skips_none(
+    fake: FakeAmoCRM, amo: AmoClient, support: PipelineRef, clock: FakeClock
+) -> None:
+    lead_id = fake.add_lead("Обращение", pipeline_id=support.id)
+    start = clock.time() - 1000
+    notes = [
+        fake.add_note(lead_id, f"Время: {n + 1} мин", created_by=fake.api_user_id, at=start + n)
+        for n in range(300)
+    ]
+    turns: list[PageTurn] = []
+
+    def edit_the_first(turn: PageTurn) -> None:
+        turns.append(turn)
+        if len(turns) == 2:
+            fake.edit_note(notes[0], "Время: 2 ч", by=fake.api_user_id)
+
+    fake.on_read(edit_the_first)
+    read = list(amo.iter_notes("leads", updated_from=datetime.fromtimestamp(start - 1, UTC)))
+    fake.on_read(None)
+
+    assert {note.id for note in read} == set(notes)
+    (edited,) = [note for note in read if note.id == notes[0] and "2 ч" in str(note.params)]
+    assert edited.updated_at > read[1].updated_at
+
+
+def test_more_leads_in_one_second_than_a_page_holds_are_all_read(
+    fake: FakeAmoCRM, amo: AmoClient, support: PipelineRef, clock: FakeClock
+) -> None:
+    moment = clock.time() - 60
+    ids = [
+        fake.add_lead(f"Обращение {n}", pipeline_id=support.id, created_at=moment)
+        for n in range(620)
+    ]
+
+    read = [lead.id for lead in amo.iter_leads(pipeline_id=support.id, by_update=True)]
+
+    assert sorted(read) == sorted(ids)
+
+
+def test_an_empty_first_answer_is_asked_again_when_the_read_must_not_take_absence(
+    fake: FakeAmoCRM, amo: AmoClient, support: PipelineRef
+) -> None:
+    lead_id = fake.add_lead("Обращение", pipeline_id=support.id)
+    fake.odd_answer_next("no_content", path="/api/v4/leads")
+    plain = [lead.id for lead in amo.iter_leads(pipeline_id=support.id, by_update=True)]
+    fake.odd_answer_next("no_content", path="/api/v4/leads")
+    confirmed = [
+        lead.id
+        for lead in amo.iter_leads(pipeline_id=support.id, by_update=True, confirm_empty=True)
+    ]
+
+    assert plain == []  # a quiet cycle's read pays for no second question
+    assert confirmed == [lead_id]

@@ -141,13 +141,18 @@ def test_a_lead_closed_between_two_pages_of_a_full_read_costs_no_other_lead(
     run_at(cycle, world, at(5, 12, 30))  # reads its own writes back
     assert cycle.tracked_lead(ids[250]) is not None
 
-    def close_one_already_read(turn: PageTurn) -> None:
-        if turn.path == "/api/v4/leads" and turn.page == 2:
-            world.fake.move_lead(ids[0], WON, by_user=anna)
-            world.fake.on_page(None)
+    lead_reads: list[PageTurn] = []
 
-    world.fake.on_page(close_one_already_read)
+    def close_one_already_read(turn: PageTurn) -> None:
+        if turn.path == "/api/v4/leads":
+            lead_reads.append(turn)
+        if len(lead_reads) == 2:  # between the first two pages of the full read
+            world.fake.move_lead(ids[0], WON, by_user=anna)
+            world.fake.on_read(None)
+
+    world.fake.on_read(close_one_already_read)
     run_at(cycle, world, at(5, 13, 1))  # the hourly full reconcile
+    assert len(lead_reads) == 2
     # An agent calls the customer back: an event, which leaves the lead's updated_at alone.
     world.fake.add_event(ids[250], "outgoing_call", created_by=anna, at=at(5, 13, 10))
     run_at(cycle, world, at(5, 13, 15))
@@ -415,3 +420,92 @@ def test_an_acceptance_begun_in_the_second_the_last_one_was_noted_gets_its_own_n
 
 def utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
+
+
+def test_a_lead_closed_between_two_pages_of_the_first_read_costs_no_other_lead(
+    tmp_path: Path,
+) -> None:
+    world = build_world(seed=False)
+    anna = world.agents[0]
+    ids = [
+        world.fake.add_lead(
+            f"Обращение {n}",
+            pipeline_id=world.support.id,
+            tags=["По факту"],
+            created_at=at(5, 9, 0) + n,
+            responsible_user_id=anna,
+        )
+        for n in range(300)
+    ]
+    turns: list[PageTurn] = []
+
+    def close_one_already_read(turn: PageTurn) -> None:
+        if turn.path == "/api/v4/leads":
+            turns.append(turn)
+            if len(turns) == 2:  # between the first two pages of the read
+                world.fake.move_lead(ids[0], WON, by_user=anna)
+
+    world.fake.on_read(close_one_already_read)
+    cycle = hourly_cycle(world, tmp_path)
+    run_at(cycle, world, at(5, 12, 0))  # the first start: nothing is tracked yet
+    world.fake.on_read(None)
+
+    assert len(turns) >= 2, "the change came between two pages of the read"
+    for lead_id in ids[1:]:
+        assert cycle.tracked_lead(lead_id) is not None, lead_id
+        assert matches_engine(world, lead_id, world.now()), lead_id
+
+
+def test_an_empty_answer_in_the_middle_of_the_first_read_is_asked_again(tmp_path: Path) -> None:
+    world = build_world(seed=False)
+    ids = [
+        world.fake.add_lead(
+            f"Обращение {n}",
+            pipeline_id=world.support.id,
+            tags=["По факту"],
+            created_at=at(5, 9, 0) + n,
+            responsible_user_id=world.agents[0],
+        )
+        for n in range(300)
+    ]
+    seen: list[PageTurn] = []
+
+    def empty_second_page(turn: PageTurn) -> None:
+        if turn.path == "/api/v4/leads":
+            seen.append(turn)
+            if len(seen) == 1:  # the answer to the second page will be a 204
+                world.fake.odd_answer_next("no_content", path="/api/v4/leads")
+
+    world.fake.on_read(empty_second_page)
+    cycle = hourly_cycle(world, tmp_path)
+    run_at(cycle, world, at(5, 12, 0))
+    world.fake.on_read(None)
+
+    assert all(cycle.tracked_lead(lead_id) is not None for lead_id in ids)
+
+
+def test_a_move_is_not_made_on_a_lead_an_agent_moved_after_it_was_read(
+    tmp_path: Path, logs: Logs
+) -> None:
+    from worker.writes import PlannedWrite, apply_writes
+
+    world = build_world()
+    lead_id = world.leads["priority_acceptance"]
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    assert cycle.setup is not None
+    acceptance = world.support.status(STAGES[3])
+    world.fake.move_lead(lead_id, WON, by_user=world.agents[0])  # the agent closes it first
+
+    import threading
+
+    outcome = apply_writes(
+        world.client,
+        [PlannedWrite(lead_id, "x", {}, WON, None, acceptance)],
+        cycle.setup.fields,
+        threading.Event(),
+    )
+
+    assert outcome.written == ()
+    assert accepted_notes(world, lead_id) == 0
+    assert [e["lead_id"] for e in logs if e["event"] == "move_skipped"] == [lead_id]

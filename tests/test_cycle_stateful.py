@@ -438,15 +438,16 @@ class CycleMachine(RuleBasedStateMachine):
         self.run_clean()
 
     @precondition(lambda self: self.requests)
-    @rule(index=st.integers(0, 50), create=st.booleans(), turn=st.integers(2, 4))
+    @rule(index=st.integers(0, 50), create=st.booleans(), turn=st.integers(1, 12))
     def run_cycle_while_pages_turn(self, index: int, create: bool, turn: int) -> None:
-        """A lead is closed or created while the cycle reads page ``turn`` of some list."""
+        """A lead is closed or created just before the cycle's ``turn``-th read request,
+        between two pages of whichever read it falls in."""
         fake = self.world.fake
 
         def churn(page: PageTurn) -> None:
-            if page.page != turn:
+            if page.seq != turn:
                 return
-            fake.on_page(None)
+            fake.on_read(None)
             if create:
                 self.create_request(("Приоритет",), by_robot=True)
                 return
@@ -456,11 +457,11 @@ class CycleMachine(RuleBasedStateMachine):
 
         now = self.world.now()
         self.note_breaches(now)
-        fake.on_page(churn)
+        fake.on_read(churn)
         try:
             self.cycle.run(now)
         finally:
-            fake.on_page(None)
+            fake.on_read(None)
             self.note_full()
 
     @rule(

@@ -50,6 +50,7 @@ WORKER_EVENTS = frozenset(
         "api_rate_limited",
         "api_blocked",
         "past_breaches",
+        "move_skipped",
         "first_start_recovered",
     }
 )

@@ -493,7 +493,14 @@ class SyncCycle:
                     else None
                 )
                 writes.append(
-                    PlannedWrite(lead_id, computed.names[lead_id], values, move_to, since)
+                    PlannedWrite(
+                        lead_id,
+                        computed.names[lead_id],
+                        values,
+                        move_to,
+                        since,
+                        read.tracked[lead_id].status_id if move_to is not None else None,
+                    )
                 )
         planned = {w.lead_id for w in writes}
         horizon = now - self.options.closed_retention

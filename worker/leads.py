@@ -74,6 +74,8 @@ def read_leads(
                 pipeline_id=setup.pipeline_id,
                 status_ids=setup.open_status_ids,
                 on_invalid=reader.invalid,
+                by_update=True,
+                confirm_empty=True,
             ),
             lambda lead: lead.status_id in setup.open_status_ids,
         )
@@ -86,6 +88,7 @@ def read_leads(
                 status_ids=(WON, LOST),
                 updated_from=horizon,
                 on_invalid=reader.invalid,
+                by_update=True,
             ),
             lambda lead: lead.status_id in (WON, LOST) and lead.updated_at >= horizon,
         )
@@ -93,7 +96,10 @@ def read_leads(
         since = datetime.fromtimestamp(cursor, UTC) - options.overlap
         reader.take(
             client.iter_leads(
-                pipeline_id=setup.pipeline_id, updated_from=since, on_invalid=reader.invalid
+                pipeline_id=setup.pipeline_id,
+                updated_from=since,
+                on_invalid=reader.invalid,
+                by_update=True,
             ),
             lambda lead: lead.updated_at >= since,
         )

@@ -52,6 +52,9 @@ class PlannedWrite:
     # For a move out of acceptance: when the lead entered it. Only a note made since then is
     # this acceptance's note (a request accepted twice gets two).
     since: datetime | None = None
+    # For a move: the stage the lead was read in. The move (and its note) is made only if
+    # amoCRM still has the lead there just before the write.
+    from_status_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def apply_writes(
     for start in range(0, len(writes), WRITE_BATCH):
         if stop.is_set():
             return WriteOutcome(tuple(written), failed, stopped=True)
-        batch = writes[start : start + WRITE_BATCH]
+        batch = _still_where_read(client, writes[start : start + WRITE_BATCH])
         moved = {w.lead_id: w.since for w in batch if w.status_id is not None}
         if moved:
             ensure_acceptance_notes(client, moved)
@@ -85,6 +88,28 @@ def apply_writes(
             _log_written(write, fields)
         written.extend(landed)
     return WriteOutcome(tuple(written), failed, stopped=False)
+
+
+def _still_where_read(client: AmoClient, batch: Sequence[PlannedWrite]) -> list[PlannedWrite]:
+    """The batch without the moves whose lead someone moved since it was read: a stage
+    move and its note are made on the lead as amoCRM has it now, never on a stale copy
+    (an agent who closes the request in the meantime gets no «accepted automatically»)."""
+    expected = {w.lead_id: w.from_status_id for w in batch if w.status_id is not None}
+    if not expected:
+        return list(batch)
+    now_in = {lead.id: lead.status_id for lead in client.iter_leads(ids=sorted(expected))}
+    moved_away = {
+        lead_id
+        for lead_id, status_id in expected.items()
+        if status_id is not None and now_in.get(lead_id) != status_id
+    }
+    for lead_id in sorted(moved_away):
+        log.info(
+            "move_skipped",
+            lead_id=lead_id,
+            problem="the lead left its stage after it was read; the next cycle reads it again",
+        )
+    return [w for w in batch if w.lead_id not in moved_away]
 
 
 def acceptance_note(since: datetime | None) -> str:

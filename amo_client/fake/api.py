@@ -188,11 +188,16 @@ class Api:
         return problem(404, f"Cannot {call.method} {call.path}")
 
     def _turn_page(self, call: Call) -> None:
-        hook = self.state._page_hook
-        if hook is None or call.method != "GET":
+        if call.method != "GET":
             return
         page = self._page_number(call)
-        if page > 1:
+        reads = self.state._read_hook
+        if reads is not None:
+            self.state._reads_since_hook += 1
+            seq = self.state._reads_since_hook
+            reads(PageTurn(call.path, page, urlencode(call.pairs), seq))
+        hook = self.state._page_hook
+        if hook is not None and page > 1:
             hook(PageTurn(call.path, page, urlencode(call.pairs)))
 
     # ------------------------------------------------------------------ paging helpers

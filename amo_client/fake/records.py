@@ -130,11 +130,13 @@ class Fault:
 
 @dataclass(frozen=True)
 class PageTurn:
-    """A request for page 2 or later of a list, as the ``on_page`` hook gets it before serving."""
+    """A read as the ``on_page`` hook (page 2 or later of a list) or the ``on_read`` hook
+    (every GET) gets it before serving; ``seq`` counts the GETs since ``on_read`` was set."""
 
     path: str
     page: int
     query: str
+    seq: int = 0
 
 
 @dataclass

@@ -151,6 +151,8 @@ class AccountState:
         self._events_by_entity: dict[tuple[str, int], list[StoredEvent]] = {}
         self._unindexed: list[StoredEvent] = []
         self._page_hook: Callable[[PageTurn], None] | None = None
+        self._read_hook: Callable[[PageTurn], None] | None = None
+        self._reads_since_hook = 0
         self._task_types: list[dict[str, Any]] = [
             {"id": 1, "name": "Связаться", "color": None, "icon_id": None, "code": "FOLLOW_UP"},
             {"id": 2, "name": "Встреча", "color": None, "icon_id": None, "code": "MEETING"},
@@ -1063,6 +1065,16 @@ class AccountState:
         """
         with self._lock:
             self._page_hook = callback
+
+    def on_read(self, callback: Callable[[PageTurn], None] | None) -> None:
+        """Call ``callback`` before serving every GET (None: stop calling), numbered from 1.
+
+        Like :meth:`on_page`, but between any two requests of a read, however the client
+        pages (by offset, or page after page by ``updated_at``, where every page is page 1).
+        """
+        with self._lock:
+            self._read_hook = callback
+            self._reads_since_hook = 0
 
     # ------------------------------------------------------------------ stages
 
