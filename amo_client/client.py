@@ -89,6 +89,7 @@ from amo_client.models import (
     Company,
     CreatedEntity,
     CustomField,
+    EntityRef,
     EntityUpdate,
     Event,
     Lead,
@@ -415,6 +416,21 @@ class AmoClient:
         return self._paged(
             "/api/v4/leads", params, "leads", Lead, kind="lead", on_invalid=on_invalid
         )
+
+    def deleted_lead_ids(self, ids: Iterable[int]) -> set[int]:
+        """Which of ``ids`` amoCRM's trash holds (``with=only_deleted``): the evidence that a
+        lead is gone, where a list that leaves it out is none."""
+        wanted = list(dict.fromkeys(ids))
+        found: set[int] = set()
+        for chunk in _chunks(wanted, IDS_PER_REQUEST):
+            params: dict[str, Any] = {"limit": LEADS_PAGE, "with": "only_deleted"}
+            for index, lead_id in enumerate(chunk):
+                params[f"filter[id][{index}]"] = lead_id
+            trashed = self._paged(
+                "/api/v4/leads", params, "leads", EntityRef, kind="lead", on_invalid=None
+            )
+            found.update(item.id for item in trashed if item.id in chunk)
+        return found
 
     def lead(self, lead_id: int, *, with_: Iterable[str] = ()) -> Lead | None:
         params = {"with": ",".join(with_)} if with_ else {}

@@ -266,8 +266,9 @@ class Settings(BaseSettings):
     sla_first_start: datetime | None = Field(
         None,
         description="When the worker first started on the account (ISO 8601 with an offset, "
-        "e.g. `2026-03-02T09:00:00+03:00`). The state keeps it on its own; set it to keep "
-        "that instant when the state directory is lost.",
+        "e.g. `2026-03-02T09:00:00+03:00`): breaches before it get no task. Unset, the state "
+        "keeps the first cycle's instant and a lost state finds it again in amoCRM; set, it "
+        "wins.",
     )
     sla_supervisor_user_id: int | None = Field(
         None,

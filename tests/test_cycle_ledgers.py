@@ -612,3 +612,16 @@ def test_a_package_too_small_or_too_large_to_be_real_is_named_not_tracked(
     assert isinstance(found, str)
     assert problem in found
     assert "the package is not tracked" in found
+
+
+def test_a_company_a_request_left_while_the_state_was_lost_holds_its_uses_no_more(
+    tmp_path: Path,
+) -> None:
+    moved = relinked_request(tmp_path / "state")
+    world = moved.world
+    # The state directory is lost; a new worker starts on the account after the relink.
+    cycle = ledger_cycle(world, tmp_path / "new-state", Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 15))
+
+    assert company_fields(world, moved.first)["Пакет: израсходовано, мин"] == 0
+    assert company_fields(world, moved.second)["Пакет: израсходовано, мин"] == 30

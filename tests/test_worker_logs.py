@@ -51,6 +51,7 @@ WORKER_EVENTS = frozenset(
         "api_blocked",
         "past_breaches",
         "move_skipped",
+        "lead_unconfirmed",
         "first_start_recovered",
     }
 )

@@ -54,7 +54,7 @@ from worker.events import (
     read_feed,
     read_histories,
 )
-from worker.fields import SlaField, Value, current_values, desired_values, differing
+from worker.fields import CompanyField, SlaField, Value, current_values, desired_values, differing
 from worker.first_start import earliest_change, first_start
 from worker.leads import LeadRead, LeadReadOptions, read_leads
 from worker.ledgers import (
@@ -564,6 +564,11 @@ class SyncCycle:
             full=full,
             options=options,
             check_stop=self._check_stop,
+            written_fields=[
+                field_id
+                for key in (CompanyField.PACKAGE_USED, CompanyField.QUOTAS)
+                if (field_id := setup.company_fields.id_of(key)) is not None
+            ],
         )
         apply_ledger(cache, ledger_read)
         plan = plan_ledgers(

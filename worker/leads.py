@@ -2,10 +2,11 @@
 
 amoCRM pages lists by offset over the result as it is at each page's request, so a
 lead that leaves the filter between two pages (closed, moved) shifts the next page
-and the lead after it is never returned. A full read therefore never takes absence
-for an answer: every tracked lead it did not see is asked for by id before it counts
-as gone, and a read that would drop more than a small share of the cache at once is
-refused as implausible.
+and the lead after it is never returned. Every read here therefore pages by
+``updated_at`` itself (``AmoClient.iter_leads(by_update=True)``), and a full read never
+takes absence for an answer: every tracked lead it did not see is asked for by id, and
+one that is still missing is gone only when amoCRM's trash holds it (or a
+``lead_deleted`` event names it, see ``worker/events.py``).
 
 Every filter is applied again on the answer: an account whose API filtering is off
 ignores them and sends every lead it has.
@@ -13,7 +14,7 @@ ignores them and sends every lead it has.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,10 +30,6 @@ from worker.setup import AccountSetup
 log = structlog.get_logger("worker.leads")
 
 IDS_PER_READ = 50
-# A full read may find at most this many tracked leads gone, or this share of the cache,
-# whichever is larger; beyond it the answer is suspect and nothing is forgotten.
-FORGET_FLOOR = 20
-FORGET_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -178,22 +175,22 @@ class _Reader:
                 self.client.iter_leads(ids=sorted(wanted), on_invalid=self.invalid), _among(wanted)
             )
         answered = set(self.leads) | self.elsewhere | self.unreadable
-        return _plausible(set(unseen) - answered, len(tracked))
+        return self._deleted(sorted(set(unseen) - answered))
+
+    def _deleted(self, silent: Sequence[int]) -> frozenset[int]:
+        """Of the leads no read returned, those amoCRM's trash holds; the others are kept:
+        absence is not evidence (an odd empty answer, a lead hidden from the token's user)."""
+        deleted = self.client.deleted_lead_ids(silent) if silent else set()
+        kept = [lead_id for lead_id in silent if lead_id not in deleted]
+        if kept:
+            log.warning(
+                "lead_unconfirmed",
+                lead_ids=kept,
+                problem="a full read and a read by id left these out, and the trash does not "
+                "hold them: kept as they were, asked again at the next full read",
+            )
+        return frozenset(deleted)
 
 
 def _among(ids: frozenset[int]) -> Callable[[Lead], bool]:
     return lambda lead: lead.id in ids
-
-
-def _plausible(gone: Collection[int], tracked: int) -> frozenset[int]:
-    limit = max(FORGET_FLOOR, int(tracked * FORGET_SHARE))
-    if len(gone) > limit:
-        log.warning(
-            "forget_refused",
-            leads=len(gone),
-            tracked=tracked,
-            limit=limit,
-            problem="a full read found too many tracked leads gone at once; keeping them",
-        )
-        return frozenset()
-    return frozenset(gone)

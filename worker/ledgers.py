@@ -479,6 +479,10 @@ def package_of(company: Company, fields: CompanyFieldMap, zone: ZoneInfo) -> Pac
         return f"package field «Пакет: часов» = {hours_raw!r}: {error}; the package is not tracked"
 
 
+def _holds_values(company: Company, field_ids: Collection[int]) -> bool:
+    return any(_first(company.field(field_id)) not in (None, "") for field_id in field_ids)
+
+
 def _first(values: CustomFieldValues | None) -> object:
     if values is None or not values.values:
         return None
@@ -730,8 +734,11 @@ def read_ledgers(
     full: bool,
     options: LedgerOptions,
     check_stop: Callable[[], None],
+    written_fields: Collection[int] = (),
 ) -> LedgerRead:
-    """Read the notes and companies that changed; ``facts`` are this cycle's requests'."""
+    """Read the notes and companies that changed; ``facts`` are this cycle's requests'.
+
+    ``written_fields`` are the company fields that hold uses (minutes, quota counts)."""
     changed = {i: f for i, f in facts.items() if cache.requests.get(i) != f}
     horizon = int((now - options.horizon).timestamp())
     newest_entry: dict[int, int] = {}
@@ -821,6 +828,18 @@ def read_ledgers(
         options=options,
         check_stop=check_stop,
     )
+    if store.get_int(COMPANIES_CURSOR) is None and written_fields:
+        # The ledgers' first run on this state (a new or lost state directory): a company
+        # the worker wrote uses into before, and that no request of the ledgers links to
+        # now, is planned again, so uses a lost state knew of do not stay on its card.
+        for company in client.iter_companies(
+            updated_from=now - options.horizon, on_invalid=_skipped_company
+        ):
+            check_stop()
+            if company.id in wanted or not _holds_values(company, written_fields):
+                continue
+            companies.append(company)
+            left_companies |= {company.id}
     for company_id in sorted(gone_companies & cache.companies.keys()):
         log.warning(
             "company_problem",
