@@ -509,3 +509,35 @@ def test_a_move_is_not_made_on_a_lead_an_agent_moved_after_it_was_read(
     assert outcome.written == ()
     assert accepted_notes(world, lead_id) == 0
     assert [e["lead_id"] for e in logs if e["event"] == "move_skipped"] == [lead_id]
+
+
+def test_a_full_read_whose_every_lead_answer_is_empty_forgets_no_request(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world = build_world(seed=False)
+    ids = [
+        answered_request(world, created=at(5, 9, 0) + n, answered=at(5, 9, 30)) for n in range(5)
+    ]
+    cycle = hourly_cycle(world, tmp_path)
+    run_at(cycle, world, at(5, 12, 0))
+    world.fake.odd_answer_next("no_content", 50, path="/api/v4/leads")
+    run_at(cycle, world, at(5, 13, 1))  # the hourly full reconcile: every leads call is a 204
+    world.fake.clear_faults()
+
+    assert all(cycle.tracked_lead(lead_id) is not None for lead_id in ids)
+    (unconfirmed,) = [e for e in logs if e["event"] == "lead_unconfirmed"]
+    assert sorted(unconfirmed["lead_ids"]) == sorted(ids)
+
+
+def test_a_request_deleted_in_amocrm_is_forgotten_on_the_trash_s_word(tmp_path: Path) -> None:
+    world = build_world(seed=False)
+    kept, deleted = (
+        answered_request(world, created=at(5, 9, 0) + n, answered=at(5, 9, 30)) for n in range(2)
+    )
+    cycle = hourly_cycle(world, tmp_path)
+    run_at(cycle, world, at(5, 12, 0))
+    world.fake.delete_lead(deleted, by=world.agents[0])
+    run_at(cycle, world, at(5, 13, 1))
+
+    assert cycle.tracked_lead(kept) is not None
+    assert cycle.tracked_lead(deleted) is None
