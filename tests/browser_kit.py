@@ -9,6 +9,9 @@ console or log entry. What the browser does for itself (update checks, other tab
 in the page's session, so it cannot fail a page.
 
 All network goes to a port on loopback that nothing listens on: nothing leaves the machine.
+One blind spot, found by trying: a frame nested in a sandboxed ``srcdoc`` frame sends its
+requests in no session the page can attach to. The report's own policy forbids frames,
+and a load it refuses shows in the console.
 """
 
 from __future__ import annotations
@@ -134,19 +137,24 @@ class Browser:
         os.close(answers_write)
         self._buffer = b""
         self._next_id = 0
+        self._deadline = DEADLINE
         self.events: list[dict[str, Any]] = []
 
     def close(self) -> None:
         """Ask Chromium to quit, then end whatever of its process group is left."""
-        with contextlib.suppress(DevToolsError):  # it may close before it answers
-            self.call("Browser.close")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._process.pid, signal.SIGKILL)
-        self._process.wait(timeout=30)
-        for descriptor in (self._commands, self._answers):
-            os.close(descriptor)
+        try:
+            with contextlib.suppress(DevToolsError, json.JSONDecodeError):
+                self._deadline = 10.0  # it may close before it answers
+                self.call("Browser.close")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=30)
+        finally:
+            for descriptor in (self._commands, self._answers):
+                with contextlib.suppress(OSError):
+                    os.close(descriptor)
 
     def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
         """Send one command and return its result; events that arrive meanwhile are kept."""
@@ -158,11 +166,11 @@ class Browser:
             os.write(self._commands, json.dumps(message).encode() + b"\0")
         except OSError as error:
             raise DevToolsError(f"{method}: Chromium is gone ({error})") from error
-        deadline = time.monotonic() + DEADLINE
+        deadline = time.monotonic() + self._deadline
         while True:
             answer = self._receive(deadline)
             if answer is None:
-                raise DevToolsError(f"{method}: no answer within {DEADLINE:.0f} s")
+                raise DevToolsError(f"{method}: no answer within {self._deadline:.0f} s")
             if answer.get("id") == self._next_id:
                 if "error" in answer:
                     raise DevToolsError(f"{method}: {answer['error']}")
@@ -171,14 +179,15 @@ class Browser:
             if "method" in answer:
                 self.events.append(answer)
 
-    def pump(self, seconds: float) -> int:
-        """Keep the events that arrive within ``seconds``; return how many came."""
+    def pump(self, seconds: float, sessions: set[str] | None = None) -> int:
+        """Keep the events that arrive within ``seconds``; return how many came (of
+        ``sessions`` alone, when given)."""
         deadline = time.monotonic() + seconds
         count = 0
         while (event := self._receive(deadline)) is not None:
             if "method" in event:
                 self.events.append(event)
-                count += 1
+                count += sessions is None or event.get("sessionId") in sessions
         return count
 
     def _receive(self, deadline: float) -> dict[str, Any] | None:
@@ -221,6 +230,7 @@ class Tab:
     target: str
     session: str
     sessions: set[str] = field(default_factory=set)
+    _start: int = 0
 
     def watch(self, session: str) -> None:
         self.sessions.add(session)
@@ -245,23 +255,33 @@ class Tab:
             index += 1
         return index
 
-    def visit(self, url: str) -> Visit:
-        """Load ``url``, wait for its load event and a quiet spell, and say what it did."""
+    def visit(self, url: str, *, within: float = DEADLINE) -> Visit:
+        """Load ``url``, wait for its load event and a quiet spell (at most ``within``
+        seconds in all), and say what it did."""
         start = len(self.browser.events)
         self.browser.call("Page.navigate", self.session, url=url)
         seen = self._attach_children(start)
-        deadline = time.monotonic() + DEADLINE
+        deadline = time.monotonic() + within
         while not any(
             e["method"] == "Page.loadEventFired" and e.get("sessionId") == self.session
             for e in self.browser.events[start:]
         ):
             if time.monotonic() > deadline:
-                raise DevToolsError(f"{url} did not finish loading within {DEADLINE:.0f} s")
+                raise DevToolsError(f"{url} did not finish loading within {within:.0f} s")
             self.browser.pump(0.05)
             seen = self._attach_children(seen)
-        while self.browser.pump(QUIET):
+        # A quiet spell of the page's own sessions ends the visit; a page that never goes
+        # quiet (a timer logging forever) ends it at the deadline all the same.
+        while self.browser.pump(QUIET, self.sessions) and time.monotonic() < deadline:
             seen = self._attach_children(seen)
+        self._start = start
         return self._judge(url, self.browser.events[start:])
+
+    def judge_again(self, visit: Visit) -> Visit:
+        """The visit judged on everything the page did since it began, printing and
+        screenshots included (a print stylesheet may load what the screen did not)."""
+        self.browser.pump(QUIET, self.sessions)
+        return self._judge(visit.url, self.browser.events[self._start :])
 
     def _judge(self, url: str, events: list[dict[str, Any]]) -> Visit:
         visit = Visit(url)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,8 +93,24 @@ def test_the_page_prints_on_a4_and_screenshots_with_its_charts(
     assert boxes
     # A4 (595 × 842 pt) pages, as the page's @page rule asks
     assert {(round(float(w)), round(float(h))) for w, h in boxes} == {(595, 842)}
-    assert visit.loads == []
-    assert visit.console == []
+    printed = tab.judge_again(visit)  # printing may load what the screen did not
+    assert printed.loads == []
+    assert printed.console == []
+
+
+def test_a_page_that_never_goes_quiet_is_judged_within_the_deadline(
+    browser: Browser, tmp_path: Path
+) -> None:
+    page = tmp_path / "chatty.html"
+    page.write_text(
+        "<!doctype html><script>setInterval(() => console.log('tick'), 50)</script>",
+        encoding="utf-8",
+    )
+    started = time.monotonic()
+    visit = browser.open_tab().visit(page.as_uri(), within=2.0)
+
+    assert time.monotonic() - started < 10
+    assert any("tick" in line for line in visit.console)
 
 
 def test_a_page_that_loads_an_image_from_outside_fails_the_check(
