@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import httpx
 import structlog
@@ -374,6 +374,7 @@ class AmoClient:
         on_invalid: InvalidHandler | None = None,
         by_update: bool = False,
         confirm_empty: bool = False,
+        recheck_crowded: bool = False,
     ) -> Iterator[Lead]:
         """Leads matching every given filter.
 
@@ -412,6 +413,7 @@ class AmoClient:
                 kind="lead",
                 on_invalid=on_invalid,
                 confirm_empty=confirm_empty,
+                recheck_crowded=recheck_crowded,
             )
         return self._paged(
             "/api/v4/leads", params, "leads", Lead, kind="lead", on_invalid=on_invalid
@@ -676,19 +678,26 @@ class AmoClient:
                     params[f"filter[entity_id][{index}]"] = entity_id
                 for index, note_id in enumerate(id_chunk or ()):
                     params[f"filter[id][{index}]"] = note_id
-                read = (
-                    self._by_update
-                    if order == ("updated_at", "asc") and updated_from is not None
-                    else self._paged
-                )
-                notes = read(
-                    f"/api/v4/{entity}/notes",
-                    params,
-                    "notes",
-                    Note,
-                    kind="note",
-                    on_invalid=on_invalid,
-                )
+                if order == ("updated_at", "asc") and updated_from is not None:
+                    # No note is asked for by id again: a crowded second is read to the end.
+                    notes = self._by_update(
+                        f"/api/v4/{entity}/notes",
+                        params,
+                        "notes",
+                        Note,
+                        kind="note",
+                        on_invalid=on_invalid,
+                        recheck_crowded=True,
+                    )
+                else:
+                    notes = self._paged(
+                        f"/api/v4/{entity}/notes",
+                        params,
+                        "notes",
+                        Note,
+                        kind="note",
+                        on_invalid=on_invalid,
+                    )
                 yield from (note for note in notes if asked_for(note))
 
     def create_notes(
@@ -740,6 +749,7 @@ class AmoClient:
         kind: str,
         on_invalid: InvalidHandler | None,
         confirm_empty: bool = False,
+        recheck_crowded: bool = False,
     ) -> Iterator[M]:
         """Every valid item, read in ``updated_at`` order page after page by ``updated_at``
         itself (keyset), never by offset, so an item that leaves the filter mid-read shifts
@@ -748,65 +758,49 @@ class AmoClient:
         Each page asks ``filter[updated_at][from]`` = the newest ``updated_at`` seen so far
         (amoCRM's ``from`` includes it), so a second split between two pages is read whole;
         what comes twice is yielded once per (id, ``updated_at``). A page of one second only
-        (more items share it than a page holds) is read by offset within that second, again
-        until a read of it brings nothing new. An empty answer (204 or no items) after a
-        page that promised more is asked again once before it is taken as the end, and so is
-        an empty first answer when ``confirm_empty``: absence is not evidence.
+        (more items share it than a page holds, as after a mass write) is followed by offset
+        pages until the second is passed; with ``recheck_crowded`` that second is read again
+        at the end until a read of it brings nothing new, since an item leaving the filter
+        mid-read shifts those offsets. An empty answer
+        (204 or no items) after a page that promised more is asked again once before it is
+        taken as the end, and so is an empty first answer when ``confirm_empty``: absence is
+        not evidence.
         """
-        report = on_invalid if on_invalid is not None else _log_invalid
-        read = _page_reader(key)
+        reader = _ByUpdate(
+            self,
+            path,
+            key,
+            model,
+            kind=kind,
+            report=on_invalid or _log_invalid,
+            expect_more=confirm_empty,
+        )
         base = {k: v for k, v in params.items() if k != "filter[updated_at][from]"}
         base["order[updated_at]"] = "asc"
         low: int | None = params.get("filter[updated_at][from]")
-        yielded: set[tuple[int, int]] = set()
-        expect_more = confirm_empty
-
-        def page(query: Mapping[str, Any] | None, url: str = path) -> tuple[list[M], str | None]:
-            body = self._call("GET", url, params=query, read=read)
-            if body is not None and not body["_embedded"][key] and expect_more:
-                body = None  # an empty page where more was promised: asked again below
-            if body is None and expect_more:
-                body = self._call("GET", url, params=query, read=read)
-            if body is None:
-                return [], None
-            items: list[M] = []
-            for item in body["_embedded"][key]:
-                try:
-                    items.append(model.model_validate(item))
-                except ValidationError as error:
-                    report(InvalidItem(kind, _raw_id(item), _problem(error)))
-            return items, _next_link(body)
-
-        def fresh(items: list[M]) -> Iterator[M]:
-            for item in items:
-                stamp = (int(getattr(item, "id", 0)), _updated(item))
-                if stamp not in yielded:
-                    yielded.add(stamp)
-                    yield item
-
-        while True:
-            query = dict(base) if low is None else {**base, "filter[updated_at][from]": low}
-            items, more = page(query)
-            yield from fresh(items)
+        crowded: list[int] = []  # seconds more items shared than a page holds
+        url: str | None = path
+        query: Mapping[str, Any] | None = (
+            base if low is None else {**base, "filter[updated_at][from]": low}
+        )
+        while url is not None:
+            items, more = reader.page(query, url)
+            yield from reader.fresh(items)
             if not items or more is None:
-                return
+                break
             top = max(_updated(item) for item in items)
             if low is None or top > low:
-                low, expect_more = top, True
-                continue
-            # A whole page of one second: read that second by offset until nothing is new.
-            window = {**base, "filter[updated_at][from]": low, "filter[updated_at][to]": low}
-            while True:
-                before = len(yielded)
-                url: str | None = path
-                query_of: Mapping[str, Any] | None = window
-                while url is not None:
-                    items, url = page(query_of, url)
-                    query_of = None
-                    yield from fresh(items)
-                if len(yielded) == before:
-                    break
-            low = low + 1
+                low, reader.expect_more = top, True
+                url, query = path, {**base, "filter[updated_at][from]": low}
+            else:  # a whole page of one second: go on by offset through it
+                if not crowded or crowded[-1] != low:
+                    crowded.append(low)
+                url, query = more, None
+        if recheck_crowded:
+            for second in crowded:
+                yield from reader.reread(
+                    {**base, "filter[updated_at][from]": second, "filter[updated_at][to]": second}
+                )
 
     def _write(
         self, method: str, path: str, items: Sequence[Any], key: str, *, exact: bool = True
@@ -1122,6 +1116,64 @@ def _log_invalid(invalid: InvalidItem) -> None:
 def _excerpt(response: httpx.Response) -> str:
     text = response.content[: EXCERPT_LENGTH * 4].decode("utf-8", "replace")
     return " ".join(text.split())[:EXCERPT_LENGTH]
+
+
+class _ByUpdate(Generic[M]):
+    """The pages of one read by ``updated_at``, and what it yielded (see ``_by_update``)."""
+
+    def __init__(
+        self,
+        client: AmoClient,
+        path: str,
+        key: str,
+        model: type[M],
+        *,
+        kind: str,
+        report: InvalidHandler,
+        expect_more: bool,
+    ) -> None:
+        self.client, self.path, self.key, self.model = client, path, key, model
+        self.kind, self.report, self.expect_more = kind, report, expect_more
+        self.read = _page_reader(key)
+        self.yielded: set[tuple[int, int]] = set()
+
+    def page(self, query: Mapping[str, Any] | None, url: str) -> tuple[list[M], str | None]:
+        """One page's valid items and its next link; an empty answer where more was
+        promised is asked again once."""
+        body = self.client._call("GET", url, params=query, read=self.read)
+        if body is not None and not body["_embedded"][self.key] and self.expect_more:
+            body = None
+        if body is None and self.expect_more:
+            body = self.client._call("GET", url, params=query, read=self.read)
+        if body is None:
+            return [], None
+        items: list[M] = []
+        for item in body["_embedded"][self.key]:
+            try:
+                items.append(self.model.model_validate(item))
+            except ValidationError as error:
+                self.report(InvalidItem(self.kind, _raw_id(item), _problem(error)))
+        return items, _next_link(body)
+
+    def fresh(self, items: list[M]) -> Iterator[M]:
+        for item in items:
+            stamp = (int(getattr(item, "id", 0)), _updated(item))
+            if stamp not in self.yielded:
+                self.yielded.add(stamp)
+                yield item
+
+    def reread(self, window: Mapping[str, Any]) -> Iterator[M]:
+        """Read one second by offset, again until a read of it brings nothing new."""
+        while True:
+            before = len(self.yielded)
+            url: str | None = self.path
+            query: Mapping[str, Any] | None = window
+            while url is not None:
+                items, url = self.page(query, url)
+                query = None
+                yield from self.fresh(items)
+            if len(self.yielded) == before:
+                return
 
 
 def _updated(item: BaseModel) -> int:

@@ -70,7 +70,7 @@ PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента")
 SEED = 20_251_105
 LEADS_PAGE, EVENTS_PAGE, WRITE_BATCH = 250, 100, 50
-NOTES_PAGE, IDS_PER_REQUEST, TASKS_PER_LOOKUP = 250, 50, 50
+NOTES_PAGE, IDS_PER_REQUEST, TASKS_PER_LOOKUP, COMPANIES_PAGE = 250, 50, 50, 250
 STEADY_TARGET = 3
 LEDGER_STEADY_TARGET = 4  # leads, events, time notes, companies
 RATE_TARGET = 7
@@ -328,6 +328,12 @@ def task_calls(tasks: Iterable[TaskPlan]) -> int:
     return lookups + math.ceil(len(planned) / WRITE_BATCH)
 
 
+def by_update_pages(count: int, size: int) -> int:
+    """Pages of a read by ``updated_at`` (each next page from the newest ``updated_at``
+    seen, that item read again): ``size`` new items on the first page, ``size`` - 1 after."""
+    return 1 if count <= size else 1 + math.ceil((count - size) / (size - 1))
+
+
 def expected_first_sync(seeded: Seeded, first: Measured, *, ledgers: bool) -> Counter[str]:
     """The first full sync's requests by kind, from the seed and what the sync decided to
     write. Event pages and the setup reads are taken as spent (they follow the fake's
@@ -336,7 +342,7 @@ def expected_first_sync(seeded: Seeded, first: Measured, *, ledgers: bool) -> Co
     expected = Counter(
         {
             # every open request, then the requests closed in the last 30 days
-            "lead pages": pages(seeded.open_leads, LEADS_PAGE) + 1,
+            "lead pages": by_update_pages(seeded.open_leads, LEADS_PAGE) + 1,
             "event pages": first.kinds["event pages"],
             "writes": math.ceil(report.leads_written / WRITE_BATCH),
             "task calls": task_calls(report.tasks),
@@ -346,9 +352,13 @@ def expected_first_sync(seeded: Seeded, first: Measured, *, ledgers: bool) -> Co
     if ledgers:
         # the ledgers' first start: the closed requests of their horizon, its time notes,
         # the linked companies by id, then the companies' fields
-        expected["lead pages"] += pages(seeded.horizon_closed, LEADS_PAGE)
-        expected["note pages"] = pages(seeded.time_notes, NOTES_PAGE)
-        expected["company reads"] = math.ceil(seeded.companies / IDS_PER_REQUEST)
+        expected["lead pages"] += by_update_pages(seeded.horizon_closed, LEADS_PAGE)
+        expected["note pages"] = by_update_pages(seeded.time_notes, NOTES_PAGE)
+        # by id, then (a new state) every company changed within the horizon, for those a
+        # request left while no state knew it
+        expected["company reads"] = math.ceil(seeded.companies / IDS_PER_REQUEST) + by_update_pages(
+            seeded.companies, COMPANIES_PAGE
+        )
         expected["company writes"] = math.ceil(report.companies_written / WRITE_BATCH)
     return expected
 
@@ -500,18 +510,19 @@ def print_run(run: Run) -> None:
         f"tasks; {run.figures['first_seconds']:.1f} s wall time here"
     )
     formula = (
-        "ceil(open/250) lead pages + 1 closed-leads read + event pages + ceil(written/50) "
+        "pages(open) lead pages + 1 closed-leads read + event pages + ceil(written/50) "
         "writes + task lookups (ceil(entities/50) per entity type) + ceil(tasks/50) task "
         "POSTs + setup calls"
     )
     if run.ledgers:
         formula += (
-            " + ceil(closed requests in the horizon/250) lead pages + ceil(time notes/250) "
+            " + pages(closed requests in the horizon) lead pages + pages(time notes) "
             "note pages"
-            " + ceil(linked companies/50) company reads + ceil(companies written/50) "
-            "company writes"
+            " + ceil(linked companies/50) + pages(companies changed in the horizon) company "
+            "reads + ceil(companies written/50) company writes"
         )
-    print(f"  full-sync formula: {formula}")
+    print(f"  full-sync formula: {formula}; pages(n) = 1 + ceil((n - 250)/249) (reads by ")
+    print("    updated_at: each next page starts at the last item seen), 1 for n <= 250")
     print(f"    = {run.expected.total()}; spent {first.report.requests}")
     print(f"  steady target: <= {run.steady_target}; spent {run.cycles[2].report.requests}")
     print(

@@ -72,7 +72,10 @@ def read_leads(
                 status_ids=setup.open_status_ids,
                 on_invalid=reader.invalid,
                 by_update=True,
-                confirm_empty=True,
+                # At the first start no lead is tracked, so none would be asked for by id:
+                # an empty answer and a crowded second are asked again instead.
+                confirm_empty=cursor is None,
+                recheck_crowded=cursor is None,
             ),
             lambda lead: lead.status_id in setup.open_status_ids,
         )
