@@ -221,6 +221,12 @@ class Settings(BaseSettings):
         description="The first words of a note that logs time on a request "
         "(`Время: 1 ч 30 мин — настройка воронки`); case and spaces around it are ignored.",
     )
+    sla_robot_replies: bool = Field(
+        False,
+        description="Count a robot's outgoing chat message or e-mail (`created_by` 0) as a "
+        "reaction, for accounts whose chat integration posts the agents' replies through the "
+        "API; other robot actions never react (spec §4).",
+    )
     sla_call_time: bool = Field(
         False,
         description="Count the duration of call notes (`call_in`, `call_out`) on a request as "

@@ -211,6 +211,10 @@ class Policy:
     quotas: tuple[Quota, ...] = ()
     # Hour packages: the price of an hour over a package, by the package's hours.
     extra_hour_rates: Mapping[Decimal, Decimal] = field(default_factory=dict)
+    # Spec §4: for accounts whose chat integration posts the agents' replies through the API
+    # (recorded as a robot's), a robot's outgoing message counts as a reaction; other
+    # robot actions still do not.
+    robot_replies: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tariffs", tuple(self.tariffs))

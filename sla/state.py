@@ -128,6 +128,8 @@ __all__ = [
 WON = 142
 LOST = 143
 STATUS_CHANGED = "lead_status_changed"
+# The robot's actions that count as a reaction when the policy's robot_replies is on.
+ROBOT_REPLY_TYPES = frozenset({"outgoing_chat_message", "outgoing_mail"})
 _TICK = timedelta(seconds=1)  # precision of the state: a breach shows one second after due
 
 Place = tuple[int, int]  # (pipeline_id, status_id)
@@ -560,14 +562,17 @@ class _Derivation:
             why = self.reaction_kind(event, entry_id)
             if why is None:
                 continue
-            if event.created_by == 0:
+            if event.created_by == 0 and not (
+                self.policy.robot_replies and event.type in ROBOT_REPLY_TYPES
+            ):
                 self.note(
                     f"not a reaction: {why} at {self.t(event.at)} by a robot "
                     f"(event {event.event_id})"
                 )
                 continue
+            who = "a robot (robot replies on)" if event.created_by == 0 else "user"
             self.note(
-                f"reaction: {why} at {self.t(event.at)} by user {event.created_by} "
+                f"reaction: {why} at {self.t(event.at)} by {who} {event.created_by} "
                 f"(event {event.event_id})"
             )
             return event

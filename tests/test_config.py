@@ -217,3 +217,11 @@ def test_the_time_marker_is_kept_without_the_spaces_around_it(
     assert settings.sla_time_marker == "Время:"
     assert settings.sla_first_start is not None
     assert settings.sla_first_start.utcoffset() is not None
+
+
+def test_robot_replies_are_switched_on_by_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.app import build_policy
+
+    assert build_policy(load_settings()).robot_replies is False
+    configure(monkeypatch, SLA_ROBOT_REPLIES="true")
+    assert build_policy(load_settings()).robot_replies is True

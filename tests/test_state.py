@@ -364,6 +364,30 @@ def test_a_robot_message_does_not_count_as_the_reaction() -> None:
     assert any("by a robot" in line for line in state.trace)
 
 
+ROBOT_REPLIES = [
+    # (the robot's event, counts with robot replies on)
+    pytest.param("outgoing_chat_message", True, id="chat-message"),
+    pytest.param("outgoing_mail", True, id="e-mail"),
+    pytest.param("outgoing_call", False, id="call"),
+    pytest.param("common_note_added", False, id="note"),
+]
+
+
+@pytest.mark.parametrize(("event_type", "reacts"), ROBOT_REPLIES)
+def test_with_robot_replies_on_only_a_robots_outgoing_message_reacts(
+    event_type: str, reacts: bool
+) -> None:
+    events = [act(msk(13, 10, 20), event_type, by=ROBOT)]
+    facts = lead("Приоритет", created=msk(13, 10))
+    robot_replies = dataclasses.replace(default_policy(), robot_replies=True)
+
+    off = compute(facts, events, now=msk(13, 11))
+    on = compute(facts, events, now=msk(13, 11), policy=robot_replies)
+
+    assert off.reaction.finished_at is None
+    assert on.reaction.finished_at == (msk(13, 10, 20) if reacts else None)
+
+
 def test_only_robots_means_no_reaction_and_a_breach_with_a_task() -> None:
     events = [
         act(msk(13, 9, 15, 3), by=ROBOT),

@@ -128,6 +128,8 @@ def build_policy(settings: Settings) -> Policy:
         changes["class_tags"] = class_tags
     if settings.sla_emergency_tags is not None:
         changes["emergency_tags"] = settings.sla_emergency_tags
+    if settings.sla_robot_replies:
+        changes["robot_replies"] = True
     try:
         return dataclasses.replace(policy, **changes) if changes else policy  # type: ignore[arg-type]
     except PolicyError as error:
