@@ -517,7 +517,7 @@ class AmoClient:
     def iter_events(
         self,
         *,
-        entity: str = "lead",
+        entity: str | Sequence[str] = "lead",
         entity_ids: Sequence[int] | None = None,
         types: Iterable[str] | None = None,
         created_from: datetime | None = None,
@@ -525,8 +525,16 @@ class AmoClient:
         created_by: Sequence[int] | None = None,
         on_invalid: InvalidHandler | None = None,
     ) -> Iterator[Event]:
-        """Events, newest first; ``entity_ids`` and ``created_by`` any length (chunked by 10)."""
-        base: dict[str, Any] = {"limit": EVENTS_PAGE, "filter[entity][0]": entity}
+        """Events, newest first; ``entity_ids`` and ``created_by`` any length (chunked by 10).
+
+        ``entity`` may name several types (``("lead", "contact")``), which amoCRM takes in
+        one request; ``entity_ids`` need exactly one."""
+        entities = [entity] if isinstance(entity, str) else list(entity)
+        if entity_ids is not None and len(entities) != 1:
+            raise ValueError("entity_ids need exactly one entity type")
+        base: dict[str, Any] = {"limit": EVENTS_PAGE}
+        for index, name in enumerate(entities):
+            base[f"filter[entity][{index}]"] = name
         for index, event_type in enumerate(types or ()):
             base[f"filter[type][{index}]"] = event_type
         if created_from is not None:

@@ -48,6 +48,7 @@ class CustomFieldValues(_Model):
 class LeadEmbedded(_Model):
     tags: list[Tag] = Field(default_factory=list)
     companies: list[EntityRef] = Field(default_factory=list)
+    contacts: list[EntityRef] = Field(default_factory=list)  # only with ``with=contacts``
 
 
 class Lead(_Model):
@@ -68,6 +69,11 @@ class Lead(_Model):
     @property
     def tag_names(self) -> tuple[str, ...]:
         return tuple(tag.name for tag in self.embedded.tags)
+
+    @property
+    def contact_ids(self) -> tuple[int, ...]:
+        """The lead's contacts (read ``with=contacts``), the main one first."""
+        return tuple(contact.id for contact in self.embedded.contacts)
 
     @property
     def company_id(self) -> int | None:

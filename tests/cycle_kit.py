@@ -25,11 +25,13 @@ from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest, PipelineRef
 from amo_client.models import Event, Lead
 from sla.policy import Policy, default_policy
+from sla.replies import attribute, request_span
 from sla.state import SlaState, StageRoles
 from tests.client_kit import FakeClock
 from worker.admin import provision
 from worker.cycle import CycleOptions, SyncCycle
 from worker.explain import explain
+from worker.mapping import lead_events as lead_events_of
 from worker.fields import FIELD_SPECS, FieldType
 from worker.setup import StageOptions
 from worker.store import StateStore
@@ -214,9 +216,35 @@ def lead_of(world: World, lead_id: int) -> Lead:
     return Lead.model_validate(raw)
 
 
+def contact_replies_of(world: World, lead_id: int) -> list[Event]:
+    """The replies filed on the lead's contacts that spec §4 gives to this lead, judged
+    among every support request of each contact as amoCRM holds them now."""
+    fake, pipeline = world.fake, world.support.id
+    found: list[Event] = []
+    for contact_id in fake.lead_contacts(lead_id):
+        spans = []
+        for other in fake.contact_leads(contact_id):
+            raw = fake.lead(other)
+            if raw is None or raw["pipeline_id"] != pipeline:
+                continue
+            lead = Lead.model_validate(raw)
+            history = lead_events_of([Event.model_validate(e) for e in fake.lead_events(other)])
+            closed = lead.closed_at if lead.status_id in (WON, LOST) else None
+            spans.append(request_span(other, lead.created_at, closed, history, pipeline))
+        for raw_event in fake.contact_events(contact_id):
+            event = Event.model_validate(raw_event)
+            if event.type not in world.policy.reaction_event_types:
+                continue
+            if attribute(event.created_at, spans).lead_id == lead_id:
+                found.append(event.model_copy(update={"entity_id": lead_id, "entity_type": "lead"}))
+    return found
+
+
 def engine_state(world: World, lead_id: int, now: datetime) -> SlaState:
-    """The engine on the lead and its whole history as amoCRM holds them now."""
+    """The engine on the lead and its whole history as amoCRM holds them now (with the
+    replies filed on its contacts that are its own)."""
     events = [Event.model_validate(raw) for raw in world.fake.lead_events(lead_id)]
+    events += contact_replies_of(world, lead_id)
     agreed = world.fake.field_id("SLA: срок по согласованию")
     return explain(
         lead_of(world, lead_id),

@@ -52,6 +52,7 @@ WORKER_EVENTS = frozenset(
         "past_breaches",
         "move_skipped",
         "lead_unconfirmed",
+        "reaction_ambiguous",
         "first_start_recovered",
     }
 )

@@ -93,6 +93,7 @@ def slim(lead: Lead, keep_field_ids: Iterable[int | None]) -> Lead:
         embedded=LeadEmbedded(
             tags=[Tag(id=tag.id, name=tag.name) for tag in lead.embedded.tags],
             companies=[EntityRef(id=company.id) for company in lead.embedded.companies[:1]],
+            contacts=[EntityRef(id=contact.id) for contact in lead.embedded.contacts],
         ),
     )
 

@@ -73,6 +73,7 @@ from worker.ledgers import (
 from worker.ledgers import apply as apply_ledger
 from worker.ledgers import persist as persist_ledger
 from worker.mapping import lead_facts
+from worker.replies import CONTACT, contact_replies
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
 from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, past_breaches, plan_tasks
@@ -438,9 +439,20 @@ class SyncCycle:
             options=self.options.event_reads,
         )
         histories = read_histories(
-            self.client, uncovered, types=self._event_types, check_stop=self._check_stop
+            self.client,
+            uncovered,
+            types=self._event_types,
+            check_stop=self._check_stop,
+            contact_ids={c for i in uncovered for c in tracked[i].lead.contact_ids},
         )
-        grouped = by_lead([*feed.events, *histories])
+        lead_events = [e for e in (*feed.events, *histories) if e.entity_type != CONTACT]
+        replies = contact_replies(
+            (*feed.events, *histories),
+            tracked,
+            pipeline_id=setup.pipeline_id,
+            reaction_types=self.policy.reaction_event_types,
+        )
+        grouped = by_lead([*lead_events, *replies])
         for lead_id, events in buffered_events(self.store, set(fresh) - set(uncovered)).items():
             grouped.setdefault(lead_id, []).extend(events)
         for lead_id, events in grouped.items():
@@ -459,7 +471,7 @@ class SyncCycle:
             tracked=tracked,
             touched=frozenset(touched - forgotten),
             forgotten=frozenset(forgotten - tracked.keys()),
-            events=(*feed.events, *histories),
+            events=(*lead_events, *replies),
             leads_cursor=leads.cursor,
             feed=feed.cursor,
             leads_read=leads.received,

@@ -1,7 +1,8 @@
 """Reading lead events: the account-wide feed since the cursor, and whole histories by id.
 
 One feed read, filtered to the event types that matter, covers every lead of the
-account at once: a quiet account costs one request (a 204). The store keeps the feed's
+account and every contact at once (replies amoCRM files on the contact, see
+``worker/replies.py``): a quiet account costs one request (a 204). The store keeps the feed's
 events of leads the worker does not track for a while (the buffer), so a lead that
 turns up later finds its history there. A lead whose life the buffer does not cover
 (created before it, or before the worker's first read) has its history read by id.
@@ -76,7 +77,7 @@ def read_feed(
         start = datetime.fromtimestamp(max(begin, covered_from), UTC) - options.overlap
     events: list[Event] = []
     for event in client.iter_events(
-        entity="lead", types=types, created_from=start, on_invalid=_skipped
+        entity=("lead", "contact"), types=types, created_from=start, on_invalid=_skipped
     ):
         check_stop()
         events.append(event)
@@ -105,16 +106,19 @@ def read_histories(
     *,
     types: Sequence[str],
     check_stop: Callable[[], None],
+    contact_ids: Collection[int] = (),
 ) -> list[Event]:
-    """Every event of the given leads (the client asks for 10 leads a request)."""
+    """Every event of the given leads, and of their contacts (the client asks for 10
+    entities a request)."""
     events: list[Event] = []
-    if not lead_ids:
-        return events
-    for event in client.iter_events(
-        entity="lead", entity_ids=sorted(lead_ids), types=types, on_invalid=_skipped
-    ):
-        check_stop()
-        events.append(event)
+    for entity, ids in (("lead", lead_ids), ("contact", contact_ids)):
+        if not ids:
+            continue
+        for event in client.iter_events(
+            entity=entity, entity_ids=sorted(ids), types=types, on_invalid=_skipped
+        ):
+            check_stop()
+            events.append(event)
     return events
 
 

@@ -71,6 +71,7 @@ def read_leads(
                 pipeline_id=setup.pipeline_id,
                 status_ids=setup.open_status_ids,
                 on_invalid=reader.invalid,
+                with_=("contacts",),
                 by_update=True,
                 # At the first start no lead is tracked, so none would be asked for by id:
                 # an empty answer and a crowded second are asked again instead.
@@ -88,6 +89,7 @@ def read_leads(
                 status_ids=(WON, LOST),
                 updated_from=horizon,
                 on_invalid=reader.invalid,
+                with_=("contacts",),
                 by_update=True,
             ),
             lambda lead: lead.status_id in (WON, LOST) and lead.updated_at >= horizon,
@@ -99,6 +101,7 @@ def read_leads(
                 pipeline_id=setup.pipeline_id,
                 updated_from=since,
                 on_invalid=reader.invalid,
+                with_=("contacts",),
                 by_update=True,
             ),
             lambda lead: lead.updated_at >= since,
@@ -175,7 +178,10 @@ class _Reader:
         for start in range(0, len(unseen), IDS_PER_READ):
             wanted = frozenset(unseen[start : start + IDS_PER_READ])
             self.take(
-                self.client.iter_leads(ids=sorted(wanted), on_invalid=self.invalid), _among(wanted)
+                self.client.iter_leads(
+                    ids=sorted(wanted), with_=("contacts",), on_invalid=self.invalid
+                ),
+                _among(wanted),
             )
         answered = set(self.leads) | self.elsewhere | self.unreadable
         return self._deleted(sorted(set(unseen) - answered))

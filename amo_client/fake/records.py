@@ -167,7 +167,7 @@ class AuthorizationCode:
 
 @dataclass
 class Entity:
-    """A lead or a company as the fake keeps it; rendered to amoCRM's JSON on the way out."""
+    """A lead, a company or a contact as the fake keeps it; rendered to amoCRM's JSON."""
 
     kind: str
     id: int
@@ -184,6 +184,7 @@ class Entity:
     fields: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     company_ids: list[int] = field(default_factory=list)
+    contact_ids: list[int] = field(default_factory=list)  # the first is the main contact
     deleted_at: int | None = None
     deleted_by: int | None = None
 

@@ -129,6 +129,7 @@ class AccountState:
             "enum": 1_500_001,
             "lead": 30_000_001,
             "company": 40_000_001,
+            "contact": 45_000_001,
             "task": 20_000_001,
             "note": 80_000_001,
             "tag": 100_001,
@@ -139,7 +140,14 @@ class AccountState:
         self._users: dict[int, dict[str, Any]] = {}
         self._pipelines: dict[int, Pipeline] = {}
         self._fields: dict[str, dict[int, CustomField]] = {"leads": {}, "companies": {}}
-        self._entities: dict[str, dict[int, Entity]] = {"leads": {}, "companies": {}}
+        self._entities: dict[str, dict[int, Entity]] = {
+            "leads": {},
+            "companies": {},
+            "contacts": {},
+        }
+        # Where this account files the chat messages, calls and e-mails of :meth:`reply`:
+        # on the lead, or on the lead's main contact (spec §4; real accounts differ).
+        self.replies_filed_on: str = "lead"
         self._trash: dict[int, Entity] = {}
         self._tags: dict[str, dict[str, int]] = {"leads": {}, "companies": {}}
         self._tasks: dict[int, dict[str, Any]] = {}
@@ -222,6 +230,28 @@ class AccountState:
         with self._lock:
             ordered = sorted(self._events, key=lambda event: (event.created_at, event.seq))
             return [self._render_event(event) for event in ordered]
+
+    def contact_events(self, contact_id: int) -> list[dict[str, Any]]:
+        """Events filed on one contact, oldest first."""
+        with self._lock:
+            stored = self._events_by_entity.get(("contact", contact_id), [])
+            ordered = sorted(stored, key=lambda event: (event.created_at, event.seq))
+            return [self._render_event(event) for event in ordered]
+
+    def contact_leads(self, contact_id: int) -> list[int]:
+        """The leads a contact is linked to, by id."""
+        with self._lock:
+            return sorted(
+                lead_id
+                for lead_id, lead in self._entities["leads"].items()
+                if contact_id in lead.contact_ids
+            )
+
+    def lead_contacts(self, lead_id: int) -> list[int]:
+        """A lead's contacts, the main one first."""
+        with self._lock:
+            lead = self._entities["leads"].get(lead_id)
+            return list(lead.contact_ids) if lead is not None else []
 
     def lead_events(self, lead_id: int, event_type: str | None = None) -> list[dict[str, Any]]:
         """Events of one lead, oldest first, optionally of one type."""
@@ -902,6 +932,64 @@ class AccountState:
         return note_id
 
     # ------------------------------------------------------------------ companies
+
+    def add_contact(
+        self, name: str, *, contact_id: int | None = None, created_at: float | None = None
+    ) -> int:
+        """A contact (a customer's person); link it to leads with :meth:`link_contact`."""
+        with self._lock:
+            at = int(created_at) if created_at is not None else self.now()
+            entity = Entity(
+                kind="contacts",
+                id=self._claim_id("contact", contact_id),
+                name=name,
+                responsible_user_id=self.owner_id,
+                created_by=self.owner_id,
+                updated_by=self.owner_id,
+                created_at=at,
+                updated_at=at,
+            )
+            self._entities["contacts"][entity.id] = entity
+            self._touch()
+            return entity.id
+
+    def link_contact(
+        self, lead_id: int, contact_id: int, *, by: int = 0, at: float | None = None
+    ) -> None:
+        """Link a contact to a lead (the first linked is the main one); the lead's JSON with
+        ``with=contacts`` lists it and its ``updated_at`` becomes ``at``."""
+        with self._lock:
+            lead = self._entities["leads"].get(lead_id)
+            if lead is None:
+                raise KeyError(lead_id)
+            if contact_id not in self._entities["contacts"]:
+                raise KeyError(contact_id)
+            if contact_id in lead.contact_ids:
+                return
+            when = self._when(at)
+            lead.contact_ids.append(contact_id)
+            lead.updated_at = max(lead.updated_at, when)
+            lead.updated_by = by
+            self._touch()
+
+    def reply(
+        self, lead_id: int, event_type: str, *, created_by: int, at: float | None = None
+    ) -> str:
+        """A chat message, call or e-mail about a lead, filed where this account files them:
+        on the lead, or (``replies_filed_on = "contact"``) on the lead's main contact."""
+        with self._lock:
+            lead = self._entities["leads"].get(lead_id)
+            if lead is None:
+                raise KeyError(lead_id)
+            if self.replies_filed_on == "contact" and lead.contact_ids:
+                return self.add_event(
+                    lead.contact_ids[0],
+                    event_type,
+                    created_by=created_by,
+                    at=at,
+                    entity_type="contact",
+                )
+            return self.add_event(lead_id, event_type, created_by=created_by, at=at)
 
     def link_company(
         self, lead_id: int, company_id: int, *, by: int = 0, at: float | None = None
@@ -1697,7 +1785,14 @@ class AccountState:
                 for company_id in entity.company_ids
             ]
             if "contacts" in with_:
-                embedded["contacts"] = []
+                embedded["contacts"] = [
+                    {
+                        "id": contact_id,
+                        "is_main": index == 0,
+                        "_links": self._href(f"/api/v4/contacts/{contact_id}"),
+                    }
+                    for index, contact_id in enumerate(entity.contact_ids)
+                ]
         out["_embedded"] = embedded
         return out
 

@@ -1,0 +1,76 @@
+"""Replies amoCRM files on the contact rather than the lead (spec §4, "Where the reaction
+is filed").
+
+A chat message, call or e-mail filed on a contact counts for the contact's support
+request that was open at that instant (registered at or before it, not closed before it)
+when exactly one was; with none it counts for nothing, and with several for none either:
+the caller reports that as ambiguous. Pure: the requests' spans are computed from amoCRM's
+data by :func:`request_span`, the same for the worker and for any oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sla.state import STATUS_CHANGED, LeadEvent
+
+
+@dataclass(frozen=True)
+class RequestSpan:
+    """When a support request was open, for attributing a contact's reply to it."""
+
+    lead_id: int
+    registered_at: datetime
+    closed_at: datetime | None  # None: open now
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Where one contact reply goes: ``lead_id``, or none (``candidates`` says why)."""
+
+    lead_id: int | None
+    candidates: tuple[int, ...]  # the requests open at the reply's instant
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.candidates) > 1
+
+
+def registration(created_at: datetime, events: Iterable[LeadEvent], pipeline_id: int) -> datetime:
+    """The request's registration (spec §1): its last move into the pipeline, else its
+    creation."""
+    entries = [
+        event.at
+        for event in events
+        if event.type == STATUS_CHANGED
+        and event.status_after is not None
+        and event.status_after[0] == pipeline_id
+        and event.status_before is not None
+        and event.status_before[0] != pipeline_id
+    ]
+    return max(entries, default=created_at)
+
+
+def request_span(
+    lead_id: int,
+    created_at: datetime,
+    closed_at: datetime | None,
+    events: Iterable[LeadEvent],
+    pipeline_id: int,
+) -> RequestSpan:
+    history = tuple(events)
+    return RequestSpan(lead_id, registration(created_at, history, pipeline_id), closed_at)
+
+
+def attribute(at: datetime, requests: Sequence[RequestSpan]) -> Attribution:
+    """The request a contact's reply at ``at`` counts for."""
+    open_then = tuple(
+        sorted(
+            span.lead_id
+            for span in requests
+            if span.registered_at <= at and (span.closed_at is None or span.closed_at > at)
+        )
+    )
+    return Attribution(open_then[0] if len(open_then) == 1 else None, open_then)

@@ -1,0 +1,164 @@
+"""Replies amoCRM files on the contact (spec §4): they count for the contact's one open
+request, for none when several are open, and cost no request of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from sla.replies import RequestSpan, attribute
+from tests.cycle_kit import (
+    World,
+    at,
+    build_world,
+    engine_state,
+    expected_fields,
+    make_cycle,
+    stored_fields,
+)
+
+Logs = list[MutableMapping[str, Any]]
+
+
+def moment(hour: int, minute: int = 0) -> datetime:
+    return datetime.fromtimestamp(at(5, hour, minute), UTC)
+
+
+SPANS = {
+    "open": RequestSpan(1, moment(9), None),
+    "also-open": RequestSpan(2, moment(9, 30), None),
+    "closed-before": RequestSpan(3, moment(8), moment(9, 45)),
+    "registered-after": RequestSpan(4, moment(11), None),
+    "closed-after": RequestSpan(5, moment(8), moment(12)),
+}
+
+ATTRIBUTIONS = [
+    # (the contact's requests, the reply at 10:00 counts for, the candidates)
+    pytest.param(["open"], 1, (1,), id="one-open"),
+    pytest.param(["open", "closed-before"], 1, (1,), id="one-open-one-closed-before"),
+    pytest.param(["open", "registered-after"], 1, (1,), id="one-open-one-registered-after"),
+    pytest.param(["open", "also-open"], None, (1, 2), id="two-open-is-ambiguous"),
+    pytest.param(["closed-before", "registered-after"], None, (), id="none-open"),
+    pytest.param(["closed-after"], 5, (5,), id="closed-after-the-reply"),
+    pytest.param([], None, (), id="no-request"),
+]
+
+
+@pytest.mark.parametrize(("names", "lead_id", "candidates"), ATTRIBUTIONS)
+def test_a_contact_reply_counts_for_the_one_request_open_then(
+    names: list[str], lead_id: int | None, candidates: tuple[int, ...]
+) -> None:
+    found = attribute(moment(10), [SPANS[name] for name in names])
+    assert found.lead_id == lead_id
+    assert found.candidates == candidates
+    assert found.ambiguous == (len(candidates) > 1)
+
+
+@pytest.fixture
+def logs() -> Iterator[Logs]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+def contact_world() -> World:
+    world = build_world(seed=False)
+    world.fake.replies_filed_on = "contact"
+    return world
+
+
+def request_of(world: World, contact_id: int, *, created: float) -> int:
+    lead_id = world.fake.add_lead(
+        "Не приходят уведомления",
+        pipeline_id=world.support.id,
+        tags=["Приоритет"],
+        created_at=created,
+        responsible_user_id=world.agents[0],
+    )
+    world.fake.link_contact(lead_id, contact_id, at=created)
+    return lead_id
+
+
+def matches_engine(world: World, lead_id: int) -> bool:
+    return stored_fields(world, lead_id) == expected_fields(
+        engine_state(world, lead_id, world.now())
+    )
+
+
+def test_a_reply_filed_on_the_contact_is_the_reaction_of_its_one_open_request(
+    tmp_path: Path,
+) -> None:
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    lead_id = request_of(world, contact, created=at(5, 11, 30))
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    replied = world.advance(timedelta(minutes=10))
+    world.fake.reply(lead_id, "outgoing_chat_message", created_by=world.agents[0])
+    assert world.fake.lead_events(lead_id, "outgoing_chat_message") == []  # not on the lead
+
+    world.fake.reset_request_log()
+    report = cycle.run(world.advance(timedelta(minutes=1)))
+
+    assert report.states[lead_id].reaction.finished_at == replied.replace(microsecond=0)
+    assert stored_fields(world, lead_id)["SLA: реакция"] == int(replied.timestamp())
+    assert matches_engine(world, lead_id)
+    events_reads = [r for r in world.fake.request_log if r.path == "/api/v4/events"]
+    assert len(events_reads) == 1  # the contacts' events come in the leads' request
+
+
+def test_a_reply_on_a_contact_with_two_open_requests_counts_for_none(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    first = request_of(world, contact, created=at(5, 11, 30))
+    second = request_of(world, contact, created=at(5, 11, 40))
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    world.advance(timedelta(minutes=10))
+    world.fake.reply(first, "outgoing_chat_message", created_by=world.agents[0])
+
+    report = cycle.run(world.advance(timedelta(minutes=1)))
+
+    assert report.states[first].reaction.finished_at is None
+    assert report.states[second].reaction.finished_at is None
+    (ambiguous,) = [entry for entry in logs if entry["event"] == "reaction_ambiguous"]
+    assert ambiguous["contact_id"] == contact
+    assert ambiguous["lead_ids"] == [first, second]
+    assert matches_engine(world, first)
+    assert matches_engine(world, second)
+
+
+def test_a_robots_message_on_the_contact_does_not_react(tmp_path: Path) -> None:
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    lead_id = request_of(world, contact, created=at(5, 11, 30))
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    world.advance(timedelta(minutes=10))
+    world.fake.reply(lead_id, "outgoing_chat_message", created_by=0)
+
+    report = cycle.run(world.advance(timedelta(minutes=1)))
+
+    assert report.states[lead_id].reaction.finished_at is None
+    assert matches_engine(world, lead_id)
+
+
+def test_a_request_older_than_the_feed_finds_its_contact_reply_at_the_first_start(
+    tmp_path: Path,
+) -> None:
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    created = at(5, 10, 0) - 40 * 86400  # older than the feed's 30-day horizon
+    lead_id = request_of(world, contact, created=created)
+    world.fake.reply(lead_id, "outgoing_call", created_by=world.agents[1], at=created + 600)
+
+    report = make_cycle(world, tmp_path).run(world.now())
+
+    assert report.states[lead_id].reaction.finished_at == datetime.fromtimestamp(created + 600, UTC)
+    assert matches_engine(world, lead_id)

@@ -1,0 +1,76 @@
+"""Replies filed on the lead's contact, given to the request they answer (spec §4).
+
+The events feed carries the contacts' events in the same requests as the leads' (one
+``filter[entity]`` of both), so this costs no request. Each contact event of a reaction
+type is attributed by :func:`sla.replies.attribute` among the tracked requests linked
+to the contact (read ``with=contacts``) and becomes an event of that request, under the
+event's own id, so it is stored, de-duplicated and read back like the lead's own events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+
+import structlog
+
+from amo_client.models import Event, Lead
+from sla.replies import RequestSpan, attribute, request_span
+from sla.state import LOST, WON
+from worker.cache import TrackedLead
+
+log = structlog.get_logger("worker.replies")
+
+CONTACT = "contact"
+
+
+def spans_by_contact(
+    tracked: Mapping[int, TrackedLead], pipeline_id: int
+) -> dict[int, list[RequestSpan]]:
+    """The tracked requests of each contact, as spans of when they were open."""
+    spans: dict[int, list[RequestSpan]] = {}
+    for lead_id, item in tracked.items():
+        lead = item.lead
+        if not lead.contact_ids:
+            continue
+        span = request_span(lead_id, lead.created_at, _closed_at(lead), item.events, pipeline_id)
+        for contact_id in lead.contact_ids:
+            spans.setdefault(contact_id, []).append(span)
+    return spans
+
+
+def contact_replies(
+    events: Iterable[Event],
+    tracked: Mapping[int, TrackedLead],
+    *,
+    pipeline_id: int,
+    reaction_types: Collection[str],
+) -> list[Event]:
+    """The contacts' reaction events, each as an event of the request it answers."""
+    replies = [e for e in events if e.entity_type == CONTACT and e.type in reaction_types]
+    if not replies:
+        return []
+    spans = spans_by_contact(tracked, pipeline_id)
+    attributed: list[Event] = []
+    for event in replies:
+        requests = spans.get(event.entity_id)
+        if not requests:
+            continue
+        found = attribute(event.created_at, requests)
+        if found.lead_id is not None:
+            attributed.append(
+                event.model_copy(update={"entity_id": found.lead_id, "entity_type": "lead"})
+            )
+        elif found.ambiguous:
+            log.warning(
+                "reaction_ambiguous",
+                contact_id=event.entity_id,
+                event_id=event.id,
+                lead_ids=list(found.candidates),
+                problem="a reply on a contact with several open requests counts for none",
+            )
+    return attributed
+
+
+def _closed_at(lead: Lead) -> datetime | None:
+    return lead.closed_at if lead.status_id in (WON, LOST) else None
