@@ -16,6 +16,15 @@ from datetime import datetime
 
 from sla.state import STATUS_CHANGED, LeadEvent
 
+# What amoCRM may file on a contact: messages, calls and e-mails (a note on a contact is
+# about the person, not about a request).
+CONTACT_REPLY_TYPES = frozenset({"outgoing_chat_message", "outgoing_call", "outgoing_mail"})
+
+
+def counts_on_contact(event_type: str, reaction_types: Iterable[str]) -> bool:
+    """Whether a contact's event of ``event_type`` can be a request's reaction."""
+    return event_type in CONTACT_REPLY_TYPES and event_type in set(reaction_types)
+
 
 @dataclass(frozen=True)
 class RequestSpan:

@@ -25,14 +25,14 @@ from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest, PipelineRef
 from amo_client.models import Event, Lead
 from sla.policy import Policy, default_policy
-from sla.replies import attribute, request_span
+from sla.replies import attribute, counts_on_contact, request_span
 from sla.state import SlaState, StageRoles
 from tests.client_kit import FakeClock
 from worker.admin import provision
 from worker.cycle import CycleOptions, SyncCycle
 from worker.explain import explain
-from worker.mapping import lead_events as lead_events_of
 from worker.fields import FIELD_SPECS, FieldType
+from worker.mapping import lead_events as lead_events_of
 from worker.setup import StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions
@@ -233,7 +233,7 @@ def contact_replies_of(world: World, lead_id: int) -> list[Event]:
             spans.append(request_span(other, lead.created_at, closed, history, pipeline))
         for raw_event in fake.contact_events(contact_id):
             event = Event.model_validate(raw_event)
-            if event.type not in world.policy.reaction_event_types:
+            if not counts_on_contact(event.type, world.policy.reaction_event_types):
                 continue
             if attribute(event.created_at, spans).lead_id == lead_id:
                 found.append(event.model_copy(update={"entity_id": lead_id, "entity_type": "lead"}))

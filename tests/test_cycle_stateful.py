@@ -143,6 +143,8 @@ class CycleMachine(RuleBasedStateMachine):
         self.fulls: list[datetime] = []  # when full reconciles ran, as the stores recorded them
         self.ever_breached: set[tuple[int, BreachClock]] = set()
         self.hooks = 0  # hooks the endpoint took since the last hooked cycle
+        self.pinned = True  # the first start pinned before every request (no past breach)
+        self.first_start: datetime | None = None  # the first start the first state recorded
         self.subscribe_worker_endpoint()
 
     def subscribe_worker_endpoint(self) -> None:
@@ -175,7 +177,7 @@ class CycleMachine(RuleBasedStateMachine):
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- the worker ------------------------------------------------------------------------
-    def cycle_options(self, full_every: timedelta) -> CycleOptions:
+    def cycle_options(self, full_every: timedelta, *, pinned: bool = True) -> CycleOptions:
         return CycleOptions(
             stages=stage_options(),
             tasks=TaskOptions(
@@ -184,7 +186,7 @@ class CycleMachine(RuleBasedStateMachine):
                 supervisor_user_id=self.world.agents[1],
             ),
             full_reconcile_interval=full_every,
-            first_start=WORKER_SINCE,
+            first_start=WORKER_SINCE if pinned else None,
         )
 
     def start_worker(self, *, lose_state: bool) -> SyncCycle:
@@ -238,13 +240,33 @@ class CycleMachine(RuleBasedStateMachine):
     @initialize(
         tags=st.lists(st.sampled_from(TAG_SETS), min_size=1, max_size=5),
         full_every=st.sampled_from([timedelta(hours=6), timedelta(hours=1)]),
+        past=st.lists(st.integers(30, 4000), max_size=3),
+        pinned=st.booleans(),
     )
-    def open_requests(self, tags: list[tuple[str, ...]], full_every: timedelta) -> None:
-        self.options = self.cycle_options(full_every)
+    def open_requests(
+        self,
+        tags: list[tuple[str, ...]],
+        full_every: timedelta,
+        past: list[int],
+        pinned: bool,
+    ) -> None:
+        """Requests arriving now and, on an account the worker first starts on, some from
+        ``past`` minutes before (breached before the worker existed, unless pinned)."""
+        self.pinned = pinned
+        self.options = self.cycle_options(full_every, pinned=pinned)
         self.cycle.store.close()
         self.cycle = self.start_worker(lose_state=False)
         for one in tags:
             self.create_request(one, by_robot=True)
+        for minutes in past:
+            lead_id = self.world.fake.add_lead(
+                f"Обращение {len(self.requests) + 1}",
+                pipeline_id=self.world.support.id,
+                tags=["Приоритет"],
+                created_at=(self.world.now() - timedelta(minutes=minutes)).timestamp(),
+                responsible_user_id=self.world.agents[0],
+            )
+            self.requests.append(lead_id)
 
     @rule(tags=st.sampled_from(TAG_SETS), by_robot=st.booleans())
     def create_request(self, tags: tuple[str, ...], by_robot: bool) -> None:
@@ -279,6 +301,27 @@ class CycleMachine(RuleBasedStateMachine):
         if late:
             now = self.world.now()
             self.late.append(Late(event_id, lead_id, now + timedelta(seconds=late)))
+
+    @precondition(lambda self: self.requests)
+    @rule(index=st.integers(0, 50), kind=st.sampled_from(REPLIES), share=st.booleans())
+    def agent_replies_on_the_contact(self, index: int, kind: str, share: bool) -> None:
+        """As an account that files replies on the contact: the request gets a contact
+        (sometimes another request's, so the reply may be ambiguous) and the reply is
+        filed there."""
+        fake = self.world.fake
+        lead_id = self.pick_live(index)
+        if lead_id is None:
+            return
+        if not fake.lead_contacts(lead_id):
+            other = self.pick_live(index + 1) if share else None
+            shared = fake.lead_contacts(other) if other is not None else []
+            contact = shared[0] if shared else fake.add_contact(f"Клиент {lead_id}")
+            fake.link_contact(lead_id, contact, by=self.world.agents[0])
+        fake.replies_filed_on = "contact"
+        try:
+            fake.reply(lead_id, kind, created_by=self.world.agents[index % 2])
+        finally:
+            fake.replies_filed_on = "lead"
 
     @precondition(lambda self: self.requests)
     @rule(index=st.integers(0, 50))
@@ -547,6 +590,13 @@ class CycleMachine(RuleBasedStateMachine):
         refused = [d for d in world.fake.webhook_deliveries if d.status != 200]
         assert not refused, f"hooks the endpoint did not take: {refused}"
         counts = task_counts(world)
+        # The first start: as the first state recorded it, and as the current one believes
+        # it (found again in amoCRM after a lost state, to the minute).
+        recorded = self.cycle.store.first_start()
+        believed = datetime.fromtimestamp(recorded or 0, UTC)
+        if self.first_start is None and recorded is not None:
+            self.first_start = believed
+        original = self.first_start or believed
         doubled = {key: n for key, n in counts.items() if n > 1}
         assert not doubled, f"more than one task per lead and clock: {doubled}"
         unfounded = sorted(set(counts) - self.ever_breached)
@@ -562,12 +612,16 @@ class CycleMachine(RuleBasedStateMachine):
                 f"{'closed' if status in (WON, LOST) else 'open'} lead {lead_id} at "
                 f"{now.isoformat()}: {stored_fields(world, lead_id)} != {expected_fields(state)}"
             )
-            if state.reaction_task_due:
-                assert counts[(lead_id, BreachClock.REACTION)] == 1, f"no reaction task: {lead_id}"
-            if state.resolution_task_due:
-                assert counts[(lead_id, BreachClock.RESOLUTION)] == 1, (
-                    f"no resolution task: {lead_id}"
-                )
+            for clock, due_now, due in (
+                (BreachClock.REACTION, state.reaction_task_due, state.reaction.due),
+                (BreachClock.RESOLUTION, state.resolution_task_due, state.resolution.due),
+            ):
+                if not due_now or due is None:
+                    continue
+                if self.pinned or due >= believed:
+                    assert counts[(lead_id, clock)] == 1, f"no {clock} task: {lead_id}"
+                elif due < original:  # spec §5: a breach from before the first start
+                    assert counts[(lead_id, clock)] == 0, f"a {clock} task for a past breach"
 
     @invariant()
     def tasks_never_doubled(self) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime
 import structlog
 
 from amo_client.models import Event, Lead
-from sla.replies import RequestSpan, attribute, request_span
+from sla.replies import RequestSpan, attribute, counts_on_contact, request_span
 from sla.state import LOST, WON
 from worker.cache import TrackedLead
 
@@ -47,7 +47,9 @@ def contact_replies(
     reaction_types: Collection[str],
 ) -> list[Event]:
     """The contacts' reaction events, each as an event of the request it answers."""
-    replies = [e for e in events if e.entity_type == CONTACT and e.type in reaction_types]
+    replies = [
+        e for e in events if e.entity_type == CONTACT and counts_on_contact(e.type, reaction_types)
+    ]
     if not replies:
         return []
     spans = spans_by_contact(tracked, pipeline_id)
