@@ -59,6 +59,7 @@ from hypothesis.stateful import (
 )
 
 import amo_client.client as client_module
+from amo_client.fake import PageTurn
 from tests.churn_kit import FAULTS, ODD_SHAPES, Killed, KillingTransport, inject_fault
 from tests.cycle_kit import LOST, MOSCOW, STAGES, WON, World, make_client, make_cycle
 from tests.ledger_kit import (
@@ -439,6 +440,42 @@ class LedgerMachine(RuleBasedStateMachine):
     def run_cycle_later(self, delta: timedelta) -> None:
         self.world.advance(delta)
         self.run_clean()
+
+    @precondition(lambda self: self.requests)
+    @rule(
+        turn=st.integers(1, 14),
+        index=st.integers(0, 50),
+        change=st.sampled_from(["edit", "log", "close", "relink"]),
+        text=time_note(),
+    )
+    def run_cycle_while_reads_turn(self, turn: int, index: int, change: str, text: str) -> None:
+        """An agent changes the account just before the cycle's ``turn``-th read request,
+        between two pages of whichever read it falls in (notes, leads, companies, events):
+        an entry edited or logged, a request closed or linked elsewhere."""
+        fake, agent = self.world.fake, self.world.agents[0]
+
+        def churn(read: PageTurn) -> None:
+            if read.seq != turn:
+                return
+            fake.on_read(None)
+            if change == "edit" and (notes := self.time_notes()):
+                fake.edit_note(notes[index % len(notes)], text, by=agent)
+            elif change == "log" and (lead_id := self.pick(index)) is not None:
+                fake.add_note(lead_id, text, created_by=agent)
+            elif change == "close" and (lead_id := self.pick(index, open_only=True)) is not None:
+                fake.move_lead(lead_id, WON, by_user=agent)
+            elif (
+                change == "relink" and (lead_id := self.pick(index)) is not None and self.companies
+            ):
+                fake.link_company(lead_id, self.companies[index % len(self.companies)], by=agent)
+
+        now = self.world.now()
+        self.note_truth(now)
+        fake.on_read(churn)
+        try:
+            self.worker.run(now)
+        finally:
+            fake.on_read(None)
 
     @rule(
         fault=st.sampled_from(FAULTS),
