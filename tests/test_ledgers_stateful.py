@@ -443,19 +443,27 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.requests)
     @rule(
-        turn=st.integers(1, 14),
+        path=st.sampled_from(
+            ["/api/v4/leads/notes", "/api/v4/leads", "/api/v4/companies", "/api/v4/events"]
+        ),
+        turn=st.integers(2, 4),
         index=st.integers(0, 50),
         change=st.sampled_from(["edit", "log", "close", "relink"]),
         text=time_note(),
     )
-    def run_cycle_while_reads_turn(self, turn: int, index: int, change: str, text: str) -> None:
-        """An agent changes the account just before the cycle's ``turn``-th read request,
-        between two pages of whichever read it falls in (notes, leads, companies, events):
-        an entry edited or logged, a request closed or linked elsewhere."""
+    def run_cycle_while_reads_turn(
+        self, path: str, turn: int, index: int, change: str, text: str
+    ) -> None:
+        """An agent changes the account just before the cycle's ``turn``-th request to
+        ``path``, between two pages of that read: an entry edited or logged, a request
+        closed or linked elsewhere."""
         fake, agent = self.world.fake, self.world.agents[0]
+        reads: list[PageTurn] = []
 
         def churn(read: PageTurn) -> None:
-            if read.seq != turn:
+            if read.path == path:
+                reads.append(read)
+            if len(reads) != turn:
                 return
             fake.on_read(None)
             if change == "edit" and (notes := self.time_notes()):
