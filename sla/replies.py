@@ -2,10 +2,11 @@
 is filed").
 
 A chat message, call or e-mail filed on a contact counts for the contact's support
-request that was open at that instant (registered at or before it, not closed before it)
-when exactly one was; with none it counts for nothing, and with several for none either:
-the caller reports that as ambiguous. Pure: the requests' spans are computed from amoCRM's
-data by :func:`request_span`, the same for the worker and for any oracle.
+request that was open at that instant (registered, and linked to the contact, at or
+before it; not closed before it) when exactly one was; with none it counts for nothing,
+and with several for none either: the caller reports that as ambiguous. Pure: the
+requests' spans are computed from amoCRM's data by :func:`request_span`, the same for the
+worker and for any oracle.
 """
 
 from __future__ import annotations
@@ -67,10 +68,21 @@ def request_span(
     created_at: datetime,
     closed_at: datetime | None,
     events: Iterable[LeadEvent],
+    *,
     pipeline_id: int,
+    contact_id: int,
 ) -> RequestSpan:
+    """When the request was open as the contact's: from its registration, or from when
+    the contact was linked to it if that came later (its ``entity_linked`` event; a lead
+    created with its contact has none), to when it closed."""
     history = tuple(events)
-    return RequestSpan(lead_id, registration(created_at, history, pipeline_id), closed_at)
+    linked = [
+        event.at
+        for event in history
+        if event.type == "entity_linked" and event.linked == ("contact", contact_id)
+    ]
+    start = max([registration(created_at, history, pipeline_id), *linked])
+    return RequestSpan(lead_id, start, closed_at)
 
 
 def attribute(at: datetime, requests: Sequence[RequestSpan]) -> Attribution:

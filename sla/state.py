@@ -170,6 +170,7 @@ class LeadEvent:
     created_by: int  # 0: a robot or a bot
     status_before: Place | None = None  # (pipeline_id, status_id) for lead_status_changed
     status_after: Place | None = None
+    linked: tuple[str, int] | None = None  # (entity type, id) for entity_linked
 
 
 class SlaStatus(StrEnum):

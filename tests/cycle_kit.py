@@ -230,7 +230,16 @@ def contact_replies_of(world: World, lead_id: int) -> list[Event]:
             lead = Lead.model_validate(raw)
             history = lead_events_of([Event.model_validate(e) for e in fake.lead_events(other)])
             closed = lead.closed_at if lead.status_id in (WON, LOST) else None
-            spans.append(request_span(other, lead.created_at, closed, history, pipeline))
+            spans.append(
+                request_span(
+                    other,
+                    lead.created_at,
+                    closed,
+                    history,
+                    pipeline_id=pipeline,
+                    contact_id=contact_id,
+                )
+            )
         for raw_event in fake.contact_events(contact_id):
             event = Event.model_validate(raw_event)
             if not counts_on_contact(event.type, world.policy.reaction_event_types):

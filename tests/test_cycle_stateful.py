@@ -307,21 +307,27 @@ class CycleMachine(RuleBasedStateMachine):
     def agent_replies_on_the_contact(self, index: int, kind: str, share: bool) -> None:
         """As an account that files replies on the contact: the request gets a contact
         (sometimes another request's, so the reply may be ambiguous) and the reply is
-        filed there."""
+        filed there. A link and a reply never share a second: amoCRM's events carry
+        seconds, so nothing could tell which came first (README, "Replies filed on the
+        contact")."""
         fake = self.world.fake
         lead_id = self.pick_live(index)
         if lead_id is None:
             return
+        second = timedelta(seconds=1)
         if not fake.lead_contacts(lead_id):
             other = self.pick_live(index + 1) if share else None
             shared = fake.lead_contacts(other) if other is not None else []
             contact = shared[0] if shared else fake.add_contact(f"Клиент {lead_id}")
+            self.world.advance(second)
             fake.link_contact(lead_id, contact, by=self.world.agents[0])
+        self.world.advance(second)
         fake.replies_filed_on = "contact"
         try:
             fake.reply(lead_id, kind, created_by=self.world.agents[index % 2])
         finally:
             fake.replies_filed_on = "lead"
+        self.world.advance(second)
 
     @precondition(lambda self: self.requests)
     @rule(index=st.integers(0, 50))

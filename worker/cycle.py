@@ -73,7 +73,7 @@ from worker.ledgers import (
 from worker.ledgers import apply as apply_ledger
 from worker.ledgers import persist as persist_ledger
 from worker.mapping import lead_facts
-from worker.replies import CONTACT, contact_replies
+from worker.replies import CONTACT, CONTACT_LINKS, contact_replies
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
 from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, past_breaches, plan_tasks
@@ -225,7 +225,9 @@ class SyncCycle:
         self._generation: int | None = None  # the store's generation the cache reflects
         self._stop = threading.Event()
         ledger_events = LEDGER_EVENTS if options.ledgers.packages else frozenset()
-        self._event_types = sorted(policy.reaction_event_types | STRUCTURAL_EVENTS | ledger_events)
+        self._event_types = sorted(
+            policy.reaction_event_types | STRUCTURAL_EVENTS | CONTACT_LINKS | ledger_events
+        )
         self._ledger_cache: LedgerCache | None = None
 
     # --- the Cycle protocol -----------------------------------------------------------------
@@ -446,15 +448,37 @@ class SyncCycle:
             contact_ids={c for i in uncovered for c in tracked[i].lead.contact_ids},
         )
         lead_events = [e for e in (*feed.events, *histories) if e.entity_type != CONTACT]
+        grouped = by_lead(lead_events)
+        for lead_id, events in buffered_events(self.store, set(fresh) - set(uncovered)).items():
+            grouped.setdefault(lead_id, []).extend(events)
+        # The requests' own events first: a reply on a contact is judged on their histories.
         replies = contact_replies(
             (*feed.events, *histories),
-            tracked,
+            self._with_events(tracked, grouped, setup, forgotten, touched),
             pipeline_id=setup.pipeline_id,
             reaction_types=self.policy.reaction_event_types,
         )
-        grouped = by_lead([*lead_events, *replies])
-        for lead_id, events in buffered_events(self.store, set(fresh) - set(uncovered)).items():
-            grouped.setdefault(lead_id, []).extend(events)
+        self._with_events(tracked, by_lead(replies), setup, forgotten, touched)
+        return _Read(
+            tracked=tracked,
+            touched=frozenset(touched - forgotten),
+            forgotten=frozenset(forgotten - tracked.keys()),
+            events=(*lead_events, *replies),
+            leads_cursor=leads.cursor,
+            feed=feed.cursor,
+            leads_read=leads.received,
+        )
+
+    @staticmethod
+    def _with_events(
+        tracked: dict[int, TrackedLead],
+        grouped: Mapping[int, Sequence[Event]],
+        setup: AccountSetup,
+        forgotten: set[int],
+        touched: set[int],
+    ) -> dict[int, TrackedLead]:
+        """Add each tracked lead's new events (in place); a lead whose events say it was
+        deleted or moved away is forgotten."""
         for lead_id, events in grouped.items():
             item = tracked.get(lead_id)
             if item is None:
@@ -467,15 +491,7 @@ class SyncCycle:
             if updated is not item:
                 tracked[lead_id] = updated
                 touched.add(lead_id)
-        return _Read(
-            tracked=tracked,
-            touched=frozenset(touched - forgotten),
-            forgotten=frozenset(forgotten - tracked.keys()),
-            events=(*lead_events, *replies),
-            leads_cursor=leads.cursor,
-            feed=feed.cursor,
-            leads_read=leads.received,
-        )
+        return tracked
 
     def _feed_cursor(self) -> FeedCursor | None:
         read_to, covered_from = self.store.get_int(EVENTS_CURSOR), self.store.get_int(EVENTS_SINCE)

@@ -52,11 +52,21 @@ def lead_events(events: Iterable[Event]) -> list[LeadEvent]:
             created_by=event.created_by,
             status_before=_place(event.status_before),
             status_after=_place(event.status_after),
+            linked=_linked(event) if event.type == "entity_linked" else None,
         )
         for event in events
         if event.entity_type == "lead"
     ]
     return sorted(mapped, key=lambda event: (event.at, event.event_id))
+
+
+def _linked(event: Event) -> tuple[str, int] | None:
+    """The entity an ``entity_linked`` event names: ``value_after[0].link.entity``."""
+    for item in event.value_after or ():
+        entity = (item.get("link") or {}).get("entity") if isinstance(item, dict) else None
+        if isinstance(entity, dict) and isinstance(entity.get("id"), int):
+            return (str(entity.get("type")), entity["id"])
+    return None
 
 
 def _place(status: StatusRef | None) -> tuple[int, int] | None:

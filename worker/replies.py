@@ -22,6 +22,8 @@ from worker.cache import TrackedLead
 log = structlog.get_logger("worker.replies")
 
 CONTACT = "contact"
+# The lead events that say when a contact became the lead's (read with the feed).
+CONTACT_LINKS = frozenset({"entity_linked"})
 
 
 def spans_by_contact(
@@ -33,9 +35,17 @@ def spans_by_contact(
         lead = item.lead
         if not lead.contact_ids:
             continue
-        span = request_span(lead_id, lead.created_at, _closed_at(lead), item.events, pipeline_id)
         for contact_id in lead.contact_ids:
-            spans.setdefault(contact_id, []).append(span)
+            spans.setdefault(contact_id, []).append(
+                request_span(
+                    lead_id,
+                    lead.created_at,
+                    _closed_at(lead),
+                    item.events,
+                    pipeline_id=pipeline_id,
+                    contact_id=contact_id,
+                )
+            )
     return spans
 
 

@@ -957,7 +957,8 @@ class AccountState:
         self, lead_id: int, contact_id: int, *, by: int = 0, at: float | None = None
     ) -> None:
         """Link a contact to a lead (the first linked is the main one); the lead's JSON with
-        ``with=contacts`` lists it and its ``updated_at`` becomes ``at``."""
+        ``with=contacts`` lists it, its ``updated_at`` becomes ``at`` and it gets an
+        ``entity_linked`` event naming the contact."""
         with self._lock:
             lead = self._entities["leads"].get(lead_id)
             if lead is None:
@@ -968,6 +969,7 @@ class AccountState:
                 return
             when = self._when(at)
             lead.contact_ids.append(contact_id)
+            self._record_link("entity_linked", lead_id, contact_id, by, when, kind="contact")
             lead.updated_at = max(lead.updated_at, when)
             lead.updated_by = by
             self._touch()
@@ -1035,12 +1037,18 @@ class AccountState:
             lead.updated_by = by
             self._touch()
 
-    def _record_link(
-        self, event_type: str, lead_id: int, company_id: int, by: int, at: int
+    def _record_link(  # noqa: PLR0917 - the fake's own private helper
+        self,
+        event_type: str,
+        lead_id: int,
+        company_id: int,
+        by: int,
+        at: int,
+        kind: str = "company",
     ) -> None:
         if not self.record_change_events:
             return
-        link = [{"link": {"entity": {"id": company_id, "type": "company"}}}]
+        link = [{"link": {"entity": {"id": company_id, "type": kind}}}]
         if event_type == "entity_linked":
             self._record_event(event_type, "leads", lead_id, by, at, after=link)
         else:
