@@ -21,6 +21,7 @@ from tests.cycle_kit import (
     LOST,
     MOSCOW,
     STAGES,
+    WON,
     World,
     at,
     build_world,
@@ -625,3 +626,40 @@ def test_a_company_a_request_left_while_the_state_was_lost_holds_its_uses_no_mor
 
     assert company_fields(world, moved.first)["Пакет: израсходовано, мин"] == 0
     assert company_fields(world, moved.second)["Пакет: израсходовано, мин"] == 30
+
+
+def test_a_closed_request_moved_into_the_pipeline_counts_from_its_move_at_the_first_start(
+    tmp_path: Path,
+) -> None:
+    """Spec §1: registration is the move into the support pipeline. A set-up created 13
+    months ago in the sales pipeline, moved into support two months ago and done since,
+    is within the quota's twelve months; its creation is not."""
+    world = ledger_world(Ledger.QUOTAS)
+    company = world.fake.add_company("ИП Сидоров", responsible_user_id=world.agents[1])
+    day = datetime(2025, 11, 5, 10, 0, tzinfo=MOSCOW)
+    moved = world.fake.add_lead(
+        "Настроить воронку",
+        pipeline_id=world.other.id,
+        tags=["Микробизнес", "Настройка"],
+        created_at=(day - timedelta(days=400)).timestamp(),
+        responsible_user_id=world.agents[0],
+        company_id=company,
+    )
+    world.fake.move_lead(
+        moved,
+        world.support.status(STAGES[1]),
+        pipeline_id=world.support.id,
+        by_user=world.agents[0],
+        at=(day - timedelta(days=60)).timestamp(),
+    )
+    world.fake.move_lead(
+        moved, WON, by_user=world.agents[0], at=(day - timedelta(days=50)).timestamp()
+    )
+    first = prime_gate_request(world, company, day - timedelta(days=20))
+    second = prime_gate_request(world, company, day)
+    cycle = ledger_cycle(world, tmp_path, Ledger.QUOTAS)
+    run_at(cycle, world, at(5, 12, 0))
+
+    assert not lead_field(world, first, "Квота: сверх лимита")
+    assert lead_field(world, second, "Квота: сверх лимита")
+    assert str(company_fields(world, company)["Квоты"]).startswith("Настройки: 3 из 2")

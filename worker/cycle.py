@@ -41,7 +41,7 @@ from amo_client.client import AmoClient
 from amo_client.errors import StopRequested
 from amo_client.models import EntityUpdate, Event, Lead
 from sla.policy import Policy
-from sla.state import LOST, WON, LeadEvent, SlaState, compute_sla
+from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent, SlaState, compute_sla
 from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
 from worker.errors import describe
 from worker.events import (
@@ -72,6 +72,7 @@ from worker.ledgers import (
 )
 from worker.ledgers import apply as apply_ledger
 from worker.ledgers import persist as persist_ledger
+from worker.mapping import lead_events as as_lead_events
 from worker.mapping import lead_facts
 from worker.replies import CONTACT, CONTACT_LINKS, contact_replies
 from worker.setup import AccountSetup, StageOptions, resolve_setup
@@ -625,22 +626,35 @@ class SyncCycle:
 
     def _earlier_requests(self, setup: AccountSetup, now: datetime) -> dict[int, RequestFacts]:
         """The first time the ledgers run: the closed support requests of their horizon, as
-        facts (their tariff from their tags; registered at creation). The open ones are the
-        cycle's own: every tracked lead is computed in every cycle."""
+        facts (their tariff from their tags; registered as spec §1 says: at creation, or
+        when moved into the pipeline, read from their stage changes, ten leads a request).
+        The open ones are the cycle's own: every tracked lead is computed in every cycle."""
         since = now - self.options.ledgers.horizon
+        closed = [
+            lead
+            for lead in self.client.iter_leads(
+                pipeline_id=setup.pipeline_id,
+                status_ids=(WON, LOST),
+                updated_from=since,
+                by_update=True,
+            )
+            if lead.pipeline_id == setup.pipeline_id  # amoCRM may ignore a filter
+            and lead.status_id in (WON, LOST)
+            and lead.updated_at >= since
+        ]
+        moves = by_lead(
+            read_histories(
+                self.client,
+                [lead.id for lead in closed],
+                types=[STATUS_CHANGED],
+                check_stop=self._check_stop,
+            )
+        )
         facts: dict[int, RequestFacts] = {}
-        for lead in self.client.iter_leads(
-            pipeline_id=setup.pipeline_id, status_ids=(WON, LOST), updated_from=since
-        ):
+        for lead in closed:
             self._check_stop()
-            if (
-                lead.pipeline_id != setup.pipeline_id
-                or lead.status_id not in (WON, LOST)
-                or lead.updated_at < since
-            ):
-                continue  # amoCRM ignored a filter
             try:
-                state = self._compute(lead, (), setup, now)
+                state = self._compute(lead, as_lead_events(moves.get(lead.id, ())), setup, now)
                 facts[lead.id] = facts_of(lead, state, setup.roles.done)
             except Exception as error:
                 log.warning("lead_invalid", lead_id=lead.id, problem=describe(error))
