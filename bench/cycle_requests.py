@@ -353,11 +353,14 @@ def expected_first_sync(seeded: Seeded, first: Measured, *, ledgers: bool) -> Co
         # the ledgers' first start: the closed requests of their horizon, its time notes,
         # the linked companies by id, then the companies' fields
         expected["lead pages"] += by_update_pages(seeded.horizon_closed, LEADS_PAGE)
+        # their stage changes, for registration (spec §1), ten leads a request
+        expected["per-lead event calls"] = math.ceil(seeded.horizon_closed / 10)
         expected["note pages"] = by_update_pages(seeded.time_notes, NOTES_PAGE)
         # by id, then (a new state) every company changed within the horizon, for those a
-        # request left while no state knew it
+        # request left while no state knew it: the seeded companies were created 400 days
+        # before and changed by nobody since, so that read is one empty answer
         expected["company reads"] = math.ceil(seeded.companies / IDS_PER_REQUEST) + by_update_pages(
-            seeded.companies, COMPANIES_PAGE
+            0, COMPANIES_PAGE
         )
         expected["company writes"] = math.ceil(report.companies_written / WRITE_BATCH)
     return expected
@@ -516,7 +519,8 @@ def print_run(run: Run) -> None:
     )
     if run.ledgers:
         formula += (
-            " + pages(closed requests in the horizon) lead pages + pages(time notes) "
+            " + pages(closed requests in the horizon) lead pages + ceil(those/10) per-lead "
+            "event calls + pages(time notes) "
             "note pages"
             " + ceil(linked companies/50) + pages(companies changed in the horizon) company "
             "reads + ceil(companies written/50) company writes"
