@@ -285,3 +285,19 @@ def test_check_names_a_field_of_the_wrong_type(
     assert code == 1
     assert "problem: lead field «SLA: реакция до»" in out
     assert "is text, expected date_time" in out
+
+
+def test_check_says_how_many_requests_breached_before_the_first_start_and_gets_no_task(
+    account: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SLA_FIRST_START")  # a first start over an account with breaches
+
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "breached before the worker's first start" in out
+    assert "they get no task" in out
+    assert "0 task(s) to create" in out
+    assert account.world.fake.tasks == []
+    assert account.gets_only()  # check changes nothing in amoCRM

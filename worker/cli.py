@@ -23,6 +23,7 @@ import structlog
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError, NotFound
 from config.settings import ConfigError, Settings, load_settings
+from sla.policy import Policy
 from worker import admin, app, explain
 from worker.errors import is_fatal
 from worker.logs import configure_logging, register_secret, renders_json
@@ -268,14 +269,41 @@ def run_check(args: argparse.Namespace) -> int:
             result = admin.CheckResult(
                 (*result.problems, *hook.problems), (*result.notes, *hook.notes)
             )
+        first_cycle = _first_cycle_notes(settings, policy) if result.ok else []
     except AmoError as error:
         return _fail(error)
-    for note in result.notes:
+    for note in (*result.notes, *first_cycle):
         print(f"ok: {note}")
     for problem in result.problems:
         print(f"problem: {problem}")
     print("everything is in place" if result.ok else f"{len(result.problems)} problem(s)")
     return 0 if result.ok else 1
+
+
+def _first_cycle_notes(settings: Settings, policy: Policy) -> list[str]:
+    """What the next cycle would do, from a dry run: breaches, tasks, past breaches."""
+    with app.build_client(settings) as client:
+        cycle = app.build_cycle(settings, client, policy, dry_run=True)
+        try:
+            report = cycle.run(datetime.now(UTC))
+        finally:
+            cycle.store.close()
+    breached = [
+        lead_id
+        for lead_id, state in report.states.items()
+        if state.reaction.breached or state.resolution.breached
+    ]
+    notes = [
+        f"the next cycle computes {len(report.states)} request(s): {len(breached)} breached, "
+        f"{len(report.writes)} to write, {len(report.tasks)} task(s) to create"
+    ]
+    if report.past_breaches and report.first_start is not None:
+        since = report.first_start.astimezone(policy.zone).strftime("%d.%m.%Y %H:%M")
+        notes.append(
+            f"{len(report.past_breaches)} request(s) breached before the worker's first start "
+            f"({since}): their fields show it, they get no task (SLA_PAST_BREACH_TASKS)"
+        )
+    return notes
 
 
 def add_provision(commands: Any) -> None:
