@@ -434,6 +434,21 @@ class AmoClient:
             found.update(item.id for item in trashed if item.id in chunk)
         return found
 
+    def contact_lead_ids(self, contact_id: int) -> list[int]:
+        """The leads a contact is linked to (``GET /api/v4/contacts/{id}?with=leads``); none
+        when amoCRM has no such contact."""
+        body = self._call(
+            "GET",
+            f"/api/v4/contacts/{contact_id}",
+            params={"with": "leads"},
+            read=_read_object,
+        )
+        if body is None:
+            return []
+        embedded = body.get("_embedded") or {}
+        leads = embedded.get("leads") or [] if isinstance(embedded, dict) else []
+        return [EntityRef.model_validate(item).id for item in leads]
+
     def lead(self, lead_id: int, *, with_: Iterable[str] = ()) -> Lead | None:
         params = {"with": ",".join(with_)} if with_ else {}
         body = self._call("GET", f"/api/v4/leads/{lead_id}", params=params, read=_read_object)

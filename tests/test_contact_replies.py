@@ -162,3 +162,30 @@ def test_a_request_older_than_the_feed_finds_its_contact_reply_at_the_first_star
 
     assert report.states[lead_id].reaction.finished_at == datetime.fromtimestamp(created + 600, UTC)
     assert matches_engine(world, lead_id)
+
+
+def test_explain_finds_the_same_contact_replies_as_the_cycle(tmp_path: Path) -> None:
+    from tests.cycle_kit import contact_replies_of
+    from worker.replies import replies_for_lead
+
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    alone = request_of(world, contact, created=at(5, 11, 30))
+    world.advance(timedelta(minutes=5))
+    world.fake.reply(alone, "outgoing_chat_message", created_by=world.agents[0])
+    world.advance(timedelta(minutes=5))
+    shared = request_of(world, contact, created=world.now().timestamp())
+    world.advance(timedelta(minutes=5))
+    world.fake.reply(shared, "outgoing_call", created_by=world.agents[1])
+
+    for lead_id in (alone, shared):
+        lead = world.client.lead(lead_id, with_=("contacts",))
+        assert lead is not None
+        found = replies_for_lead(
+            world.client,
+            lead,
+            pipeline_id=world.support.id,
+            reaction_types=world.policy.reaction_event_types,
+        )
+        assert [e.id for e in found] == [e.id for e in contact_replies_of(world, lead_id)]
+    assert len(contact_replies_of(world, alone)) == 1  # the second reply is ambiguous

@@ -601,6 +601,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_live_explain(args: argparse.Namespace) -> int:
     from worker.fields import SlaField  # noqa: PLC0415
+    from worker.replies import replies_for_lead  # noqa: PLC0415
     from worker.setup import resolve_setup  # noqa: PLC0415
 
     settings = _live_settings()
@@ -619,6 +620,12 @@ def run_live_explain(args: argparse.Namespace) -> int:
                 print(f"error: lead {args.lead_id} does not exist", file=sys.stderr)
                 return 1
             events = list(client.iter_events(entity="lead", entity_ids=[lead.id]))
+            events += replies_for_lead(
+                client,
+                lead,
+                pipeline_id=setup.pipeline_id,
+                reaction_types=policy.reaction_event_types,
+            )
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG

@@ -14,9 +14,10 @@ from datetime import datetime
 
 import structlog
 
+from amo_client.client import AmoClient
 from amo_client.models import Event, Lead
 from sla.replies import RequestSpan, attribute, counts_on_contact, request_span
-from sla.state import LOST, WON
+from sla.state import LOST, STATUS_CHANGED, WON
 from worker.cache import TrackedLead
 
 log = structlog.get_logger("worker.replies")
@@ -82,6 +83,45 @@ def contact_replies(
                 problem="a reply on a contact with several open requests counts for none",
             )
     return attributed
+
+
+def replies_for_lead(
+    client: AmoClient, lead: Lead, *, pipeline_id: int, reaction_types: Collection[str]
+) -> list[Event]:
+    """One request's replies filed on its contacts, judged among every support request of
+    each contact as amoCRM holds them now (``explain``, which has no cache)."""
+    contact_ids = list(lead.contact_ids)
+    if not contact_ids:
+        return []
+    others = sorted({i for c in contact_ids for i in client.contact_lead_ids(c)} | {lead.id})
+    leads = {
+        other.id: other
+        for other in client.iter_leads(ids=others, with_=("contacts",))
+        if other.pipeline_id == pipeline_id
+    }
+    histories = by_entity(
+        client.iter_events(
+            entity="lead", entity_ids=sorted(leads), types=sorted(CONTACT_LINKS | {STATUS_CHANGED})
+        )
+    )
+    tracked = {i: TrackedLead.of(other, histories.get(i, ())) for i, other in leads.items()}
+    events = client.iter_events(
+        entity=CONTACT, entity_ids=contact_ids, types=sorted(reaction_types)
+    )
+    return [
+        event
+        for event in contact_replies(
+            events, tracked, pipeline_id=pipeline_id, reaction_types=reaction_types
+        )
+        if event.entity_id == lead.id
+    ]
+
+
+def by_entity(events: Iterable[Event]) -> dict[int, list[Event]]:
+    grouped: dict[int, list[Event]] = {}
+    for event in events:
+        grouped.setdefault(event.entity_id, []).append(event)
+    return grouped
 
 
 def _closed_at(lead: Lead) -> datetime | None:

@@ -303,6 +303,7 @@ class Api:
             ("PATCH", r"/api/v4/(leads|companies)", self._patch_entities),
             ("GET", r"/api/v4/(leads|companies)/(\d+)", self._get_entity),
             ("PATCH", r"/api/v4/(leads|companies)/(\d+)", self._patch_entity),
+            ("GET", r"/api/v4/contacts/(\d+)", self._get_contact),
             ("GET", r"/api/v4/events", self._list_events),
             ("GET", r"/api/v4/events/([0-9a-z]+)", self._get_event),
             ("GET", r"/api/v4/tasks", self._list_tasks),
@@ -647,6 +648,28 @@ class Api:
         if entity is None:
             return no_content()
         return hal(self.state._render_entity(entity, with_))
+
+    def _get_contact(self, call: Call, match: re.Match[str]) -> Reply:
+        """A contact; ``with=leads`` lists the leads it is linked to (``_embedded.leads``)."""
+        contact_id = int(match.group(1))
+        entity = self.state._entities["contacts"].get(contact_id)
+        if entity is None:
+            return no_content()
+        out: dict[str, Any] = {
+            "id": entity.id,
+            "name": entity.name,
+            "created_at": entity.created_at,
+            "updated_at": entity.updated_at,
+            "account_id": self.state.account_id,
+            "_links": self.state._href(f"/api/v4/contacts/{entity.id}"),
+            "_embedded": {"tags": [], "companies": []},
+        }
+        if "leads" in self._with(call):
+            out["_embedded"]["leads"] = [
+                {"id": lead_id, "_links": self.state._href(f"/api/v4/leads/{lead_id}")}
+                for lead_id in self.state.contact_leads(contact_id)
+            ]
+        return hal(out)
 
     def _patch_entities(self, call: Call, match: re.Match[str]) -> Reply:
         kind = match.group(1)
