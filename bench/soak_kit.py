@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from amo_client.fake import LOST_STATUS_ID, WON_STATUS_ID, FakeAmoCRM, PipelineRef
+from amo_client.fake import LOST_STATUS_ID, WON_STATUS_ID, FakeAmoCRM, PageTurn, PipelineRef
 from amo_client.models import Event, Lead
 from sla.policy import Policy
 from sla.state import SlaState, StageRoles
+from tests.cycle_kit import contact_replies_in
 from worker.explain import explain
 from worker.fields import FIELD_SPECS, FieldType
 from worker.tasks import MARKERS, BreachClock
@@ -188,6 +189,8 @@ class Agents:
             ("agreed date", 0.05, self.agree),
             ("retag", 0.04, self.retag),
             ("task completed", 0.04, self.complete_task),
+            ("reply on the contact", 0.1, self.reply_on_contact),
+            ("close while the worker reads", 0.05, self.close_mid_read),
         ]
         name, _, action = rng.choices(actions, weights=[w for _, w, _ in actions])[0]
         if action():
@@ -221,6 +224,45 @@ class Agents:
         self.account.fake.add_event(
             rng.choice(leads), rng.choice(REPLIES), created_by=self._agent()
         )
+        return True
+
+    def reply_on_contact(self) -> bool:
+        """A reply amoCRM files on the request's contact (given one, sometimes another
+        request's, so that some replies are ambiguous)."""
+        leads = self._leads(FIRST, IN_WORK, HOLD)
+        if not leads:
+            return False
+        fake, rng = self.account.fake, self.account.rng
+        lead_id = rng.choice(leads)
+        if not fake.lead_contacts(lead_id):
+            with_contacts = [i for i in leads if fake.lead_contacts(i)]
+            if with_contacts and rng.random() < 0.3:
+                contact = fake.lead_contacts(rng.choice(with_contacts))[0]
+            else:
+                contact = fake.add_contact(f"Клиент {lead_id}")
+            fake.link_contact(lead_id, contact, by=self._agent())
+            time.sleep(1.1)  # a link and a reply in one second cannot be ordered
+        fake.replies_filed_on = "contact"
+        try:
+            fake.reply(lead_id, rng.choice(REPLIES), created_by=self._agent())
+        finally:
+            fake.replies_filed_on = "lead"
+        return True
+
+    def close_mid_read(self) -> bool:
+        """Close a request just before the worker's next page of leads: between two pages
+        of its read, whichever read that is."""
+        fake, rng = self.account.fake, self.account.rng
+
+        def close_one(read: PageTurn) -> None:
+            if read.path != "/api/v4/leads":
+                return
+            fake.on_read(None)
+            leads = self._leads(FIRST, IN_WORK)
+            if leads:
+                fake.move_lead(rng.choice(leads), rng.choice(DONE), by_user=self._agent())
+
+        fake.on_read(close_one)
         return True
 
     def bot_message(self) -> bool:
@@ -301,6 +343,12 @@ def engine_state(account: Account, lead_id: int, now: float) -> SlaState:
     raw = account.fake.lead(lead_id)
     assert raw is not None, lead_id
     events = [Event.model_validate(event) for event in account.fake.lead_events(lead_id)]
+    events += contact_replies_in(
+        account.fake,
+        lead_id,
+        pipeline=account.support.id,
+        reaction_types=account.policy.reaction_event_types,
+    )
     return explain(
         Lead.model_validate(raw),
         events,

@@ -219,7 +219,18 @@ def lead_of(world: World, lead_id: int) -> Lead:
 def contact_replies_of(world: World, lead_id: int) -> list[Event]:
     """The replies filed on the lead's contacts that spec §4 gives to this lead, judged
     among every support request of each contact as amoCRM holds them now."""
-    fake, pipeline = world.fake, world.support.id
+    return contact_replies_in(
+        world.fake,
+        lead_id,
+        pipeline=world.support.id,
+        reaction_types=world.policy.reaction_event_types,
+    )
+
+
+def contact_replies_in(
+    fake: FakeAmoCRM, lead_id: int, *, pipeline: int, reaction_types: frozenset[str]
+) -> list[Event]:
+    """:func:`contact_replies_of` for any fake account (the soak's too)."""
     found: list[Event] = []
     for contact_id in fake.lead_contacts(lead_id):
         spans = []
@@ -242,7 +253,7 @@ def contact_replies_of(world: World, lead_id: int) -> list[Event]:
             )
         for raw_event in fake.contact_events(contact_id):
             event = Event.model_validate(raw_event)
-            if not counts_on_contact(event.type, world.policy.reaction_event_types):
+            if not counts_on_contact(event.type, reaction_types):
                 continue
             if attribute(event.created_at, spans).lead_id == lead_id:
                 found.append(event.model_copy(update={"entity_id": lead_id, "entity_type": "lead"}))

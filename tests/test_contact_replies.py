@@ -16,6 +16,7 @@ from tests.cycle_kit import (
     World,
     at,
     build_world,
+    contact_replies_of,
     engine_state,
     expected_fields,
     make_cycle,
@@ -165,7 +166,6 @@ def test_a_request_older_than_the_feed_finds_its_contact_reply_at_the_first_star
 
 
 def test_explain_finds_the_same_contact_replies_as_the_cycle(tmp_path: Path) -> None:
-    from tests.cycle_kit import contact_replies_of
     from worker.replies import replies_for_lead
 
     world = contact_world()
@@ -189,3 +189,34 @@ def test_explain_finds_the_same_contact_replies_as_the_cycle(tmp_path: Path) -> 
         )
         assert [e.id for e in found] == [e.id for e in contact_replies_of(world, lead_id)]
     assert len(contact_replies_of(world, alone)) == 1  # the second reply is ambiguous
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "from-the-cycle-s-cache"])
+def test_the_report_counts_a_reply_filed_on_the_contact(tmp_path: Path, warm: bool) -> None:
+    from tests.report_kit import account_setup
+    from worker.sla_report.collect import ReadStats, Sources, lead_histories
+
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    lead_id = request_of(world, contact, created=at(5, 11, 30))
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    world.advance(timedelta(minutes=5))
+    world.fake.reply(lead_id, "outgoing_chat_message", created_by=world.agents[0])
+    if warm:
+        cycle.run(world.advance(timedelta(minutes=1)))
+    cycle.store.close()
+    lead = world.client.lead(lead_id, with_=("contacts",))
+    assert lead is not None
+    sources = Sources(
+        world.client,
+        account_setup(world, packages=False),
+        world.policy,
+        cache=tmp_path / "state.sqlite3" if warm else None,
+    )
+
+    histories = lead_histories(sources, [lead], world.now(), ReadStats())
+
+    expected = {e.id for e in contact_replies_of(world, lead_id)}
+    assert expected
+    assert expected <= {event.event_id for event in histories[lead_id]}

@@ -33,7 +33,7 @@ from amo_client.models import Company, Event, Lead
 from sla.ledger import TimeEntry, months_before, quota_summary, quota_uses
 from sla.policy import Policy
 from sla.state import LOST, WON, LeadEvent, SlaState, compute_sla
-from worker.cache import load_tracked, slim
+from worker.cache import TrackedLead, load_tracked, slim
 from worker.cycle import EVENTS_CURSOR
 from worker.events import STRUCTURAL_EVENTS
 from worker.fields import SlaField
@@ -46,6 +46,7 @@ from worker.ledgers import (
     package_of,
 )
 from worker.mapping import lead_events, lead_facts
+from worker.replies import CONTACT, CONTACT_LINKS, contact_replies
 from worker.setup import AccountSetup
 from worker.sla_report.figures import (
     CompanyHours,
@@ -182,9 +183,11 @@ def _support_leads(
     keep = [*setup.fields.ids.values(), setup.class_field_id]
     found: dict[int, Lead] = {}
     source = (
-        client.iter_leads(ids=ids)
+        client.iter_leads(ids=ids, with_=("contacts",))
         if ids is not None
-        else client.iter_leads(pipeline_id=setup.pipeline_id, updated_from=since)
+        else client.iter_leads(
+            pipeline_id=setup.pipeline_id, updated_from=since, with_=("contacts",), by_update=True
+        )
     )
     for lead in source:
         if lead.pipeline_id != setup.pipeline_id or lead.is_deleted:
@@ -195,6 +198,28 @@ def _support_leads(
         # with all their fields would take most of the report's memory.
         found[lead.id] = slim(lead, keep)
     return found
+
+
+def _add_contact_replies(
+    sources: Sources,
+    leads: Sequence[Lead],
+    histories: dict[int, list[LeadEvent]],
+    events: Iterable[Event],
+) -> None:
+    """Give each request the replies filed on its contacts (spec §4), as the cycle does."""
+    tracked = {
+        lead.id: replace(TrackedLead.of(lead), events=tuple(histories.get(lead.id, ())))
+        for lead in leads
+    }
+    for reply in contact_replies(
+        events,
+        tracked,
+        pipeline_id=sources.setup.pipeline_id,
+        reaction_types=sources.policy.reaction_event_types,
+    ):
+        known = {event.event_id for event in histories.get(reply.entity_id, ())}
+        if reply.id not in known:
+            histories.setdefault(reply.entity_id, []).extend(lead_events([reply]))
 
 
 def event_types(policy: Policy, options: LedgerOptions) -> list[str]:
@@ -215,13 +240,19 @@ def lead_histories(
     if cached and cursor is not None:
         since = datetime.fromtimestamp(cursor, UTC) - OVERLAP
         fresh: dict[int, list[Event]] = {}
-        for event in client.iter_events(entity="lead", types=types, created_from=since):
-            if event.entity_id in cached:
+        contact_events: list[Event] = []
+        for event in client.iter_events(
+            entity=("lead", "contact"), types=[*types, *CONTACT_LINKS], created_from=since
+        ):
+            if event.entity_type == CONTACT:
+                contact_events.append(event)
+            elif event.entity_id in cached:
                 fresh.setdefault(event.entity_id, []).append(event)
         for lead_id, events in cached.items():
             seen = {event.event_id for event in events}
             extra = [e for e in lead_events(fresh.get(lead_id, ())) if e.event_id not in seen]
             histories[lead_id] = [*events, *extra]
+        _add_contact_replies(sources, leads, histories, contact_events)
         stats.from_cache = len(cached)
     missing = sorted(wanted - histories.keys())
     if missing:
@@ -236,6 +267,12 @@ def lead_histories(
                 histories[event.entity_id].extend(lead_events([event]))
             if done % 5000 == 0:
                 sources.progress(f"  {done} events read")
+        contacts = sorted({c for lead in leads if lead.id in asked for c in lead.contact_ids})
+        if contacts:
+            replies = client.iter_events(entity=CONTACT, entity_ids=contacts, types=types)
+            _add_contact_replies(
+                sources, [lead for lead in leads if lead.id in asked], histories, replies
+            )
         stats.read_by_id = len(missing)
         stats.history_requests = client.requests_sent - before
     sources.progress(
