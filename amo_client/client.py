@@ -754,11 +754,7 @@ class AmoClient:
             body = self._call("GET", url, params=query, read=read)
             if body is None:
                 return  # 204: an empty list, or a page past the end
-            for item in body["_embedded"][key]:
-                try:
-                    yield model.model_validate(item)
-                except ValidationError as error:
-                    report(InvalidItem(kind, _raw_id(item), _problem(error)))
+            yield from _valid_items(body["_embedded"][key], model, kind, report)
             url = _next_link(body)
             query = None  # the next link carries the whole query
 
@@ -1170,12 +1166,7 @@ class _ByUpdate(Generic[M]):
             body = self.client._call("GET", url, params=query, read=self.read)
         if body is None:
             return [], None
-        items: list[M] = []
-        for item in body["_embedded"][self.key]:
-            try:
-                items.append(self.model.model_validate(item))
-            except ValidationError as error:
-                self.report(InvalidItem(self.kind, _raw_id(item), _problem(error)))
+        items = list(_valid_items(body["_embedded"][self.key], self.model, self.kind, self.report))
         return items, _next_link(body)
 
     def fresh(self, items: list[M]) -> Iterator[M]:
@@ -1197,6 +1188,17 @@ class _ByUpdate(Generic[M]):
                 yield from self.fresh(items)
             if len(self.yielded) == before:
                 return
+
+
+def _valid_items(
+    items: Iterable[Any], model: type[M], kind: str, report: InvalidHandler
+) -> Iterator[M]:
+    """The items ``model`` reads; the others go to ``report``."""
+    for item in items:
+        try:
+            yield model.model_validate(item)
+        except ValidationError as error:
+            report(InvalidItem(kind, _raw_id(item), _problem(error)))
 
 
 def _updated(item: BaseModel) -> int:

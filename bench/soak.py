@@ -57,6 +57,7 @@ from bench.soak_kit import (
 )
 from sla.policy import load_policy
 from worker.admin import provision
+from worker.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_FILE = Path(__file__).with_name("soak_policy.toml")
@@ -264,6 +265,10 @@ def report(args: argparse.Namespace, fake: FakeAmoCRM, outcome: Outcome) -> None
     for (lead_id, marker), count in sorted(verdict.duplicate_tasks.items())[:20]:
         print(f"    lead {lead_id} {marker}: {count}")
     print(f"  missing breach tasks: {len(verdict.missing_tasks)}")
+    print(
+        f"  breaches from before the worker's first start: {verdict.past_breaches}, "
+        f"tasks for them: {len(verdict.past_tasks)} (spec §5: none)"
+    )
     for lead_id, marker in verdict.missing_tasks[:20]:
         print(f"    lead {lead_id} {marker}")
     print(f"  duplicate acceptance notes: {len(verdict.duplicate_notes)}")
@@ -311,7 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = soak.account.fake.faults_injected
         clean = clean_phase(soak, len(faulty) + 1, args.clean_runs)
         last = clean[-1]
-        verdict = judge(soak.account, last.started, last.finished, supervised=True)
+        store = StateStore(soak.state_dir / "state.sqlite3")
+        first_start = store.first_start()
+        store.close()
+        verdict = judge(
+            soak.account, last.started, last.finished, supervised=True, first_start=first_start
+        )
     finally:
         agents.stop()
         soak.server.close()

@@ -419,6 +419,8 @@ class Verdict:
     tasks: int
     notes: int
     by_status: Counter[str] = field(default_factory=Counter)
+    past_tasks: tuple[tuple[int, str], ...] = ()  # tasks for breaches before the first start
+    past_breaches: int = 0  # breach clocks due before the first start (no task, spec §5)
 
     @property
     def failed(self) -> bool:
@@ -428,19 +430,30 @@ class Verdict:
             or self.missing_tasks
             or self.duplicate_notes
             or self.missing_notes
+            or self.past_tasks
         )
 
 
-def judge(account: Account, started: float, finished: float, supervised: bool) -> Verdict:
+def judge(
+    account: Account,
+    started: float,
+    finished: float,
+    supervised: bool,
+    first_start: float | None = None,
+) -> Verdict:
     """Compare every lead of the support pipeline with the engine.
 
     The last ``once`` computed its state at an instant between ``started`` and ``finished``:
     a lead agrees when its fields are the engine's at either end (a change can fall inside).
-    A breach task is missing when the engine says one was due already at ``started``.
+    A breach task is missing when the engine says one was due already at ``started`` and
+    its deadline is not older than the worker's ``first_start``; a task for a deadline
+    older than it is one too many (spec §5).
     """
     fake = account.fake
     differences: list[Difference] = []
     missing_tasks: list[tuple[int, str]] = []
+    past_tasks: list[tuple[int, str]] = []
+    past_breaches = 0
     by_status: Counter[str] = Counter()
     leads = account.support_leads()
     task_keys = Counter(
@@ -456,14 +469,22 @@ def judge(account: Account, started: float, finished: float, supervised: bool) -
         by_status[str(stored["SLA: статус"])] += 1
         if stored not in (expected_fields(early), expected_fields(late)):
             differences.append(Difference(lead_id, stored, expected_fields(late)))
-        if early.reaction_task_due and (lead_id, MARKERS[BreachClock.REACTION]) not in task_keys:
-            missing_tasks.append((lead_id, MARKERS[BreachClock.REACTION]))
-        if (
-            supervised
-            and early.resolution_task_due
-            and (lead_id, MARKERS[BreachClock.RESOLUTION]) not in task_keys
+        for clock, due_now, due in (
+            (BreachClock.REACTION, early.reaction_task_due, early.reaction.due),
+            (
+                BreachClock.RESOLUTION,
+                supervised and early.resolution_task_due,
+                early.resolution.due,
+            ),
         ):
-            missing_tasks.append((lead_id, MARKERS[BreachClock.RESOLUTION]))
+            key = (lead_id, MARKERS[clock])
+            past = first_start is not None and due is not None and due.timestamp() < first_start
+            if due_now and past:
+                past_breaches += 1
+                if key in task_keys:
+                    past_tasks.append(key)
+            elif due_now and key not in task_keys:
+                missing_tasks.append(key)
     notes = Counter(
         int(note["entity_id"]) for note in fake.notes if ACCEPTANCE_NOTE in str(note.get("params"))
     )
@@ -477,6 +498,8 @@ def judge(account: Account, started: float, finished: float, supervised: bool) -
         tasks=sum(task_keys.values()),
         notes=sum(notes.values()),
         by_status=by_status,
+        past_tasks=tuple(past_tasks),
+        past_breaches=past_breaches,
     )
 
 

@@ -73,6 +73,20 @@ def hourly_cycle(world: World, state_dir: Path) -> SyncCycle:
     return make_cycle(world, state_dir, options=options)
 
 
+def many_requests(world: World, count: int, *, spread: bool = True) -> list[int]:
+    """``count`` «По факту» requests of 09:00 (a second apart with ``spread``)."""
+    return [
+        world.fake.add_lead(
+            f"Обращение {n}",
+            pipeline_id=world.support.id,
+            tags=["По факту"],
+            created_at=at(5, 9, 0) + (n if spread else 0),
+            responsible_user_id=world.agents[0],
+        )
+        for n in range(count)
+    ]
+
+
 def run_at(cycle: SyncCycle, world: World, moment: float) -> None:
     world.clock.advance(moment - world.clock.time())
     cycle.run(world.now())
@@ -126,16 +140,7 @@ def test_a_lead_closed_between_two_pages_of_a_full_read_costs_no_other_lead(
 ) -> None:
     world = build_world(seed=False)
     anna = world.agents[0]
-    ids = [
-        world.fake.add_lead(
-            f"Обращение {n}",
-            pipeline_id=world.support.id,
-            tags=["По факту"],
-            created_at=at(5, 9, 0),
-            responsible_user_id=anna,
-        )
-        for n in range(260)
-    ]
+    ids = many_requests(world, 260, spread=False)
     cycle = hourly_cycle(world, tmp_path)
     run_at(cycle, world, at(5, 12, 0))
     run_at(cycle, world, at(5, 12, 30))  # reads its own writes back
@@ -427,16 +432,7 @@ def test_a_lead_closed_between_two_pages_of_the_first_read_costs_no_other_lead(
 ) -> None:
     world = build_world(seed=False)
     anna = world.agents[0]
-    ids = [
-        world.fake.add_lead(
-            f"Обращение {n}",
-            pipeline_id=world.support.id,
-            tags=["По факту"],
-            created_at=at(5, 9, 0) + n,
-            responsible_user_id=anna,
-        )
-        for n in range(300)
-    ]
+    ids = many_requests(world, 300)
     turns: list[PageTurn] = []
 
     def close_one_already_read(turn: PageTurn) -> None:
@@ -458,16 +454,7 @@ def test_a_lead_closed_between_two_pages_of_the_first_read_costs_no_other_lead(
 
 def test_an_empty_answer_in_the_middle_of_the_first_read_is_asked_again(tmp_path: Path) -> None:
     world = build_world(seed=False)
-    ids = [
-        world.fake.add_lead(
-            f"Обращение {n}",
-            pipeline_id=world.support.id,
-            tags=["По факту"],
-            created_at=at(5, 9, 0) + n,
-            responsible_user_id=world.agents[0],
-        )
-        for n in range(300)
-    ]
+    ids = many_requests(world, 300)
     seen: list[PageTurn] = []
 
     def empty_second_page(turn: PageTurn) -> None:
