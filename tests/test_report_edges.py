@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 
 from sla.policy import load_policy
-from tests.cycle_kit import LOST, MOSCOW, at, build_world
+from tests.cycle_kit import LOST, MOSCOW, WON, at, build_world
 from tests.report_kit import (
     OCTOBER,
     account_setup,
@@ -143,3 +143,52 @@ def test_the_quotas_table_counts_each_companys_uses_as_worked_by_hand(tmp_path: 
         ["ИП Сидоров", "Настройки модулей", "Микробизнес", "1", "4", "0"],
         ["ИП Сидоров", "Удалённые подключения", "Микробизнес", "0", "1", "0"],
     ]
+
+
+def test_a_set_up_moved_into_support_before_the_period_counts_from_its_move(
+    tmp_path: Path,
+) -> None:
+    """Spec §1: a set-up created in the sales pipeline 13 months before October and moved
+    into support in September counts toward October's quota; by its creation it would not."""
+    world = build_world(seed=False)
+    world.policy = load_policy((PRESETS / "prime_gate.toml").read_text(encoding="utf-8"))
+    provision(world.client, dry_run=False, say=lambda line: None, ledgers=frozenset())
+    fake, anna = world.fake, world.agents[0]
+    sidorov = fake.add_company("ИП Сидоров", responsible_user_id=anna)
+    moved = fake.add_lead(
+        "Настройка",
+        pipeline_id=world.other.id,
+        tags=["Микробизнес", "Настройка"],
+        created_at=at(5, 10, month=9) - 395 * 86400,
+        responsible_user_id=anna,
+        company_id=sidorov,
+    )
+    fake.move_lead(
+        moved,
+        world.support.status("В работе"),
+        pipeline_id=world.support.id,
+        by_user=anna,
+        at=at(10, 10, month=9),
+    )
+    fake.move_lead(moved, WON, by_user=anna, at=at(12, 10, month=9))
+    for day in (6, 13):
+        fake.add_lead(
+            "Настройка",
+            pipeline_id=world.support.id,
+            tags=["Микробизнес", "Настройка"],
+            created_at=oct_(day, 10),
+            responsible_user_id=anna,
+            company_id=sidorov,
+        )
+    sources = Sources(
+        world.client,
+        account_setup(world, packages=False),
+        world.policy,
+        LedgerOptions(quotas=world.policy.quotas, zone=MOSCOW),
+    )
+    figures, _ = collect(sources, OCTOBER, world.now())
+    write_report(figures, tmp_path)
+
+    with (tmp_path / "quotas.csv").open(encoding="utf-8-sig", newline="") as file:
+        rows = list(csv.reader(file))
+    assert ["ИП Сидоров", "Настройки", "Микробизнес", "3", "2", "1"] in rows

@@ -383,12 +383,22 @@ def _quotas(
     months = max(quota.months for quota in options.quotas)
     window = months_before(period.start, months)
     older = _support_leads(client, setup, since=window)
+    # Registration is the move into the pipeline (spec §1): the stage changes of the
+    # requests the period did not compute, ten leads a request.
+    unknown = sorted(i for i in older if i not in states)
+    moves: dict[int, list[Event]] = {}
+    if unknown:
+        for event in client.iter_events(
+            entity="lead", entity_ids=unknown, types=["lead_status_changed"]
+        ):
+            moves.setdefault(event.entity_id, []).append(event)
     facts: dict[int, RequestFacts] = {}
     for lead in [*older.values(), *leads.values()]:
         state = states.get(lead.id)
         if state is None:
             try:
-                state = compute_state(lead, (), setup, sources.policy, now)
+                history = lead_events(moves.get(lead.id, ()))
+                state = compute_state(lead, history, setup, sources.policy, now)
             except (ValueError, TypeError):
                 continue
         facts[lead.id] = facts_of(lead, state, setup.roles.done)
