@@ -663,3 +663,23 @@ def test_a_closed_request_moved_into_the_pipeline_counts_from_its_move_at_the_fi
     assert not lead_field(world, first, "Квота: сверх лимита")
     assert lead_field(world, second, "Квота: сверх лимита")
     assert str(company_fields(world, company)["Квоты"]).startswith("Настройки: 3 из 2")
+
+
+def test_a_company_a_full_reconcile_s_read_leaves_out_is_kept_without_amocrm_s_word(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 30 мин", at(5, 10, 30))
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
+    run_at(cycle, world, at(5, 12, 0))
+    world.fake.odd_answer_next("no_content", 2, path="/api/v4/companies", method="GET")
+
+    run_at(cycle, world, at(5, 18, 0))  # a full reconcile whose companies read is a 204
+
+    assert not [line for line in logs if "no longer has this company" in str(line)]
+    assert company in cycle.store.load_rows("companies")
+    log_time(world, lead_id, "Время: 20 мин", at(5, 18, 10))
+    run_at(cycle, world, at(5, 18, 15))
+    assert company_fields(world, company)["Пакет: израсходовано, мин"] == 50

@@ -255,15 +255,31 @@ def read_companies(
             if company.id in wanted:
                 companies[company.id] = company
     asked = sorted(set(by_id) - set(companies))
-    for company in client.iter_companies(ids=asked, on_invalid=_skipped_company):
+    unreadable: set[int] = set()
+
+    def skipped(item: InvalidItem) -> None:
+        if isinstance(item.item_id, int):
+            unreadable.add(item.item_id)
+        _skipped_company(item)
+
+    for company in client.iter_companies(ids=asked, on_invalid=skipped):
         check_stop()
         clock = clock or client.server_time
         companies[company.id] = company
     clock = clock or client.server_time or now
-    gone = frozenset(asked) - companies.keys()
+    # Absence from a list is no evidence: each company left out is asked for on its own,
+    # and only amoCRM's answer for that id (nothing there) says it is gone.
+    gone: set[int] = set()
+    for company_id in sorted(set(asked) - companies.keys() - unreadable):
+        check_stop()
+        found = client.company(company_id)
+        if found is None:
+            gone.add(company_id)
+        else:
+            companies[company_id] = found
     return (
         list(companies.values()),
-        gone,
+        frozenset(gone),
         max(cursor or 0, int((clock - options.overlap).timestamp())),
     )
 
