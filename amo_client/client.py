@@ -293,6 +293,7 @@ class AmoClient:
                 Pipeline,
                 kind="pipeline",
                 on_invalid=on_invalid,
+                confirm_empty=True,  # an account always has a pipeline
             )
         )
 
@@ -306,6 +307,7 @@ class AmoClient:
             CustomField,
             kind="custom_field",
             on_invalid=on_invalid,
+            confirm_empty=True,  # "no fields" would stop the worker: asked twice
         )
 
     def iter_company_custom_fields(
@@ -318,6 +320,7 @@ class AmoClient:
             CustomField,
             kind="custom_field",
             on_invalid=on_invalid,
+            confirm_empty=True,  # "no fields" would stop the worker: asked twice
         )
 
     def create_lead_custom_fields(self, fields: Sequence[NewCustomField]) -> list[CustomField]:
@@ -744,14 +747,21 @@ class AmoClient:
         *,
         kind: str,
         on_invalid: InvalidHandler | None,
+        confirm_empty: bool = False,
     ) -> Iterator[M]:
-        """Every valid item of every page; the others go to ``on_invalid`` (or the log)."""
+        """Every valid item of every page; the others go to ``on_invalid`` (or the log).
+        With ``confirm_empty`` an empty first answer is asked again too."""
         report = on_invalid if on_invalid is not None else _log_invalid
         url: str | None = path
         query: Mapping[str, Any] | None = params
         read = _page_reader(key)
         while url is not None:
             body = self._call("GET", url, params=query, read=read)
+            promised = query is None or confirm_empty
+            if promised and (body is None or not body["_embedded"][key]):
+                # An empty page that a next link promised: asked again once, since absence
+                # is not evidence (the feed's cursor would pass what it hid).
+                body = self._call("GET", url, params=query, read=read)
             if body is None:
                 return  # 204: an empty list, or a page past the end
             yield from _valid_items(body["_embedded"][key], model, kind, report)
@@ -814,7 +824,7 @@ class AmoClient:
             else:  # a whole page of one second: go on by offset through it
                 if not crowded or crowded[-1] != low:
                     crowded.append(low)
-                url, query = more, None
+                url, query, reader.expect_more = more, None, True
         if recheck_crowded:
             for second in crowded:
                 yield from reader.reread(

@@ -195,12 +195,14 @@ def _marker_misspelled(line: str, marker: str) -> Unreadable | None:
     word = marker.rstrip(":：-—–. ")
     if not word or word == marker:
         return None
-    shape = re.match(re.escape(word) + _NOT_LETTER + r"\s*[:：]?\s*", line.strip(), re.IGNORECASE)
+    shape = re.match(
+        re.escape(word) + _NOT_LETTER + r"\s*[:：.,;=\-—–]?\s*", line.strip(), re.IGNORECASE
+    )
     if shape is None or _amount(line.strip()[shape.end() :]) is None:
         return None
     return Unreadable(
-        f"«{_shortened(line.strip())}»: write «{marker}» with nothing between the word and "
-        f"«{marker[len(word) :]}», e.g. «{marker} 25 мин»"
+        f"«{_shortened(line.strip())}»: the marker is «{marker}», the word and "
+        f"«{marker[len(word) :]}» together, e.g. «{marker} 25 мин»"
     )
 
 

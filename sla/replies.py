@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sla.state import STATUS_CHANGED, LeadEvent
+from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent
+
+_CLOSED = frozenset({WON, LOST})
 
 # What amoCRM may file on a contact: messages, calls and e-mails (a note on a contact is
 # about the person, not about a request).
@@ -33,7 +35,16 @@ class RequestSpan:
 
     lead_id: int
     registered_at: datetime
-    closed_at: datetime | None  # None: open now
+    closed_at: datetime | None = None  # closed since (None: open now)
+    # Earlier stretches it was closed (closed, then reopened): from, to.
+    closed_before: tuple[tuple[datetime, datetime], ...] = ()
+
+    def open_at(self, at: datetime) -> bool:
+        return (
+            self.registered_at <= at
+            and (self.closed_at is None or at < self.closed_at)
+            and not any(start <= at < end for start, end in self.closed_before)
+        )
 
 
 @dataclass(frozen=True)
@@ -75,23 +86,32 @@ def request_span(
     """When the request was open as the contact's: from its registration, or from when
     the contact was linked to it if that came later (its ``entity_linked`` event; a lead
     created with its contact has none), to when it closed."""
-    history = tuple(events)
+    history = sorted(events, key=lambda event: (event.at, event.event_id))
     linked = [
         event.at
         for event in history
         if event.type == "entity_linked" and event.linked == ("contact", contact_id)
     ]
     start = max([registration(created_at, history, pipeline_id), *linked])
-    return RequestSpan(lead_id, start, closed_at)
+    stretches: list[tuple[datetime, datetime]] = []
+    closed_since: datetime | None = None
+    for event in history:
+        if event.type != STATUS_CHANGED or event.status_after is None:
+            continue
+        closed_now = event.status_after[1] in _CLOSED
+        if closed_now and closed_since is None:
+            closed_since = event.at
+        elif not closed_now and closed_since is not None:
+            stretches.append((closed_since, event.at))
+            closed_since = None
+    if closed_at is None:  # open now: a close its history shows was followed by a reopen
+        closed_since = None
+    elif closed_since is None:  # closed now, with no close in the history read
+        closed_since = closed_at
+    return RequestSpan(lead_id, start, closed_since, tuple(stretches))
 
 
 def attribute(at: datetime, requests: Sequence[RequestSpan]) -> Attribution:
     """The request a contact's reply at ``at`` counts for."""
-    open_then = tuple(
-        sorted(
-            span.lead_id
-            for span in requests
-            if span.registered_at <= at and (span.closed_at is None or span.closed_at > at)
-        )
-    )
+    open_then = tuple(sorted(span.lead_id for span in requests if span.open_at(at)))
     return Attribution(open_then[0] if len(open_then) == 1 else None, open_then)

@@ -103,19 +103,36 @@ def test_paging_follows_next_links_and_sends_them_unchanged(
     assert str(route.calls[2].request.url) == third
 
 
-def test_a_204_after_a_next_link_ends_the_iteration(
+def test_a_204_after_a_next_link_is_asked_again_and_a_second_one_ends_the_iteration(
     router: respx.MockRouter, mocked_amo: AmoClient
 ) -> None:
-    # A lead deleted between two pages can leave a next link that points past the end.
+    # A lead deleted between two pages can leave a next link that points past the end; an
+    # odd empty answer looks the same, so the page is asked for once more.
     next_href = f"{BASE_URL}/api/v4/leads?limit=250&page=2"
     route = router.get("/api/v4/leads").mock(
         side_effect=[
             httpx.Response(200, json=leads_page(range(1, 251), next_href)),
             httpx.Response(204),
+            httpx.Response(204),
         ]
     )
     assert len(list(mocked_amo.iter_leads())) == 250
-    assert route.call_count == 2
+    assert route.call_count == 3
+
+
+def test_a_204_after_a_next_link_that_was_odd_loses_no_page(
+    router: respx.MockRouter, mocked_amo: AmoClient
+) -> None:
+    next_href = f"{BASE_URL}/api/v4/leads?limit=250&page=2"
+    route = router.get("/api/v4/leads").mock(
+        side_effect=[
+            httpx.Response(200, json=leads_page(range(1, 251), next_href)),
+            httpx.Response(204),
+            httpx.Response(200, json=leads_page(range(251, 301), None)),
+        ]
+    )
+    assert len(list(mocked_amo.iter_leads())) == 300
+    assert route.call_count == 3
 
 
 @pytest.mark.parametrize(
@@ -331,3 +348,59 @@ def test_an_empty_first_answer_is_asked_again_when_the_read_must_not_take_absenc
 
     assert plain == []  # a quiet cycle's read pays for no second question
     assert confirmed == [lead_id]
+
+
+def crowded_account(
+    fake: FakeAmoCRM, support: PipelineRef, clock: FakeClock
+) -> tuple[float, list[int], list[int]]:
+    """300 leads sharing one second (more than a page), then 50 a second apart."""
+    moment = clock.time() - 600
+    crowded = [
+        fake.add_lead(f"Обращение {n}", pipeline_id=support.id, created_at=moment)
+        for n in range(300)
+    ]
+    later = [
+        fake.add_lead(f"Обращение {n}", pipeline_id=support.id, created_at=moment + 10 + n)
+        for n in range(50)
+    ]
+    return moment, crowded, later
+
+
+def test_an_empty_answer_inside_a_crowded_first_second_is_asked_again(
+    fake: FakeAmoCRM, amo: AmoClient, support: PipelineRef, clock: FakeClock
+) -> None:
+    moment, crowded, later = crowded_account(fake, support, clock)
+    reads: list[PageTurn] = []
+
+    def empty_second_page(turn: PageTurn) -> None:
+        reads.append(turn)
+        if len(reads) == 1:  # the answer to the next request will be a 204
+            fake.odd_answer_next("no_content", path="/api/v4/leads")
+
+    fake.on_read(empty_second_page)
+    since = datetime.fromtimestamp(moment, UTC)
+    read = {lead.id for lead in amo.iter_leads(updated_from=since, by_update=True)}
+    fake.on_read(None)
+
+    assert set(crowded + later) <= read
+
+
+def test_a_lead_leaving_a_crowded_second_mid_read_makes_it_read_again(
+    fake: FakeAmoCRM, amo: AmoClient, support: PipelineRef, clock: FakeClock
+) -> None:
+    moment, crowded, later = crowded_account(fake, support, clock)
+    reads: list[PageTurn] = []
+
+    def change_the_first(turn: PageTurn) -> None:
+        reads.append(turn)
+        if len(reads) == 2:  # between the crowded second's first two pages
+            fake.update_lead(crowded[0], name="Изменено", by_user=fake.api_user_id)
+
+    fake.on_read(change_the_first)
+    since = datetime.fromtimestamp(moment, UTC)
+    read = {
+        lead.id for lead in amo.iter_leads(updated_from=since, by_update=True, recheck_crowded=True)
+    }
+    fake.on_read(None)
+
+    assert set(crowded + later) <= read

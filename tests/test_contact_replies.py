@@ -220,3 +220,34 @@ def test_the_report_counts_a_reply_filed_on_the_contact(tmp_path: Path, warm: bo
     expected = {e.id for e in contact_replies_of(world, lead_id)}
     assert expected
     assert expected <= {event.event_id for event in histories[lead_id]}
+
+
+def test_a_request_closed_then_reopened_takes_no_reply_from_while_it_was_closed() -> None:
+    from sla.replies import request_span
+    from sla.state import LeadEvent
+
+    pipeline, work, won = 7000001, 60000002, 142
+
+    def moved(at_: datetime, before: int, after: int, n: int) -> LeadEvent:
+        return LeadEvent(
+            f"e{n}",
+            "lead_status_changed",
+            at_,
+            5000002,
+            status_before=(pipeline, before),
+            status_after=(pipeline, after),
+        )
+
+    reopened = request_span(
+        1,
+        moment(9),
+        None,
+        [moved(moment(10), work, won, 1), moved(moment(14), won, work, 2)],
+        pipeline_id=pipeline,
+        contact_id=45000001,
+    )
+    other = request_span(2, moment(11), None, [], pipeline_id=pipeline, contact_id=45000001)
+
+    assert attribute(moment(12), [reopened, other]).lead_id == 2
+    assert attribute(moment(15), [reopened, other]).ambiguous
+    assert attribute(moment(9, 30), [reopened, other]).lead_id == 1

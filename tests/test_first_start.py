@@ -83,7 +83,7 @@ def test_the_first_cycle_flags_old_breaches_without_a_task_and_logs_them(tmp_pat
     (logged,) = [entry for entry in logs if entry["event"] == "past_breaches"]
     assert logged["count"] == len(old)
     assert set(logged["lead_ids"]) == set(old)
-    assert report.first_start == start
+    assert report.first_start == start.replace(microsecond=0)  # whole seconds, as recorded
 
 
 def test_a_breach_after_the_first_start_gets_its_task_and_the_old_ones_still_none(
@@ -215,3 +215,19 @@ def test_past_breach_tasks_reads_none_all_or_an_age(value: str, expected: timede
 
 def test_the_default_task_options_give_no_task_for_a_past_breach() -> None:
     assert TaskOptions(reaction_text="", resolution_text="").past_breach_age == timedelta(0)
+
+
+def test_a_deadline_in_the_second_of_the_first_start_is_judged_alike_by_every_cycle(
+    tmp_path: Path,
+) -> None:
+    world = build_world(seed=False)
+    # Its reaction is due one business hour later, in the very second of the first cycle.
+    lead_id = new_request(world, minutes_ago=0)
+    world.clock.advance(3600 + 0.4)
+    cycle = cycle_on(world, tmp_path)
+    first = cycle.run(world.now())
+    second = cycle.run(world.advance(timedelta(minutes=1)))
+
+    assert first.first_start == second.first_start
+    assert (lead_id in first.past_breaches) == (lead_id in second.past_breaches)
+    assert first.tasks_created + second.tasks_created == len(world.fake.tasks) <= 1

@@ -105,8 +105,10 @@ UNREADABLE = [
     pytest.param("Время: ２５ мин", "no duration", id="full-width-digits"),
     pytest.param("Время: ١٢", "no duration", id="arabic-indic-digits"),
     pytest.param("Время: 0,0001", "more than zero", id="under-a-second"),
-    pytest.param("Время : 25 мин", "nothing between the word and «:»", id="space-before-colon"),
-    pytest.param("Время 25 мин", "nothing between the word and «:»", id="no-colon"),
+    pytest.param("Время : 25 мин", "the word and «:» together", id="space-before-colon"),
+    pytest.param("Время 25 мин", "the word and «:» together", id="no-colon"),
+    pytest.param("Время - 25 мин", "the word and «:» together", id="dash-for-colon"),
+    pytest.param("Время. 25 mins", "the word and «:» together", id="dot-for-colon"),
     pytest.param("Время: 25 мин\nВремя: 2 ч", "one «Время:» line per note", id="second-line"),
 ]  # fmt: skip
 

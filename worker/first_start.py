@@ -70,4 +70,5 @@ def first_start(
     if recovered is not None and recovered <= now:
         log.info("first_start_recovered", first_start=recovered.isoformat())
         return FirstStart(recovered, False, "amocrm")
-    return FirstStart(now.astimezone(UTC), True, "now")
+    # In whole seconds, as the record keeps it: every cycle draws the same line.
+    return FirstStart(now.astimezone(UTC).replace(microsecond=0), True, "now")

@@ -74,9 +74,9 @@ def read_leads(
                 with_=("contacts",),
                 by_update=True,
                 # At the first start no lead is tracked, so none would be asked for by id:
-                # an empty answer and a crowded second are asked again instead.
+                # an empty first answer is asked again instead.
                 confirm_empty=cursor is None,
-                recheck_crowded=cursor is None,
+                recheck_crowded=True,
             ),
             lambda lead: lead.status_id in setup.open_status_ids,
         )
@@ -91,6 +91,7 @@ def read_leads(
                 on_invalid=reader.invalid,
                 with_=("contacts",),
                 by_update=True,
+                recheck_crowded=True,
             ),
             lambda lead: lead.status_id in (WON, LOST) and lead.updated_at >= horizon,
         )
@@ -103,6 +104,9 @@ def read_leads(
                 on_invalid=reader.invalid,
                 with_=("contacts",),
                 by_update=True,
+                # A crowded second (a mass write read back) is read twice: a lead leaving it
+                # mid-read shifts its offset pages.
+                recheck_crowded=True,
             ),
             lambda lead: lead.updated_at >= since,
         )

@@ -272,7 +272,8 @@ def read_companies(
     gone: set[int] = set()
     for company_id in sorted(set(asked) - companies.keys() - unreadable):
         check_stop()
-        found = client.company(company_id)
+        # amoCRM's word for that id, twice: one odd empty answer is no evidence either
+        found = client.company(company_id) or client.company(company_id)
         if found is None:
             gone.add(company_id)
         else:
