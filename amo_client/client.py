@@ -437,6 +437,15 @@ class AmoClient:
             found.update(item.id for item in trashed if item.id in chunk)
         return found
 
+    def talk_lead_id(self, talk_id: int) -> int | None:
+        """The lead a chat talk is linked to (``GET /api/v4/talks/{id}``: ``entity_type``
+        ``lead``), or None."""
+        body = self._call("GET", f"/api/v4/talks/{talk_id}", read=_read_object)
+        if body is None or body.get("entity_type") != "lead":
+            return None
+        entity_id = body.get("entity_id")
+        return entity_id if isinstance(entity_id, int) else None
+
     def contact_lead_ids(self, contact_id: int) -> list[int]:
         """The leads a contact is linked to (``GET /api/v4/contacts/{id}?with=leads``); none
         when amoCRM has no such contact."""

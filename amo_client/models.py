@@ -114,6 +114,16 @@ class Event(_Model):
     value_before: list[dict[str, Any]] | None = None
 
     @property
+    def talk_id(self) -> int | None:
+        """A chat message's talk (``value_after[0].message.talk_id``), if it names one."""
+        for item in self.value_after or ():
+            message = item.get("message") if isinstance(item, dict) else None
+            talk = message.get("talk_id") if isinstance(message, dict) else None
+            if isinstance(talk, int):
+                return talk
+        return None
+
+    @property
     def status_after(self) -> StatusRef | None:
         return _lead_status(self.value_after)
 

@@ -4,7 +4,8 @@ is filed").
 A chat message, call or e-mail filed on a contact counts for the contact's support
 request that was open at that instant (registered, and linked to the contact, at or
 before it; not closed before it) when exactly one was; with none it counts for nothing,
-and with several for none either: the caller reports that as ambiguous. Pure: the
+and with several for the one its payload names (a chat talk linked to a lead), else for
+none: the caller reports that as ambiguous. Pure: the
 requests' spans are computed from amoCRM's data by :func:`request_span`, the same for the
 worker and for any oracle.
 """
@@ -111,7 +112,12 @@ def request_span(
     return RequestSpan(lead_id, start, closed_since, tuple(stretches))
 
 
-def attribute(at: datetime, requests: Sequence[RequestSpan]) -> Attribution:
-    """The request a contact's reply at ``at`` counts for."""
+def attribute(
+    at: datetime, requests: Sequence[RequestSpan], named: int | None = None
+) -> Attribution:
+    """The request a contact's reply at ``at`` counts for: the one open then, or with
+    several the one its payload ``named`` (a chat talk linked to it) if that one was open."""
     open_then = tuple(sorted(span.lead_id for span in requests if span.open_at(at)))
-    return Attribution(open_then[0] if len(open_then) == 1 else None, open_then)
+    if len(open_then) == 1:
+        return Attribution(open_then[0], open_then)
+    return Attribution(named if named in open_then else None, open_then)

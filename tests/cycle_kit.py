@@ -255,7 +255,12 @@ def contact_replies_in(
             event = Event.model_validate(raw_event)
             if not counts_on_contact(event.type, reaction_types):
                 continue
-            if attribute(event.created_at, spans).lead_id == lead_id:
+            judged = attribute(event.created_at, spans)
+            if judged.ambiguous and event.talk_id is not None:
+                talk = fake.talk(event.talk_id) or {}
+                named = talk.get("entity_id") if talk.get("entity_type") == "lead" else None
+                judged = attribute(event.created_at, spans, named=named)
+            if judged.lead_id == lead_id:
                 found.append(event.model_copy(update={"entity_id": lead_id, "entity_type": "lead"}))
     return found
 

@@ -251,3 +251,32 @@ def test_a_request_closed_then_reopened_takes_no_reply_from_while_it_was_closed(
     assert attribute(moment(12), [reopened, other]).lead_id == 2
     assert attribute(moment(15), [reopened, other]).ambiguous
     assert attribute(moment(9, 30), [reopened, other]).lead_id == 1
+
+
+def test_with_several_open_a_chat_message_counts_for_the_request_its_talk_names(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    first = request_of(world, contact, created=at(5, 11, 30))
+    second = request_of(world, contact, created=at(5, 11, 40))
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    replied = world.advance(timedelta(minutes=10))
+    world.fake.reply(
+        second, "outgoing_chat_message", created_by=world.agents[0], talk_about_lead=True
+    )
+
+    report = cycle.run(world.advance(timedelta(minutes=1)))
+
+    assert report.states[second].reaction.finished_at == replied.replace(microsecond=0)
+    assert report.states[first].reaction.finished_at is None
+    assert not [entry for entry in logs if entry["event"] == "reaction_ambiguous"]
+    assert matches_engine(world, first)
+    assert matches_engine(world, second)
+
+
+def test_a_named_request_that_was_not_open_does_not_take_the_reply() -> None:
+    spans = [SPANS["open"], SPANS["also-open"], SPANS["closed-before"]]
+    assert attribute(moment(10), spans, named=2).lead_id == 2
+    assert attribute(moment(10), spans, named=3).lead_id is None

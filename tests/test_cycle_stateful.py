@@ -304,13 +304,18 @@ class CycleMachine(RuleBasedStateMachine):
             self.late.append(Late(event_id, lead_id, now + timedelta(seconds=late)))
 
     @precondition(lambda self: self.requests)
-    @rule(index=st.integers(0, 50), kind=st.sampled_from(REPLIES), share=st.booleans())
-    def agent_replies_on_the_contact(self, index: int, kind: str, share: bool) -> None:
+    @rule(
+        index=st.integers(0, 50),
+        kind=st.sampled_from(REPLIES),
+        share=st.booleans(),
+        talk=st.booleans(),
+    )
+    def agent_replies_on_the_contact(self, index: int, kind: str, share: bool, talk: bool) -> None:
         """As an account that files replies on the contact: the request gets a contact
-        (sometimes another request's, so the reply may be ambiguous) and the reply is
-        filed there. A link and a reply never share a second: amoCRM's events carry
-        seconds, so nothing could tell which came first (README, "Replies filed on the
-        contact")."""
+        (sometimes another request's, so the reply may be ambiguous unless its chat talk
+        names the request) and the reply is filed there. A link and a reply never share a
+        second: amoCRM's events carry seconds, so nothing could tell which came first
+        (README, "Replies filed on the contact")."""
         fake = self.world.fake
         lead_id = self.pick_live(index)
         if lead_id is None:
@@ -325,7 +330,7 @@ class CycleMachine(RuleBasedStateMachine):
         self.world.advance(second)
         fake.replies_filed_on = "contact"
         try:
-            fake.reply(lead_id, kind, created_by=self.world.agents[index % 2])
+            fake.reply(lead_id, kind, created_by=self.world.agents[index % 2], talk_about_lead=talk)
         finally:
             fake.replies_filed_on = "lead"
         self.world.advance(second)

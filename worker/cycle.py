@@ -27,6 +27,7 @@ lock keeps two processes on one state directory from running cycles at the same 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -458,6 +459,7 @@ class SyncCycle:
             self._with_events(tracked, grouped, setup, forgotten, touched),
             pipeline_id=setup.pipeline_id,
             reaction_types=self.policy.reaction_event_types,
+            talk_lead=functools.cache(self.client.talk_lead_id),
         )
         self._with_events(tracked, by_lead(replies), setup, forgotten, touched)
         return _Read(

@@ -9,7 +9,7 @@ event's own id, so it is stored, de-duplicated and read back like the lead's own
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 
 import structlog
@@ -56,8 +56,10 @@ def contact_replies(
     *,
     pipeline_id: int,
     reaction_types: Collection[str],
+    talk_lead: Callable[[int], int | None] = lambda talk_id: None,
 ) -> list[Event]:
-    """The contacts' reaction events, each as an event of the request it answers."""
+    """The contacts' reaction events, each as an event of the request it answers;
+    ``talk_lead`` names a chat talk's lead, asked only when several requests were open."""
     replies = [
         e for e in events if e.entity_type == CONTACT and counts_on_contact(e.type, reaction_types)
     ]
@@ -70,6 +72,8 @@ def contact_replies(
         if not requests:
             continue
         found = attribute(event.created_at, requests)
+        if found.ambiguous and event.talk_id is not None:
+            found = attribute(event.created_at, requests, named=talk_lead(event.talk_id))
         if found.lead_id is not None:
             attributed.append(
                 event.model_copy(update={"entity_id": found.lead_id, "entity_type": "lead"})
@@ -111,7 +115,11 @@ def replies_for_lead(
     return [
         event
         for event in contact_replies(
-            events, tracked, pipeline_id=pipeline_id, reaction_types=reaction_types
+            events,
+            tracked,
+            pipeline_id=pipeline_id,
+            reaction_types=reaction_types,
+            talk_lead=client.talk_lead_id,
         )
         if event.entity_id == lead.id
     ]

@@ -304,6 +304,7 @@ class Api:
             ("GET", r"/api/v4/(leads|companies)/(\d+)", self._get_entity),
             ("PATCH", r"/api/v4/(leads|companies)/(\d+)", self._patch_entity),
             ("GET", r"/api/v4/contacts/(\d+)", self._get_contact),
+            ("GET", r"/api/v4/talks/(\d+)", self._get_talk),
             ("GET", r"/api/v4/events", self._list_events),
             ("GET", r"/api/v4/events/([0-9a-z]+)", self._get_event),
             ("GET", r"/api/v4/tasks", self._list_tasks),
@@ -670,6 +671,10 @@ class Api:
                 for lead_id in self.state.contact_leads(contact_id)
             ]
         return hal(out)
+
+    def _get_talk(self, call: Call, match: re.Match[str]) -> Reply:
+        talk = self.state.talk(int(match.group(1)))
+        return no_content() if talk is None else hal(talk)
 
     def _patch_entities(self, call: Call, match: re.Match[str]) -> Reply:
         kind = match.group(1)

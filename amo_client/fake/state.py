@@ -145,6 +145,8 @@ class AccountState:
             "companies": {},
             "contacts": {},
         }
+        # Chat talks by id: the contact and the lead each one is about (or none).
+        self._talks: dict[int, dict[str, Any]] = {}
         # Where this account files the chat messages, calls and e-mails of :meth:`reply`:
         # on the lead, or on the lead's main contact (spec §4; real accounts differ).
         self.replies_filed_on: str = "lead"
@@ -230,6 +232,28 @@ class AccountState:
         with self._lock:
             ordered = sorted(self._events, key=lambda event: (event.created_at, event.seq))
             return [self._render_event(event) for event in ordered]
+
+    def _talk_for(self, contact_id: int, lead_id: int) -> int:
+        for talk in self._talks.values():
+            if talk["contact_id"] == contact_id and talk["entity_id"] == lead_id:
+                return int(talk["talk_id"])
+        talk_id = self._new_id("talk")
+        self._talks[talk_id] = {
+            "talk_id": talk_id,
+            "contact_id": contact_id,
+            "entity_id": lead_id,
+            "entity_type": "lead",
+            "chat_id": secrets.token_hex(8),
+            "origin": "telegram",
+            "is_in_work": True,
+        }
+        return talk_id
+
+    def talk(self, talk_id: int) -> dict[str, Any] | None:
+        """A chat talk as ``GET /api/v4/talks/{id}`` returns it (None: no such talk)."""
+        with self._lock:
+            talk = self._talks.get(talk_id)
+            return None if talk is None else {**talk, "account_id": self.account_id}
 
     def contact_events(self, contact_id: int) -> list[dict[str, Any]]:
         """Events filed on one contact, oldest first."""
@@ -975,21 +999,43 @@ class AccountState:
             self._touch()
 
     def reply(
-        self, lead_id: int, event_type: str, *, created_by: int, at: float | None = None
+        self,
+        lead_id: int,
+        event_type: str,
+        *,
+        created_by: int,
+        at: float | None = None,
+        talk_about_lead: bool = False,
     ) -> str:
         """A chat message, call or e-mail about a lead, filed where this account files them:
-        on the lead, or (``replies_filed_on = "contact"``) on the lead's main contact."""
+        on the lead, or (``replies_filed_on = "contact"``) on the lead's main contact. With
+        ``talk_about_lead`` a chat message on the contact belongs to a talk linked to the
+        lead (``GET /api/v4/talks/{id}`` names it)."""
         with self._lock:
             lead = self._entities["leads"].get(lead_id)
             if lead is None:
                 raise KeyError(lead_id)
             if self.replies_filed_on == "contact" and lead.contact_ids:
+                contact_id = lead.contact_ids[0]
+                value_after = None
+                if event_type.endswith("chat_message") and talk_about_lead:
+                    talk_id = self._talk_for(contact_id, lead_id)
+                    value_after = [
+                        {
+                            "message": {
+                                "id": secrets.token_hex(16),
+                                "origin": "telegram",
+                                "talk_id": talk_id,
+                            }
+                        }
+                    ]
                 return self.add_event(
-                    lead.contact_ids[0],
+                    contact_id,
                     event_type,
                     created_by=created_by,
                     at=at,
                     entity_type="contact",
+                    value_after=value_after,
                 )
             return self.add_event(lead_id, event_type, created_by=created_by, at=at)
 

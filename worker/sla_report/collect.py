@@ -21,6 +21,7 @@ Requests it spends (amoCRM allows 7 a second):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -216,6 +217,7 @@ def _add_contact_replies(
         tracked,
         pipeline_id=sources.setup.pipeline_id,
         reaction_types=sources.policy.reaction_event_types,
+        talk_lead=functools.cache(sources.client.talk_lead_id),
     ):
         known = {event.event_id for event in histories.get(reply.entity_id, ())}
         if reply.id not in known:
