@@ -446,12 +446,12 @@ class AmoClient:
         entity_id = body.get("entity_id")
         return entity_id if isinstance(entity_id, int) else None
 
-    def contact_lead_ids(self, contact_id: int) -> list[int]:
-        """The leads a contact is linked to (``GET /api/v4/contacts/{id}?with=leads``); none
-        when amoCRM has no such contact."""
+    def contact_lead_ids(self, contact_id: int, entity: str = "contacts") -> list[int]:
+        """The leads a contact (or, with ``entity="companies"``, a company) is linked to
+        (``GET /api/v4/{entity}/{id}?with=leads``); none when amoCRM has no such entity."""
         body = self._call(
             "GET",
-            f"/api/v4/contacts/{contact_id}",
+            f"/api/v4/{entity}/{contact_id}",
             params={"with": "leads"},
             read=_read_object,
         )

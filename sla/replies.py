@@ -1,5 +1,5 @@
-"""Replies amoCRM files on the contact rather than the lead (spec §4, "Where the reaction
-is filed").
+"""Replies amoCRM files on the contact (or the company) rather than the lead (spec §4,
+"Where the reaction is filed").
 
 A chat message, call or e-mail filed on a contact counts for the contact's support
 request that was open at that instant (registered, and linked to the contact, at or
@@ -83,15 +83,17 @@ def request_span(
     *,
     pipeline_id: int,
     contact_id: int,
+    entity: str = "contact",
 ) -> RequestSpan:
-    """When the request was open as the contact's: from its registration, or from when
-    the contact was linked to it if that came later (its ``entity_linked`` event; a lead
-    created with its contact has none), to when it closed."""
+    """When the request was open as the contact's (or, with ``entity`` ``company``, the
+    company's): from its registration, or from when the contact was linked to it if that
+    came later (its ``entity_linked`` event; a lead created with its contact has none),
+    to when it closed."""
     history = sorted(events, key=lambda event: (event.at, event.event_id))
     linked = [
         event.at
         for event in history
-        if event.type == "entity_linked" and event.linked == ("contact", contact_id)
+        if event.type == "entity_linked" and event.linked == (entity, contact_id)
     ]
     start = max([registration(created_at, history, pipeline_id), *linked])
     stretches: list[tuple[datetime, datetime]] = []

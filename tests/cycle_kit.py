@@ -217,8 +217,8 @@ def lead_of(world: World, lead_id: int) -> Lead:
 
 
 def contact_replies_of(world: World, lead_id: int) -> list[Event]:
-    """The replies filed on the lead's contacts that spec §4 gives to this lead, judged
-    among every support request of each contact as amoCRM holds them now."""
+    """The replies filed on the lead's contacts and company that spec §4 gives to this lead,
+    judged among every support request of each of them as amoCRM holds them now."""
     return contact_replies_in(
         world.fake,
         lead_id,
@@ -232,9 +232,14 @@ def contact_replies_in(
 ) -> list[Event]:
     """:func:`contact_replies_of` for any fake account (the soak's too)."""
     found: list[Event] = []
-    for contact_id in fake.lead_contacts(lead_id):
+    raw_lead = fake.lead(lead_id)
+    company = Lead.model_validate(raw_lead).company_id if raw_lead is not None else None
+    owners = [("contact", c, fake.contact_leads(c)) for c in fake.lead_contacts(lead_id)]
+    if company is not None:
+        owners.append(("company", company, fake.company_leads(company)))
+    for entity, owner_id, linked in owners:
         spans = []
-        for other in fake.contact_leads(contact_id):
+        for other in linked:
             raw = fake.lead(other)
             if raw is None or raw["pipeline_id"] != pipeline:
                 continue
@@ -248,10 +253,11 @@ def contact_replies_in(
                     closed,
                     history,
                     pipeline_id=pipeline,
-                    contact_id=contact_id,
+                    contact_id=owner_id,
+                    entity=entity,
                 )
             )
-        for raw_event in fake.contact_events(contact_id):
+        for raw_event in fake.contact_events(owner_id, entity):
             event = Event.model_validate(raw_event)
             if not counts_on_contact(event.type, reaction_types):
                 continue

@@ -280,3 +280,39 @@ def test_a_named_request_that_was_not_open_does_not_take_the_reply() -> None:
     spans = [SPANS["open"], SPANS["also-open"], SPANS["closed-before"]]
     assert attribute(moment(10), spans, named=2).lead_id == 2
     assert attribute(moment(10), spans, named=3).lead_id is None
+
+
+def test_a_reply_filed_on_the_company_counts_for_its_one_open_request(
+    tmp_path: Path, logs: Logs
+) -> None:
+    from worker.replies import replies_for_lead
+
+    world = build_world(seed=False)
+    world.fake.replies_filed_on = "company"
+    company = world.fake.add_company("ООО Ромашка")
+    lead_id = world.fake.add_lead(
+        "Не приходят уведомления",
+        pipeline_id=world.support.id,
+        tags=["Приоритет"],
+        created_at=at(5, 11, 30),
+        responsible_user_id=world.agents[0],
+        company_id=company,
+    )
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    replied = world.advance(timedelta(minutes=10))
+    world.fake.reply(lead_id, "outgoing_call", created_by=world.agents[0])
+
+    report = cycle.run(world.advance(timedelta(minutes=1)))
+
+    assert report.states[lead_id].reaction.finished_at == replied.replace(microsecond=0)
+    assert matches_engine(world, lead_id)
+    lead = world.client.lead(lead_id, with_=("contacts",))
+    assert lead is not None
+    explained = replies_for_lead(
+        world.client,
+        lead,
+        pipeline_id=world.support.id,
+        reaction_types=world.policy.reaction_event_types,
+    )
+    assert [e.id for e in explained] == [e.id for e in contact_replies_of(world, lead_id)]

@@ -75,7 +75,7 @@ from worker.ledgers import apply as apply_ledger
 from worker.ledgers import persist as persist_ledger
 from worker.mapping import lead_events as as_lead_events
 from worker.mapping import lead_facts
-from worker.replies import CONTACT, CONTACT_LINKS, contact_replies
+from worker.replies import CONTACT_LINKS, contact_replies
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
 from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, past_breaches, plan_tasks
@@ -448,8 +448,9 @@ class SyncCycle:
             types=self._event_types,
             check_stop=self._check_stop,
             contact_ids={c for i in uncovered for c in tracked[i].lead.contact_ids},
+            company_ids={c for i in uncovered if (c := tracked[i].lead.company_id) is not None},
         )
-        lead_events = [e for e in (*feed.events, *histories) if e.entity_type != CONTACT]
+        lead_events = [e for e in (*feed.events, *histories) if e.entity_type == "lead"]
         grouped = by_lead(lead_events)
         for lead_id, events in buffered_events(self.store, set(fresh) - set(uncovered)).items():
             grouped.setdefault(lead_id, []).extend(events)

@@ -1,9 +1,9 @@
 """Reading lead events: the account-wide feed since the cursor, and whole histories by id.
 
-One feed read, filtered to the event types that matter, covers every lead of the
-account and every contact at once (replies amoCRM files on the contact, see
-``worker/replies.py``): a quiet account costs one request (a 204). The store keeps the feed's
-events of leads the worker does not track for a while (the buffer), so a lead that
+One feed read, filtered to the event types that matter, covers every lead, contact and
+company of the account at once (replies amoCRM files on the contact or the company, see
+``worker/replies.py``): a quiet account costs one request (a 204). The store keeps the
+feed's events of leads the worker does not track for a while (the buffer), so a lead that
 turns up later finds its history there. A lead whose life the buffer does not cover
 (created before it, or before the worker's first read) has its history read by id.
 
@@ -77,7 +77,10 @@ def read_feed(
         start = datetime.fromtimestamp(max(begin, covered_from), UTC) - options.overlap
     events: list[Event] = []
     for event in client.iter_events(
-        entity=("lead", "contact"), types=types, created_from=start, on_invalid=_skipped
+        entity=("lead", "contact", "company"),
+        types=types,
+        created_from=start,
+        on_invalid=_skipped,
     ):
         check_stop()
         events.append(event)
@@ -107,11 +110,12 @@ def read_histories(
     types: Sequence[str],
     check_stop: Callable[[], None],
     contact_ids: Collection[int] = (),
+    company_ids: Collection[int] = (),
 ) -> list[Event]:
-    """Every event of the given leads, and of their contacts (the client asks for 10
-    entities a request)."""
+    """Every event of the given leads, and of their contacts and companies (the client asks
+    for 10 entities a request)."""
     events: list[Event] = []
-    for entity, ids in (("lead", lead_ids), ("contact", contact_ids)):
+    for entity, ids in (("lead", lead_ids), ("contact", contact_ids), ("company", company_ids)):
         if not ids:
             continue
         for event in client.iter_events(

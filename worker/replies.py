@@ -23,28 +23,33 @@ from worker.cache import TrackedLead
 log = structlog.get_logger("worker.replies")
 
 CONTACT = "contact"
+COMPANY = "company"
+FILED_ON = frozenset({CONTACT, COMPANY})  # where amoCRM may file a request's replies
+PLURAL = {CONTACT: "contacts", COMPANY: "companies"}
 # The lead events that say when a contact became the lead's (read with the feed).
 CONTACT_LINKS = frozenset({"entity_linked"})
 
 
 def spans_by_contact(
     tracked: Mapping[int, TrackedLead], pipeline_id: int
-) -> dict[int, list[RequestSpan]]:
-    """The tracked requests of each contact, as spans of when they were open."""
-    spans: dict[int, list[RequestSpan]] = {}
+) -> dict[tuple[str, int], list[RequestSpan]]:
+    """The tracked requests of each contact and company, as spans of when they were open."""
+    spans: dict[tuple[str, int], list[RequestSpan]] = {}
     for lead_id, item in tracked.items():
         lead = item.lead
-        if not lead.contact_ids:
-            continue
-        for contact_id in lead.contact_ids:
-            spans.setdefault(contact_id, []).append(
+        owners = [(CONTACT, c) for c in lead.contact_ids]
+        if lead.company_id is not None:
+            owners.append((COMPANY, lead.company_id))
+        for entity, owner_id in owners:
+            spans.setdefault((entity, owner_id), []).append(
                 request_span(
                     lead_id,
                     lead.created_at,
                     _closed_at(lead),
                     item.events,
                     pipeline_id=pipeline_id,
-                    contact_id=contact_id,
+                    contact_id=owner_id,
+                    entity=entity,
                 )
             )
     return spans
@@ -61,14 +66,14 @@ def contact_replies(
     """The contacts' reaction events, each as an event of the request it answers;
     ``talk_lead`` names a chat talk's lead, asked only when several requests were open."""
     replies = [
-        e for e in events if e.entity_type == CONTACT and counts_on_contact(e.type, reaction_types)
+        e for e in events if e.entity_type in FILED_ON and counts_on_contact(e.type, reaction_types)
     ]
     if not replies:
         return []
     spans = spans_by_contact(tracked, pipeline_id)
     attributed: list[Event] = []
     for event in replies:
-        requests = spans.get(event.entity_id)
+        requests = spans.get((event.entity_type, event.entity_id))
         if not requests:
             continue
         found = attribute(event.created_at, requests)
@@ -81,7 +86,7 @@ def contact_replies(
         elif found.ambiguous:
             log.warning(
                 "reaction_ambiguous",
-                contact_id=event.entity_id,
+                **{f"{event.entity_type}_id": event.entity_id},
                 event_id=event.id,
                 lead_ids=list(found.candidates),
                 problem="a reply on a contact with several open requests counts for none",
@@ -92,26 +97,36 @@ def contact_replies(
 def replies_for_lead(
     client: AmoClient, lead: Lead, *, pipeline_id: int, reaction_types: Collection[str]
 ) -> list[Event]:
-    """One request's replies filed on its contacts, judged among every support request of
-    each contact as amoCRM holds them now (``explain``, which has no cache)."""
-    contact_ids = list(lead.contact_ids)
-    if not contact_ids:
+    """One request's replies filed on its contacts and company, judged among every support
+    request of each of them as amoCRM holds them now (``explain``, which has no cache)."""
+    owners = [(CONTACT, c) for c in lead.contact_ids]
+    if lead.company_id is not None:
+        owners.append((COMPANY, lead.company_id))
+    if not owners:
         return []
-    others = sorted({i for c in contact_ids for i in client.contact_lead_ids(c)} | {lead.id})
+    others = {lead.id}
+    for entity, owner_id in owners:
+        others |= set(client.contact_lead_ids(owner_id, PLURAL[entity]))
     leads = {
         other.id: other
-        for other in client.iter_leads(ids=others, with_=("contacts",))
+        for other in client.iter_leads(ids=sorted(others), with_=("contacts",))
         if other.pipeline_id == pipeline_id
     }
     histories = by_entity(
         client.iter_events(
-            entity="lead", entity_ids=sorted(leads), types=sorted(CONTACT_LINKS | {STATUS_CHANGED})
+            entity="lead",
+            entity_ids=sorted(leads),
+            types=sorted(CONTACT_LINKS | {STATUS_CHANGED}),
         )
     )
     tracked = {i: TrackedLead.of(other, histories.get(i, ())) for i, other in leads.items()}
-    events = client.iter_events(
-        entity=CONTACT, entity_ids=contact_ids, types=sorted(reaction_types)
-    )
+    events: list[Event] = []
+    for entity in (CONTACT, COMPANY):
+        ids = [owner_id for kind, owner_id in owners if kind == entity]
+        if ids:
+            events += client.iter_events(
+                entity=entity, entity_ids=ids, types=sorted(reaction_types)
+            )
     return [
         event
         for event in contact_replies(

@@ -148,7 +148,7 @@ class AccountState:
         # Chat talks by id: the contact and the lead each one is about (or none).
         self._talks: dict[int, dict[str, Any]] = {}
         # Where this account files the chat messages, calls and e-mails of :meth:`reply`:
-        # on the lead, or on the lead's main contact (spec §4; real accounts differ).
+        # on the lead, its main contact or its company (spec §4; real accounts differ).
         self.replies_filed_on: str = "lead"
         self._trash: dict[int, Entity] = {}
         self._tags: dict[str, dict[str, int]] = {"leads": {}, "companies": {}}
@@ -255,12 +255,21 @@ class AccountState:
             talk = self._talks.get(talk_id)
             return None if talk is None else {**talk, "account_id": self.account_id}
 
-    def contact_events(self, contact_id: int) -> list[dict[str, Any]]:
-        """Events filed on one contact, oldest first."""
+    def contact_events(self, contact_id: int, entity: str = "contact") -> list[dict[str, Any]]:
+        """Events filed on one contact (or, with ``entity="company"``, company), oldest first."""
         with self._lock:
-            stored = self._events_by_entity.get(("contact", contact_id), [])
+            stored = self._events_by_entity.get((entity, contact_id), [])
             ordered = sorted(stored, key=lambda event: (event.created_at, event.seq))
             return [self._render_event(event) for event in ordered]
+
+    def company_leads(self, company_id: int) -> list[int]:
+        """The leads linked to a company, by id."""
+        with self._lock:
+            return sorted(
+                lead_id
+                for lead_id, lead in self._entities["leads"].items()
+                if company_id in lead.company_ids
+            )
 
     def contact_leads(self, contact_id: int) -> list[int]:
         """The leads a contact is linked to, by id."""
@@ -1015,6 +1024,14 @@ class AccountState:
             lead = self._entities["leads"].get(lead_id)
             if lead is None:
                 raise KeyError(lead_id)
+            if self.replies_filed_on == "company" and lead.company_ids:
+                return self.add_event(
+                    lead.company_ids[0],
+                    event_type,
+                    created_by=created_by,
+                    at=at,
+                    entity_type="company",
+                )
             if self.replies_filed_on == "contact" and lead.contact_ids:
                 contact_id = lead.contact_ids[0]
                 value_after = None
@@ -1833,6 +1850,11 @@ class AccountState:
         out["account_id"] = self.account_id
         out["_links"] = self._href(path)
         embedded: dict[str, Any] = {"tags": tags}
+        if entity.kind == "companies" and "leads" in with_:
+            embedded["leads"] = [
+                {"id": lead_id, "_links": self._href(f"/api/v4/leads/{lead_id}")}
+                for lead_id in self.company_leads(entity.id)
+            ]
         if entity.kind == "leads":
             embedded["companies"] = [
                 {"id": company_id, "_links": self._href(f"/api/v4/companies/{company_id}")}

@@ -47,7 +47,7 @@ from worker.ledgers import (
     package_of,
 )
 from worker.mapping import lead_events, lead_facts
-from worker.replies import CONTACT, CONTACT_LINKS, contact_replies
+from worker.replies import CONTACT_LINKS, FILED_ON, contact_replies
 from worker.setup import AccountSetup
 from worker.sla_report.figures import (
     CompanyHours,
@@ -201,6 +201,17 @@ def _support_leads(
     return found
 
 
+def _filed_elsewhere(client: AmoClient, leads: Sequence[Lead], types: list[str]) -> list[Event]:
+    """The events of the leads' contacts and companies, ten of them a request."""
+    contacts = sorted({c for lead in leads for c in lead.contact_ids})
+    companies = sorted({c for lead in leads if (c := lead.company_id) is not None})
+    events: list[Event] = []
+    for entity, ids in (("contact", contacts), ("company", companies)):
+        if ids:
+            events += client.iter_events(entity=entity, entity_ids=ids, types=types)
+    return events
+
+
 def _add_contact_replies(
     sources: Sources,
     leads: Sequence[Lead],
@@ -244,9 +255,11 @@ def lead_histories(
         fresh: dict[int, list[Event]] = {}
         contact_events: list[Event] = []
         for event in client.iter_events(
-            entity=("lead", "contact"), types=[*types, *CONTACT_LINKS], created_from=since
+            entity=("lead", "contact", "company"),
+            types=[*types, *CONTACT_LINKS],
+            created_from=since,
         ):
-            if event.entity_type == CONTACT:
+            if event.entity_type in FILED_ON:
                 contact_events.append(event)
             elif event.entity_id in cached:
                 fresh.setdefault(event.entity_id, []).append(event)
@@ -269,12 +282,8 @@ def lead_histories(
                 histories[event.entity_id].extend(lead_events([event]))
             if done % 5000 == 0:
                 sources.progress(f"  {done} events read")
-        contacts = sorted({c for lead in leads if lead.id in asked for c in lead.contact_ids})
-        if contacts:
-            replies = client.iter_events(entity=CONTACT, entity_ids=contacts, types=types)
-            _add_contact_replies(
-                sources, [lead for lead in leads if lead.id in asked], histories, replies
-            )
+        read = [lead for lead in leads if lead.id in asked]
+        _add_contact_replies(sources, read, histories, _filed_elsewhere(client, read, types))
         stats.read_by_id = len(missing)
         stats.history_requests = client.requests_sent - before
     sources.progress(
