@@ -551,8 +551,10 @@ class AmoClient:
         created_to: datetime | None = None,
         created_by: Sequence[int] | None = None,
         on_invalid: InvalidHandler | None = None,
+        confirm_empty: bool = False,
     ) -> Iterator[Event]:
         """Events, newest first; ``entity_ids`` and ``created_by`` any length (chunked by 10).
+        ``confirm_empty`` asks an empty first answer again.
 
         ``entity`` may name several types (``("lead", "contact")``), which amoCRM takes in
         one request; ``entity_ids`` need exactly one."""
@@ -582,7 +584,13 @@ class AmoClient:
                 for index, user_id in enumerate(creator_chunk or ()):
                     params[f"filter[created_by][{index}]"] = user_id
                 yield from self._paged(
-                    "/api/v4/events", params, "events", Event, kind="event", on_invalid=on_invalid
+                    "/api/v4/events",
+                    params,
+                    "events",
+                    Event,
+                    kind="event",
+                    on_invalid=on_invalid,
+                    confirm_empty=confirm_empty,
                 )
 
     # --- webhooks ------------------------------------------------------------------------------
@@ -627,7 +635,10 @@ class AmoClient:
         is_completed: bool | None = None,
         responsible_user_ids: Iterable[int] | None = None,
         on_invalid: InvalidHandler | None = None,
+        confirm_empty: bool = False,
     ) -> Iterator[Task]:
+        """Tasks matching every filter; ``confirm_empty`` asks an empty answer again (for a
+        read whose "none" would make the worker create one)."""
         params: dict[str, Any] = {"limit": TASKS_PAGE}
         if entity_type is not None:
             params["filter[entity_type]"] = entity_type
@@ -638,7 +649,13 @@ class AmoClient:
         if is_completed is not None:
             params["filter[is_completed]"] = int(is_completed)
         return self._paged(
-            "/api/v4/tasks", params, "tasks", Task, kind="task", on_invalid=on_invalid
+            "/api/v4/tasks",
+            params,
+            "tasks",
+            Task,
+            kind="task",
+            on_invalid=on_invalid,
+            confirm_empty=confirm_empty,
         )
 
     def create_tasks(self, tasks: Sequence[NewTask]) -> list[CreatedEntity]:

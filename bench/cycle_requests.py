@@ -321,7 +321,9 @@ def task_calls(tasks: Iterable[TaskPlan]) -> int:
     planned = list(tasks)
     if not planned:
         return 0
-    lookups = sum(
+    # each lookup finds none on a new account and asks again before creating (absence is
+    # not evidence)
+    lookups = 2 * sum(
         math.ceil(len({t.entity_id for t in planned if t.entity_type == kind}) / TASKS_PER_LOOKUP)
         for kind in {t.entity_type for t in planned}
     )
@@ -514,7 +516,7 @@ def print_run(run: Run) -> None:
     )
     formula = (
         "pages(open) lead pages + 1 closed-leads read + event pages + ceil(written/50) "
-        "writes + task lookups (ceil(entities/50) per entity type) + ceil(tasks/50) task "
+        "writes + task lookups (2 × ceil(entities/50) per entity type) + ceil(tasks/50) task "
         "POSTs + setup calls"
     )
     if run.ledgers:

@@ -198,7 +198,9 @@ def test_a_rejected_task_costs_only_its_own_lead(tmp_path: Path, logs: Logs) -> 
     run_at(cycle, world, at(5, 12, 5))
     assert not [r for r in world.fake.request_log if r.path == "/api/v4/tasks"]
     run_at(cycle, world, at(5, 13, 10))
+    # The lookup by marker finds none, asks again (an empty answer is no evidence), creates.
     assert [r.method for r in world.fake.request_log if r.path == "/api/v4/tasks"] == [
+        "GET",
         "GET",
         "POST",
     ]

@@ -81,6 +81,7 @@ def read_feed(
         types=types,
         created_from=start,
         on_invalid=_skipped,
+        confirm_empty=cursor is None,  # the first read: 30 days of nothing is asked again
     ):
         check_stop()
         events.append(event)
@@ -119,7 +120,11 @@ def read_histories(
         if not ids:
             continue
         for event in client.iter_events(
-            entity=entity, entity_ids=sorted(ids), types=types, on_invalid=_skipped
+            entity=entity,
+            entity_ids=sorted(ids),
+            types=types,
+            on_invalid=_skipped,
+            confirm_empty=True,  # a whole history read once: an empty answer is asked again
         ):
             check_stop()
             events.append(event)

@@ -37,7 +37,11 @@ def earliest_change(
 
     def any_until(until: datetime) -> bool:
         events = client.iter_events(
-            entity=entity, types=[event_type], created_from=now - SEARCH_BACK, created_to=until
+            entity=entity,
+            types=[event_type],
+            created_from=now - SEARCH_BACK,
+            created_to=until,
+            confirm_empty=True,  # one odd empty answer would move the line later
         )
         return next(iter(events), None) is not None
 

@@ -284,7 +284,10 @@ def _existing_tasks(
         for start in range(0, len(ids), TASKS_PER_LOOKUP):
             chunk = ids[start : start + TASKS_PER_LOOKUP]
             # Completed tasks count too: a task an agent already closed was still created once.
-            for task in client.iter_tasks(entity_type=entity_type, entity_ids=chunk):
+            # "None there" means creating one: an empty answer is asked again first.
+            for task in client.iter_tasks(
+                entity_type=entity_type, entity_ids=chunk, confirm_empty=True
+            ):
                 for plan in wanted:
                     if task.entity_id == plan.entity_id and plan.marker in (task.text or ""):
                         found.setdefault((entity_type, plan.entity_id, plan.clock), task.id)
