@@ -530,3 +530,18 @@ def test_a_request_deleted_in_amocrm_is_forgotten_on_the_trash_s_word(tmp_path: 
 
     assert cycle.tracked_lead(kept) is not None
     assert cycle.tracked_lead(deleted) is None
+
+
+def test_an_empty_answer_to_the_changed_leads_read_loses_no_change(tmp_path: Path) -> None:
+    world = build_world(seed=False)
+    lead_id = answered_request(world, created=at(5, 9, 0), answered=at(5, 9, 30))
+    cycle = hourly_cycle(world, tmp_path)
+    run_at(cycle, world, at(5, 12, 0))
+    run_at(cycle, world, at(5, 12, 5))
+    world.fake.move_lead(lead_id, WON, by_user=world.agents[0], at=at(5, 12, 6))
+    world.fake.odd_answer_next("no_content", path="/api/v4/leads", method="GET")
+    run_at(cycle, world, at(5, 12, 10))  # the change is hidden by an odd 204
+    run_at(cycle, world, at(5, 12, 15))  # the next read covers the same window again
+
+    assert matches_engine(world, lead_id, world.now())
+    assert stored_fields(world, lead_id)["SLA: статус"] == "Выполнено в срок"

@@ -538,6 +538,7 @@ class CycleMachine(RuleBasedStateMachine):
             self.cycle.run(now)
         finally:
             fake.on_read(None)
+            fake.clear_faults()  # an empty answer the cycle did not meet is not the next one's
             self.note_full()
 
     @rule(

@@ -116,6 +116,10 @@ def read_leads(
     # carries an updated_at at or after the read's first answer.
     started = reader.started or client.server_time or now
     next_cursor = max(cursor or 0, int((started - options.overlap).timestamp()))
+    if cursor is not None and reader.received == 0:
+        # An empty answer moves nothing: were it an odd one, the next read covers the
+        # same window again (absence is not evidence), at no extra request.
+        next_cursor = cursor
     missing = reader.confirm_unseen(tracked) if full else frozenset()
     gone = missing | (reader.elsewhere & tracked.keys())
     return LeadRead(

@@ -230,6 +230,8 @@ def read_notes(
         started = started or client.server_time
         notes.append(note)
     clock = started or client.server_time or now
+    if cursor is not None and not notes:
+        return notes, cursor  # an empty answer moves nothing: the next read covers it again
     return notes, max(cursor or 0, int((clock - options.overlap).timestamp()))
 
 
@@ -247,11 +249,13 @@ def read_companies(
     also those of ``by_id`` amoCRM no longer has."""
     companies: dict[int, Company] = {}
     clock: datetime | None = None
+    changed_seen = False
     if cursor is not None:
         since = datetime.fromtimestamp(cursor, UTC) - options.overlap
         for company in client.iter_companies(updated_from=since, on_invalid=_skipped_company):
             check_stop()
             clock = clock or client.server_time
+            changed_seen = True
             if company.id in wanted:
                 companies[company.id] = company
     asked = sorted(set(by_id) - set(companies))
@@ -278,11 +282,13 @@ def read_companies(
             gone.add(company_id)
         else:
             companies[company_id] = found
-    return (
-        list(companies.values()),
-        frozenset(gone),
-        max(cursor or 0, int((clock - options.overlap).timestamp())),
+    # An empty answer to the changed-companies read moves nothing (absence is not evidence).
+    next_cursor = (
+        cursor
+        if cursor is not None and not changed_seen
+        else max(cursor or 0, int((clock - options.overlap).timestamp()))
     )
+    return list(companies.values()), frozenset(gone), next_cursor
 
 
 def _skipped_note(item: InvalidItem) -> None:
