@@ -22,6 +22,7 @@ from tests.cycle_kit import (
     make_cycle,
     stored_fields,
 )
+from worker.cycle import SyncCycle
 
 Logs = list[MutableMapping[str, Any]]
 
@@ -84,6 +85,17 @@ def request_of(world: World, contact_id: int, *, created: float) -> int:
     return lead_id
 
 
+def two_open_requests(tmp_path: Path) -> tuple[World, int, int, int, SyncCycle]:
+    """One contact, two open requests of it, and a first cycle over them."""
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    first = request_of(world, contact, created=at(5, 11, 30))
+    second = request_of(world, contact, created=at(5, 11, 40))
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    return world, contact, first, second, cycle
+
+
 def matches_engine(world: World, lead_id: int) -> bool:
     return stored_fields(world, lead_id) == expected_fields(
         engine_state(world, lead_id, world.now())
@@ -115,12 +127,7 @@ def test_a_reply_filed_on_the_contact_is_the_reaction_of_its_one_open_request(
 def test_a_reply_on_a_contact_with_two_open_requests_counts_for_none(
     tmp_path: Path, logs: Logs
 ) -> None:
-    world = contact_world()
-    contact = world.fake.add_contact("Ирина Котова")
-    first = request_of(world, contact, created=at(5, 11, 30))
-    second = request_of(world, contact, created=at(5, 11, 40))
-    cycle = make_cycle(world, tmp_path)
-    cycle.run(world.now())
+    world, contact, first, second, cycle = two_open_requests(tmp_path)
     world.advance(timedelta(minutes=10))
     world.fake.reply(first, "outgoing_chat_message", created_by=world.agents[0])
 
@@ -256,12 +263,7 @@ def test_a_request_closed_then_reopened_takes_no_reply_from_while_it_was_closed(
 def test_with_several_open_a_chat_message_counts_for_the_request_its_talk_names(
     tmp_path: Path, logs: Logs
 ) -> None:
-    world = contact_world()
-    contact = world.fake.add_contact("Ирина Котова")
-    first = request_of(world, contact, created=at(5, 11, 30))
-    second = request_of(world, contact, created=at(5, 11, 40))
-    cycle = make_cycle(world, tmp_path)
-    cycle.run(world.now())
+    world, _contact, first, second, cycle = two_open_requests(tmp_path)
     replied = world.advance(timedelta(minutes=10))
     world.fake.reply(
         second, "outgoing_chat_message", created_by=world.agents[0], talk_about_lead=True
