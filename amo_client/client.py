@@ -777,22 +777,23 @@ class AmoClient:
     ) -> Iterator[M]:
         """Every valid item of every page; the others go to ``on_invalid`` (or the log).
         With ``confirm_empty`` an empty first answer is asked again too."""
-        report = on_invalid if on_invalid is not None else _log_invalid
+        pages = _Pages(
+            self,
+            path,
+            key,
+            model,
+            kind=kind,
+            report=on_invalid or _log_invalid,
+            expect_more=confirm_empty,
+        )
         url: str | None = path
         query: Mapping[str, Any] | None = params
-        read = _page_reader(key)
         while url is not None:
-            body = self._call("GET", url, params=query, read=read)
-            promised = query is None or confirm_empty
-            if promised and (body is None or not body["_embedded"][key]):
-                # An empty page that a next link promised: asked again once, since absence
-                # is not evidence (the feed's cursor would pass what it hid).
-                body = self._call("GET", url, params=query, read=read)
-            if body is None:
-                return  # 204: an empty list, or a page past the end
-            yield from _valid_items(body["_embedded"][key], model, kind, report)
-            url = _next_link(body)
-            query = None  # the next link carries the whole query
+            items, url = pages.page(query, url)  # an empty answer ends it (a 204, past the end)
+            yield from items
+            # An empty page that a next link promised is asked again once, since absence is
+            # not evidence (the feed's cursor would pass what it hid).
+            query, pages.expect_more = None, True  # the next link carries the whole query
 
     def _by_update(
         self,
@@ -821,7 +822,7 @@ class AmoClient:
         taken as the end, and so is an empty first answer when ``confirm_empty``: absence is
         not evidence.
         """
-        reader = _ByUpdate(
+        reader = _Pages(
             self,
             path,
             key,
@@ -1173,8 +1174,8 @@ def _excerpt(response: httpx.Response) -> str:
     return " ".join(text.split())[:EXCERPT_LENGTH]
 
 
-class _ByUpdate(Generic[M]):
-    """The pages of one read by ``updated_at``, and what it yielded (see ``_by_update``)."""
+class _Pages(Generic[M]):
+    """The pages of one read, and (for a read by ``updated_at``) what it yielded."""
 
     def __init__(
         self,

@@ -264,21 +264,15 @@ class AccountState:
 
     def company_leads(self, company_id: int) -> list[int]:
         """The leads linked to a company, by id."""
-        with self._lock:
-            return sorted(
-                lead_id
-                for lead_id, lead in self._entities["leads"].items()
-                if company_id in lead.company_ids
-            )
+        return self._leads_linked(lambda lead: company_id in lead.company_ids)
 
     def contact_leads(self, contact_id: int) -> list[int]:
         """The leads a contact is linked to, by id."""
+        return self._leads_linked(lambda lead: contact_id in lead.contact_ids)
+
+    def _leads_linked(self, linked: Callable[[Entity], bool]) -> list[int]:
         with self._lock:
-            return sorted(
-                lead_id
-                for lead_id, lead in self._entities["leads"].items()
-                if contact_id in lead.contact_ids
-            )
+            return sorted(i for i, lead in self._entities["leads"].items() if linked(lead))
 
     def lead_contacts(self, lead_id: int) -> list[int]:
         """A lead's contacts, the main one first."""
