@@ -436,15 +436,22 @@ def test_spent_minutes_of_a_long_open_request_do_not_shrink(tmp_path: Path) -> N
     assert lead_field(world, lead_id, "SLA: затрачено, мин") == 70
 
 
-def test_a_company_deleted_in_amocrm_is_dropped_at_the_next_full_reconcile(
-    tmp_path: Path, logs: Logs
-) -> None:
+def thirty_minutes_logged(tmp_path: Path) -> tuple[World, int, int, SyncCycle]:
+    """A company with a 2-hour package and a request of it with 30 minutes logged, after
+    a first cycle at 12:00."""
     world = ledger_world(Ledger.PACKAGES)
     company = package_company(world, 2, PAID)
     lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
     log_time(world, lead_id, "Время: 30 мин", at(5, 10, 30))
     cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
     run_at(cycle, world, at(5, 12, 0))
+    return world, company, lead_id, cycle
+
+
+def test_a_company_deleted_in_amocrm_is_dropped_at_the_next_full_reconcile(
+    tmp_path: Path, logs: Logs
+) -> None:
+    world, company, lead_id, cycle = thirty_minutes_logged(tmp_path)
     assert company_fields(world, company)["Пакет: израсходовано, мин"] == 30
 
     world.fake.delete_company(company)
@@ -668,12 +675,7 @@ def test_a_closed_request_moved_into_the_pipeline_counts_from_its_move_at_the_fi
 def test_a_company_a_full_reconcile_s_read_leaves_out_is_kept_without_amocrm_s_word(
     tmp_path: Path, logs: Logs
 ) -> None:
-    world = ledger_world(Ledger.PACKAGES)
-    company = package_company(world, 2, PAID)
-    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
-    log_time(world, lead_id, "Время: 30 мин", at(5, 10, 30))
-    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
-    run_at(cycle, world, at(5, 12, 0))
+    world, company, lead_id, cycle = thirty_minutes_logged(tmp_path)
     world.fake.odd_answer_next("no_content", 2, path="/api/v4/companies", method="GET")
 
     run_at(cycle, world, at(5, 18, 0))  # a full reconcile whose companies read is a 204
