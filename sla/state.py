@@ -209,7 +209,7 @@ class SlaState:
     reaction_task_due: bool
     resolution_task_due: bool
     accept_now: bool
-    trace: tuple[str, ...]  # human-readable derivation (explain)
+    trace: tuple[str, ...]  # human-readable derivation, when asked for (explain)
     problems: tuple[str, ...]  # bad-input findings for the worker to log
 
 
@@ -252,12 +252,16 @@ def compute_sla(
     policy: Policy,
     roles: StageRoles,
     now: datetime,
+    *,
+    explain: bool = False,
 ) -> SlaState:
-    """The lead's SLA state at ``now``; see the module docstring for the rules."""
+    """The lead's SLA state at ``now``; see the module docstring for the rules.
+
+    ``explain``: also write the derivation's human-readable ``trace`` (otherwise empty)."""
     for label, moment in (("now", now), ("created_at", lead.created_at)):
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise ValueError(f"{label} must be an aware datetime, got {moment.isoformat()}")
-    return _Derivation(lead, events, policy, roles, now).state()
+    return _Derivation(lead, events, policy, roles, now, explain=explain).state()
 
 
 def state_as_dict(state: SlaState) -> dict[str, object]:
@@ -292,7 +296,10 @@ class _Derivation:
         policy: Policy,
         roles: StageRoles,
         now: datetime,
+        *,
+        explain: bool,
     ) -> None:
+        self.explain = explain
         self.lead = lead
         self.policy = policy
         self.roles = roles
@@ -310,12 +317,16 @@ class _Derivation:
         local = moment.astimezone(self.zone)
         return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
 
-    def note(self, text: str) -> None:
-        self.trace.append(text)
+    def note(self, text: str | Callable[[], str]) -> None:
+        """Adds a line to the trace; a callable's text is made only when the trace is asked
+        for (a loop that formats its line guards the call with ``self.explain`` instead)."""
+        if self.explain:
+            self.trace.append(text if isinstance(text, str) else text())
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
-        self.trace.append(f"problem: {text}")
+        if self.explain:
+            self.trace.append(f"problem: {text}")
 
     # --- the whole state ------------------------------------------------------------------------
     def state(self) -> SlaState:
@@ -323,7 +334,10 @@ class _Derivation:
         for problem in lead.problems:
             self.problem(problem)
         self.note(
-            f"policy {policy.name or '(unnamed)'}; times in {self.zone.key}; now {self.t(self.now)}"
+            lambda: (
+                f"policy {policy.name or '(unnamed)'}; times in {self.zone.key}; "
+                f"now {self.t(self.now)}"
+            )
         )
         tariff = self.tariff()
         request_class = self.request_class()
@@ -343,7 +357,7 @@ class _Derivation:
         resolved_at = None
         if role is _Role.DONE:
             resolved_at = _trailing_start(stretches, lambda s: s.role is _Role.DONE)
-            self.note(f"resolved: in a done stage since {self.t(resolved_at)}")
+            self.note(lambda: f"resolved: in a done stage since {self.t(resolved_at)}")
 
         reaction = self.reaction_clock(targets, emergency, registered_at, reacted_at, stretches)
         resolution = self.resolution_clock(targets, registered_at, resolved_at, stretches)
@@ -351,8 +365,16 @@ class _Derivation:
 
         status = _status(tariff, reaction, resolution, role)
         remaining_minutes = _waiting_minutes(role, reaction.state, resolution.state)
-        left = f"; {remaining_minutes} business min left" if remaining_minutes is not None else ""
-        self.note(f"status {status.value}{left}")
+        self.note(
+            lambda: (
+                f"status {status.value}"
+                + (
+                    f"; {remaining_minutes} business min left"
+                    if remaining_minutes is not None
+                    else ""
+                )
+            )
+        )
         next_change_at = self.next_change(status, (reaction, resolution), accept_now, accept_at)
 
         return SlaState(
@@ -394,14 +416,14 @@ class _Derivation:
                 candidates.append(clock.at_risk_at)
         future = [moment for moment in candidates if moment > self.now]
         next_change_at = min(future).astimezone(self.zone) if future else None
-        self.note(f"next change by itself: {self.t(next_change_at)}")
+        self.note(lambda: f"next change by itself: {self.t(next_change_at)}")
         return next_change_at
 
     # --- tags -----------------------------------------------------------------------------------
     def tariff(self) -> Tariff | None:
         lead, policy = self.lead, self.policy
         carried = {normalize_tag(tag): tag for tag in lead.tags}
-        self.note("tags: " + (", ".join(f"«{tag}»" for tag in lead.tags) or "none"))
+        self.note(lambda: "tags: " + (", ".join(f"«{tag}»" for tag in lead.tags) or "none"))
         matches: list[tuple[Tariff, str]] = []
         for tariff in policy.tariffs:
             spellings = [normalize_tag(tag) for tag in tariff.tags]
@@ -410,15 +432,15 @@ class _Derivation:
                 matches.append((tariff, hit))
         if matches:
             tariff, tag = matches[0]
-            self.note(f"tariff «{tariff.name}» (tag «{tag}»)")
+            self.note(lambda: f"tariff «{tariff.name}» (tag «{tag}»)")
             if len(matches) > 1:
                 others = ", ".join(f"«{other.name}»" for other, _ in matches[1:])
                 self.problem(f"several tariff tags: «{tariff.name}» wins over {others}")
             return tariff
         if policy.default_tariff is not None:
-            self.note(f"no tariff tag: default tariff «{policy.default_tariff}»")
+            self.note(lambda: f"no tariff tag: default tariff «{policy.default_tariff}»")
             return policy.tariff_named(policy.default_tariff)
-        self.note("no tariff tag and no default tariff: «Нет тарифа»")
+        self.note(lambda: "no tariff tag and no default tariff: «Нет тарифа»")
         return None
 
     def request_class(self) -> RequestClass:
@@ -432,7 +454,8 @@ class _Derivation:
             value = normalize_tag(lead.class_value)
             for kind in RequestClass:
                 if value in spellings[kind]:
-                    self.note(f"class {kind.value} (field value «{lead.class_value}»)")
+                    if self.explain:
+                        self.note(f"class {kind.value} (field value «{lead.class_value}»)")
                     return kind
             self.problem(f"class field value «{lead.class_value}» names no request class")
         carried = {normalize_tag(tag): tag for tag in lead.tags}
@@ -447,12 +470,12 @@ class _Derivation:
                     f"tags of both classes: non_standard («{non_standard[0]}») wins over "
                     f"typical («{typical[0]}»)"
                 )
-            self.note(f"class non_standard (tag «{non_standard[0]}»)")
+            self.note(lambda: f"class non_standard (tag «{non_standard[0]}»)")
             return RequestClass.NON_STANDARD
         if typical:
-            self.note(f"class typical (tag «{typical[0]}»)")
+            self.note(lambda: f"class typical (tag «{typical[0]}»)")
         else:
-            self.note("class typical (nothing says otherwise)")
+            self.note(lambda: "class typical (nothing says otherwise)")
         return RequestClass.TYPICAL
 
     def emergency(self) -> bool:
@@ -461,9 +484,9 @@ class _Derivation:
         if hit is None:
             return False
         if self.policy.emergency_reaction_calendar is not None:
-            self.note(f"emergency (tag «{hit}»): reaction on the emergency calendar")
+            self.note(lambda: f"emergency (tag «{hit}»): reaction on the emergency calendar")
         else:
-            self.note(f"emergency (tag «{hit}»); the policy has no emergency calendar")
+            self.note(lambda: f"emergency (tag «{hit}»); the policy has no emergency calendar")
         return True
 
     # --- history --------------------------------------------------------------------------------
@@ -503,13 +526,15 @@ class _Derivation:
             registered_at = entry.at.astimezone(self.zone)
             source = entry.status_before[0] if entry.status_before is not None else "?"
             self.note(
-                f"registered {self.t(registered_at)}: moved into pipeline {pipeline} from "
-                f"pipeline {source} (event {entry.event_id})"
+                lambda: (
+                    f"registered {self.t(registered_at)}: moved into pipeline {pipeline} from "
+                    f"pipeline {source} (event {entry.event_id})"
+                )
             )
         else:
             entry = None
             registered_at = lead.created_at.astimezone(self.zone)
-            self.note(f"registered {self.t(registered_at)} (created_at)")
+            self.note(lambda: f"registered {self.t(registered_at)} (created_at)")
         if registered_at > self.now:
             self.problem(
                 f"registered {self.t(registered_at)}, after now ({self.t(self.now)}): "
@@ -553,9 +578,7 @@ class _Derivation:
             end = starts[index + 1][0] if index + 1 < len(starts) else None
             role, acceptance = self.role(stretch_place)
             stretches.append(_Stretch(start, end, stretch_place, role, acceptance))
-            kind = "acceptance" if acceptance else role.value
-            until = f" to {self.t(end)}" if end is not None else " (current)"
-            self.note(f"stage {_place(stretch_place)} ({kind}) from {self.t(start)}{until}")
+            self.note(lambda: _stretch_line(self.t, stretches[-1]))
         return stretches
 
     def reaction(self, history: Sequence[LeadEvent], entry_id: str | None) -> LeadEvent | None:
@@ -566,18 +589,20 @@ class _Derivation:
             if event.created_by == 0 and not (
                 self.policy.robot_replies and event.type in ROBOT_REPLY_TYPES
             ):
+                if self.explain:
+                    self.note(
+                        f"not a reaction: {why} at {self.t(event.at)} by a robot "
+                        f"(event {event.event_id})"
+                    )
+                continue
+            if self.explain:
+                who = "a robot (robot replies on)" if event.created_by == 0 else "user"
                 self.note(
-                    f"not a reaction: {why} at {self.t(event.at)} by a robot "
+                    f"reaction: {why} at {self.t(event.at)} by {who} {event.created_by} "
                     f"(event {event.event_id})"
                 )
-                continue
-            who = "a robot (robot replies on)" if event.created_by == 0 else "user"
-            self.note(
-                f"reaction: {why} at {self.t(event.at)} by {who} {event.created_by} "
-                f"(event {event.event_id})"
-            )
             return event
-        self.note("no reaction yet")
+        self.note(lambda: "no reaction yet")
         return None
 
     def reaction_kind(self, event: LeadEvent, entry_id: str | None) -> str | None:
@@ -630,7 +655,9 @@ class _Derivation:
         if targets.resolution is not None:
             if agreed is not None:
                 self.note(
-                    f"agreed date {self.t(agreed)} ignored: this class has a resolution target"
+                    lambda: (
+                        f"agreed date {self.t(agreed)} ignored: this class has a resolution target"
+                    )
                 )
             return self.timed_clock(
                 "resolution",
@@ -645,15 +672,17 @@ class _Derivation:
         used = _used(targets.calendar, intervals, horizon)
         finished = f"; finished {self.t(resolved_at)}" if resolved_at is not None else ""
         if agreed is None:
-            self.note(f"resolution by agreement: no agreed date yet, so no due{finished}")
+            self.note(lambda: f"resolution by agreement: no agreed date yet, so no due{finished}")
             state = ClockState(None, None, resolved_at, False, running, used, None)
             return _Clock(state, False, None)
         agreed = agreed.astimezone(self.zone)
         breached = horizon > agreed
         self.note(
-            f"resolution by agreement: due {self.t(agreed)} (the agreed date)"
-            + ("; BREACHED" if breached else "")
-            + finished
+            lambda: (
+                f"resolution by agreement: due {self.t(agreed)} (the agreed date)"
+                + ("; BREACHED" if breached else "")
+                + finished
+            )
         )
         state = ClockState(None, agreed, resolved_at, breached, running, used, None)
         return _Clock(state, False, None)
@@ -667,7 +696,7 @@ class _Derivation:
     ) -> _Clock:
         intervals = _running_intervals(stretches, start, stop)
         running = stop is None and bool(intervals) and intervals[-1].end is None
-        self.note(f"{label}: no target" + (f", finished {self.t(stop)}" if stop else ""))
+        self.note(lambda: f"{label}: no target" + (f", finished {self.t(stop)}" if stop else ""))
         return _Clock(ClockState(None, None, stop, False, running, timedelta(0), None), False, None)
 
     def timed_clock(
@@ -692,18 +721,23 @@ class _Derivation:
             due = None  # on hold: the deadline is computed again when the clock runs on
         due = due.astimezone(self.zone) if due is not None else None
         at_risk_at = at_risk_at.astimezone(self.zone) if at_risk_at is not None else None
-        counted = ", ".join(
-            f"{self.t(interval.start)} – "
-            + (self.t(interval.end) if interval.end is not None else "now")
-            + f" ({_duration(calendar.between(interval.start, interval.end or horizon))})"
-            for interval in intervals
-        )
+
+        def counted() -> str:
+            return ", ".join(
+                f"{self.t(interval.start)} – "
+                + (self.t(interval.end) if interval.end is not None else "now")
+                + f" ({_duration(calendar.between(interval.start, interval.end or horizon))})"
+                for interval in intervals
+            )
+
         self.note(
-            f"{label} clock: target {_duration(target)} on {self.calendar_name(calendar)}; "
-            f"counted {counted or 'nothing'}; used {_duration(used)}; due {self.t(due)}"
-            + ("; BREACHED" if breached else "")
-            + (f"; finished {self.t(stop)}" if stop is not None else "")
-            + ("; running" if running else "")
+            lambda: (
+                f"{label} clock: target {_duration(target)} on {self.calendar_name(calendar)}; "
+                f"counted {counted() or 'nothing'}; used {_duration(used)}; due {self.t(due)}"
+                + ("; BREACHED" if breached else "")
+                + (f"; finished {self.t(stop)}" if stop is not None else "")
+                + ("; running" if running else "")
+            )
         )
         state = ClockState(
             target=target,
@@ -737,10 +771,18 @@ class _Derivation:
         deadline = calendar.add(entered, self.policy.acceptance_period).astimezone(self.zone)
         accept_now = self.now >= deadline
         self.note(
-            f"acceptance: waiting since {self.t(entered)}, accepted at {self.t(deadline)}"
-            + ("; accept now" if accept_now else "")
+            lambda: (
+                f"acceptance: waiting since {self.t(entered)}, accepted at {self.t(deadline)}"
+                + ("; accept now" if accept_now else "")
+            )
         )
         return accept_now, deadline
+
+
+def _stretch_line(t: Callable[[datetime | None], str], stretch: _Stretch) -> str:
+    kind = "acceptance" if stretch.acceptance else stretch.role.value
+    until = f" to {t(stretch.end)}" if stretch.end is not None else " (current)"
+    return f"stage {_place(stretch.place)} ({kind}) from {t(stretch.start)}{until}"
 
 
 def _place(place: Place) -> str:

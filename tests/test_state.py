@@ -104,7 +104,7 @@ def compute(
     policy: Policy | None = None,
     roles: StageRoles = ROLES,
 ) -> SlaState:
-    return compute_sla(facts, events, policy or default_policy(), roles, now)
+    return compute_sla(facts, events, policy or default_policy(), roles, now, explain=True)
 
 
 def test_the_worked_weeks_have_no_holidays() -> None:

@@ -7,7 +7,7 @@ hold and done stages by people or robots, with random chat messages, calls and n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -187,3 +187,14 @@ def test_on_hold_the_waiting_clock_shows_its_minutes(case: Case, offset: int) ->
         assert waiting.due is None
         assert waiting.remaining is not None
         assert state.remaining_minutes == math.ceil(waiting.remaining.total_seconds() / 60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cases(), offset=st.integers(0, 60 * 24 * 30))
+def test_the_trace_changes_nothing_but_the_trace(case: Case, offset: int) -> None:
+    now = case.last_event + timedelta(minutes=offset)
+    plain = compute(case, now)
+    explained = compute_sla(case.facts, case.events, default_policy(), ROLES, now, explain=True)
+    assert plain.trace == ()
+    assert explained.trace
+    assert replace(explained, trace=()) == plain

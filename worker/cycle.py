@@ -560,8 +560,7 @@ class SyncCycle:
                 if fresh:
                     log.warning("lead_invalid", lead_id=lead_id, problem=describe(error))
                 continue
-            # The derivation's trace is for `explain`; kept for every lead it would cost MBs.
-            computed.states[lead_id] = replace(state, trace=())
+            computed.states[lead_id] = state
             computed.current[lead_id] = current
             computed.names[lead_id] = lead.name
             if self.options.ledgers.on:

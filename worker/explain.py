@@ -176,7 +176,7 @@ def explain(
     if len(own) < len(events):
         notes.append(f"{len(events) - len(own)} events of other entities ignored")
     facts = lead_facts(lead, agreed_due_field_id=agreed_due_field_id, class_field_id=class_field_id)
-    state = compute_sla(facts, lead_events(own), policy, roles, now)
+    state = compute_sla(facts, lead_events(own), policy, roles, now, explain=True)
     return Explanation(state, tuple(notes))
 
 

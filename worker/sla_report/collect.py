@@ -317,8 +317,7 @@ def compute_state(
         agreed_due_field_id=setup.fields.id_of(SlaField.AGREED_DUE),
         class_field_id=setup.class_field_id,
     )
-    # The derivation's trace is for `explain`; kept for a month of requests it costs MBs.
-    return replace(compute_sla(facts, events, policy, setup.roles, now), trace=())
+    return compute_sla(facts, events, policy, setup.roles, now)
 
 
 def _entries(
