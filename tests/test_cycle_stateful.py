@@ -626,6 +626,8 @@ class CycleMachine(RuleBasedStateMachine):
         assert world.fake.wait_for_webhooks(), "the fake's hooks were not all answered"
         refused = [d for d in world.fake.webhook_deliveries if d.status != 200]
         assert not refused, f"hooks the endpoint did not take: {refused}"
+        disagreeing = self.cycle.disagreements(now)
+        assert not disagreeing, f"kept results differ from a full recompute: {disagreeing}"
         counts = task_counts(world)
         # The first start: as the first state recorded it, and as the current one believes
         # it (found again in amoCRM after a lost state, to the minute).

@@ -44,6 +44,7 @@ from amo_client.models import EntityUpdate, Event, Lead
 from sla.policy import Policy
 from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent, SlaState, compute_sla
 from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
+from worker.computed import Computations, Computed
 from worker.errors import describe
 from worker.events import (
     STRUCTURAL_EVENTS,
@@ -55,7 +56,7 @@ from worker.events import (
     read_feed,
     read_histories,
 )
-from worker.fields import CompanyField, SlaField, Value, current_values, desired_values, differing
+from worker.fields import CompanyField, SlaField, current_values, desired_values, differing
 from worker.first_start import earliest_change, first_start
 from worker.leads import LeadRead, LeadReadOptions, read_leads
 from worker.ledgers import (
@@ -78,7 +79,15 @@ from worker.mapping import lead_facts
 from worker.replies import CONTACT_LINKS, contact_replies
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
-from worker.tasks import TaskOptions, TaskPlan, ensure_tasks, past_breaches, plan_tasks
+from worker.tasks import (
+    BreachClock,
+    TaskOptions,
+    TaskPlan,
+    created_tasks,
+    ensure_tasks,
+    past_breaches,
+    plan_tasks,
+)
 from worker.writes import PlannedWrite, apply_writes, with_written
 
 log = structlog.get_logger("worker.cycle")
@@ -180,22 +189,11 @@ class _Read:
     leads_read: int
 
 
-@dataclass
-class _Computed:
-    """The tracked leads as this cycle computed them, by lead id."""
-
-    states: dict[int, SlaState] = field(default_factory=dict)
-    current: dict[int, dict[int, Value]] = field(default_factory=dict)  # their SLA field values
-    names: dict[int, str] = field(default_factory=dict)
-    facts: dict[int, RequestFacts] = field(default_factory=dict)  # with the ledgers on
-    failed: int = 0
-
-
 @dataclass(frozen=True)
 class _Plan:
-    states: Mapping[int, SlaState]
+    results: Computations  # every tracked lead's last computed state
+    computed: frozenset[int]  # the leads computed in this cycle
     writes: tuple[PlannedWrite, ...]
-    failed: int
     settled: frozenset[int]  # closed leads nothing can change any more: dropped from the cache
     ledger: LedgerPlan | None = None
     ledger_read: LedgerRead | None = None
@@ -231,6 +229,11 @@ class SyncCycle:
             policy.reaction_event_types | STRUCTURAL_EVENTS | CONTACT_LINKS | ledger_events
         )
         self._ledger_cache: LedgerCache | None = None
+        self._results: Computations | None = None
+        self._results_setup: AccountSetup | None = None  # the setup the results were made with
+        # The tasks planned and not yet created (refused, or a stop came first), by
+        # (entity type, id, clock): offered again until created or no longer owed.
+        self._tasks_open: dict[tuple[str, int, str], TaskPlan] = {}
 
     # --- the Cycle protocol -----------------------------------------------------------------
     def request_stop(self) -> None:
@@ -246,14 +249,65 @@ class SyncCycle:
                     return self._run(now, started, requests_before)
                 except StopRequested:
                     # Nothing half done is kept: the store holds the last whole cycle.
-                    self._tracked = self._ledger_cache = None
+                    self._drop_caches()
                     return self._report(started, requests_before, stopped_early=True)
                 except BaseException:
-                    self._tracked = self._ledger_cache = None
+                    self._drop_caches()
                     raise
         except CycleLocked:
             log.warning("cycle_skipped_locked", lock=str(self.lock_path))
             return self._report(started, requests_before, skipped=True)
+
+    def _drop_caches(self) -> None:
+        self._tracked = self._ledger_cache = self._results = None
+        self._tasks_open.clear()
+
+    def _owed_tasks(
+        self, plan: _Plan, read: _Read, first_start: datetime
+    ) -> tuple[list[TaskPlan], tuple[int, ...]]:
+        """The tasks to ensure in this cycle: those the states and ledgers planned now call
+        for, and those still open from earlier cycles that nothing planned again; with the
+        leads whose breach task is withheld as older than the first start."""
+        results = plan.results
+        due = {i: results[i].state for i in sorted(plan.computed & results.task_due)}
+        fresh = plan_tasks(
+            due, lambda lead_id: read.tracked[lead_id].lead, self.options.tasks, first_start
+        )
+        withheld = tuple(past_breaches(due, first_start, self.options.tasks))
+        if plan.ledger is not None:
+            fresh += plan.ledger.tasks
+        planned = {_task_key(task) for task in fresh}
+        # A lead's breach task stays owed while its state is not computed again; the
+        # ledgers plan all of theirs in every cycle.
+        still_open = [
+            task
+            for key, task in self._tasks_open.items()
+            if key not in planned
+            and task.clock in BREACH_CLOCKS
+            and task.entity_id not in plan.computed
+            and task.entity_id in read.tracked
+        ]
+        return [*fresh, *still_open], withheld
+
+    def disagreements(self, now: datetime) -> list[int]:
+        """The tracked leads whose kept result differs from computing them afresh at ``now``:
+        in the fields written, the tasks due and acceptance (the incremental path against a
+        full recompute, after a cycle at ``now``)."""
+        if self._tracked is None or self._results is None or self.setup is None:
+            return []
+        setup, results = self.setup, self._results
+        found = []
+        for lead_id, item in sorted(self._tracked.items()):
+            kept = results.get(lead_id)
+            try:
+                fresh = self._compute(item.lead, item.events, setup, now)
+            except Exception:
+                if kept is not None:
+                    found.append(lead_id)
+                continue
+            if kept is None or _observable(kept.state, setup) != _observable(fresh, setup):
+                found.append(lead_id)
+        return found
 
     def tracked_lead(self, lead_id: int) -> tuple[Lead, list[LeadEvent]] | None:
         item = (self._tracked or {}).get(lead_id)
@@ -269,13 +323,7 @@ class SyncCycle:
         read = self._read(setup, self._load_cache(), now, full, last_full)
         plan = self._plan(read, setup, now, full)
         self._tracked = read.tracked
-        task_plans = plan_tasks(
-            plan.states,
-            lambda lead_id: read.tracked[lead_id].lead,
-            self.options.tasks,
-            first_start,
-        )
-        withheld = tuple(past_breaches(plan.states, first_start, self.options.tasks))
+        task_plans, withheld = self._owed_tasks(plan, read, first_start)
         if first_cycle and withheld:
             log.warning(
                 "past_breaches",
@@ -284,14 +332,16 @@ class SyncCycle:
                 first_start=first_start.isoformat(),
                 tasks="none: breached before the worker's first start on the account",
             )
-        if plan.ledger is not None:
-            task_plans += plan.ledger.tasks
         written = failed = tasks_created = companies_written = 0
         stopped = False
         if not self.dry_run:
             self._persist(read, plan, now, full)
             outcome = apply_writes(self.client, plan.writes, setup.fields, self._stop)
             self._remember_written(outcome.written, setup)
+            # A write that did not land (refused, stopped, the lead moved) is planned again.
+            plan.results.again(
+                {w.lead_id for w in plan.writes} - {w.lead_id for w in outcome.written}
+            )
             written, failed, stopped = len(outcome.written), len(outcome.failed), outcome.stopped
             if plan.ledger is not None and not stopped:
                 companies_written, company_failed = self._write_companies(plan.ledger)
@@ -304,25 +354,27 @@ class SyncCycle:
                 tasks_created = ensure_tasks(
                     self.client, self.store, task_plans, self.options.tasks, now
                 )
-        next_change = min(
-            (s.next_change_at for s in plan.states.values() if s.next_change_at is not None),
-            default=None,
-        )
+        else:
+            plan.results.again(w.lead_id for w in plan.writes)
+        created = created_tasks(self.store, task_plans) if not self.dry_run else set()
+        self._tasks_open = {
+            key: task for task in task_plans if (key := _task_key(task)) not in created
+        }
         return CycleReport(
             started_at=started,
             finished_at=self.wall_clock(),
             full_sync=full,
             leads_read=read.leads_read,
-            leads_computed=len(plan.states),
+            leads_computed=len(plan.computed),
             leads_written=written,
-            leads_failed=plan.failed + failed,
+            leads_failed=len(plan.results.failed) + failed,
             tasks_created=tasks_created,
             requests=self.client.requests_sent - requests_before,
-            next_change_at=next_change,
+            next_change_at=plan.results.next_change_at(),
             stopped_early=stopped,
             writes=plan.writes,
             tasks=tuple(task_plans),
-            states=plan.states,
+            states=plan.results.states(),
             companies_written=companies_written,
             ledger=plan.ledger,
             first_start=first_start,
@@ -392,7 +444,7 @@ class SyncCycle:
         if self._tracked is not None and generation != self._generation:
             # Another process (a `once` next to the service) ran a cycle on this state
             # directory since: it consumed events past the cursors this cache was built with.
-            self._tracked = self._ledger_cache = None
+            self._drop_caches()
         if self._tracked is None:
             self._generation = generation
             self._tracked = load_tracked(self.store)
@@ -505,19 +557,26 @@ class SyncCycle:
 
     # --- planning --------------------------------------------------------------------------
     def _plan(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Plan:
-        computed = self._states(read, setup, now, full)
+        results, computed = self._compute_changed(read, setup, now, full)
         ledger_read = ledger = None
         if self.options.ledgers.on:
-            ledger_read, ledger = self._ledgers(read, computed.facts, setup, now, full)
+            facts = {i: f for i, found in results.items() if (f := found.facts) is not None}
+            ledger_read, ledger = self._ledgers(read, facts, setup, now, full)
+        # The leads whose wanted values may have changed: the ones computed now, and (with
+        # the ledgers on) the ones the ledgers planned.
+        candidates = computed | (ledger.lead_values.keys() if ledger is not None else set())
         writes: list[PlannedWrite] = []
-        for lead_id, state in computed.states.items():
-            wanted = desired_values(state, setup.fields)
+        for lead_id in sorted(candidates):
+            found = results.get(lead_id)
+            if found is None:
+                continue
+            wanted = desired_values(found.state, setup.fields)
             if ledger is not None:
                 for key, value in ledger.lead_values.get(lead_id, {}).items():
                     if (field_id := setup.fields.id_of(key)) is not None:
                         wanted[field_id] = value
-            values = differing(computed.current[lead_id], wanted)
-            move_to = setup.roles.accepted_status_id if state.accept_now else None
+            values = differing(found.current, wanted)
+            move_to = setup.roles.accepted_status_id if found.state.accept_now else None
             if values or move_to is not None:
                 since = (
                     _entered(read.tracked[lead_id].events, setup.roles.acceptance)
@@ -527,7 +586,7 @@ class SyncCycle:
                 writes.append(
                     PlannedWrite(
                         lead_id,
-                        computed.names[lead_id],
+                        found.name,
                         values,
                         move_to,
                         since,
@@ -543,32 +602,38 @@ class SyncCycle:
             and item.updated_at < horizon
             and lead_id not in planned
         )
-        return _Plan(computed.states, tuple(writes), computed.failed, settled, ledger, ledger_read)
+        return _Plan(results, computed, tuple(writes), settled, ledger, ledger_read)
 
-    def _states(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Computed:
-        """Every tracked lead's SLA state and current field values; a lead that cannot be
-        computed is logged and left out (the per-lead policy). Each lead is parsed once."""
-        computed = _Computed()
-        for lead_id, item in sorted(read.tracked.items()):
+    def _compute_changed(
+        self, read: _Read, setup: AccountSetup, now: datetime, full: bool
+    ) -> tuple[Computations, frozenset[int]]:
+        """Compute the leads whose state may have changed (every one at a full reconcile, or
+        when the setup changed); a lead that cannot be computed is logged and left out (the
+        per-lead policy). Returns every lead's last result and the leads computed now."""
+        results = self._results
+        if results is None or full or setup != self._results_setup:
+            results = self._results = Computations()
+            self._results_setup = setup
+        results.forget(read.forgotten)
+        stale = results.stale(read.tracked, read.touched, now)
+        for lead_id in sorted(stale):
+            item = read.tracked[lead_id]
             fresh = full or lead_id in read.touched
             try:
                 lead = item.lead
                 state = self._compute(lead, item.events, setup, now)
                 current = current_values(lead, setup.fields)
             except Exception as error:
-                computed.failed += 1
+                results.fail(lead_id)
                 if fresh:
                     log.warning("lead_invalid", lead_id=lead_id, problem=describe(error))
                 continue
-            computed.states[lead_id] = state
-            computed.current[lead_id] = current
-            computed.names[lead_id] = lead.name
-            if self.options.ledgers.on:
-                computed.facts[lead_id] = facts_of(lead, state, setup.roles.done)
+            facts = facts_of(lead, state, setup.roles.done) if self.options.ledgers.on else None
+            results.put(lead_id, Computed(state, current, lead.name, facts))
             if fresh:
                 for problem in state.problems:
                     log.warning("lead_problem", lead_id=lead_id, problem=problem)
-        return computed
+        return results, frozenset(stale)
 
     def _ledgers(
         self,
@@ -696,6 +761,7 @@ class SyncCycle:
         """Store this cycle's reads in one transaction, before anything is written."""
         for lead_id in plan.settled:
             read.tracked.pop(lead_id, None)
+        plan.results.forget(plan.settled)
         with self.store.transaction():
             self.store.forget_leads(read.forgotten | plan.settled)
             self.store.save_leads(
@@ -724,6 +790,9 @@ class SyncCycle:
         tracked = self._tracked
         if tracked is None or not written:
             return
+        if self._results is not None:
+            # Their copies changed: computed again next cycle, from what amoCRM now holds.
+            self._results.again(w.lead_id for w in written)
         for write in written:
             item = tracked.get(write.lead_id)
             if item is not None:
@@ -773,6 +842,23 @@ def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
     if last_full is None:
         return None
     return last_full - int(options.full_reconcile_interval.total_seconds())
+
+
+def _observable(state: SlaState, setup: AccountSetup) -> tuple[object, ...]:
+    """What the worker writes or acts on of a state."""
+    return (
+        desired_values(state, setup.fields),
+        state.reaction_task_due,
+        state.resolution_task_due,
+        state.accept_now,
+    )
+
+
+BREACH_CLOCKS = frozenset(clock.value for clock in BreachClock)
+
+
+def _task_key(task: TaskPlan) -> tuple[str, int, str]:
+    return (task.entity_type, task.entity_id, task.clock)
 
 
 def _entered(events: Sequence[LeadEvent], stages: Collection[int]) -> datetime | None:

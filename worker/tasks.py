@@ -109,6 +109,17 @@ def past_breaches(
     ]
 
 
+def created_tasks(store: StateStore, plans: Sequence[TaskPlan]) -> set[tuple[str, int, str]]:
+    """The planned tasks the task ledger holds as created, as (entity type, id, clock)."""
+    return {
+        (plan.entity_type, plan.entity_id, plan.clock)
+        for plan in plans
+        if (entry := store.ledger_entry(plan.entity_id, plan.clock, entity=plan.entity_type))
+        is not None
+        and entry.mark is TaskMark.CREATED
+    }
+
+
 def _task_dues(state: SlaState, options: TaskOptions) -> list[datetime | None]:
     dues: list[datetime | None] = []
     if state.reaction_task_due:

@@ -1,0 +1,115 @@
+"""The tracked leads' last computed SLA states, and when each changes by itself.
+
+A lead's state is a pure function of its copy, its history and ``now``, and it stays the
+same until its ``next_change_at`` (the engine's property tests hold it to that). So a
+cycle computes a lead again only when its input changed (read again, new events, a write
+of the worker's) or its next change instant has come; the instants wait in a heap, whose
+earliest entry is also the scheduler's next wake-up. A full reconcile starts afresh.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sla.state import SlaState
+from worker.fields import Value
+from worker.ledgers import RequestFacts
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """One lead as last computed."""
+
+    state: SlaState
+    current: Mapping[int, Value]  # its SLA field values as amoCRM holds them
+    name: str
+    facts: RequestFacts | None  # what the company ledgers need of it, when they are on
+
+
+class Computations(Mapping[int, Computed]):
+    """Each computed lead's last result, by lead id; the leads that could not be computed."""
+
+    def __init__(self) -> None:
+        self._results: dict[int, Computed] = {}
+        self.failed: set[int] = set()
+        self.task_due: set[int] = set()  # the leads whose state calls for a breach task
+        self._again: set[int] = set()  # computed again at the next cycle whatever happens
+        self._wakeups: list[tuple[float, int]] = []  # (next change, lead id); stale ones skipped
+
+    def __getitem__(self, lead_id: int) -> Computed:
+        return self._results[lead_id]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def stale(self, tracked: Collection[int], changed: Iterable[int], now: datetime) -> set[int]:
+        """The tracked leads to compute at ``now``: those whose input changed, those whose
+        next change instant has come, and any not computed yet."""
+        wanted = {lead_id for lead_id in (*changed, *self._again) if lead_id in tracked}
+        self._again.clear()
+        moment = now.timestamp()
+        while self._wakeups and self._wakeups[0][0] <= moment:
+            at, lead_id = heapq.heappop(self._wakeups)
+            if self._wakes_at(lead_id) == at and lead_id in tracked:
+                wanted.add(lead_id)
+        if len(self._results) + len(self.failed) != len(tracked):
+            wanted |= {i for i in tracked if i not in self._results and i not in self.failed}
+        return wanted
+
+    def again(self, lead_ids: Iterable[int]) -> None:
+        """Compute these leads again at the next cycle (a write changed or missed them)."""
+        self._again.update(lead_ids)
+
+    def put(self, lead_id: int, computed: Computed) -> None:
+        self._results[lead_id] = computed
+        self.failed.discard(lead_id)
+        if computed.state.reaction_task_due or computed.state.resolution_task_due:
+            self.task_due.add(lead_id)
+        else:
+            self.task_due.discard(lead_id)
+        if (at := computed.state.next_change_at) is not None:
+            heapq.heappush(self._wakeups, (at.timestamp(), lead_id))
+            if len(self._wakeups) > 2 * len(self._results) + 1_000:
+                self._compact()
+
+    def fail(self, lead_id: int) -> None:
+        self._results.pop(lead_id, None)
+        self.task_due.discard(lead_id)
+        self.failed.add(lead_id)
+
+    def forget(self, lead_ids: Iterable[int]) -> None:
+        for lead_id in lead_ids:
+            self._results.pop(lead_id, None)
+            self.task_due.discard(lead_id)
+            self.failed.discard(lead_id)
+
+    def next_change_at(self) -> datetime | None:
+        """The earliest instant a computed state changes by itself."""
+        while self._wakeups:
+            at, lead_id = self._wakeups[0]
+            if self._wakes_at(lead_id) == at:
+                return self._results[lead_id].state.next_change_at
+            heapq.heappop(self._wakeups)
+        return None
+
+    def states(self) -> dict[int, SlaState]:
+        return {lead_id: found.state for lead_id, found in self._results.items()}
+
+    def _wakes_at(self, lead_id: int) -> float | None:
+        found = self._results.get(lead_id)
+        at = found.state.next_change_at if found is not None else None
+        return at.timestamp() if at is not None else None
+
+    def _compact(self) -> None:
+        self._wakeups = [
+            (at.timestamp(), lead_id)
+            for lead_id, found in self._results.items()
+            if (at := found.state.next_change_at) is not None
+        ]
+        heapq.heapify(self._wakeups)
