@@ -497,3 +497,41 @@ def quota_text(summary: Sequence[QuotaSummary]) -> str:
         for item in summary
     )
     return "; ".join(parts)
+
+
+def leaves_window(registered_at: datetime, months: int) -> datetime:
+    """The first instant at which a request registered at ``registered_at`` is no longer
+    inside a ``months``-month window ending then (:func:`quota_summary`'s
+    ``(months_before(now), now]``), in ``registered_at``'s zone."""
+    _require_aware(registered_at, "registered_at")
+    day = _add_months(registered_at.date(), months)
+    moment = registered_at.replace(year=day.year, month=day.month, day=day.day)
+    while _utc(months_before(moment, months)) < _utc(registered_at):
+        # The month had no such day (Mar 31 + 1 month): the window passes it at a midnight.
+        moment = datetime.combine(moment.date() + timedelta(days=1), time(), moment.tzinfo)
+    return moment
+
+
+def ledger_change_at(
+    package: Package | None,
+    quotas: Sequence[Quota],
+    requests: Sequence[QuotaRequest],
+    *,
+    zone: ZoneInfo,
+    now: datetime,
+) -> datetime | None:
+    """The earliest instant after ``now`` at which a company's ledger changes with no new
+    input: its package's validity ends, or a counted request enters or leaves a quota's
+    window. None when nothing is pending."""
+    _require_aware(now, "now")
+    moment = _utc(now)
+    candidates: list[datetime] = []
+    if package is not None:
+        candidates.append(_utc(package.window(zone)[1]))
+    for quota in quotas:
+        for request in requests:
+            if not request.counts_toward(quota):
+                continue
+            registered = request.registered_at.astimezone(zone)
+            candidates += (_utc(registered), _utc(leaves_window(registered, quota.months)))
+    return min((c for c in candidates if c > moment), default=None)

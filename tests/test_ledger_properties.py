@@ -30,6 +30,8 @@ from sla.ledger import (
     QuotaRequest,
     TimeEntry,
     Unreadable,
+    leaves_window,
+    ledger_change_at,
     minutes_over,
     months_before,
     package_balance,
@@ -428,3 +430,51 @@ def test_quota_summary_counts_like_a_request_registered_now(
         )
         assert (item.quota, item.used) == (quota, used)
         assert item.limit == (quota.limits.get(plan) if plan else None)
+
+
+@settings(max_examples=300)
+@given(moment=at(ZONES[1]), months=st.sampled_from([1, 3, 12]))
+def test_a_request_leaves_the_window_exactly_at_leaves_window(
+    moment: datetime, months: int
+) -> None:
+    leaves = leaves_window(moment, months)
+    inside = ref_months_before(leaves - timedelta(seconds=1), months)
+    outside = ref_months_before(leaves, months)
+    assert inside.timestamp() < moment.timestamp() <= outside.timestamp()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    zone=zones,
+    package=st.none() | packages,
+    plan=st.sampled_from(TARIFFS),
+    share=st.floats(min_value=0, max_value=1, exclude_max=True),
+)
+def test_a_company_ledger_holds_until_its_change_instant(
+    data: st.DataObject, zone: ZoneInfo, package: Package | None, plan: str | None, share: float
+) -> None:
+    found = [r for r in data.draw(requests(zone)) if r.company_id == 7]
+    entries = data.draw(entries_near(package, zone)) if package is not None else []
+    now = data.draw(at(zone))
+
+    def seen(moment: datetime) -> tuple[object, ...]:
+        summary = quota_summary(QUOTAS, found, company_id=7, plan=plan, now=moment)
+        if package is None:
+            return summary, None
+        balance = package_balance(package, entries, zone=zone, now=moment)
+        return summary, balance.status
+
+    change = ledger_change_at(package, QUOTAS, found, zone=zone, now=now)
+    horizon = change or now + timedelta(days=800)
+    assert horizon > now
+    before = now + timedelta(seconds=int((horizon - now).total_seconds() * share))
+    assert seen(before) == seen(now)
+    if change is not None:
+        # What is pending does happen at it: a package expires, a request enters or leaves.
+        assert seen(change) != seen(now) or _entering_and_leaving_at(found, change)
+
+
+def _entering_and_leaving_at(found: Sequence[QuotaRequest], moment: datetime) -> bool:
+    """Whether one request enters a window at ``moment`` as another leaves it."""
+    return any(r.registered_at == moment for r in found)

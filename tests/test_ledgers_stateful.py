@@ -229,6 +229,8 @@ class LedgerMachine(RuleBasedStateMachine):
         report = self.worker.run(now)
         assert not report.skipped
         assert not report.stopped_early
+        disagreeing = self.worker.ledger_disagreements(now)
+        assert not disagreeing, f"kept ledger fields differ from a full plan: {disagreeing}"
         self.check(now)
 
     # --- set-up: companies and the requests before the worker ------------------------------

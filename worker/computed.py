@@ -9,14 +9,14 @@ earliest entry is also the scheduler's next wake-up. A full reconcile starts afr
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sla.state import SlaState
 from worker.fields import Value
 from worker.ledgers import RequestFacts
+from worker.wakeups import Wakeups
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class Computations(Mapping[int, Computed]):
         self.failed: set[int] = set()
         self.task_due: set[int] = set()  # the leads whose state calls for a breach task
         self._again: set[int] = set()  # computed again at the next cycle whatever happens
-        self._wakeups: list[tuple[float, int]] = []  # (next change, lead id); stale ones skipped
+        self._wakeups = Wakeups()
 
     def __getitem__(self, lead_id: int) -> Computed:
         return self._results[lead_id]
@@ -53,14 +53,15 @@ class Computations(Mapping[int, Computed]):
         next change instant has come, and any not computed yet."""
         wanted = {lead_id for lead_id in (*changed, *self._again) if lead_id in tracked}
         self._again.clear()
-        moment = now.timestamp()
-        while self._wakeups and self._wakeups[0][0] <= moment:
-            at, lead_id = heapq.heappop(self._wakeups)
-            if self._wakes_at(lead_id) == at and lead_id in tracked:
-                wanted.add(lead_id)
+        wanted |= {lead_id for lead_id in self._wakeups.due(now) if lead_id in tracked}
         if len(self._results) + len(self.failed) != len(tracked):
             wanted |= {i for i in tracked if i not in self._results and i not in self.failed}
         return wanted
+
+    @property
+    def pending(self) -> frozenset[int]:
+        """The leads to be computed again at the next cycle whatever happens."""
+        return frozenset(self._again)
 
     def again(self, lead_ids: Iterable[int]) -> None:
         """Compute these leads again at the next cycle (a write changed or missed them)."""
@@ -73,43 +74,25 @@ class Computations(Mapping[int, Computed]):
             self.task_due.add(lead_id)
         else:
             self.task_due.discard(lead_id)
-        if (at := computed.state.next_change_at) is not None:
-            heapq.heappush(self._wakeups, (at.timestamp(), lead_id))
-            if len(self._wakeups) > 2 * len(self._results) + 1_000:
-                self._compact()
+        self._wakeups.schedule(lead_id, computed.state.next_change_at)
 
     def fail(self, lead_id: int) -> None:
         self._results.pop(lead_id, None)
+        self._wakeups.discard(lead_id)
         self.task_due.discard(lead_id)
         self.failed.add(lead_id)
 
     def forget(self, lead_ids: Iterable[int]) -> None:
         for lead_id in lead_ids:
             self._results.pop(lead_id, None)
+            self._wakeups.discard(lead_id)
             self.task_due.discard(lead_id)
             self.failed.discard(lead_id)
 
     def next_change_at(self) -> datetime | None:
         """The earliest instant a computed state changes by itself."""
-        while self._wakeups:
-            at, lead_id = self._wakeups[0]
-            if self._wakes_at(lead_id) == at:
-                return self._results[lead_id].state.next_change_at
-            heapq.heappop(self._wakeups)
-        return None
+        at = self._wakeups.earliest()
+        return None if at is None else datetime.fromtimestamp(at, UTC)
 
     def states(self) -> dict[int, SlaState]:
         return {lead_id: found.state for lead_id, found in self._results.items()}
-
-    def _wakes_at(self, lead_id: int) -> float | None:
-        found = self._results.get(lead_id)
-        at = found.state.next_change_at if found is not None else None
-        return at.timestamp() if at is not None else None
-
-    def _compact(self) -> None:
-        self._wakeups = [
-            (at.timestamp(), lead_id)
-            for lead_id, found in self._results.items()
-            if (at := found.state.next_change_at) is not None
-        ]
-        heapq.heapify(self._wakeups)

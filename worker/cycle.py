@@ -56,7 +56,14 @@ from worker.events import (
     read_feed,
     read_histories,
 )
-from worker.fields import CompanyField, SlaField, current_values, desired_values, differing
+from worker.fields import (
+    CompanyField,
+    SlaField,
+    Value,
+    current_values,
+    desired_values,
+    differing,
+)
 from worker.first_start import earliest_change, first_start
 from worker.leads import LeadRead, LeadReadOptions, read_leads
 from worker.ledgers import (
@@ -64,6 +71,7 @@ from worker.ledgers import (
     LedgerCache,
     LedgerOptions,
     LedgerPlan,
+    LedgerPlanner,
     LedgerRead,
     RequestFacts,
     facts_of,
@@ -71,6 +79,7 @@ from worker.ledgers import (
     plan_ledgers,
     read_ledgers,
     settle_left,
+    touched_by,
 )
 from worker.ledgers import apply as apply_ledger
 from worker.ledgers import persist as persist_ledger
@@ -230,6 +239,7 @@ class SyncCycle:
         )
         self._ledger_cache: LedgerCache | None = None
         self._results: Computations | None = None
+        self._ledger_planner: LedgerPlanner | None = None
         self._results_setup: AccountSetup | None = None  # the setup the results were made with
         # The tasks planned and not yet created (refused, or a stop came first), by
         # (entity type, id, clock): offered again until created or no longer owed.
@@ -259,7 +269,7 @@ class SyncCycle:
             return self._report(started, requests_before, skipped=True)
 
     def _drop_caches(self) -> None:
-        self._tracked = self._ledger_cache = self._results = None
+        self._tracked = self._ledger_cache = self._results = self._ledger_planner = None
         self._tasks_open.clear()
 
     def _owed_tasks(
@@ -292,12 +302,15 @@ class SyncCycle:
     def disagreements(self, now: datetime) -> list[int]:
         """The tracked leads whose kept result differs from computing them afresh at ``now``:
         in the fields written, the tasks due and acceptance (the incremental path against a
-        full recompute, after a cycle at ``now``)."""
+        full recompute, after a cycle at ``now``). A lead the cycle's own write changed is
+        left out: it is computed again at the next cycle, from what amoCRM then holds."""
         if self._tracked is None or self._results is None or self.setup is None:
             return []
         setup, results = self.setup, self._results
         found = []
         for lead_id, item in sorted(self._tracked.items()):
+            if lead_id in results.pending:
+                continue
             kept = results.get(lead_id)
             try:
                 fresh = self._compute(item.lead, item.events, setup, now)
@@ -308,6 +321,27 @@ class SyncCycle:
             if kept is None or _observable(kept.state, setup) != _observable(fresh, setup):
                 found.append(lead_id)
         return found
+
+    def ledger_disagreements(self, now: datetime) -> list[int]:
+        """The tracked requests whose kept ledger fields differ from planning every company
+        afresh at ``now`` (after a cycle at ``now``)."""
+        cache, planner, setup = self._ledger_cache, self._ledger_planner, self.setup
+        if cache is None or planner is None or setup is None or self._tracked is None:
+            return []
+        full = plan_ledgers(
+            requests=cache.requests,
+            entries=cache.entries.values(),
+            companies={i: c for i, c in cache.companies.items() if i in cache.company_leads},
+            tracked=self._tracked.keys(),
+            fields=setup.company_fields,
+            options=self.options.ledgers,
+            now=now,
+        )
+        return sorted(
+            lead_id
+            for lead_id in self._tracked
+            if full.lead_values.get(lead_id) != planner.values.get(lead_id)
+        )
 
     def tracked_lead(self, lead_id: int) -> tuple[Lead, list[LeadEvent]] | None:
         item = (self._tracked or {}).get(lead_id)
@@ -559,11 +593,13 @@ class SyncCycle:
     def _plan(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Plan:
         results, computed = self._compute_changed(read, setup, now, full)
         ledger_read = ledger = None
+        ledger_values: Mapping[int, Mapping[SlaField, Value]] = {}
         if self.options.ledgers.on:
-            facts = {i: f for i, found in results.items() if (f := found.facts) is not None}
+            facts = {i: f for i in computed if i in results and (f := results[i].facts) is not None}
             ledger_read, ledger = self._ledgers(read, facts, setup, now, full)
+            ledger_values = self._ledger_planner.values if self._ledger_planner else {}
         # The leads whose wanted values may have changed: the ones computed now, and (with
-        # the ledgers on) the ones the ledgers planned.
+        # the ledgers on) the ones the ledgers planned now.
         candidates = computed | (ledger.lead_values.keys() if ledger is not None else set())
         writes: list[PlannedWrite] = []
         for lead_id in sorted(candidates):
@@ -572,7 +608,7 @@ class SyncCycle:
                 continue
             wanted = desired_values(found.state, setup.fields)
             if ledger is not None:
-                for key, value in ledger.lead_values.get(lead_id, {}).items():
+                for key, value in ledger_values.get(lead_id, {}).items():
                     if (field_id := setup.fields.id_of(key)) is not None:
                         wanted[field_id] = value
             values = differing(found.current, wanted)
@@ -643,10 +679,13 @@ class SyncCycle:
         now: datetime,
         full: bool,
     ) -> tuple[LedgerRead, LedgerPlan]:
-        """Read what the company ledgers need and plan their fields and tasks."""
+        """Read what the company ledgers need and plan their fields and tasks; ``facts``
+        are those of the requests computed in this cycle."""
         options = self.options.ledgers
         cache = self._load_ledger_cache()
-        tracked = frozenset(facts)
+        planner = self._ledger_planner
+        if planner is None:
+            planner = self._ledger_planner = LedgerPlanner()
         if self.store.get_int(LEDGER_SINCE) is None:
             facts = {**self._earlier_requests(setup, now), **facts}
         ledger_read = read_ledgers(
@@ -654,6 +693,7 @@ class SyncCycle:
             self.store,
             cache,
             facts=facts,
+            tracked=read.tracked,
             gone=read.forgotten,
             events=read.events,
             now=now,
@@ -666,19 +706,17 @@ class SyncCycle:
                 if (field_id := setup.company_fields.id_of(key)) is not None
             ],
         )
+        touched = touched_by(cache, ledger_read)
         apply_ledger(cache, ledger_read)
-        plan = plan_ledgers(
-            requests=cache.requests,
-            entries=cache.entries.values(),
-            companies={
-                i: cache.companies[i]
-                for i in _companies_of(cache.requests) | cache.left
-                if i in cache.companies  # a company amoCRM no longer has is skipped
-            },
-            tracked=tracked,
+        planner.forget(read.forgotten)
+        plan = planner.plan(
+            cache,
+            touched,
+            tracked=read.tracked,
             fields=setup.company_fields,
             options=options,
             now=now,
+            everything=full,  # a new planner plans every company at its first cycle
         )
         settle_left(cache, plan)
         for lead_id, problems in plan.lead_problems.items():
@@ -865,10 +903,6 @@ def _entered(events: Sequence[LeadEvent], stages: Collection[int]) -> datetime |
     """When the lead last moved into one of ``stages``, by its history."""
     moves = [e.at for e in events if e.status_after is not None and e.status_after[1] in stages]
     return max(moves, default=None)
-
-
-def _companies_of(requests: Mapping[int, RequestFacts]) -> set[int]:
-    return {f.company_id for f in requests.values() if f.company_id is not None}
 
 
 def _stored(lead_id: int, item: TrackedLead) -> StoredLead:

@@ -49,6 +49,7 @@ from sla.ledger import (
     QuotaUse,
     TimeEntry,
     Unreadable,
+    ledger_change_at,
     package_balance,
     parse_time_note,
     quota_summary,
@@ -60,6 +61,7 @@ from sla.state import LOST, WON, SlaState
 from worker.fields import CompanyField, CompanyFieldMap, SlaField, Value
 from worker.store import StateStore
 from worker.tasks import TaskPlan
+from worker.wakeups import Wakeups
 
 log = structlog.get_logger("worker.ledgers")
 
@@ -656,6 +658,48 @@ class LedgerCache:
     companies: dict[int, Company]
     # Companies a request left, planned again until their fields need no write.
     left: set[int] = field(default_factory=set)
+    # Indexes over the above, kept by apply(): the requests of each company (None: of
+    # none), the entries of each request.
+    company_leads: dict[int | None, set[int]] = field(init=False, default_factory=dict)
+    lead_notes: dict[int, set[int]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for lead_id, facts in self.requests.items():
+            self.company_leads.setdefault(facts.company_id, set()).add(lead_id)
+        for note_id, entry in self.entries.items():
+            self.lead_notes.setdefault(entry.lead_id, set()).add(note_id)
+
+    def leads_of(self, companies: Iterable[int | None]) -> set[int]:
+        return {lead_id for c in companies for lead_id in self.company_leads.get(c, ())}
+
+    def entries_of(self, lead_ids: Iterable[int]) -> list[TimeEntry]:
+        return [self.entries[n] for i in lead_ids for n in self.lead_notes.get(i, ())]
+
+    def put_request(self, facts: RequestFacts) -> None:
+        self.drop_request(facts.lead_id)
+        self.requests[facts.lead_id] = facts
+        self.company_leads.setdefault(facts.company_id, set()).add(facts.lead_id)
+
+    def drop_request(self, lead_id: int) -> None:
+        before = self.requests.pop(lead_id, None)
+        if before is not None:
+            leads = self.company_leads.get(before.company_id, set())
+            leads.discard(lead_id)
+            if not leads:
+                self.company_leads.pop(before.company_id, None)
+
+    def put_entry(self, note_id: int, entry: TimeEntry) -> None:
+        self.drop_entry(note_id)
+        self.entries[note_id] = entry
+        self.lead_notes.setdefault(entry.lead_id, set()).add(note_id)
+
+    def drop_entry(self, note_id: int) -> None:
+        before = self.entries.pop(note_id, None)
+        if before is not None:
+            notes = self.lead_notes.get(before.lead_id, set())
+            notes.discard(note_id)
+            if not notes:
+                self.lead_notes.pop(before.lead_id, None)
 
 
 @dataclass(frozen=True)
@@ -697,16 +741,126 @@ def load_ledger_cache(store: StateStore) -> LedgerCache:
 
 
 def apply(cache: LedgerCache, read: LedgerRead) -> None:
-    cache.requests.update(read.requests)
+    for facts in read.requests.values():
+        cache.put_request(facts)
     for lead_id in read.dropped_requests:
-        cache.requests.pop(lead_id, None)
-    cache.entries.update(read.entries)
+        cache.drop_request(lead_id)
+    for note_id, entry in read.entries.items():
+        cache.put_entry(note_id, entry)
     for note_id in read.dropped_entries:
-        cache.entries.pop(note_id, None)
+        cache.drop_entry(note_id)
     cache.companies.update(read.companies)
     for company_id in read.dropped_companies:
         cache.companies.pop(company_id, None)
     cache.left |= read.left_companies - read.dropped_companies
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What a read changed of the ledgers' inputs: companies (and None, for requests of
+    none) whose ledger may differ, and the requests among them."""
+
+    companies: frozenset[int | None]
+    leads: frozenset[int]
+
+
+def touched_by(cache: LedgerCache, read: LedgerRead) -> Touched:
+    """What ``read`` changes of ``cache``; ask before it is applied (a dropped entry's
+    request, a request's company before it moved, are read from the cache)."""
+    leads = (
+        read.requests.keys()
+        | read.dropped_requests
+        | {entry.lead_id for entry in read.entries.values()}
+        | {cache.entries[n].lead_id for n in read.dropped_entries if n in cache.entries}
+    )
+    companies = (
+        {cache.requests[i].company_id for i in leads if i in cache.requests}
+        | {facts.company_id for facts in read.requests.values()}
+        | read.companies.keys()
+        | read.left_companies
+        | read.dropped_companies
+    )
+    return Touched(frozenset(companies), frozenset(leads))
+
+
+class LedgerPlanner:
+    """The ledgers planned company by company: a cycle plans again the companies whose
+    inputs it changed and those whose change instant has come (a package expires, a
+    request enters or leaves a quota's window), with all of their requests; everything at
+    a full reconcile. Each company's ledger depends on its own requests, entries and
+    fields alone, so planning a few gives the same values as planning all."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, Mapping[SlaField, Value]] = {}  # each request's ledger fields
+        self._wakeups = Wakeups()
+        self._planned = False
+
+    def plan(
+        self,
+        cache: LedgerCache,
+        touched: Touched,
+        *,
+        tracked: Collection[int],
+        fields: CompanyFieldMap,
+        options: LedgerOptions,
+        now: datetime,
+        everything: bool,
+    ) -> LedgerPlan:
+        if everything or not self._planned:
+            self.values.clear()
+            self._wakeups = Wakeups()
+            companies = set(cache.company_leads) | cache.left
+        else:
+            companies = set(touched.companies) | self._wakeups.due(now) | cache.left
+        self._planned = True
+        leads = cache.leads_of(companies) | {i for i in touched.leads if i in cache.requests}
+        # A company amoCRM no longer has is skipped.
+        held = {
+            i: cache.companies[i]
+            for i in sorted(c for c in companies if c is not None)
+            if i in cache.companies
+        }
+        plan = plan_ledgers(
+            requests={i: cache.requests[i] for i in leads},
+            entries=cache.entries_of(leads),
+            companies=held,
+            tracked=[i for i in leads if i in tracked],
+            fields=fields,
+            options=options,
+            now=now,
+        )
+        for lead_id in leads | touched.leads:
+            found = plan.lead_values.get(lead_id)
+            if found is None:
+                self.values.pop(lead_id, None)
+            else:
+                self.values[lead_id] = found
+        for company_id, company in held.items():
+            self._wakeups.schedule(
+                company_id, self._change_at(cache, company, fields, options, now)
+            )
+        return plan
+
+    def forget(self, lead_ids: Iterable[int]) -> None:
+        for lead_id in lead_ids:
+            self.values.pop(lead_id, None)
+
+    @staticmethod
+    def _change_at(
+        cache: LedgerCache,
+        company: Company,
+        fields: CompanyFieldMap,
+        options: LedgerOptions,
+        now: datetime,
+    ) -> datetime | None:
+        package = package_of(company, fields, options.zone) if options.packages else None
+        return ledger_change_at(
+            package if isinstance(package, Package) else None,
+            options.quotas,
+            [cache.requests[i].quota_request(options.zone) for i in cache.leads_of([company.id])],
+            zone=options.zone,
+            now=now,
+        )
 
 
 def settle_left(cache: LedgerCache, plan: LedgerPlan) -> None:
@@ -745,12 +899,30 @@ def _entry_from_json(text: str) -> TimeEntry:
     return TimeEntry(**{**raw, "at": datetime.fromtimestamp(raw["at"], UTC)})
 
 
+def _aged_out(cache: LedgerCache, tracked: Collection[int], horizon: int) -> set[int]:
+    """The closed requests the cycle no longer tracks of which nothing falls within the
+    horizon: their registration (quotas) and their time entries (packages)."""
+    newest_entry: dict[int, int] = {}
+    for entry in cache.entries.values():
+        at = int(entry.at.timestamp())
+        newest_entry[entry.lead_id] = max(at, newest_entry.get(entry.lead_id, at))
+    return {
+        i
+        for i, f in cache.requests.items()
+        if i not in tracked
+        and not f.open
+        and f.registered_at < horizon
+        and newest_entry.get(i, 0) < horizon
+    }
+
+
 def read_ledgers(
     client: AmoClient,
     store: StateStore,
     cache: LedgerCache,
     *,
     facts: Mapping[int, RequestFacts],
+    tracked: Collection[int],
     gone: Collection[int],
     events: Iterable[Event],
     now: datetime,
@@ -759,43 +931,45 @@ def read_ledgers(
     check_stop: Callable[[], None],
     written_fields: Collection[int] = (),
 ) -> LedgerRead:
-    """Read the notes and companies that changed; ``facts`` are this cycle's requests'.
+    """Read the notes and companies that changed; ``facts`` are the requests this cycle
+    computed (every tracked one at a full reconcile), ``tracked`` the cycle's leads.
 
     ``written_fields`` are the company fields that hold uses (minutes, quota counts)."""
     changed = {i: f for i, f in facts.items() if cache.requests.get(i) != f}
     horizon = int((now - options.horizon).timestamp())
-    newest_entry: dict[int, int] = {}
-    for entry in cache.entries.values():
-        at = int(entry.at.timestamp())
-        newest_entry[entry.lead_id] = max(at, newest_entry.get(entry.lead_id, at))
-    # A closed request leaves the ledgers once nothing of it falls within the horizon: its
-    # registration (quotas) and its time entries (packages, the horizon's two months).
-    dropped_requests = {i for i in gone if i in cache.requests} | {
-        i
-        for i, f in cache.requests.items()
-        if i not in facts
-        and not f.open
-        and f.registered_at < horizon
-        and newest_entry.get(i, 0) < horizon
-    }
-    requests = {**cache.requests, **changed}
-    for lead_id in dropped_requests:
-        requests.pop(lead_id, None)
+    dropped_requests = {i for i in gone if i in cache.requests}
+    if full:
+        dropped_requests |= _aged_out(cache, tracked, horizon)
+    changed = {i: f for i, f in changed.items() if i not in dropped_requests}
+
+    def held(lead_id: int) -> bool:
+        """A request of the ledgers after this read."""
+        return lead_id in changed or (lead_id in cache.requests and lead_id not in dropped_requests)
+
     # Companies a request left (linked elsewhere, or the lead deleted): their fields are
     # planned again, even with no request left to them.
     left_companies = frozenset(
         before.company_id
-        for lead_id, before in cache.requests.items()
-        if before.company_id is not None
-        and (lead_id in gone or before.company_id != requests.get(lead_id, before).company_id)
+        for lead_id in sorted(changed.keys() | dropped_requests)
+        if (before := cache.requests.get(lead_id)) is not None
+        and before.company_id is not None
+        and (lead_id not in changed or changed[lead_id].company_id != before.company_id)
     )
 
     cursor = store.get_int(NOTES_CURSOR)
     notes, notes_cursor = read_notes(
         client,
         cursor=cursor,
-        since=_first_notes_from(
-            [f for f in requests.values() if f.open or f.lead_id in facts], now, options
+        since=now
+        if cursor is not None
+        else _first_notes_from(
+            [
+                f
+                for f in {**cache.requests, **changed}.values()
+                if (f.open or f.lead_id in tracked) and held(f.lead_id)
+            ],
+            now,
+            options,
         ),
         now=now,
         options=options,
@@ -817,11 +991,14 @@ def read_ledgers(
     # An entry leaves with its request, and one on no request of the ledgers (another
     # pipeline's lead, a request dropped earlier) once it is older than the horizon.
     dropped_entries = deleted_note_ids(events) | {
-        i
-        for i, e in cache.entries.items()
-        if e.lead_id in dropped_requests
-        or (e.lead_id not in requests and e.at.timestamp() < horizon)
+        note_id for lead_id in dropped_requests for note_id in cache.lead_notes.get(lead_id, ())
     }
+    if full:
+        dropped_entries |= {
+            i
+            for i, e in cache.entries.items()
+            if not held(e.lead_id) and e.at.timestamp() < horizon
+        }
     for note in notes:
         found = entry_of(note, options)
         if isinstance(found, TimeEntry):
@@ -830,14 +1007,18 @@ def read_ledgers(
             continue
         if note.id in cache.entries:
             dropped_entries.add(note.id)  # edited into something that is no entry
-        if isinstance(found, Unreadable) and note.entity_id in requests:
+        if isinstance(found, Unreadable) and held(note.entity_id):
             log.warning(
                 "lead_problem",
                 lead_id=note.entity_id,
                 note_id=note.id,
                 problem=f"time note {note.id}: {found.problem}; it counts nothing",
             )
-    wanted = {f.company_id for f in requests.values() if f.company_id is not None}
+    wanted = {
+        company_id
+        for company_id, leads in cache.company_leads.items()
+        if company_id is not None and any(held(i) for i in leads)
+    } | {f.company_id for f in changed.values() if f.company_id is not None}
     # By id: every wanted company at a full reconcile (which also finds those deleted in
     # amoCRM), else those newly linked and not held yet.
     linked = {f.company_id for f in changed.values() if f.company_id is not None}
