@@ -459,7 +459,8 @@ def test_a_company_ledger_holds_until_its_change_instant(
     now = data.draw(at(zone))
 
     def seen(moment: datetime) -> tuple[object, ...]:
-        summary = quota_summary(QUOTAS, found, company_id=7, plan=plan, now=moment)
+        """As the worker plans: the quota windows on the account's wall clock."""
+        summary = quota_summary(QUOTAS, found, company_id=7, plan=plan, now=moment.astimezone(zone))
         if package is None:
             return summary, None
         balance = package_balance(package, entries, zone=zone, now=moment)

@@ -123,7 +123,8 @@ class CycleOptions:
     history_horizon: timedelta = timedelta(days=30)
     # Both cursors step back this far at every read; what is read twice is de-duplicated.
     overlap: timedelta = timedelta(minutes=1)
-    # A closed lead stays cached this long after its last change, then is dropped.
+    # A closed lead stays cached this long after its last change, then is dropped (at the
+    # next full reconcile).
     closed_retention: timedelta = timedelta(days=1)
     ledgers: LedgerOptions = field(default_factory=LedgerOptions)
     # The worker's first start on the account when the admin pins it; otherwise the state
@@ -629,15 +630,17 @@ class SyncCycle:
                         read.tracked[lead_id].status_id if move_to is not None else None,
                     )
                 )
-        planned = {w.lead_id for w in writes}
-        horizon = now - self.options.closed_retention
-        settled = frozenset(
-            lead_id
-            for lead_id, item in read.tracked.items()
-            if item.status_id in (WON, LOST)
-            and item.updated_at < horizon
-            and lead_id not in planned
-        )
+        settled: frozenset[int] = frozenset()
+        if full:  # a closed lead is dropped at the first full reconcile after its retention
+            planned = {w.lead_id for w in writes}
+            horizon = now - self.options.closed_retention
+            settled = frozenset(
+                lead_id
+                for lead_id, item in read.tracked.items()
+                if item.status_id in (WON, LOST)
+                and item.updated_at < horizon
+                and lead_id not in planned
+            )
         return _Plan(results, computed, tuple(writes), settled, ledger, ledger_read)
 
     def _compute_changed(
@@ -808,10 +811,11 @@ class SyncCycle:
                 if lead_id in read.tracked
             )
             self.store.save_events(_stored_event(event) for event in read.events)
-            self.store.prune_events(
-                keep_leads=list(read.tracked),
-                older_than=int((now - self.options.event_buffer).timestamp()),
-            )
+            if full:
+                self.store.prune_events(
+                    keep_leads=list(read.tracked),
+                    older_than=int((now - self.options.event_buffer).timestamp()),
+                )
             self.store.set_int(LEADS_CURSOR, read.leads_cursor)
             self.store.set_int(EVENTS_CURSOR, read.feed.read_to)
             self.store.set_int(EVENTS_SINCE, read.feed.covered_from)

@@ -76,6 +76,7 @@ def read_feed(
         begin = read_to if reread_from is None else min(read_to, reread_from)
         start = datetime.fromtimestamp(max(begin, covered_from), UTC) - options.overlap
     events: list[Event] = []
+    started: datetime | None = None
     for event in client.iter_events(
         entity=("lead", "contact", "company"),
         types=types,
@@ -84,8 +85,14 @@ def read_feed(
         confirm_empty=cursor is None,  # the first read: 30 days of nothing is asked again
     ):
         check_stop()
+        started = started or client.server_time
         events.append(event)
         read_to = max(read_to, int(event.created_at.timestamp()))
+    if events and started is not None:
+        # The cursor follows amoCRM's clock, as the leads' does: left on the newest event, a
+        # quiet account would read that event's minute again in every cycle. An empty
+        # answer moves nothing (absence is not evidence).
+        read_to = max(read_to, int((started - options.overlap).timestamp()))
     return EventRead(tuple(events), FeedCursor(read_to=read_to, covered_from=covered_from))
 
 
