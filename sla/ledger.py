@@ -206,7 +206,7 @@ def _marker_misspelled(line: str, marker: str) -> Unreadable | None:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimeEntry:
     """One time entry: a note on a request (``lead_id``) of a company, made at ``at``."""
 
@@ -382,7 +382,7 @@ def months_before(moment: datetime, months: int) -> datetime:
     return moment.replace(year=day.year, month=day.month, day=day.day)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QuotaRequest:
     """A request as the quotas see it. ``tags`` are normalized (:func:`normalize_tag`);
     ``tariff`` is the tariff's name; ``lost``: closed as lost, so it counts toward nothing."""

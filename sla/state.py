@@ -149,7 +149,7 @@ class StageRoles:
             object.__setattr__(self, name, frozenset(getattr(self, name)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LeadFacts:
     lead_id: int
     pipeline_id: int
@@ -162,7 +162,7 @@ class LeadFacts:
     problems: tuple[str, ...] = ()  # findings of the mapping from amoCRM (a bad field value...)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LeadEvent:
     event_id: str
     type: str
@@ -183,7 +183,7 @@ class SlaStatus(StrEnum):
     NO_TARIFF = "Нет тарифа"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClockState:
     target: timedelta | None  # None: no tariff, or resolution by agreement
     due: datetime | None
@@ -194,7 +194,7 @@ class ClockState:
     remaining: timedelta | None  # target - used, never below zero
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlaState:
     lead_id: int
     registered_at: datetime
@@ -220,7 +220,7 @@ class _Role(Enum):
     OUTSIDE = "outside the support pipeline"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Stretch:
     start: datetime
     end: datetime | None  # None: still there
@@ -229,14 +229,14 @@ class _Stretch:
     acceptance: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Interval:
     start: datetime
     end: datetime | None  # None: open, the clock runs on
     projectable: bool  # the clock ran to the end of it: deadlines may be projected past it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Clock:
     state: ClockState
     at_risk: bool

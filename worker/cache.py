@@ -19,7 +19,7 @@ from worker.store import StateStore
 GENERATION = "generation"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrackedLead:
     """A cached lead: the few values the cycle consults on every pass, the rest as JSON.
 
@@ -28,7 +28,7 @@ class TrackedLead:
     parsed when it is computed, one at a time.
     """
 
-    data: str
+    data: bytes  # amoCRM's JSON of the slimmed lead, UTF-8: half a str's size for Cyrillic
     status_id: int
     pipeline_id: int
     created_at: datetime
@@ -39,7 +39,7 @@ class TrackedLead:
     @classmethod
     def of(cls, lead: Lead, events: Iterable[Event] = ()) -> TrackedLead:
         return cls(
-            data=lead.model_dump_json(by_alias=True, exclude_none=True),
+            data=lead.model_dump_json(by_alias=True, exclude_none=True).encode(),
             status_id=lead.status_id,
             pipeline_id=lead.pipeline_id,
             created_at=lead.created_at,

@@ -10,36 +10,23 @@ earliest entry is also the scheduler's next wake-up. A full reconcile starts afr
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sla.state import SlaState
-from worker.fields import Value
-from worker.ledgers import RequestFacts
 from worker.wakeups import Wakeups
 
 
-@dataclass(frozen=True, slots=True)
-class Computed:
-    """One lead as last computed."""
-
-    state: SlaState
-    current: Mapping[int, Value]  # its SLA field values as amoCRM holds them
-    name: str
-    facts: RequestFacts | None  # what the company ledgers need of it, when they are on
-
-
-class Computations(Mapping[int, Computed]):
-    """Each computed lead's last result, by lead id; the leads that could not be computed."""
+class Computations(Mapping[int, SlaState]):
+    """Each computed lead's last state, by lead id; the leads that could not be computed."""
 
     def __init__(self) -> None:
-        self._results: dict[int, Computed] = {}
+        self._results: dict[int, SlaState] = {}
         self.failed: set[int] = set()
         self.task_due: set[int] = set()  # the leads whose state calls for a breach task
         self._again: set[int] = set()  # computed again at the next cycle whatever happens
         self._wakeups = Wakeups()
 
-    def __getitem__(self, lead_id: int) -> Computed:
+    def __getitem__(self, lead_id: int) -> SlaState:
         return self._results[lead_id]
 
     def __iter__(self) -> Iterator[int]:
@@ -67,14 +54,14 @@ class Computations(Mapping[int, Computed]):
         """Compute these leads again at the next cycle (a write changed or missed them)."""
         self._again.update(lead_ids)
 
-    def put(self, lead_id: int, computed: Computed) -> None:
-        self._results[lead_id] = computed
+    def put(self, lead_id: int, state: SlaState) -> None:
+        self._results[lead_id] = state
         self.failed.discard(lead_id)
-        if computed.state.reaction_task_due or computed.state.resolution_task_due:
+        if state.reaction_task_due or state.resolution_task_due:
             self.task_due.add(lead_id)
         else:
             self.task_due.discard(lead_id)
-        self._wakeups.schedule(lead_id, computed.state.next_change_at)
+        self._wakeups.schedule(lead_id, state.next_change_at)
 
     def fail(self, lead_id: int) -> None:
         self._results.pop(lead_id, None)
@@ -95,4 +82,4 @@ class Computations(Mapping[int, Computed]):
         return None if at is None else datetime.fromtimestamp(at, UTC)
 
     def states(self) -> dict[int, SlaState]:
-        return {lead_id: found.state for lead_id, found in self._results.items()}
+        return dict(self._results)

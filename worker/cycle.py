@@ -44,7 +44,7 @@ from amo_client.models import EntityUpdate, Event, Lead
 from sla.policy import Policy
 from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent, SlaState, compute_sla
 from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
-from worker.computed import Computations, Computed
+from worker.computed import Computations
 from worker.errors import describe
 from worker.events import (
     STRUCTURAL_EVENTS,
@@ -199,6 +199,19 @@ class _Read:
     leads_read: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """What a cycle reads of a lead's copy besides its state."""
+
+    current: Mapping[int, Value]  # its SLA field values as amoCRM holds them
+    name: str
+    facts: RequestFacts | None = None  # what the company ledgers need, with them on
+
+
+def _parsed(lead: Lead, setup: AccountSetup) -> _Parsed:
+    return _Parsed(current_values(lead, setup.fields), lead.name)
+
+
 @dataclass(frozen=True)
 class _Plan:
     results: Computations  # every tracked lead's last computed state
@@ -280,7 +293,7 @@ class SyncCycle:
         for, and those still open from earlier cycles that nothing planned again; with the
         leads whose breach task is withheld as older than the first start."""
         results = plan.results
-        due = {i: results[i].state for i in sorted(plan.computed & results.task_due)}
+        due = {i: results[i] for i in sorted(plan.computed & results.task_due)}
         fresh = plan_tasks(
             due, lambda lead_id: read.tracked[lead_id].lead, self.options.tasks, first_start
         )
@@ -319,7 +332,7 @@ class SyncCycle:
                 if kept is not None:
                     found.append(lead_id)
                 continue
-            if kept is None or _observable(kept.state, setup) != _observable(fresh, setup):
+            if kept is None or _observable(kept, setup) != _observable(fresh, setup):
                 found.append(lead_id)
         return found
 
@@ -592,11 +605,12 @@ class SyncCycle:
 
     # --- planning --------------------------------------------------------------------------
     def _plan(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Plan:
-        results, computed = self._compute_changed(read, setup, now, full)
+        results, parsed = self._compute_changed(read, setup, now, full)
+        computed = frozenset(parsed)
         ledger_read = ledger = None
         ledger_values: Mapping[int, Mapping[SlaField, Value]] = {}
         if self.options.ledgers.on:
-            facts = {i: f for i in computed if i in results and (f := results[i].facts) is not None}
+            facts = {i: f for i, p in parsed.items() if (f := p.facts) is not None}
             ledger_read, ledger = self._ledgers(read, facts, setup, now, full)
             ledger_values = self._ledger_planner.values if self._ledger_planner else {}
         # The leads whose wanted values may have changed: the ones computed now, and (with
@@ -604,16 +618,17 @@ class SyncCycle:
         candidates = computed | (ledger.lead_values.keys() if ledger is not None else set())
         writes: list[PlannedWrite] = []
         for lead_id in sorted(candidates):
-            found = results.get(lead_id)
-            if found is None:
+            state = results.get(lead_id)
+            if state is None:
                 continue
-            wanted = desired_values(found.state, setup.fields)
+            lead = parsed.get(lead_id) or _parsed(read.tracked[lead_id].lead, setup)
+            wanted = desired_values(state, setup.fields)
             if ledger is not None:
                 for key, value in ledger_values.get(lead_id, {}).items():
                     if (field_id := setup.fields.id_of(key)) is not None:
                         wanted[field_id] = value
-            values = differing(found.current, wanted)
-            move_to = setup.roles.accepted_status_id if found.state.accept_now else None
+            values = differing(lead.current, wanted)
+            move_to = setup.roles.accepted_status_id if state.accept_now else None
             if values or move_to is not None:
                 since = (
                     _entered(read.tracked[lead_id].events, setup.roles.acceptance)
@@ -623,7 +638,7 @@ class SyncCycle:
                 writes.append(
                     PlannedWrite(
                         lead_id,
-                        found.name,
+                        lead.name,
                         values,
                         move_to,
                         since,
@@ -645,34 +660,38 @@ class SyncCycle:
 
     def _compute_changed(
         self, read: _Read, setup: AccountSetup, now: datetime, full: bool
-    ) -> tuple[Computations, frozenset[int]]:
+    ) -> tuple[Computations, dict[int, _Parsed]]:
         """Compute the leads whose state may have changed (every one at a full reconcile, or
         when the setup changed); a lead that cannot be computed is logged and left out (the
-        per-lead policy). Returns every lead's last result and the leads computed now."""
+        per-lead policy). Returns every lead's last state and what was parsed of the leads
+        computed now (held for this cycle only)."""
         results = self._results
         if results is None or full or setup != self._results_setup:
             results = self._results = Computations()
             self._results_setup = setup
         results.forget(read.forgotten)
         stale = results.stale(read.tracked, read.touched, now)
+        parsed: dict[int, _Parsed] = {}
         for lead_id in sorted(stale):
             item = read.tracked[lead_id]
             fresh = full or lead_id in read.touched
             try:
                 lead = item.lead
                 state = self._compute(lead, item.events, setup, now)
-                current = current_values(lead, setup.fields)
+                found = _parsed(lead, setup)
             except Exception as error:
                 results.fail(lead_id)
                 if fresh:
                     log.warning("lead_invalid", lead_id=lead_id, problem=describe(error))
                 continue
-            facts = facts_of(lead, state, setup.roles.done) if self.options.ledgers.on else None
-            results.put(lead_id, Computed(state, current, lead.name, facts))
+            if self.options.ledgers.on:
+                found = replace(found, facts=facts_of(lead, state, setup.roles.done))
+            results.put(lead_id, state)
+            parsed[lead_id] = found
             if fresh:
                 for problem in state.problems:
                     log.warning("lead_problem", lead_id=lead_id, problem=problem)
-        return results, frozenset(stale)
+        return results, parsed
 
     def _ledgers(
         self,
@@ -708,6 +727,7 @@ class SyncCycle:
                 for key in (CompanyField.PACKAGE_USED, CompanyField.QUOTAS)
                 if (field_id := setup.company_fields.id_of(key)) is not None
             ],
+            company_fields=frozenset(setup.company_fields.ids.values()),
         )
         touched = touched_by(cache, ledger_read)
         apply_ledger(cache, ledger_read)
@@ -910,7 +930,7 @@ def _entered(events: Sequence[LeadEvent], stages: Collection[int]) -> datetime |
 
 
 def _stored(lead_id: int, item: TrackedLead) -> StoredLead:
-    return StoredLead(lead_id, int(item.updated_at.timestamp()), item.data)
+    return StoredLead(lead_id, int(item.updated_at.timestamp()), item.data.decode())
 
 
 def _stored_event(event: Event) -> StoredEvent:

@@ -108,7 +108,7 @@ class LedgerOptions:
 # --- what the ledgers keep of a request --------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestFacts:
     """A support request as the ledgers see it (kept for every request of the horizon)."""
 
@@ -899,6 +899,21 @@ def _entry_from_json(text: str) -> TimeEntry:
     return TimeEntry(**{**raw, "at": datetime.fromtimestamp(raw["at"], UTC)})
 
 
+def _slim_company(company: Company, keep: Collection[int] | None) -> Company:
+    """The part of a company the ledgers read: a company as amoCRM sends it carries all of
+    its fields and its links (every lead of it) besides."""
+    if keep is None:
+        return company
+    fields = [f for f in company.custom_fields_values or () if f.field_id in keep]
+    return Company(
+        id=company.id,
+        name=company.name,
+        responsible_user_id=company.responsible_user_id,
+        updated_at=company.updated_at,
+        custom_fields_values=fields or None,
+    )
+
+
 def _aged_out(cache: LedgerCache, tracked: Collection[int], horizon: int) -> set[int]:
     """The closed requests the cycle no longer tracks of which nothing falls within the
     horizon: their registration (quotas) and their time entries (packages)."""
@@ -930,11 +945,13 @@ def read_ledgers(
     options: LedgerOptions,
     check_stop: Callable[[], None],
     written_fields: Collection[int] = (),
+    company_fields: Collection[int] | None = None,
 ) -> LedgerRead:
     """Read the notes and companies that changed; ``facts`` are the requests this cycle
     computed (every tracked one at a full reconcile), ``tracked`` the cycle's leads.
 
-    ``written_fields`` are the company fields that hold uses (minutes, quota counts)."""
+    ``written_fields`` are the company fields that hold uses (minutes, quota counts);
+    ``company_fields`` the ones the ledgers read or write (the rest is not kept)."""
     changed = {i: f for i, f in facts.items() if cache.requests.get(i) != f}
     horizon = int((now - options.horizon).timestamp())
     dropped_requests = {i for i in gone if i in cache.requests}
@@ -1055,7 +1072,7 @@ def read_ledgers(
         dropped_requests=frozenset(dropped_requests),
         entries=entries,
         dropped_entries=frozenset(dropped_entries - entries.keys()),
-        companies={c.id: c for c in companies},
+        companies={c.id: _slim_company(c, company_fields) for c in companies},
         notes_cursor=notes_cursor,
         dropped_companies=gone_companies,
         left_companies=left_companies,

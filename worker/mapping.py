@@ -7,6 +7,7 @@ which the engine passes on to the worker's log.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -47,7 +48,7 @@ def lead_events(events: Iterable[Event]) -> list[LeadEvent]:
     mapped = [
         LeadEvent(
             event_id=event.id,
-            type=event.type,
+            type=sys.intern(event.type),  # a few types over every cached event
             at=_aware(event.created_at),
             created_by=event.created_by,
             status_before=_place(event.status_before),
