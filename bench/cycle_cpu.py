@@ -32,7 +32,9 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import structlog
 
 from bench.cycle_requests import START, bench_cycle, seed
@@ -45,30 +47,52 @@ MEMORY_TARGET_MB = {50_000: 300}  # with the ledgers
 FIGURES = ("first", "steady", "wakeup", "full")
 
 
+class Recording(httpx.BaseTransport):
+    """Loopback HTTP that notes each request's method, path and answer."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.seen: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        self.seen.append(f"{request.method} {request.url.path} {response.status_code}")
+        return response
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed(cycle: SyncCycle, now: datetime) -> tuple[CycleReport, float]:
     began = time.process_time()
     report = cycle.run(now)
     return report, time.process_time() - began
 
 
-def memory_worker(count: int, *, ledgers: bool) -> dict[str, float]:
+def memory_worker(count: int, *, ledgers: bool) -> dict[str, Any]:
     """The measured part, alone in its process: four kinds of cycle over one account."""
     seeder = functools.partial(seed, count=count, ledgers=ledgers)
     figures: dict[str, float] = {}
     with served_fake(seeder, epoch=START.timestamp(), timeout=3600) as served:
         clock = served.clock
-        client = served.client()
+        recording = Recording()
+        client = served.client(recording)
         figures["baseline_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with tempfile.TemporaryDirectory(prefix="amo-sla-bench-") as scratch:
             cycle = bench_cycle(client, Path(scratch), clock.now, ledgers=ledgers)
             first, figures["first_cpu"] = timed(cycle, clock.now())
+            figures["first_peak_mb"] = peak_mb()
             figures["first_requests"] = first.requests
             figures["first_computed"] = first.leads_computed
             clock.sleep(300)
             cycle.run(clock.now())  # reads the first sync's writes back
             clock.sleep(300)
+            recording.seen.clear()
             steady, figures["steady_cpu"] = timed(cycle, clock.now())
+            steady_calls = list(recording.seen)
             figures["steady_requests"] = steady.requests
+            figures["steady_peak_mb"] = peak_mb()
             figures["steady_computed"] = steady.leads_computed
             figures["steady_written"] = steady.leads_written
             wake_at = steady.next_change_at
@@ -90,13 +114,14 @@ def memory_worker(count: int, *, ledgers: bool) -> dict[str, float]:
             cycle.store.close()
         client.close()
     figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return figures
+    return {**figures, "steady_calls": steady_calls}
 
 
-def misses(count: int, ledgers: bool, figures: dict[str, float]) -> list[str]:
+def misses(count: int, ledgers: bool, figures: dict[str, Any]) -> list[str]:
     found = []
     if figures["steady_requests"] > STEADY_REQUESTS[ledgers]:
-        found.append(f"steady requests {figures['steady_requests']:.0f}")
+        calls = "; ".join(figures.get("steady_calls", ()))
+        found.append(f"steady requests {figures['steady_requests']:.0f} ({calls})")
     if (limit := CPU_TARGETS.get(count)) is not None:
         for kind in ("steady", "wakeup"):
             if figures[f"{kind}_cpu"] > limit:

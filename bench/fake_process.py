@@ -22,6 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import httpx
 
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
@@ -33,7 +36,7 @@ from amo_client.fake import FakeAmoCRM
 Seeder = Callable[[FakeAmoCRM, AmoClient], object]
 
 
-def run_worker(module: str, *args: str) -> dict[str, float]:
+def run_worker(module: str, *args: str) -> dict[str, Any]:
     """Runs ``python -m <module> --memory-worker <args>`` in a fresh interpreter, so nothing
     else shares its RSS, and returns the figures of the JSON object on its last line.
 
@@ -45,7 +48,7 @@ def run_worker(module: str, *args: str) -> dict[str, float]:
         capture_output=True,
         text=True,
     )
-    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
 
@@ -100,11 +103,12 @@ class ServedFake:
     token: str
     clock: SharedClock
 
-    def client(self) -> AmoClient:
+    def client(self, transport: httpx.BaseTransport | None = None) -> AmoClient:
         """The real client over loopback HTTP, its limiter sleeping on the shared clock."""
         return AmoClient(
             self.base_url,
             LongLivedToken(self.token),
+            transport=transport,
             sleep=self.clock.sleep,
             monotonic=self.clock.monotonic,
             clock=self.clock.time,

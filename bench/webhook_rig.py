@@ -186,7 +186,8 @@ def live_rig(
     )
     thread.start()
     try:
-        rig.wait_cycles(1)
+        # The first sync writes every request's fields, 50 a request at 7 requests a second.
+        rig.wait_cycles(1, timeout=30.0 + leads / 50)
         if webhooks:
             fake.subscribe_webhook(rig.hook_url, WEBHOOK_EVENTS)
         yield rig

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import structlog
 
@@ -199,17 +200,30 @@ class _Read:
     leads_read: int
 
 
+_NOTHING: Mapping[int, Value] = MappingProxyType({})
+LEDGER_LEAD_FIELDS = (SlaField.SPENT_MINUTES, SlaField.PACKAGE_EXHAUSTED, SlaField.QUOTA_OVER)
+
+
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    """What a cycle reads of a lead's copy besides its state."""
+    """What a cycle keeps of a lead it computed until its writes are planned: little, for a
+    full reconcile holds one for every open request at once."""
 
-    current: Mapping[int, Value]  # its SLA field values as amoCRM holds them
-    name: str
-    facts: RequestFacts | None = None  # what the company ledgers need, with them on
+    sla_values: Mapping[int, Value]  # the SLA fields that differ from what the state wants
+    ledger_current: Mapping[int, Value]  # the ledger fields' values (with the ledgers on)
+    name: str  # kept when a write is likely (a field differs, acceptance is due); else ""
+    facts: RequestFacts | None = None  # kept when they differ from the ledger cache's
 
 
-def _parsed(lead: Lead, setup: AccountSetup) -> _Parsed:
-    return _Parsed(current_values(lead, setup.fields), lead.name)
+def _parse(lead: Lead, state: SlaState, setup: AccountSetup, *, ledgers: bool) -> _Parsed:
+    current = current_values(lead, setup.fields)
+    sla_values = differing(current, desired_values(state, setup.fields))
+    ledger_current = _NOTHING
+    if ledgers:
+        ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
+        ledger_current = {i: current[i] for i in ids if i in current}
+    name = lead.name if sla_values or state.accept_now else ""
+    return _Parsed(sla_values or _NOTHING, ledger_current, name)
 
 
 @dataclass(frozen=True)
@@ -621,13 +635,17 @@ class SyncCycle:
             state = results.get(lead_id)
             if state is None:
                 continue
-            lead = parsed.get(lead_id) or _parsed(read.tracked[lead_id].lead, setup)
-            wanted = desired_values(state, setup.fields)
+            lead = parsed.get(lead_id) or _parse(
+                read.tracked[lead_id].lead, state, setup, ledgers=ledger is not None
+            )
+            values = dict(lead.sla_values)
             if ledger is not None:
-                for key, value in ledger_values.get(lead_id, {}).items():
-                    if (field_id := setup.fields.id_of(key)) is not None:
-                        wanted[field_id] = value
-            values = differing(lead.current, wanted)
+                wanted = {
+                    field_id: value
+                    for key, value in ledger_values.get(lead_id, {}).items()
+                    if (field_id := setup.fields.id_of(key)) is not None
+                }
+                values |= differing(lead.ledger_current, wanted)
             move_to = setup.roles.accepted_status_id if state.accept_now else None
             if values or move_to is not None:
                 since = (
@@ -638,7 +656,7 @@ class SyncCycle:
                 writes.append(
                     PlannedWrite(
                         lead_id,
-                        lead.name,
+                        lead.name or read.tracked[lead_id].lead.name,
                         values,
                         move_to,
                         since,
@@ -672,20 +690,23 @@ class SyncCycle:
         results.forget(read.forgotten)
         stale = results.stale(read.tracked, read.touched, now)
         parsed: dict[int, _Parsed] = {}
+        ledgers = self._load_ledger_cache() if self.options.ledgers.on else None
         for lead_id in sorted(stale):
             item = read.tracked[lead_id]
             fresh = full or lead_id in read.touched
             try:
                 lead = item.lead
                 state = self._compute(lead, item.events, setup, now)
-                found = _parsed(lead, setup)
+                found = _parse(lead, state, setup, ledgers=ledgers is not None)
             except Exception as error:
                 results.fail(lead_id)
                 if fresh:
                     log.warning("lead_invalid", lead_id=lead_id, problem=describe(error))
                 continue
-            if self.options.ledgers.on:
-                found = replace(found, facts=facts_of(lead, state, setup.roles.done))
+            if ledgers is not None:
+                facts = facts_of(lead, state, setup.roles.done)
+                if ledgers.requests.get(lead_id) != facts:
+                    found = replace(found, facts=facts)
             results.put(lead_id, state)
             parsed[lead_id] = found
             if fresh:

@@ -45,7 +45,8 @@ class LeadReadOptions:
 class LeadRead:
     """What one read found."""
 
-    leads: Mapping[int, TrackedLead]  # the pipeline's leads read, slimmed, newest copy, no events
+    # the pipeline's leads read, slimmed, newest copy (the cached one when it is the same)
+    leads: Mapping[int, TrackedLead]
     gone: frozenset[int]  # tracked leads amoCRM no longer has in the pipeline
     unreadable: frozenset[int]  # leads whose item could not be parsed: keep what is cached
     cursor: int  # unix seconds: the next read starts here (less the overlap)
@@ -64,7 +65,7 @@ def read_leads(
     check_stop: Callable[[], None],
 ) -> LeadRead:
     """Read the pipeline's leads changed since ``cursor`` (all open ones when ``full``)."""
-    reader = _Reader(client, setup, check_stop)
+    reader = _Reader(client, setup, check_stop, tracked)
     if full:
         reader.take(
             client.iter_leads(
@@ -135,9 +136,14 @@ class _Reader:
     """The leads of one read, as they arrive."""
 
     def __init__(
-        self, client: AmoClient, setup: AccountSetup, check_stop: Callable[[], None]
+        self,
+        client: AmoClient,
+        setup: AccountSetup,
+        check_stop: Callable[[], None],
+        tracked: Mapping[int, TrackedLead],
     ) -> None:
         self.client = client
+        self.tracked = tracked
         self.setup = setup
         self.check_stop = check_stop
         self.keep_fields = {*setup.fields.ids.values(), setup.class_field_id}
@@ -166,8 +172,12 @@ class _Reader:
                 continue  # amoCRM ignored a filter (the account's API filtering is off)
             known = self.leads.get(lead.id)
             if known is None or lead.updated_at >= known.updated_at:
-                # Kept as JSON at once: 10,000 parsed leads would cost over 100 MB.
-                self.leads[lead.id] = TrackedLead.of(slim(lead, self.keep_fields))
+                # Kept as JSON at once: 10,000 parsed leads would cost over 100 MB. A copy
+                # equal to the cached one is the cached one: a full read holds one of each.
+                fresh = TrackedLead.of(slim(lead, self.keep_fields))
+                cached = self.tracked.get(lead.id)
+                same = cached is not None and cached.data == fresh.data
+                self.leads[lead.id] = cached if same and cached is not None else fresh
                 self.elsewhere.discard(lead.id)
         if self.started is None:
             self.started = self.client.server_time
