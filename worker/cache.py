@@ -7,6 +7,7 @@ restarts (:mod:`worker.store`), written in one transaction per cycle.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -33,6 +34,8 @@ class TrackedLead:
     pipeline_id: int
     created_at: datetime
     updated_at: datetime
+    # Where amoCRM may file the request's replies: ("contact", id) and ("company", id).
+    owners: tuple[tuple[str, int], ...] = ()
     events: tuple[LeadEvent, ...] = ()
     event_ids: frozenset[str] = field(default=frozenset())
 
@@ -44,6 +47,10 @@ class TrackedLead:
             pipeline_id=lead.pipeline_id,
             created_at=lead.created_at,
             updated_at=lead.updated_at,
+            owners=(
+                *((_CONTACT, contact) for contact in lead.contact_ids),
+                *(() if lead.company_id is None else ((_COMPANY, lead.company_id),)),
+            ),
         ).with_events(events)
 
     @property
@@ -64,6 +71,9 @@ class TrackedLead:
             events=tuple(sorted([*self.events, *lead_events(unseen.values())], key=_event_order)),
             event_ids=self.event_ids | unseen.keys(),
         )
+
+
+_CONTACT, _COMPANY = sys.intern("contact"), sys.intern("company")
 
 
 def _event_order(event: LeadEvent) -> tuple[datetime, str]:

@@ -31,15 +31,18 @@ CONTACT_LINKS = frozenset({"entity_linked"})
 
 
 def spans_by_contact(
-    tracked: Mapping[int, TrackedLead], pipeline_id: int
+    tracked: Mapping[int, TrackedLead],
+    pipeline_id: int,
+    wanted: Collection[tuple[str, int]],
 ) -> dict[tuple[str, int], list[RequestSpan]]:
-    """The tracked requests of each contact and company, as spans of when they were open."""
+    """The tracked requests of each ``wanted`` contact and company, as spans of when they
+    were open (only those requests' copies are parsed)."""
     spans: dict[tuple[str, int], list[RequestSpan]] = {}
     for lead_id, item in tracked.items():
+        owners = [owner for owner in item.owners if owner in wanted]
+        if not owners:
+            continue
         lead = item.lead
-        owners = [(CONTACT, c) for c in lead.contact_ids]
-        if lead.company_id is not None:
-            owners.append((COMPANY, lead.company_id))
         for entity, owner_id in owners:
             spans.setdefault((entity, owner_id), []).append(
                 request_span(
@@ -70,7 +73,9 @@ def contact_replies(
     ]
     if not replies:
         return []
-    spans = spans_by_contact(tracked, pipeline_id)
+    spans = spans_by_contact(
+        tracked, pipeline_id, {(event.entity_type, event.entity_id) for event in replies}
+    )
     attributed: list[Event] = []
     for event in replies:
         requests = spans.get((event.entity_type, event.entity_id))
