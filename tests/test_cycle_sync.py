@@ -321,3 +321,24 @@ def test_a_stop_while_reading_leaves_nothing_half_done(tmp_path: Path) -> None:
     again = make_cycle(world, tmp_path)
     again.run(world.advance(timedelta(minutes=1)))
     assert_fields_match_engine(world, world.now())
+
+
+def test_a_quiet_account_reads_its_newest_events_once_not_in_every_cycle(
+    tmp_path: Path,
+) -> None:
+    """The feed's cursor follows amoCRM's clock: the minute of the newest event is read
+    again by the next cycle (the cursor steps back a minute) and then never."""
+    world = build_world()
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    lead_id = world.leads["priority_silent"]
+    world.fake.add_event(
+        lead_id, "outgoing_chat_message", created_by=world.agents[0], at=world.clock.wall
+    )
+    cycle.run(world.advance(timedelta(seconds=30)))
+    answered = []
+    for _ in range(3):
+        world.fake.reset_request_log()
+        cycle.run(world.advance(timedelta(minutes=5)))
+        answered.append([r.status for r in world.fake.request_log if r.path == "/api/v4/events"])
+    assert answered == [[200], [204], [204]]

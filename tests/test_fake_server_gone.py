@@ -7,8 +7,10 @@ import socket
 import struct
 import threading
 import time
+from email.utils import formatdate
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from amo_client.fake import PageTurn
@@ -48,3 +50,16 @@ def test_a_client_gone_before_its_answer_leaves_no_traceback(
 
     assert [(r.path, r.status) for r in fake.request_log] == [("/api/v4/leads", 200)]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_served_fake_dates_its_answers_by_its_own_clock_alone() -> None:
+    """One ``Date`` header, the fake's (a virtual clock may be years off the machine's):
+    the client reads amoCRM's clock from it, and two would read as none."""
+    clocks = Clocks()
+    fake = make_fake(clocks)
+    with fake.serve() as server, httpx.Client() as client:
+        answer = client.get(
+            f"{server.url}/api/v4/leads",
+            headers={"Authorization": f"Bearer {fake.long_lived_token}"},
+        )
+    assert answer.headers.get_list("date") == [formatdate(clocks.wall, usegmt=True)]

@@ -88,11 +88,13 @@ def read_feed(
         started = started or client.server_time
         events.append(event)
         read_to = max(read_to, int(event.created_at.timestamp()))
-    if events and started is not None:
-        # The cursor follows amoCRM's clock, as the leads' does: left on the newest event, a
-        # quiet account would read that event's minute again in every cycle. An empty
-        # answer moves nothing (absence is not evidence).
-        read_to = max(read_to, int((started - options.overlap).timestamp()))
+    if events:
+        # The cursor follows amoCRM's clock (the worker's when amoCRM's is unknown), as the
+        # leads' does: left on the newest event, a quiet account would read that event's
+        # minute again in every cycle. An empty answer moves nothing (absence is not
+        # evidence).
+        clock = started or client.server_time or now
+        read_to = max(read_to, int((clock - options.overlap).timestamp()))
     return EventRead(tuple(events), FeedCursor(read_to=read_to, covered_from=covered_from))
 
 

@@ -77,6 +77,13 @@ def _handler_for(fake: FakeAmoCRM) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
+        def send_response(self, code: int, message: str | None = None) -> None:
+            """The status line and the server name, but no ``Date`` of the machine's own:
+            the fake's answer carries its clock's, as amoCRM's carries amoCRM's."""
+            self.log_request(code)
+            self.send_response_only(code, message)
+            self.send_header("Server", self.version_string())
+
         def log_message(self, format: str, *args: object) -> None:
             """Requests are already in the fake's own log."""
 
