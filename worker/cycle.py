@@ -75,6 +75,7 @@ from worker.ledgers import (
     LedgerPlanner,
     LedgerRead,
     RequestFacts,
+    deleted_note_ids,
     facts_of,
     load_ledger_cache,
     plan_ledgers,
@@ -194,7 +195,10 @@ class _Read:
     tracked: dict[int, TrackedLead]
     touched: frozenset[int]  # leads read again or given new events
     forgotten: frozenset[int]
-    events: tuple[Event, ...]
+    # The leads' events read, as the store keeps them (an Event model costs several times
+    # its JSON, and a first sync reads a month of them), and the notes they say are deleted.
+    events: tuple[StoredEvent, ...]
+    deleted_notes: frozenset[int]
     leads_cursor: int
     feed: FeedCursor
     leads_read: int
@@ -581,7 +585,8 @@ class SyncCycle:
             tracked=tracked,
             touched=frozenset(touched - forgotten),
             forgotten=frozenset(forgotten - tracked.keys()),
-            events=(*lead_events, *replies),
+            events=tuple(_stored_event(event) for event in (*lead_events, *replies)),
+            deleted_notes=frozenset(deleted_note_ids(lead_events)),
             leads_cursor=leads.cursor,
             feed=feed.cursor,
             leads_read=leads.received,
@@ -738,7 +743,7 @@ class SyncCycle:
             facts=facts,
             tracked=read.tracked,
             gone=read.forgotten,
-            events=read.events,
+            deleted_notes=read.deleted_notes,
             now=now,
             full=full,
             options=options,
@@ -851,7 +856,7 @@ class SyncCycle:
                 for lead_id in read.touched
                 if lead_id in read.tracked
             )
-            self.store.save_events(_stored_event(event) for event in read.events)
+            self.store.save_events(read.events)
             if full:
                 self.store.prune_events(
                     keep_leads=list(read.tracked),

@@ -939,7 +939,7 @@ def read_ledgers(
     facts: Mapping[int, RequestFacts],
     tracked: Collection[int],
     gone: Collection[int],
-    events: Iterable[Event],
+    deleted_notes: Collection[int],
     now: datetime,
     full: bool,
     options: LedgerOptions,
@@ -1007,7 +1007,7 @@ def read_ledgers(
     entries: dict[int, TimeEntry] = {}
     # An entry leaves with its request, and one on no request of the ledgers (another
     # pipeline's lead, a request dropped earlier) once it is older than the horizon.
-    dropped_entries = deleted_note_ids(events) | {
+    dropped_entries = set(deleted_notes) | {
         note_id for lead_id in dropped_requests for note_id in cache.lead_notes.get(lead_id, ())
     }
     if full:
