@@ -194,6 +194,7 @@ class _Read:
 
     tracked: dict[int, TrackedLead]
     touched: frozenset[int]  # leads read again or given new events
+    new: frozenset[int]  # leads the cache did not hold before this read
     forgotten: frozenset[int]
     # The leads' events read, as the store keeps them (an Event model costs several times
     # its JSON, and a first sync reads a month of them), and the notes they say are deleted.
@@ -319,15 +320,11 @@ class SyncCycle:
         if plan.ledger is not None:
             fresh += plan.ledger.tasks
         planned = {_task_key(task) for task in fresh}
-        # A lead's breach task stays owed while its state is not computed again; the
-        # ledgers plan all of theirs in every cycle.
+        # A task stays owed while nothing plans its lead or company again.
         still_open = [
             task
             for key, task in self._tasks_open.items()
-            if key not in planned
-            and task.clock in BREACH_CLOCKS
-            and task.entity_id not in plan.computed
-            and task.entity_id in read.tracked
+            if key not in planned and not self._planned_again(task, plan, read)
         ]
         return [*fresh, *still_open], withheld
 
@@ -354,9 +351,10 @@ class SyncCycle:
                 found.append(lead_id)
         return found
 
-    def ledger_disagreements(self, now: datetime) -> list[int]:
-        """The tracked requests whose kept ledger fields differ from planning every company
-        afresh at ``now`` (after a cycle at ``now``)."""
+    def ledger_disagreements(self, now: datetime) -> list[str]:
+        """What planning every company afresh at ``now`` finds that the kept plan lacks
+        (after a cycle at ``now``): a tracked request whose ledger fields differ, a task owed
+        that is neither created nor still open."""
         cache, planner, setup = self._ledger_cache, self._ledger_planner, self.setup
         if cache is None or planner is None or setup is None or self._tracked is None:
             return []
@@ -369,11 +367,31 @@ class SyncCycle:
             options=self.options.ledgers,
             now=now,
         )
-        return sorted(
-            lead_id
-            for lead_id in self._tracked
+        found = [
+            f"lead {lead_id}: {planner.values.get(lead_id)} != {full.lead_values.get(lead_id)}"
+            for lead_id in sorted(self._tracked)
             if full.lead_values.get(lead_id) != planner.values.get(lead_id)
-        )
+        ]
+        created = created_tasks(self.store, full.tasks)
+        found += [
+            f"task {key} owed, neither created nor open"
+            for task in full.tasks
+            if (key := _task_key(task)) not in created and key not in self._tasks_open
+        ]
+        return found
+
+    def _planned_again(self, task: TaskPlan, plan: _Plan, read: _Read) -> bool:
+        """Whether this cycle planned the task's lead or company again (so a task it did not
+        plan is no longer owed), or the lead is no longer tracked."""
+        if task.entity_type == "leads" and task.entity_id not in read.tracked:
+            return True
+        if task.clock in BREACH_CLOCKS:
+            return task.entity_id in plan.computed
+        planner = self._ledger_planner
+        if planner is None or plan.ledger is None:
+            return True  # the ledgers are off, or start afresh
+        covered = planner.companies if task.entity_type == "companies" else planner.leads
+        return task.entity_id in covered
 
     def tracked_lead(self, lead_id: int) -> tuple[Lead, list[LeadEvent]] | None:
         item = (self._tracked or {}).get(lead_id)
@@ -409,9 +427,14 @@ class SyncCycle:
                 {w.lead_id for w in plan.writes} - {w.lead_id for w in outcome.written}
             )
             written, failed, stopped = len(outcome.written), len(outcome.failed), outcome.stopped
-            if plan.ledger is not None and not stopped:
-                companies_written, company_failed = self._write_companies(plan.ledger)
-                failed += company_failed
+            if plan.ledger is not None:
+                unwritten = {w.company_id for w in plan.ledger.company_writes}
+                if not stopped:
+                    companies_written, refused = self._write_companies(plan.ledger)
+                    failed += len(refused)
+                    unwritten = set(refused)
+                if self._ledger_planner is not None:
+                    self._ledger_planner.again(unwritten)
             if failed:
                 # A field deleted in amoCRM shows first as rejected writes: then the setup
                 # no longer matches the account, which only the admin can fix.
@@ -502,7 +525,10 @@ class SyncCycle:
                 if self.options.stages.ledgers
                 else []
             )
-            self.setup = resolve_setup(self.options.stages, pipelines, fields, company_fields)
+            setup = resolve_setup(self.options.stages, pipelines, fields, company_fields)
+            if setup != self.setup:
+                self._ledger_planner = None  # every company is planned again with the new ids
+            self.setup = setup
         return self.setup
 
     def _load_cache(self) -> dict[int, TrackedLead]:
@@ -584,6 +610,7 @@ class SyncCycle:
         return _Read(
             tracked=tracked,
             touched=frozenset(touched - forgotten),
+            new=frozenset(new) & tracked.keys(),
             forgotten=frozenset(forgotten - tracked.keys()),
             events=tuple(_stored_event(event) for event in (*lead_events, *replies)),
             deleted_notes=frozenset(deleted_note_ids(lead_events)),
@@ -755,7 +782,9 @@ class SyncCycle:
             ],
             company_fields=frozenset(setup.company_fields.ids.values()),
         )
-        touched = touched_by(cache, ledger_read)
+        # A request the cycle tracks again (reopened, moved back) may hold facts the ledgers
+        # kept all along: its fields are planned again all the same.
+        touched = touched_by(cache, ledger_read, also=read.new)
         apply_ledger(cache, ledger_read)
         planner.forget(read.forgotten)
         plan = planner.plan(
@@ -819,10 +848,11 @@ class SyncCycle:
             self._ledger_cache = load_ledger_cache(self.store)
         return self._ledger_cache
 
-    def _write_companies(self, plan: LedgerPlan) -> tuple[int, int]:
-        """Write the companies' ledger fields; returns how many were written and refused."""
+    def _write_companies(self, plan: LedgerPlan) -> tuple[int, list[int]]:
+        """Write the companies' ledger fields; returns how many were written, and the
+        companies refused."""
         if not plan.company_writes:
-            return 0, 0
+            return 0, []
         result = self.client.update_companies(
             [EntityUpdate(w.company_id, w.values) for w in plan.company_writes]
         )
@@ -831,7 +861,7 @@ class SyncCycle:
         for write in plan.company_writes:
             if write.company_id not in result.failed:
                 log.info("company_written", company_id=write.company_id, fields=len(write.values))
-        return len(plan.company_writes) - len(result.failed), len(result.failed)
+        return len(plan.company_writes) - len(result.failed), sorted(result.failed)
 
     def _compute(
         self, lead: Lead, events: Sequence[LeadEvent], setup: AccountSetup, now: datetime

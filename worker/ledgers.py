@@ -764,11 +764,13 @@ class Touched:
     leads: frozenset[int]
 
 
-def touched_by(cache: LedgerCache, read: LedgerRead) -> Touched:
-    """What ``read`` changes of ``cache``; ask before it is applied (a dropped entry's
-    request, a request's company before it moved, are read from the cache)."""
+def touched_by(cache: LedgerCache, read: LedgerRead, also: Iterable[int] = ()) -> Touched:
+    """What ``read`` changes of ``cache`` (and the requests ``also``); ask before it is
+    applied (a dropped entry's request, a request's company before it moved, are read from
+    the cache)."""
     leads = (
-        read.requests.keys()
+        set(also)
+        | read.requests.keys()
         | read.dropped_requests
         | {entry.lead_id for entry in read.entries.values()}
         | {cache.entries[n].lead_id for n in read.dropped_entries if n in cache.entries}
@@ -794,6 +796,14 @@ class LedgerPlanner:
         self.values: dict[int, Mapping[SlaField, Value]] = {}  # each request's ledger fields
         self._wakeups = Wakeups()
         self._planned = False
+        self._again: set[int] = set()  # companies planned again at the next cycle
+        # What the latest plan covered: the ledger tasks of others stay as they were owed.
+        self.companies: frozenset[int] = frozenset()
+        self.leads: frozenset[int] = frozenset()
+
+    def again(self, company_ids: Iterable[int]) -> None:
+        """Plan these companies again at the next cycle (a write refused, or not sent)."""
+        self._again.update(company_ids)
 
     def plan(
         self,
@@ -811,8 +821,9 @@ class LedgerPlanner:
             self._wakeups = Wakeups()
             companies = set(cache.company_leads) | cache.left
         else:
-            companies = set(touched.companies) | self._wakeups.due(now) | cache.left
+            companies = set(touched.companies) | self._wakeups.due(now) | cache.left | self._again
         self._planned = True
+        self._again.clear()
         leads = cache.leads_of(companies) | {i for i in touched.leads if i in cache.requests}
         # A company amoCRM no longer has is skipped.
         held = {
@@ -835,6 +846,8 @@ class LedgerPlanner:
                 self.values.pop(lead_id, None)
             else:
                 self.values[lead_id] = found
+        self.companies = frozenset(held)
+        self.leads = frozenset(leads)
         for company_id, company in held.items():
             self._wakeups.schedule(
                 company_id, self._change_at(cache, company, fields, options, now)

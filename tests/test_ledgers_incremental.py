@@ -1,0 +1,132 @@
+"""The ledgers planned company by company: what a cycle that plans only some companies must
+not lose (a refused write, a refused task, a request tracked again), each checked against
+the truth on amoCRM's full history and against planning every company afresh."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+from amo_client.errors import ItemError, ValidationFailed
+from amo_client.models import BatchResult, CreatedEntity, EntityUpdate, NewTask
+from tests.cycle_kit import MOSCOW, WON, World, make_cycle
+from tests.ledger_kit import (
+    SPENT,
+    company_fields,
+    lead_fields,
+    ledger_options,
+    ledger_world,
+    package_task_counts,
+    truth,
+)
+from worker.cycle import CycleOptions, SyncCycle
+from worker.fields import Ledger
+
+PACKAGES = frozenset({Ledger.PACKAGES})
+
+
+def package_world(tmp_path: Path, hours: str) -> tuple[World, CycleOptions, SyncCycle, int, int]:
+    """A company with a package paid today and one open request of it, synced once."""
+    world = ledger_world()
+    options = ledger_options(world.policy, PACKAGES)
+    fake = world.fake
+    company = fake.add_company("ООО Клиент", responsible_user_id=world.agents[1])
+    hours_id = fake.field_id("Пакет: часов", entity="companies")
+    paid_id = fake.field_id("Пакет: оплачен", entity="companies")
+    assert hours_id is not None
+    assert paid_id is not None
+    paid = datetime.combine(world.now().astimezone(MOSCOW).date(), time(0), tzinfo=MOSCOW)
+    fake.update_company(
+        company,
+        by_user=world.agents[1],
+        custom_fields={hours_id: hours, paid_id: int(paid.timestamp())},
+    )
+    lead = fake.add_lead(
+        "Обращение",
+        pipeline_id=world.support.id,
+        tags=["Микробизнес"],
+        created_at=world.now().timestamp(),
+        responsible_user_id=world.agents[0],
+        company_id=company,
+    )
+    cycle = make_cycle(world, tmp_path, options=options)
+    cycle.run(world.now())
+    return world, options, cycle, company, lead
+
+
+def test_a_refused_company_write_is_made_at_the_next_cycle(tmp_path: Path) -> None:
+    world, options, cycle, company, lead = package_world(tmp_path, "10")
+    world.fake.add_note(lead, "Время: 90 мин", created_by=world.agents[0])
+    world.advance(timedelta(minutes=5))
+
+    def refuse(updates: Sequence[EntityUpdate]) -> BatchResult:
+        return BatchResult(written=(), failed={u.id: "refused" for u in updates})
+
+    setattr(cycle.client, "update_companies", refuse)  # noqa: B010 - one cycle's refusal
+    assert cycle.run(world.now()).companies_written == 0
+    del cycle.client.__dict__["update_companies"]
+
+    report = cycle.run(world.advance(timedelta(minutes=10)))
+    assert not report.full_sync
+    assert report.companies_written == 1
+    expected = truth(world, world.now(), options.ledgers).company_expected(company)
+    assert {k: company_fields(world, company).get(k) for k in expected} == expected
+    assert expected["Пакет: израсходовано, мин"] == 90
+    assert cycle.ledger_disagreements(world.now()) == []
+
+
+def test_a_refused_package_task_is_tried_again_after_its_retry_time(tmp_path: Path) -> None:
+    world, _options, cycle, _company, lead = package_world(tmp_path, "1")
+    world.fake.add_note(lead, "Время: 90 мин", created_by=world.agents[0])
+    world.advance(timedelta(minutes=5))
+
+    def refuse(tasks: Sequence[NewTask]) -> list[CreatedEntity]:
+        raise ValidationFailed(
+            "POST",
+            "/api/v4/tasks",
+            [
+                ItemError(i, "responsible_user_id", "NotSupportedChoice", "No user.")
+                for i in range(len(tasks))
+            ],
+        )
+
+    setattr(cycle.client, "create_tasks", refuse)  # noqa: B010 - one cycle's refusal
+    cycle.run(world.now())
+    del cycle.client.__dict__["create_tasks"]
+    assert sum(package_task_counts(world).values()) == 0
+    assert cycle.ledger_disagreements(world.now()) == []  # still owed, and open
+
+    for _ in range(8):  # 80 minutes of cycles, no full reconcile among them
+        report = cycle.run(world.advance(timedelta(minutes=10)))
+        assert not report.full_sync
+    assert list(package_task_counts(world).values()) == [1]
+
+
+def test_a_closed_request_tracked_again_gets_its_ledger_fields(tmp_path: Path) -> None:
+    """Closed, dropped from the cache a day later, given a time note while untracked, then
+    back (a contact linked): its facts are the ledgers' all along, its fields are written."""
+    world = ledger_world()
+    fake = world.fake
+    company = fake.add_company("ООО Клиент", responsible_user_id=world.agents[1])
+    lead = fake.add_lead(
+        "Обращение",
+        pipeline_id=world.support.id,
+        tags=["Микробизнес"],
+        created_at=world.now().timestamp(),
+        responsible_user_id=world.agents[0],
+        company_id=company,
+    )
+    cycle = make_cycle(world, tmp_path, options=ledger_options(world.policy, PACKAGES))
+    cycle.run(world.now())
+    fake.move_lead(lead, WON, by_user=world.agents[0])
+    cycle.run(world.advance(timedelta(minutes=10)))
+    cycle.run(world.advance(timedelta(days=1, hours=7)))  # a full reconcile drops it
+    assert cycle.tracked_lead(lead) is None
+    fake.add_note(lead, "Время: 30 мин", created_by=world.agents[0])
+    cycle.run(world.advance(timedelta(minutes=10)))
+    fake.link_contact(lead, fake.add_contact("Иван"), by=world.agents[1])
+    cycle.run(world.advance(timedelta(minutes=10)))
+    assert cycle.tracked_lead(lead) is not None
+    assert lead_fields(world, lead).get(SPENT) == 30
+    assert cycle.ledger_disagreements(world.now()) == []
