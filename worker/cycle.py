@@ -1,9 +1,14 @@
-"""One sync cycle: read what changed, compute every open lead's SLA, write what differs.
+"""One sync cycle: read what changed, compute the SLA of the leads it changed, write what
+differs.
 
 The cycle is a plain object with an injected clock (``run(now)``): the scheduler
 decides when it runs, tests call it directly. It reads (:mod:`worker.leads`,
-:mod:`worker.events`), plans (the engine over every tracked lead), stores what it read,
-then applies the plan (:mod:`worker.writes`, :mod:`worker.tasks`).
+:mod:`worker.events`), plans (the engine over the leads whose input changed or whose next
+change instant came, :mod:`worker.computed`; the company ledgers company by company,
+:class:`worker.ledgers.LedgerPlanner`), stores what it read, then applies the plan
+(:mod:`worker.writes`, :mod:`worker.tasks`). A full reconcile computes and plans
+everything, and the two paths must agree (:meth:`SyncCycle.disagreements`,
+:meth:`SyncCycle.ledger_disagreements`, checked by the state machines).
 
 Requests it spends, by design (amoCRM allows 7 a second):
 
@@ -14,8 +19,8 @@ Requests it spends, by design (amoCRM allows 7 a second):
 * one PATCH per 50 leads whose fields differ, and task calls only when a breach needs a
   task.
 
-A steady cycle over unchanged leads therefore costs two requests, whatever the number
-of leads. A full reconcile (the first start, then every ``full_reconcile_interval``)
+A steady cycle over unchanged leads therefore costs two requests (four with the ledgers:
+notes and companies), and next to no CPU, whatever the number of leads. A full reconcile (the first start, then every ``full_reconcile_interval``)
 reads the account's setup and every open lead again, and the event feed of the last two
 reconcile intervals (events amoCRM lists late).
 
