@@ -20,9 +20,10 @@ Requests it spends, by design (amoCRM allows 7 a second):
   task.
 
 A steady cycle over unchanged leads therefore costs two requests (four with the ledgers:
-notes and companies), and next to no CPU, whatever the number of leads. A full reconcile (the first start, then every ``full_reconcile_interval``)
-reads the account's setup and every open lead again, and the event feed of the last two
-reconcile intervals (events amoCRM lists late).
+notes and companies), and next to no CPU, whatever the number of leads. A full reconcile
+(the first start, then every ``full_reconcile_interval``) reads the account's setup and
+every open lead again, and the event feed of the last two reconcile intervals (events
+amoCRM lists late).
 
 The cache is stored before any write or task, so a crash after it loses no read; a
 breach task is claimed in the ledger before its request (:mod:`worker.tasks`). A file
