@@ -81,6 +81,9 @@ class ShiftedClock:
         self._offset = start - datetime.now(UTC)
         self._held: datetime | None = start if held else None
 
+    def hold(self, at: datetime) -> None:
+        self._held = at
+
     def release(self, at: datetime) -> None:
         """A held clock runs on from ``at``."""
         self._offset = at - datetime.now(UTC)
@@ -194,6 +197,7 @@ def deadline_world(state_dir: Path, others: int = 0) -> Iterator[World]:
     if others:
         add_other_requests(fake, others, support.id, agent)
         cycle.cycle.run(clock())  # the first sync, on the held clock, before the service
+        clock.hold(start - WARM_UP_BEFORE / 2)
         cycle.cycle.run(clock())  # and the read-back of its own writes
         clock.release(start)
     service = SyncService(cycle, poll_interval=POLL_INTERVAL, state_dir=state_dir, clock=clock)
