@@ -23,6 +23,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from amo_client.errors import ItemError, ValidationFailed
+from amo_client.models import BatchResult, CreatedEntity, EntityUpdate, NewTask
 from sla.ledger import (
     Duration,
     Package,
@@ -466,3 +468,20 @@ def quota_task_counts(world: World) -> Counter[tuple[int, str]]:
         if task.get("entity_type", "leads") == "leads" and found is not None:
             counts[(int(task["entity_id"]), found[1])] += 1
     return counts
+
+
+def refuse_companies(updates: Sequence[EntityUpdate]) -> BatchResult:
+    """amoCRM refusing every company of a write (a field value it will not take)."""
+    return BatchResult(written=(), failed={u.id: "refused in this test" for u in updates})
+
+
+def refuse_tasks(tasks: Sequence[NewTask]) -> list[CreatedEntity]:
+    """amoCRM refusing every task of a creation (a responsible user it does not know)."""
+    raise ValidationFailed(
+        "POST",
+        "/api/v4/tasks",
+        [
+            ItemError(i, "responsible_user_id", "NotSupportedChoice", "No user.")
+            for i in range(len(tasks))
+        ],
+    )

@@ -4,12 +4,9 @@ the truth on amoCRM's full history and against planning every company afresh."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from amo_client.errors import ItemError, ValidationFailed
-from amo_client.models import BatchResult, CreatedEntity, EntityUpdate, NewTask
 from tests.cycle_kit import MOSCOW, WON, World, make_cycle
 from tests.ledger_kit import (
     SPENT,
@@ -18,12 +15,26 @@ from tests.ledger_kit import (
     ledger_options,
     ledger_world,
     package_task_counts,
+    refuse_companies,
+    refuse_tasks,
     truth,
 )
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger
 
 PACKAGES = frozenset({Ledger.PACKAGES})
+
+
+def add_request(world: World, company: int) -> int:
+    """An open Микробизнес request of ``company``, registered now."""
+    return world.fake.add_lead(
+        "Обращение",
+        pipeline_id=world.support.id,
+        tags=["Микробизнес"],
+        created_at=world.now().timestamp(),
+        responsible_user_id=world.agents[0],
+        company_id=company,
+    )
 
 
 def package_world(tmp_path: Path, hours: str) -> tuple[World, CycleOptions, SyncCycle, int, int]:
@@ -42,14 +53,7 @@ def package_world(tmp_path: Path, hours: str) -> tuple[World, CycleOptions, Sync
         by_user=world.agents[1],
         custom_fields={hours_id: hours, paid_id: int(paid.timestamp())},
     )
-    lead = fake.add_lead(
-        "Обращение",
-        pipeline_id=world.support.id,
-        tags=["Микробизнес"],
-        created_at=world.now().timestamp(),
-        responsible_user_id=world.agents[0],
-        company_id=company,
-    )
+    lead = add_request(world, company)
     cycle = make_cycle(world, tmp_path, options=options)
     cycle.run(world.now())
     return world, options, cycle, company, lead
@@ -60,10 +64,7 @@ def test_a_refused_company_write_is_made_at_the_next_cycle(tmp_path: Path) -> No
     world.fake.add_note(lead, "Время: 90 мин", created_by=world.agents[0])
     world.advance(timedelta(minutes=5))
 
-    def refuse(updates: Sequence[EntityUpdate]) -> BatchResult:
-        return BatchResult(written=(), failed={u.id: "refused" for u in updates})
-
-    setattr(cycle.client, "update_companies", refuse)  # noqa: B010 - one cycle's refusal
+    setattr(cycle.client, "update_companies", refuse_companies)  # noqa: B010 - one cycle's refusal
     assert cycle.run(world.now()).companies_written == 0
     del cycle.client.__dict__["update_companies"]
 
@@ -81,17 +82,7 @@ def test_a_refused_package_task_is_tried_again_after_its_retry_time(tmp_path: Pa
     world.fake.add_note(lead, "Время: 90 мин", created_by=world.agents[0])
     world.advance(timedelta(minutes=5))
 
-    def refuse(tasks: Sequence[NewTask]) -> list[CreatedEntity]:
-        raise ValidationFailed(
-            "POST",
-            "/api/v4/tasks",
-            [
-                ItemError(i, "responsible_user_id", "NotSupportedChoice", "No user.")
-                for i in range(len(tasks))
-            ],
-        )
-
-    setattr(cycle.client, "create_tasks", refuse)  # noqa: B010 - one cycle's refusal
+    setattr(cycle.client, "create_tasks", refuse_tasks)  # noqa: B010 - one cycle's refusal
     cycle.run(world.now())
     del cycle.client.__dict__["create_tasks"]
     assert sum(package_task_counts(world).values()) == 0
@@ -109,14 +100,7 @@ def test_a_closed_request_tracked_again_gets_its_ledger_fields(tmp_path: Path) -
     world = ledger_world()
     fake = world.fake
     company = fake.add_company("ООО Клиент", responsible_user_id=world.agents[1])
-    lead = fake.add_lead(
-        "Обращение",
-        pipeline_id=world.support.id,
-        tags=["Микробизнес"],
-        created_at=world.now().timestamp(),
-        responsible_user_id=world.agents[0],
-        company_id=company,
-    )
+    lead = add_request(world, company)
     cycle = make_cycle(world, tmp_path, options=ledger_options(world.policy, PACKAGES))
     cycle.run(world.now())
     fake.move_lead(lead, WON, by_user=world.agents[0])

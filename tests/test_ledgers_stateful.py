@@ -44,7 +44,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -60,9 +59,7 @@ from hypothesis.stateful import (
 )
 
 import amo_client.client as client_module
-from amo_client.errors import ItemError, ValidationFailed
 from amo_client.fake import PageTurn
-from amo_client.models import BatchResult, CreatedEntity, NewTask
 from tests.churn_kit import FAULTS, ODD_SHAPES, Killed, KillingTransport, inject_fault
 from tests.cycle_kit import LOST, MOSCOW, STAGES, WON, World, make_client, make_cycle
 from tests.ledger_kit import (
@@ -77,6 +74,8 @@ from tests.ledger_kit import (
     ledger_world,
     package_task_counts,
     quota_task_counts,
+    refuse_companies,
+    refuse_tasks,
     truth,
 )
 from worker.cycle import CycleOptions, SyncCycle
@@ -531,28 +530,10 @@ class LedgerMachine(RuleBasedStateMachine):
         client, now = self.worker.client, self.world.now()
         self.note_truth(now)
         if companies:
-            setattr(  # noqa: B010 - the worker's own client, for one cycle
-                client,
-                "update_companies",
-                lambda updates: BatchResult(
-                    written=(), failed={u.id: "refused in this test" for u in updates}
-                ),
-            )
+            setattr(client, "update_companies", refuse_companies)  # noqa: B010 - one cycle
         if tasks:
-
-            def refuse(new_tasks: Sequence[NewTask]) -> list[CreatedEntity]:
-                raise ValidationFailed(
-                    "POST",
-                    "/api/v4/tasks",
-                    [
-                        ItemError(i, "responsible_user_id", "NotSupportedChoice", "No user.")
-                        for i in range(len(new_tasks))
-                    ],
-                )
-
-            setattr(client, "create_tasks", refuse)  # noqa: B010
-            retry = self.options.tasks.retry_rejected_after
-            self.tasks_refused_until = now + retry
+            setattr(client, "create_tasks", refuse_tasks)  # noqa: B010 - one cycle
+            self.tasks_refused_until = now + self.options.tasks.retry_rejected_after
         try:
             self.worker.run(now)
         finally:
