@@ -64,6 +64,7 @@ from worker.events import (
     read_histories,
 )
 from worker.fields import (
+    FIELD_SPECS,
     CompanyField,
     SlaField,
     Value,
@@ -212,7 +213,8 @@ class _Read:
 
 
 _NOTHING: Mapping[int, Value] = MappingProxyType({})
-LEDGER_LEAD_FIELDS = (SlaField.SPENT_MINUTES, SlaField.PACKAGE_EXHAUSTED, SlaField.QUOTA_OVER)
+# The lead fields the ledgers write, as the field specs say.
+LEDGER_LEAD_FIELDS = tuple(spec.key for spec in FIELD_SPECS if spec.ledger is not None)
 
 
 @dataclass(frozen=True, slots=True)
