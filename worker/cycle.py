@@ -36,7 +36,7 @@ import fcntl
 import functools
 import os
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -50,7 +50,7 @@ from amo_client.errors import StopRequested
 from amo_client.models import EntityUpdate, Event, Lead
 from sla.policy import Policy
 from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent, SlaState, compute_sla
-from worker.cache import GENERATION, TrackedLead, buffered_events, load_tracked
+from worker.cache import GENERATION, TrackedLead, load_tracked
 from worker.computed import Computations
 from worker.errors import describe
 from worker.events import (
@@ -62,6 +62,7 @@ from worker.events import (
     needs_history,
     read_feed,
     read_histories,
+    stored_event,
 )
 from worker.fields import (
     FIELD_SPECS,
@@ -82,7 +83,6 @@ from worker.ledgers import (
     LedgerPlanner,
     LedgerRead,
     RequestFacts,
-    deleted_note_ids,
     facts_of,
     load_ledger_cache,
     plan_ledgers,
@@ -594,34 +594,41 @@ class SyncCycle:
             now=now,
             options=self.options.event_reads,
         )
-        histories = read_histories(
+        kept = feed.events
+        for event in read_histories(
             self.client,
             uncovered,
             types=self._event_types,
             check_stop=self._check_stop,
             contact_ids={c for i in uncovered for c in tracked[i].lead.contact_ids},
             company_ids={c for i in uncovered if (c := tracked[i].lead.company_id) is not None},
+        ):
+            kept.add(event)
+        grouped = kept.by_lead()
+        for lead_id, raws in self.store.load_events(set(fresh) - set(uncovered)).items():
+            grouped.setdefault(lead_id, []).extend(raws)
+        # Parsed one lead at a time, and only the tracked leads' (the feed has every lead's).
+        parsed = (
+            (lead_id, [Event.model_validate_json(raw) for raw in raws])
+            for lead_id, raws in grouped.items()
+            if lead_id in tracked
         )
-        lead_events = [e for e in (*feed.events, *histories) if e.entity_type == "lead"]
-        grouped = by_lead(lead_events)
-        for lead_id, events in buffered_events(self.store, set(fresh) - set(uncovered)).items():
-            grouped.setdefault(lead_id, []).extend(events)
         # The requests' own events first: a reply on a contact is judged on their histories.
         replies = contact_replies(
-            (*feed.events, *histories),
-            self._with_events(tracked, grouped, setup, forgotten, touched),
+            kept.others,
+            self._with_events(tracked, parsed, setup, forgotten, touched),
             pipeline_id=setup.pipeline_id,
             reaction_types=self.policy.reaction_event_types,
             talk_lead=functools.cache(self.client.talk_lead_id),
         )
-        self._with_events(tracked, by_lead(replies), setup, forgotten, touched)
+        self._with_events(tracked, by_lead(replies).items(), setup, forgotten, touched)
         return _Read(
             tracked=tracked,
             touched=frozenset(touched - forgotten),
             new=frozenset(new) & tracked.keys(),
             forgotten=frozenset(forgotten - tracked.keys()),
-            events=tuple(_stored_event(event) for event in (*lead_events, *replies)),
-            deleted_notes=frozenset(deleted_note_ids(lead_events)),
+            events=(*kept.of_leads, *map(stored_event, replies)),
+            deleted_notes=frozenset(kept.deleted_notes),
             leads_cursor=leads.cursor,
             feed=feed.cursor,
             leads_read=leads.received,
@@ -630,14 +637,14 @@ class SyncCycle:
     @staticmethod
     def _with_events(
         tracked: dict[int, TrackedLead],
-        grouped: Mapping[int, Sequence[Event]],
+        grouped: Iterable[tuple[int, Sequence[Event]]],
         setup: AccountSetup,
         forgotten: set[int],
         touched: set[int],
     ) -> dict[int, TrackedLead]:
         """Add each tracked lead's new events (in place); a lead whose events say it was
         deleted or moved away is forgotten."""
-        for lead_id, events in grouped.items():
+        for lead_id, events in grouped:
             item = tracked.get(lead_id)
             if item is None:
                 continue
@@ -952,14 +959,14 @@ def _take_leads(
             new.append(lead_id)
             touched.add(lead_id)
         elif full or fresh.updated_at > known.updated_at or _differs(known, fresh):
-            tracked[lead_id] = replace(fresh, events=known.events, event_ids=known.event_ids)
+            tracked[lead_id] = replace(fresh, events=known.events)
             touched.add(lead_id)
     return new, touched
 
 
 def _differs(known: TrackedLead, fresh: TrackedLead) -> bool:
     # Two changes within one second share an updated_at: compare what they hold.
-    return fresh.updated_at == known.updated_at and fresh.data != known.data
+    return fresh.updated_at == known.updated_at and fresh.packed != known.packed
 
 
 def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
@@ -994,13 +1001,7 @@ def _entered(events: Sequence[LeadEvent], stages: Collection[int]) -> datetime |
 
 
 def _stored(lead_id: int, item: TrackedLead) -> StoredLead:
-    return StoredLead(lead_id, int(item.updated_at.timestamp()), item.data.decode())
-
-
-def _stored_event(event: Event) -> StoredEvent:
-    return StoredEvent(
-        event.id, event.entity_id, int(event.created_at.timestamp()), event.model_dump_json()
-    )
+    return StoredLead(lead_id, int(item.updated_at.timestamp()), item.data)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ one twice costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,10 +24,12 @@ import structlog
 from amo_client.client import AmoClient
 from amo_client.errors import InvalidItem
 from amo_client.models import Event
+from worker.store import StoredEvent
 
 log = structlog.get_logger("worker.events")
 
 STRUCTURAL_EVENTS = frozenset({"lead_status_changed", "lead_deleted", "lead_restored"})
+NOTE_DELETED = "common_note_deleted"
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,60 @@ class FeedCursor:
     covered_from: int
 
 
+class KeptEvents:
+    """The events a cycle read, kept small until the store takes them.
+
+    A lead's event is kept as the store keeps it (its JSON, about 250 bytes; parsed, an
+    event costs about 2 KB, and a first read brings a month of them). A contact's or a
+    company's event is kept as read: only reply types are asked for, and the replies are
+    attributed to requests before they are stored.
+    """
+
+    def __init__(self) -> None:
+        self.of_leads: list[StoredEvent] = []
+        self.others: list[Event] = []
+        self.deleted_notes: set[int] = set()  # as ``common_note_deleted`` events say
+
+    def add(self, event: Event) -> None:
+        if event.entity_type != "lead":
+            self.others.append(event)
+            return
+        self.of_leads.append(stored_event(event))
+        if event.type == NOTE_DELETED:
+            self.deleted_notes |= deleted_note_ids([event])
+
+    def by_lead(self) -> dict[int, list[str]]:
+        """The leads' events as JSON, by lead, in the order read."""
+        grouped: dict[int, list[str]] = {}
+        for event in self.of_leads:
+            grouped.setdefault(event.lead_id, []).append(event.data)
+        return grouped
+
+
 @dataclass(frozen=True)
 class EventRead:
-    events: tuple[Event, ...]  # every event read: the feed's and the histories read by id
+    events: KeptEvents  # the feed's events; the histories read by id are added to them
     cursor: FeedCursor
+
+
+def stored_event(event: Event) -> StoredEvent:
+    return StoredEvent(
+        event.id, event.entity_id, int(event.created_at.timestamp()), event.model_dump_json()
+    )
+
+
+def deleted_note_ids(events: Iterable[Event]) -> set[int]:
+    """The notes that ``common_note_deleted`` events say are gone."""
+    gone: set[int] = set()
+    for event in events:
+        if event.type != NOTE_DELETED:
+            continue
+        for item in [*(event.value_before or ()), *(event.value_after or ())]:
+            note = item.get("note") if isinstance(item, dict) else None
+            note_id = note.get("id") if isinstance(note, dict) else None
+            if isinstance(note_id, int):
+                gone.add(note_id)
+    return gone
 
 
 def read_feed(
@@ -75,7 +127,7 @@ def read_feed(
         covered_from, read_to = cursor.covered_from, cursor.read_to
         begin = read_to if reread_from is None else min(read_to, reread_from)
         start = datetime.fromtimestamp(max(begin, covered_from), UTC) - options.overlap
-    events: list[Event] = []
+    events = KeptEvents()
     started: datetime | None = None
     for event in client.iter_events(
         entity=("lead", "contact", "company"),
@@ -86,16 +138,16 @@ def read_feed(
     ):
         check_stop()
         started = started or client.server_time
-        events.append(event)
+        events.add(event)
         read_to = max(read_to, int(event.created_at.timestamp()))
-    if events:
+    if started is not None:
         # The cursor follows amoCRM's clock (the worker's when amoCRM's is unknown), as the
         # leads' does: left on the newest event, a quiet account would read that event's
         # minute again in every cycle. An empty answer moves nothing (absence is not
         # evidence).
         clock = started or client.server_time or now
         read_to = max(read_to, int((clock - options.overlap).timestamp()))
-    return EventRead(tuple(events), FeedCursor(read_to=read_to, covered_from=covered_from))
+    return EventRead(events, FeedCursor(read_to=read_to, covered_from=covered_from))
 
 
 def needs_history(
@@ -121,10 +173,9 @@ def read_histories(
     check_stop: Callable[[], None],
     contact_ids: Collection[int] = (),
     company_ids: Collection[int] = (),
-) -> list[Event]:
+) -> Iterator[Event]:
     """Every event of the given leads, and of their contacts and companies (the client asks
     for 10 entities a request)."""
-    events: list[Event] = []
     for entity, ids in (("lead", lead_ids), ("contact", contact_ids), ("company", company_ids)):
         if not ids:
             continue
@@ -136,8 +187,7 @@ def read_histories(
             confirm_empty=True,  # a whole history read once: an empty answer is asked again
         ):
             check_stop()
-            events.append(event)
-    return events
+            yield event
 
 
 def by_lead(events: Iterable[Event]) -> dict[int, list[Event]]:

@@ -176,7 +176,7 @@ class _Reader:
                 # equal to the cached one is the cached one: a full read holds one of each.
                 fresh = TrackedLead.of(slim(lead, self.keep_fields))
                 cached = self.tracked.get(lead.id)
-                same = cached is not None and cached.data == fresh.data
+                same = cached is not None and cached.packed == fresh.packed
                 self.leads[lead.id] = cached if same and cached is not None else fresh
                 self.elsewhere.discard(lead.id)
         if self.started is None:

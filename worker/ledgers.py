@@ -34,7 +34,6 @@ from amo_client.errors import InvalidItem
 from amo_client.models import (
     Company,
     CustomFieldValues,
-    Event,
     Lead,
     Note,
     OutgoingValue,
@@ -58,6 +57,7 @@ from sla.ledger import (
 )
 from sla.policy import normalize_tag
 from sla.state import LOST, WON, SlaState
+from worker.events import NOTE_DELETED
 from worker.fields import CompanyField, CompanyFieldMap, SlaField, Value
 from worker.store import StateStore
 from worker.tasks import TaskPlan
@@ -66,7 +66,6 @@ from worker.wakeups import Wakeups
 log = structlog.get_logger("worker.ledgers")
 
 CALL_NOTES = ("call_in", "call_out")
-NOTE_DELETED = "common_note_deleted"
 LEDGER_EVENTS = frozenset({NOTE_DELETED})
 
 
@@ -178,20 +177,6 @@ def entry_of(note: Note, options: LedgerOptions) -> TimeEntry | Unreadable | Non
     return TimeEntry(
         note.id, note.entity_id, None, at, note.created_by, parsed.seconds, parsed.what
     )
-
-
-def deleted_note_ids(events: Iterable[Event]) -> set[int]:
-    """The notes that ``common_note_deleted`` events say are gone."""
-    gone: set[int] = set()
-    for event in events:
-        if event.type != NOTE_DELETED:
-            continue
-        for item in [*(event.value_before or ()), *(event.value_after or ())]:
-            note = item.get("note") if isinstance(item, dict) else None
-            note_id = note.get("id") if isinstance(note, dict) else None
-            if isinstance(note_id, int):
-                gone.add(note_id)
-    return gone
 
 
 # --- reading ---------------------------------------------------------------------------------
