@@ -114,3 +114,29 @@ def test_a_closed_request_tracked_again_gets_its_ledger_fields(tmp_path: Path) -
     assert cycle.tracked_lead(lead) is not None
     assert lead_fields(world, lead).get(SPENT) == 30
     assert cycle.ledger_disagreements(world.now()) == []
+
+
+def test_a_company_left_and_rejoined_is_compared_with_what_was_written_to_it(
+    tmp_path: Path,
+) -> None:
+    """The request leaves its company (the worker writes the company's use down to 0),
+    the company is read no more, and the request comes back: its 90 minutes are written
+    again, not taken as already there from the copy read before the first write."""
+    world, options, cycle, company, lead = package_world(tmp_path, "10")
+    fake, agent = world.fake, world.agents[0]
+    fake.add_note(lead, "Время: 90 мин", created_by=agent)
+    cycle.run(world.advance(timedelta(minutes=5)))
+    assert company_fields(world, company).get("Пакет: израсходовано, мин") == 90
+
+    fake.unlink_company(lead, by=agent)
+    cycle.run(world.advance(timedelta(minutes=5)))
+    assert company_fields(world, company).get("Пакет: израсходовано, мин") in (0, None)
+    cycle.run(world.advance(timedelta(minutes=5)))  # the company's update is read past
+
+    fake.link_company(lead, company, by=agent)
+    report = cycle.run(world.advance(timedelta(minutes=5)))
+    assert not report.full_sync
+    expected = truth(world, world.now(), options.ledgers).company_expected(company)
+    assert expected["Пакет: израсходовано, мин"] == 90
+    assert {k: company_fields(world, company).get(k) for k in expected} == expected
+    assert cycle.ledger_disagreements(world.now()) == []

@@ -491,6 +491,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.worker.run(now)
         finally:
             fake.on_read(None)
+        self.note_truth(now)  # the account as the change left it, at the same instant
 
     @rule(
         fault=st.sampled_from(FAULTS),

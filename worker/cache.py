@@ -8,7 +8,6 @@ restarts (:mod:`worker.store`), written in one transaction per cycle.
 from __future__ import annotations
 
 import sys
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -16,32 +15,10 @@ from datetime import datetime
 from amo_client.models import EntityRef, Event, Lead, LeadEmbedded, Tag
 from sla.state import LeadEvent
 from worker.mapping import lead_events
+from worker.packed import pack, unpack
 from worker.store import StateStore
 
 GENERATION = "generation"
-
-
-# What every slimmed lead's JSON repeats (its keys, its usual words), given to zlib as the
-# dictionary to compress against: a lead of about 600 bytes is kept in about 150.
-_JSON_WORDS = (
-    '{"id":,"name":"Обращение ","status_id":,"pipeline_id":,"responsible_user_id":,'
-    '"created_by":0,"updated_by":0,"created_at":"2025-10-30T00:00:00Z",'
-    '"updated_at":"2026-10-30T00:00:00Z","closed_at":"2026-","is_deleted":false,'
-    '"custom_fields_values":[{"field_id":,"values":[{"value":17},{"field_id":,'
-    '"values":[{"value":true}]},{"field_id":,"values":[{"enum_id":}]},'
-    '"_embedded":{"tags":[{"id":,"name":""}],"companies":[{"id":}],"contacts":[{"id":}]}}'
-).encode()
-
-
-def pack(text: bytes) -> bytes:
-    """``text`` deflated against :data:`_JSON_WORDS`; equal texts pack equal."""
-    packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _JSON_WORDS)
-    return packer.compress(text) + packer.flush()
-
-
-def unpack(packed: bytes) -> bytes:
-    unpacker = zlib.decompressobj(-15, _JSON_WORDS)
-    return unpacker.decompress(packed) + unpacker.flush()
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,11 +87,13 @@ from worker.ledgers import (
     load_ledger_cache,
     plan_ledgers,
     read_ledgers,
+    save_companies,
     settle_left,
     touched_by,
 )
 from worker.ledgers import apply as apply_ledger
 from worker.ledgers import persist as persist_ledger
+from worker.ledgers import remember_written as remember_companies_written
 from worker.mapping import lead_events as as_lead_events
 from worker.mapping import lead_facts
 from worker.replies import CONTACT_LINKS, contact_replies
@@ -873,10 +875,14 @@ class SyncCycle:
         )
         for company_id, problem in result.failed.items():
             log.warning("company_invalid", company_id=company_id, problem=problem)
-        for write in plan.company_writes:
-            if write.company_id not in result.failed:
-                log.info("company_written", company_id=write.company_id, fields=len(write.values))
-        return len(plan.company_writes) - len(result.failed), sorted(result.failed)
+        written = [w for w in plan.company_writes if w.company_id not in result.failed]
+        for write in written:
+            log.info("company_written", company_id=write.company_id, fields=len(write.values))
+        changed = remember_companies_written(self._load_ledger_cache(), written)
+        with self.store.transaction():
+            save_companies(self.store, changed)
+            self._bump_generation()
+        return len(written), sorted(result.failed)
 
     def _compute(
         self, lead: Lead, events: Sequence[LeadEvent], setup: AccountSetup, now: datetime

@@ -20,6 +20,7 @@ Choices where the spec is silent:
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -34,6 +35,7 @@ from amo_client.errors import InvalidItem
 from amo_client.models import (
     Company,
     CustomFieldValues,
+    FieldValue,
     Lead,
     Note,
     OutgoingValue,
@@ -59,6 +61,7 @@ from sla.policy import normalize_tag
 from sla.state import LOST, WON, SlaState
 from worker.events import NOTE_DELETED
 from worker.fields import CompanyField, CompanyFieldMap, SlaField, Value
+from worker.packed import PackedModels
 from worker.store import StateStore
 from worker.tasks import TaskPlan
 from worker.wakeups import Wakeups
@@ -142,7 +145,14 @@ class RequestFacts:
     @classmethod
     def from_json(cls, text: str) -> RequestFacts:
         raw = json.loads(text)
-        return cls(**{**raw, "tags": tuple(raw["tags"])})
+        tariff = raw["tariff"]
+        return cls(
+            **{
+                **raw,
+                "tags": tuple(map(sys.intern, raw["tags"])),
+                "tariff": tariff if tariff is None else sys.intern(tariff),
+            }
+        )
 
 
 def facts_of(lead: Lead, state: SlaState, done: Collection[int] = ()) -> RequestFacts:
@@ -152,7 +162,8 @@ def facts_of(lead: Lead, state: SlaState, done: Collection[int] = ()) -> Request
         name=lead.name or f"#{lead.id}",
         company_id=lead.company_id,
         tariff=state.tariff,
-        tags=tuple(sorted({normalize_tag(tag) for tag in lead.tag_names})),
+        # The same few tags on every request: one string each.
+        tags=tuple(sorted({sys.intern(normalize_tag(tag)) for tag in lead.tag_names})),
         registered_at=int(state.registered_at.timestamp()),
         status_id=lead.status_id,
         responsible_user_id=lead.responsible_user_id,
@@ -539,6 +550,34 @@ def _company_changes(
     return changed
 
 
+def remember_written(cache: LedgerCache, written: Iterable[CompanyWrite]) -> dict[int, Company]:
+    """Give the cached companies the values written to them, so the next plan compares with
+    what amoCRM holds (a company whose requests all left is not read again until one comes
+    back, and the read by update has passed the write by then). Returns the companies
+    changed, for the store."""
+    changed: dict[int, Company] = {}
+    for write in written:
+        if write.company_id not in cache.companies:
+            continue
+        company = cache.companies[write.company_id]
+        by_id = {field.field_id: field for field in company.custom_fields_values or ()}
+        for field_id, value in write.values.items():
+            if value is None:
+                by_id.pop(field_id, None)
+            elif isinstance(value, SelectValue):
+                by_id[field_id] = CustomFieldValues(
+                    field_id=field_id, values=[FieldValue(enum_id=value.enum_id)]
+                )
+            else:
+                stored = int(value.timestamp()) if isinstance(value, datetime) else value
+                by_id[field_id] = CustomFieldValues(
+                    field_id=field_id, values=[FieldValue(value=stored)]
+                )
+        company = company.model_copy(update={"custom_fields_values": list(by_id.values()) or None})
+        cache.companies[write.company_id] = changed[write.company_id] = company
+    return changed
+
+
 def _comparable(values: CustomFieldValues | None) -> object:
     if values is None or not values.values:
         return None
@@ -640,7 +679,7 @@ class LedgerCache:
 
     requests: dict[int, RequestFacts]
     entries: dict[int, TimeEntry]
-    companies: dict[int, Company]
+    companies: PackedModels[Company]  # as JSON: a parsed company costs several KB
     # Companies a request left, planned again until their fields need no write.
     left: set[int] = field(default_factory=set)
     # Indexes over the above, kept by apply(): the requests of each company (None: of
@@ -717,12 +756,16 @@ def load_ledger_cache(store: StateStore) -> LedgerCache:
             note_id: _entry_from_json(data)
             for note_id, data in store.load_rows("time_notes").items()
         },
-        companies={
-            company_id: Company.model_validate_json(data)
-            for company_id, data in store.load_rows("companies").items()
-        },
+        companies=_packed_companies(store.load_rows("companies")),
         left={int(i) for i in (store.get_meta(LEFT_COMPANIES) or "").split(",") if i},
     )
+
+
+def _packed_companies(rows: Mapping[int, str]) -> PackedModels[Company]:
+    companies = PackedModels(Company)
+    for company_id, data in rows.items():
+        companies.put_json(company_id, data)
+    return companies
 
 
 def apply(cache: LedgerCache, read: LedgerRead) -> None:
@@ -873,17 +916,18 @@ def persist(store: StateStore, read: LedgerRead, cache: LedgerCache) -> None:
     store.drop_rows("requests", read.dropped_requests)
     store.save_rows("time_notes", ((i, _entry_to_json(e)) for i, e in read.entries.items()))
     store.drop_rows("time_notes", read.dropped_entries)
-    store.save_rows(
-        "companies",
-        (
-            (i, c.model_dump_json(by_alias=True, exclude_none=True))
-            for i, c in read.companies.items()
-        ),
-    )
     store.drop_rows("companies", read.dropped_companies)
+    save_companies(store, read.companies)
     store.set_int(NOTES_CURSOR, read.notes_cursor)
     store.set_int(COMPANIES_CURSOR, read.companies_cursor)
     store.set_meta(LEFT_COMPANIES, ",".join(str(i) for i in sorted(cache.left)))
+
+
+def save_companies(store: StateStore, companies: Mapping[int, Company]) -> None:
+    store.save_rows(
+        "companies",
+        ((i, c.model_dump_json(by_alias=True, exclude_none=True)) for i, c in companies.items()),
+    )
 
 
 def _entry_to_json(entry: TimeEntry) -> str:
