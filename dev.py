@@ -3,7 +3,9 @@
 
     python3 dev.py run [ARGS...]   the worker (the demo on the built-in amoCRM emulator
                                    when no account is configured)
-    python3 dev.py test            the whole test suite: ruff, mypy, import contracts, pytest
+    python3 dev.py test            the whole test suite: ruff, mypy, import contracts, dead
+                                   code (vulture), pytest
+    python3 dev.py dead-code       only the dead-code check (a step of `test`)
     python3 dev.py lock [ARGS...]  pin the runtime dependencies in requirements.lock for the
                                    image (Python 3.11 on Linux, with hashes) using uv; ARGS go
                                    to `uv pip compile`, e.g. --upgrade or --upgrade-package NAME
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -58,6 +61,7 @@ def test(extra: list[str]) -> int:
         [str(PYTHON), "-m", "ruff", "format", "--check", "."],
         [str(PYTHON), "-m", "mypy"],
         [str(BIN / "lint-imports")],
+        [str(PYTHON), str(ROOT / "dev.py"), "dead-code"],
         # One pytest worker per core: the suite waits on subprocesses and sockets as much as
         # it computes, and each test owns its fake amoCRM, ports and temporary folders.
         [str(PYTHON), "-m", "pytest", "--numprocesses=auto", "--dist=worksteal", *extra],
@@ -72,6 +76,60 @@ def test(extra: list[str]) -> int:
         if code != 0:
             return code
     return 0
+
+
+# Code nothing calls: vulture's functions, methods, classes and properties (its 60 %
+# findings; its variables there are mostly model fields amoCRM's JSON fills) and all of its
+# 80 % findings. Names called by frameworks are listed; decorated rules are the tests'.
+DEAD_CODE_PATHS = ["worker", "amo_client", "sla", "config", "bench", "tests", "dev.py"]
+CALLED_BY_FRAMEWORKS = [
+    "_check_*",  # pydantic validators of config.settings
+    "_split_commas",
+    "_empty_params",
+    "handle_request",  # httpx transports
+    "log_message",  # http.server
+    "do_*",
+    "page_rows",  # the report's template
+    "teardown",  # hypothesis' state machines
+]
+FRAMEWORK_DECORATORS = [
+    "@rule",
+    "@invariant",
+    "@precondition",
+    "@initialize",
+    "@pytest.fixture",
+    "@field_validator",
+    "@model_validator",
+]
+DEAD_KINDS = ("unused function", "unused method", "unused class", "unused property")
+
+
+def dead_code() -> int:
+    found = subprocess.run(
+        [
+            str(PYTHON),
+            "-m",
+            "vulture",
+            *DEAD_CODE_PATHS,
+            "--min-confidence=60",
+            f"--ignore-names={','.join(CALLED_BY_FRAMEWORKS)}",
+            f"--ignore-decorators={','.join(FRAMEWORK_DECORATORS)}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    dead = [line for line in found if _is_dead(line)]
+    for line in dead:
+        print(line)
+    return 1 if dead else 0
+
+
+def _is_dead(finding: str) -> bool:
+    confidence = re.search(r"\((\d+)% confidence\)", finding)
+    sure = confidence is not None and int(confidence.group(1)) >= 80
+    return sure or any(kind in finding for kind in DEAD_KINDS)
 
 
 def lock_command(uv: Path, extra: list[str]) -> list[str]:
@@ -104,7 +162,7 @@ def lock(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "lock"}:
+    if not argv or argv[0] not in {"run", "test", "lock", "dead-code"}:
         print(__doc__)
         return 2
     ensure_env()
@@ -113,6 +171,8 @@ def main(argv: list[str]) -> int:
         return test(rest)
     if job == "lock":
         return lock(rest)
+    if job == "dead-code":
+        return dead_code()
     return run([str(PYTHON), "-m", "worker", *rest])
 
 

@@ -203,7 +203,7 @@ class AmoClient:
     def __enter__(self) -> AmoClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     @property

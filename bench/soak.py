@@ -43,7 +43,7 @@ import structlog
 
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
-from amo_client.fake import FakeAmoCRM, FakeServer, LoggedRequest
+from amo_client.fake import FakeAmoCRM, FakeServer
 from bench.soak_kit import (
     ACCEPTANCE,
     HOLD,
@@ -203,10 +203,6 @@ def clean_phase(soak: Soak, first: int, limit: int) -> list[Run]:
         if run.exit_code == 0 and run.writes == 0:
             break
     return runs
-
-
-def kinds_of(log: Sequence[LoggedRequest]) -> Counter[str]:
-    return Counter(f"{request.method} {request.path}" for request in log)
 
 
 @dataclass(frozen=True)

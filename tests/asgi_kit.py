@@ -22,7 +22,7 @@ class AsgiClient:
     def __enter__(self) -> AsgiClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_exc: object) -> None:
         return None
 
     def request(

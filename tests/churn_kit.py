@@ -15,7 +15,7 @@ import httpx
 from amo_client.fake import FakeAmoCRM
 from amo_client.models import Event
 from sla.state import SlaState
-from tests.cycle_kit import ACCEPTANCE, LOST, WON, World, lead_of
+from tests.cycle_kit import ACCEPTANCE, World, lead_of
 from worker.explain import explain
 from worker.tasks import MARKERS, BreachClock
 from worker.writes import ACCEPTANCE_NOTE
@@ -57,15 +57,6 @@ class KillingTransport(httpx.BaseTransport):
         if self.sent == self.at:
             raise Killed(f"killed after request {self.sent}: {request.method} {request.url.path}")
         return response
-
-
-def open_request_ids(world: World) -> list[int]:
-    """The support pipeline's open requests: not deleted, not won or lost."""
-    return sorted(
-        lead_id
-        for lead_id, raw in world.fake.leads.items()
-        if raw["pipeline_id"] == world.support.id and raw["status_id"] not in (WON, LOST)
-    )
 
 
 def live_request_ids(world: World) -> list[int]:

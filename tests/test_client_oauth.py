@@ -373,7 +373,7 @@ def test_a_failed_write_leaves_the_old_pair_whole(
     old = TokenPair("access-1", "refresh-1", 1.0)
     store.save(old)
 
-    def crash(src: object, dst: object) -> None:
+    def crash(_src: object, _dst: object) -> None:
         raise OSError(5, "I/O error")
 
     monkeypatch.setattr(os, "replace", crash)

@@ -23,7 +23,7 @@ from amo_client.errors import (
     ValidationFailed,
 )
 from tests.sleepy_service import FakeReport
-from worker.errors import FatalError, LeadError, is_fatal
+from worker.errors import FatalError, is_fatal
 from worker.health import health_main
 from worker.service import EXIT_FATAL, SyncService, report_summary
 from worker.setup import SetupError
@@ -274,7 +274,7 @@ def test_no_cycle_starts_after_shutdown_was_requested(tmp_path: Path) -> None:
         (AuthorizationRequired("authorise again"), True),
         (PaymentRequired(402, "GET", "/api/v4/leads", "Payment Required"), True),
         (RuntimeError("x"), False),
-        (LeadError("a bad value"), False),
+        (ValueError("a bad value"), False),
         (ServerError(503, "GET", "/api/v4/leads", "unavailable"), False),
         (ValidationFailed("PATCH", "/api/v4/leads", []), False),
         (UnexpectedAnswer(200, "GET", "/api/v4/leads", "no _embedded"), False),

@@ -6,7 +6,7 @@
   :class:`amo_client.errors.FatalAmoError`.
 * **Per lead**: one lead's data cannot be used. The cycle logs ``lead_invalid`` naming the
   lead and the problem, skips that lead and goes on with the rest. Any exception raised
-  while one lead is computed is treated so; :class:`LeadError` names the expected ones.
+  while one lead is computed is treated so.
 * **Anything else** fails the cycle, which the service tries again at the next poll.
 """
 
@@ -17,10 +17,6 @@ from amo_client.errors import FatalAmoError
 
 class FatalError(Exception):
     """Only an admin can fix this: the worker stops (exit 2) instead of retrying."""
-
-
-class LeadError(ValueError):
-    """One lead's data cannot be used; the cycle skips that lead and goes on."""
 
 
 def is_fatal(error: BaseException) -> bool:

@@ -199,24 +199,6 @@ def current_values(lead: Lead, fields: FieldMap) -> dict[int, Value]:
     return current
 
 
-def changed_values(
-    lead: Lead,
-    state: SlaState,
-    fields: FieldMap,
-    ledger_values: Mapping[SlaField, Value] | None = None,
-) -> dict[int, Value]:
-    """Only the fields whose value differs; empty when the lead is up to date.
-
-    ``ledger_values`` are the lead's ledger fields (time spent, package and quota flags)."""
-    current = current_values(lead, fields)
-    wanted = desired_values(state, fields)
-    for key, value in (ledger_values or {}).items():
-        field_id = fields.id_of(key)
-        if field_id is not None:
-            wanted[field_id] = value
-    return differing(current, wanted)
-
-
 def differing(current: Mapping[int, Value], wanted: Mapping[int, Value]) -> dict[int, Value]:
     """The ``wanted`` values that differ from ``current`` as amoCRM compares them."""
     return {

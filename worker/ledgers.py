@@ -663,10 +663,6 @@ def _quota_task(facts: RequestFacts, use: QuotaUse, options: LedgerOptions) -> T
     )
 
 
-def sorted_problems(problems: Mapping[int, Sequence[str]]) -> list[tuple[int, str]]:
-    return [(key, problem) for key in sorted(problems) for problem in problems[key]]
-
-
 # --- the ledgers' cache ------------------------------------------------------------------------
 
 

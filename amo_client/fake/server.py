@@ -39,7 +39,7 @@ class FakeServer:
     def __enter__(self) -> FakeServer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
 
