@@ -3,6 +3,7 @@ on loopback HTTP, configured through the environment exactly as an admin would."
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -140,6 +141,78 @@ def test_a_bad_variable_stops_start_up_naming_it_before_any_request(
     assert variable in capsys.readouterr().err
     assert account.world.fake.requests_total == 0
     assert not account.state_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["once"],
+        ["once", "--dry-run"],
+        ["provision"],
+        ["webhook", "status"],
+        ["explain", "1"],
+        ["explain", "--company", "1"],
+        ["report"],
+        ["backfill", "--since", "2025-10-01"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_stops_on_a_bad_policy_file_with_exit_2_naming_it(
+    account: Served,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    command: list[str],
+) -> None:
+    """One exit policy: the same unusable SLA_POLICY_FILE is the same `config_invalid` line
+    and exit 2 from every command that reads the policy, before any request."""
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text("[tariffs\n", encoding="utf-8")
+    monkeypatch.setenv("SLA_POLICY_FILE", str(policy_file))
+    monkeypatch.setenv("SLA_WEBHOOK_SECRET", "s" * 24)
+    monkeypatch.setenv("SLA_WEBHOOK_URL", "https://sla.example.com")
+
+    code = main(command)
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 2
+    assert [line["event"] for line in lines if line["level"] == "error"] == ["config_invalid"]
+    assert "SLA_POLICY_FILE" in lines[-1]["problems"][0]
+    assert account.world.fake.requests_total == 0
+
+
+def test_check_lists_a_bad_policy_file_as_a_problem_with_exit_1(
+    account: Served,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text("[tariffs\n", encoding="utf-8")
+    monkeypatch.setenv("SLA_POLICY_FILE", str(policy_file))
+
+    code = main(["check"])
+
+    assert code == 1
+    assert "problem: SLA_POLICY_FILE" in capsys.readouterr().out
+
+
+def test_an_unwritable_state_directory_is_for_the_admin_exit_2(
+    account: Served,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a directory", encoding="utf-8")
+    monkeypatch.setenv("SLA_STATE_DIR", str(in_the_way / "state"))
+
+    code = main(["once"])
+
+    failed = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 2
+    assert failed[-1]["event"] == "command_failed"
+    assert failed[-1]["error"].startswith("SLA_STATE_DIR: ")
 
 
 # --- once -----------------------------------------------------------------------------------------

@@ -5,15 +5,21 @@ one ``run_<name>`` function that does the work and returns the exit code.
 Without a command the worker runs (``run``) when an account is configured, and
 the demo on the built-in amoCRM emulator when none is.
 
-Exit codes: 0 done, 1 a check found problems (``check``, ``health``), 2 the
-configuration or the account needs the admin.
+Every account command opens the account one way (:func:`_account`) and reports its
+errors one way (:func:`_fail`). Exit codes: 0 done; 1 a check found problems (``check``,
+``health``, ``webhook status``) or the command failed in a way a new try may not (amoCRM
+unreachable, a lead that does not exist); 2 the configuration or the account needs the
+admin (a bad variable or policy file, a refused token, a state directory that cannot be
+written).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +31,9 @@ from amo_client.errors import AmoError, NotFound
 from config.settings import ConfigError, Settings, load_settings
 from sla.policy import Policy
 from worker import admin, app, explain
-from worker.errors import is_fatal
+from worker.errors import FatalError, is_fatal
 from worker.logs import configure_logging, register_secret, renders_json
+from worker.setup import AccountSetup, resolve_setup
 
 Command = Callable[[argparse.Namespace], int]
 EXIT_CONFIG = 2
@@ -118,12 +125,55 @@ def _tell(message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _fail(error: Exception, exit_code: int | None = None) -> int:
+# What a command reports and exits on (:func:`_fail`); any other error is a bug and keeps
+# its traceback.
+COMMAND_ERRORS = (AmoError, ConfigError, OSError, ValueError, LookupError)
+
+
+def _fail(error: Exception) -> int:
+    """The one exit policy: a configuration that cannot be used is ``config_invalid`` and
+    exit 2; an error only the admin can fix is ``command_failed`` and exit 2; any other
+    error ``command_failed`` and exit 1."""
+    if isinstance(error, ConfigError):
+        log.error("config_invalid", problems=error.problems)
+        _tell(f"error: {error}")
+        return EXIT_CONFIG
     log.error("command_failed", error_type=type(error).__name__, error=str(error))
     _tell(f"error: {error}")
-    if exit_code is not None:
-        return exit_code
     return EXIT_CONFIG if is_fatal(error) else 1
+
+
+@dataclass(frozen=True)
+class Account:
+    """The configured account as every command opens it: its policy and one client."""
+
+    settings: Settings
+    policy: Policy
+    client: AmoClient
+
+    def setup(self, *, companies: bool = False) -> AccountSetup:
+        """The pipeline, stages and fields by id (with the company fields when asked and a
+        ledger is on)."""
+        stages = app.stage_options(self.settings, self.policy)
+        return resolve_setup(
+            stages,
+            self.client.pipelines(),
+            list(self.client.iter_lead_custom_fields()),
+            list(self.client.iter_company_custom_fields()) if companies and stages.ledgers else [],
+        )
+
+
+@contextmanager
+def _account(settings: Settings, **client_options: Any) -> Iterator[Account]:
+    """The policy and a client for the configured account; the client is closed after."""
+    policy = app.build_policy(settings)
+    with app.build_client(settings, **client_options) as client:
+        yield Account(settings, policy, client)
+
+
+def _state_error(error: OSError, settings: Settings) -> FatalError:
+    """A state directory the worker cannot use: only the admin can fix it."""
+    return FatalError(f"SLA_STATE_DIR: {settings.sla_state_dir}: {error}")
 
 
 # --- run ------------------------------------------------------------------------------------------
@@ -146,46 +196,34 @@ def _run_service(settings: Settings) -> int:
     configure_logging(settings.sla_log_format.value, settings.sla_log_level)
     if settings.sla_webhook_secret is not None:
         register_secret(settings.sla_webhook_secret.get_secret_value())
-    try:
-        policy = app.build_policy(settings)
-    except ConfigError as error:
-        log.error("config_invalid", problems=error.problems)
-        _tell(f"error: {error}")
-        return EXIT_CONFIG
     metrics = Metrics() if settings.http_server_on else None
     try:
-        client = app.build_client(settings, metrics=metrics)
-    except ValueError as error:
-        return _fail(error, EXIT_CONFIG)
-    try:
-        cycle = app.build_cycle(settings, client, policy)
-    except OSError as error:  # the state directory: missing permissions, a file in the way
-        client.close()
-        return _fail(error, EXIT_CONFIG)
-    try:
-        service = SyncService(
-            cycle,
-            poll_interval=settings.sla_poll_interval,
-            state_dir=settings.sla_state_dir,
-            debounce=settings.sla_webhook_debounce,
-            min_interval=settings.sla_webhook_min_interval,
-            observer=metrics,
-        )
-        if settings.http_server_on:
-            subdomain = None
-            if settings.webhooks_on:
-                # The hooks name the account by subdomain: the settings', or amoCRM's own word.
-                subdomain = settings.account_subdomain or client.account().subdomain
-            service.add_companion(
-                app.http_server(
-                    settings, trigger=service.trigger, metrics=metrics, subdomain=subdomain
-                )
+        with _account(settings, metrics=metrics) as account:
+            try:
+                cycle = app.build_cycle(settings, account.client, account.policy)
+            except OSError as error:  # missing permissions, a file in the way
+                raise _state_error(error, settings) from error
+            service = SyncService(
+                cycle,
+                poll_interval=settings.sla_poll_interval,
+                state_dir=settings.sla_state_dir,
+                debounce=settings.sla_webhook_debounce,
+                min_interval=settings.sla_webhook_min_interval,
+                observer=metrics,
             )
-        return service.run()
-    except AmoError as error:
+            if settings.http_server_on:
+                subdomain = None
+                if settings.webhooks_on:
+                    # The hooks name the account by subdomain: the settings', or amoCRM's own.
+                    subdomain = settings.account_subdomain or account.client.account().subdomain
+                service.add_companion(
+                    app.http_server(
+                        settings, trigger=service.trigger, metrics=metrics, subdomain=subdomain
+                    )
+                )
+            return service.run()
+    except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)
-    finally:
-        client.close()
 
 
 # --- once -----------------------------------------------------------------------------------------
@@ -208,17 +246,17 @@ def run_once(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
-        policy = app.build_policy(settings)
-        with app.build_client(settings) as client:
-            cycle = app.build_cycle(settings, client, policy, dry_run=args.dry_run)
+        with _account(settings) as account:
+            try:
+                cycle = app.build_cycle(
+                    settings, account.client, account.policy, dry_run=args.dry_run
+                )
+            except OSError as error:
+                raise _state_error(error, settings) from error
             report = cycle.run(datetime.now(UTC))
             if cycle.setup is not None:
-                print_plan(report, cycle.setup, policy, sys.stdout, dry_run=args.dry_run)
-    except ConfigError as error:
-        log.error("config_invalid", problems=error.problems)
-        _tell(f"error: {error}")
-        return EXIT_CONFIG
-    except (AmoError, OSError, ValueError) as error:
+                print_plan(report, cycle.setup, account.policy, sys.stdout, dry_run=args.dry_run)
+    except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)
     log.info("cycle_done", **report.summary())
     if not args.dry_run and not report.skipped:
@@ -247,30 +285,27 @@ def run_check(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
-        policy = app.build_policy(settings)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"problem: {problem}")
-        return 1
-    print("configuration: ok")
-    try:
-        with app.build_client(settings) as client:
+        with _account(settings) as account:
+            print("configuration: ok")
             result = admin.check_account(
-                client,
-                app.stage_options(settings, policy),
+                account.client,
+                app.stage_options(settings, account.policy),
                 task_type_id=settings.sla_task_type_id,
                 supervisor_user_id=settings.sla_supervisor_user_id,
             )
-        if settings.webhooks_on:
-            with app.build_client(settings) as client:
+            if settings.webhooks_on:
                 hook = admin.check_webhook(
-                    client, settings.webhook_destination, settings.sla_webhook_url
+                    account.client, settings.webhook_destination, settings.sla_webhook_url
                 )
-            result = admin.CheckResult(
-                (*result.problems, *hook.problems), (*result.notes, *hook.notes)
-            )
-        first_cycle = _first_cycle_notes(settings, policy) if result.ok else []
-    except AmoError as error:
+                result = admin.CheckResult(
+                    (*result.problems, *hook.problems), (*result.notes, *hook.notes)
+                )
+            first_cycle = _first_cycle_notes(account) if result.ok else []
+    except ConfigError as error:  # a check lists what it found (exit 1)
+        for problem in error.problems:
+            print(f"problem: {problem}")
+        return 1
+    except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)
     for note in (*result.notes, *first_cycle):
         print(f"ok: {note}")
@@ -280,14 +315,16 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _first_cycle_notes(settings: Settings, policy: Policy) -> list[str]:
+def _first_cycle_notes(account: Account) -> list[str]:
     """What the next cycle would do, from a dry run: breaches, tasks, past breaches."""
-    with app.build_client(settings) as client:
-        cycle = app.build_cycle(settings, client, policy, dry_run=True)
-        try:
-            report = cycle.run(datetime.now(UTC))
-        finally:
-            cycle.store.close()
+    try:
+        cycle = app.build_cycle(account.settings, account.client, account.policy, dry_run=True)
+    except OSError as error:
+        raise _state_error(error, account.settings) from error
+    try:
+        report = cycle.run(datetime.now(UTC))
+    finally:
+        cycle.store.close()
     breached = [
         lead_id
         for lead_id, state in report.states.items()
@@ -298,7 +335,7 @@ def _first_cycle_notes(settings: Settings, policy: Policy) -> list[str]:
         f"{len(report.writes)} to write, {len(report.tasks)} task(s) to create"
     ]
     if report.past_breaches and report.first_start is not None:
-        since = report.first_start.astimezone(policy.zone).strftime("%d.%m.%Y %H:%M")
+        since = report.first_start.astimezone(account.policy.zone).strftime("%d.%m.%Y %H:%M")
         notes.append(
             f"{len(report.past_breaches)} request(s) breached before the worker's first start "
             f"({since}): their fields show it, they get no task (SLA_PAST_BREACH_TASKS)"
@@ -320,16 +357,16 @@ def run_provision(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
-        stages = app.stage_options(settings, app.build_policy(settings))
-        with app.build_client(settings) as client:
+        with _account(settings) as account:
+            stages = app.stage_options(settings, account.policy)
             admin.provision(
-                client,
+                account.client,
                 dry_run=args.dry_run,
                 say=print,
                 field_ids=stages.field_ids,
                 ledgers=stages.ledgers,
             )
-    except (AmoError, ConfigError) as error:
+    except COMMAND_ERRORS as error:
         return _fail(error)
     return 0
 
@@ -357,9 +394,9 @@ def run_auth(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     register_secret(args.code)
     try:
-        with app.build_client(settings) as client:
+        with app.build_client(settings) as client:  # before any policy: the token comes first
             pair = client.exchange_code(args.code)
-    except AmoError as error:
+    except COMMAND_ERRORS as error:
         return _fail(error)
     expires = datetime.fromtimestamp(pair.expires_at, UTC).isoformat()
     print(f"tokens stored in {settings.token_file} (access token valid until {expires})")
@@ -423,13 +460,13 @@ def run_webhook(args: argparse.Namespace) -> int:
         settings.sla_webhook_secret.get_secret_value() if settings.sla_webhook_secret else None
     )
     try:
-        with app.build_client(settings) as client:
+        with _account(settings) as account:
             if args.action == "register":
-                return _register_webhook(client, destination)
+                return _register_webhook(account.client, destination)
             if args.action == "unregister":
-                return _unregister_webhook(client, destination)
-            result = admin.check_webhook(client, destination, settings.sla_webhook_url)
-    except AmoError as error:
+                return _unregister_webhook(account.client, destination)
+            result = admin.check_webhook(account.client, destination, settings.sla_webhook_url)
+    except COMMAND_ERRORS as error:
         return _fail(error)
     for note in result.notes:
         print(f"ok: {note}")
@@ -602,23 +639,17 @@ def run_explain(args: argparse.Namespace) -> int:
 def run_live_explain(args: argparse.Namespace) -> int:
     from worker.fields import SlaField  # noqa: PLC0415
     from worker.replies import replies_for_lead  # noqa: PLC0415
-    from worker.setup import resolve_setup  # noqa: PLC0415
 
     settings = _live_settings()
     if settings is None:
         return EXIT_CONFIG
     try:
-        policy = app.build_policy(settings)
-        with app.build_client(settings) as client:
-            setup = resolve_setup(
-                app.stage_options(settings, policy),
-                client.pipelines(),
-                list(client.iter_lead_custom_fields()),
-            )
+        with _account(settings) as account:
+            policy, client = account.policy, account.client
+            setup = account.setup()
             lead = client.lead(args.lead_id, with_=("contacts",))
             if lead is None:
-                print(f"error: lead {args.lead_id} does not exist", file=sys.stderr)
-                return 1
+                raise LookupError(f"lead {args.lead_id} does not exist")
             events = list(client.iter_events(entity="lead", entity_ids=[lead.id]))
             events += replies_for_lead(
                 client,
@@ -626,12 +657,12 @@ def run_live_explain(args: argparse.Namespace) -> int:
                 pipeline_id=setup.pipeline_id,
                 reaction_types=policy.reaction_event_types,
             )
-    except ConfigError as error:
+        now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
+    except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    except (AmoError, ValueError) as error:
+    except COMMAND_ERRORS as error:
         return _fail(error)
-    now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
     explanation = explain.explain(
         lead,
         events,
@@ -646,45 +677,35 @@ def run_live_explain(args: argparse.Namespace) -> int:
 
 
 def run_company_explain(args: argparse.Namespace) -> int:
-    from worker.setup import resolve_setup  # noqa: PLC0415
-
     settings = _live_settings()
     if settings is None:
         return EXIT_CONFIG
     try:
-        policy = app.build_policy(settings)
-        stages = app.stage_options(settings, policy)
-        if not stages.ledgers:
-            print(
-                "error: no company ledger is on: set SLA_PACKAGES=true for hour packages, or "
-                "SLA_POLICY_FILE to a policy with quotas (sla/presets/prime_gate.toml)",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-        now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
-        with app.build_client(settings) as client:
-            setup = resolve_setup(
-                stages,
-                client.pipelines(),
-                list(client.iter_lead_custom_fields()),
-                list(client.iter_company_custom_fields()),
-            )
+        with _account(settings) as account:
+            if not app.stage_options(settings, account.policy).ledgers:
+                raise ConfigError(
+                    [
+                        "SLA_PACKAGES, SLA_POLICY_FILE: no company ledger is on: set "
+                        "SLA_PACKAGES=true for hour packages, or SLA_POLICY_FILE to a policy "
+                        "with quotas (sla/presets/prime_gate.toml)"
+                    ]
+                )
+            now = explain.parse_now(args.now, account.policy) if args.now else datetime.now(UTC)
             ledger = explain.read_company_ledger(
-                client,
+                account.client,
                 args.company,
-                setup=setup,
-                policy=policy,
-                options=app.ledger_options(settings, policy),
+                setup=account.setup(companies=True),
+                policy=account.policy,
+                options=app.ledger_options(settings, account.policy),
                 now=now,
             )
-    except (ConfigError, explain.ExplainError) as error:
+    except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    except (AmoError, ValueError) as error:
+    except COMMAND_ERRORS as error:
         return _fail(error)
     if ledger is None:
-        print(f"error: company {args.company} does not exist", file=sys.stderr)
-        return 1
+        return _fail(LookupError(f"company {args.company} does not exist"))
     for line in explain.company_ledger_lines(ledger):
         print(line)
     return 0
@@ -724,36 +745,26 @@ def add_report(commands: Any) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from worker import sla_report  # noqa: PLC0415 - Jinja2 and pygal only for the report
-    from worker.setup import resolve_setup  # noqa: PLC0415
 
     settings = _live_settings()
     if settings is None:
         return EXIT_CONFIG
-    try:
-        policy = app.build_policy(settings)
-    except ConfigError as error:
-        return _fail(error, EXIT_CONFIG)
     now = datetime.now(UTC)
-    default_first, default_last = sla_report.last_full_month(now.astimezone(policy.zone).date())
-    first, last = args.first or default_first, args.last or default_last
-    if args.first is not None and args.last is None:
-        last = max(first, now.astimezone(policy.zone).date())
-    if last < first:
-        print(f"error: --to {last} is before --from {first}", file=sys.stderr)
-        return EXIT_CONFIG
-    out = args.out or Path(f"sla-report-{first}-{last}")
-    stages = app.stage_options(settings, policy)
     try:
-        with app.build_client(settings) as client:
-            setup = resolve_setup(
-                stages,
-                client.pipelines(),
-                list(client.iter_lead_custom_fields()),
-                list(client.iter_company_custom_fields()) if stages.ledgers else [],
-            )
+        with _account(settings) as account:
+            policy = account.policy
+            today = now.astimezone(policy.zone).date()
+            default_first, default_last = sla_report.last_full_month(today)
+            first, last = args.first or default_first, args.last or default_last
+            if args.first is not None and args.last is None:
+                last = max(first, today)
+            if last < first:
+                print(f"error: --to {last} is before --from {first}", file=sys.stderr)
+                return EXIT_CONFIG
+            out = args.out or Path(f"sla-report-{first}-{last}")
             sources = sla_report.Sources(
-                client,
-                setup,
+                account.client,
+                account.setup(companies=True),
                 policy,
                 app.ledger_options(settings, policy),
                 cache=settings.sla_state_dir / app.STORE_FILE,
@@ -763,10 +774,7 @@ def run_report(args: argparse.Namespace) -> int:
             period = sla_report.Period(first, last, policy.zone)
             figures, stats = sla_report.collect(sources, period, now)
         written = sla_report.write_report(figures, out, company_id=args.company)
-    except LookupError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (AmoError, ConfigError, OSError, ValueError) as error:
+    except COMMAND_ERRORS as error:
         return _fail(error)
     log.info(
         "report_written",
@@ -798,32 +806,25 @@ def add_backfill(commands: Any) -> None:
 
 def run_backfill(args: argparse.Namespace) -> int:
     from worker.backfill import backfill  # noqa: PLC0415
-    from worker.setup import resolve_setup  # noqa: PLC0415
 
     settings = _live_settings()
     if settings is None:
         return EXIT_CONFIG
     try:
-        policy = app.build_policy(settings)
-        since = datetime.combine(args.since, datetime.min.time(), tzinfo=policy.zone)
-        with app.build_client(settings) as client:
-            setup = resolve_setup(
-                app.stage_options(settings, policy),
-                client.pipelines(),
-                list(client.iter_lead_custom_fields()),
-            )
+        with _account(settings) as account:
+            policy = account.policy
             result = backfill(
-                client,
-                setup,
+                account.client,
+                account.setup(),
                 policy,
-                since=since,
+                since=datetime.combine(args.since, datetime.min.time(), tzinfo=policy.zone),
                 now=datetime.now(UTC),
                 dry_run=args.dry_run,
                 ledgers=app.ledger_options(settings, policy),
                 cache=settings.sla_state_dir / app.STORE_FILE,
                 progress=_progress,
             )
-    except (AmoError, ConfigError, ValueError) as error:
+    except COMMAND_ERRORS as error:
         return _fail(error)
     for lead_id, problem in result.skipped.items():
         log.warning("lead_invalid", lead_id=lead_id, problem=problem)
