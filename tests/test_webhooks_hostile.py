@@ -5,8 +5,10 @@ is a logged refusal, never an error, and never holds up a shutdown."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +107,21 @@ def test_a_stalled_hook_does_not_make_the_shutdown_log_errors(log_stream: io.Str
         sock.close()
     assert errors(log_stream) == [], [e["event"] for e in errors(log_stream)]
     assert took < 2.0, took
+
+
+def test_the_readme_names_every_reason_a_webhook_is_refused_for() -> None:
+    """The reasons in the code (each `_Refused` and `BadForm`) are the README's metric
+    labels, no more and no fewer."""
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "worker" / "webhooks.py").read_text(encoding="utf-8")
+    in_code = set(re.findall(r'_Refused\(\d+, "(\w+)"', source)) | set(
+        re.findall(r'BadForm\("(\w+)"\)', source)
+    )
+    row = next(
+        line
+        for line in (root / "README.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `webhooks_rejected_total{reason}`")
+    )
+    in_readme = set(re.findall(r"`(\w+)`", row.split("refused:", 1)[1]))
+    assert len(in_code) >= 10
+    assert in_readme == in_code

@@ -500,7 +500,8 @@ def run_service(
 ) -> int:
     """Run ``cycle`` every ``poll_interval`` seconds until SIGTERM/SIGINT; return the exit code.
 
-    0 after a clean shutdown, 2 when a cycle raised an error marked ``fatal = True``.
+    0 after a clean shutdown, 2 when a cycle raised an error only the admin can fix
+    (:func:`worker.errors.is_fatal`).
     ``clock`` gives the ``now`` passed to each cycle and stamped on the heartbeat.
     """
     service = SyncService(

@@ -1,9 +1,10 @@
 """Resolving the admin's names into the account's ids: pipeline, stages, fields.
 
 Admins name things the way they see them in amoCRM ("Техподдержка", "Ждём
-клиента"); the API speaks in ids. This module looks the names up once per
-process and reports every name it cannot find, so ``check`` can list them all
-and a cycle never writes with a half-resolved setup.
+клиента"); the API speaks in ids. This module turns the names into ids (the cycle asks at
+its first run, at every full reconcile and after a refused write) and reports every name
+it cannot find, so ``check`` can list them all and a cycle never writes with a
+half-resolved setup.
 """
 
 from __future__ import annotations
