@@ -469,7 +469,9 @@ def test_a_company_ledger_holds_until_its_change_instant(
     change = ledger_change_at(package, QUOTAS, found, zone=zone, now=now)
     horizon = change or now + timedelta(days=800)
     assert horizon > now
-    before = now + timedelta(seconds=int((horizon - now).total_seconds() * share))
+    # On the timeline (UTC): an aware datetime plus a timedelta moves its wall clock, and a
+    # day of a DST change has an hour more or less of it.
+    before = now.astimezone(UTC) + timedelta(seconds=int((horizon - now).total_seconds() * share))
     assert seen(before) == seen(now)
     if change is not None:
         # What is pending does happen at it: a package expires, a request enters or leaves.
