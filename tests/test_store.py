@@ -154,3 +154,51 @@ def test_an_older_state_file_rebuilds_its_cache_and_keeps_the_task_ledger(tmp_pa
     entry = store.ledger_entry(7, "reaction")
     assert entry is not None
     assert (entry.mark, entry.task_id) == (TaskMark.CREATED, 900)
+
+
+def _older_state_file(path: Path) -> None:
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE leads (id INTEGER PRIMARY KEY, updated_at INTEGER NOT NULL, data TEXT);
+        INSERT INTO meta VALUES ('schema_version', '1'), ('events_cursor', '1700000000');
+        INSERT INTO leads VALUES (7, 1, '{"id": 7}');
+        """
+    )
+    old.commit()
+    old.close()
+
+
+def test_a_read_only_opening_writes_nothing_to_a_current_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = StateStore(path)
+    with store.transaction():
+        store.set_int("events_cursor", 1_700_000_000)
+        store.save_leads([StoredLead(7, 1_700_000_000, '{"id": 7}')])
+    store.close()
+    before = path.read_bytes()
+
+    reader = StateStore.read_only(path)
+    assert reader is not None
+    assert reader.get_int("events_cursor") == 1_700_000_000
+    assert reader.load_leads() == {7: '{"id": 7}'}
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.set_int("events_cursor", 1)
+    reader.close()
+    assert path.read_bytes() == before
+    # A reader of a WAL database may leave SQLite's index of the log (-shm), never a log.
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_read_only_opening_leaves_an_older_state_file_as_it_was(tmp_path: Path) -> None:
+    """The report next to an older worker's state: its cache is not used, and the file is
+    neither migrated nor stamped (the worker that owns it rebuilds it in its own time)."""
+    path = tmp_path / "s.sqlite3"
+    _older_state_file(path)
+    before = path.read_bytes()
+
+    assert StateStore.read_only(path) is None
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite3"]

@@ -141,6 +141,29 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._open_schema()
 
+    @classmethod
+    def read_only(cls, path: Path) -> StateStore | None:
+        """The state file opened for reading alone (the report's): nothing is created,
+        migrated or written. None when it is not this version's cache or cannot be read;
+        the caller then reads amoCRM instead."""
+        store = cls.__new__(cls)
+        store.path = path
+        try:
+            store._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        except sqlite3.Error:
+            return None
+        try:
+            version = store.get_meta("schema_version")
+        except sqlite3.Error:
+            store.close()
+            return None
+        if version is None or int(version) != SCHEMA_VERSION:
+            store.close()
+            return None
+        return store
+
     def _open_schema(self) -> None:
         self._db.executescript(_CACHE_SCHEMA)
         version = self.get_meta("schema_version")

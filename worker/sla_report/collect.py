@@ -86,7 +86,7 @@ class Sources:
     setup: AccountSetup
     policy: Policy
     ledgers: LedgerOptions = field(default_factory=LedgerOptions)
-    cache: Path | None = None  # the worker's state file (read, never written)
+    cache: Path | None = None  # the worker's state file (opened read-only)
     lead_url: str = ""  # a lead card's address with {id}
     progress: Callable[[str], None] = lambda line: None
 
@@ -296,9 +296,9 @@ def _cached_histories(
     path: Path | None, wanted: set[int]
 ) -> tuple[dict[int, list[LeadEvent]], int | None]:
     """The cached histories of the wanted leads, and the feed cursor they are current to."""
-    if path is None or not path.exists():
+    store = StateStore.read_only(path) if path is not None and path.exists() else None
+    if store is None:
         return {}, None
-    store = StateStore(path)
     try:
         cursor = store.get_int(EVENTS_CURSOR)
         if cursor is None:
