@@ -910,7 +910,7 @@ class AmoClient:
 
         def attempt() -> tuple[httpx.Response, Any]:
             self._check_circuit(method, path)
-            self._limiter.acquire()
+            slot = self._limiter.acquire()
             with self._counter_lock:
                 self.requests_sent += 1
             try:
@@ -920,6 +920,8 @@ class AmoClient:
             except httpx.TransportError as error:
                 self._observe(method, None)
                 raise _transport_error(method, path, error) from None
+            finally:
+                self._limiter.answered(slot)
             self._observe(method, response.status_code)
             self._note_server_time(response)
             status = response.status_code

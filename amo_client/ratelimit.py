@@ -1,12 +1,15 @@
 """A client-side cap on requests per second, shared by every thread of the process.
 
-amoCRM counts requests in a one-second window (7 per account) and answers the
-excess with an HTML 429 and no Retry-After. Requests leave no closer together
-than ``1 / rate`` seconds, and no more than ``floor(rate)`` leave within any
-window of ``floor(rate) / rate`` seconds plus ``margin`` (for a whole-number rate
-such as the default 7, one second plus the margin). The margin absorbs the jitter
-between when a request leaves here and when it reaches amoCRM, so a full-speed run
-stays clear of 429s at the cost of a few percent of throughput.
+amoCRM counts requests in a one-second window (7 per account) and answers the excess with
+an HTML 429 and no Retry-After. amoCRM counts a request when it arrives, which is some time
+after it leaves here: scheduling on a busy machine, the network. That time cannot be
+measured, but it is bounded: a request has arrived by the time its answer is back. So a
+request's place in the window is the moment its answer came back (or it failed), and no
+more than ``floor(rate)`` requests leave within ``floor(rate) / rate`` seconds (one second
+at the default 7) plus ``margin`` of the answers of those before them. Whatever the delay
+in transit, amoCRM never sees more than the rate within its window; a request pays for its
+own latency once in every ``floor(rate)``. Requests also leave no closer together than
+``1 / rate`` seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +17,17 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+
+
+class Slot:
+    """One request's place in the window: when it left, and when its answer came back."""
+
+    __slots__ = ("answered", "left")
+
+    def __init__(self, left: float) -> None:
+        self.left = left
+        self.answered: float | None = None  # None while the request is on its way
 
 
 class RateLimiter:
@@ -23,7 +35,7 @@ class RateLimiter:
         self,
         per_second: float,
         *,
-        margin: float = 0.05,
+        margin: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -36,24 +48,38 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._sent: deque[float] = deque()
+        self._slots: list[Slot] = []
+        self._last_left: float | None = None
 
-    def acquire(self) -> float:
-        """Wait until one more request may leave; returns the seconds waited."""
-        waited = 0.0
+    def acquire(self) -> Slot:
+        """Wait until one more request may leave; pass the slot to :meth:`answered` when its
+        answer is back (or the request failed)."""
         with self._lock:
             while True:
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - self._window:
-                    self._sent.popleft()
+                self._slots = [
+                    slot
+                    for slot in self._slots
+                    if slot.answered is None or slot.answered > now - self._window
+                ]
                 delay = 0.0
-                if self._sent:
-                    delay = max(delay, self._sent[-1] + self._spacing - now)
-                if len(self._sent) >= self._capacity:
-                    delay = max(delay, self._sent[0] + self._window - now)
+                if self._last_left is not None:
+                    delay = self._last_left + self._spacing - now
+                if len(self._slots) >= self._capacity:
+                    # The window frees up when the earliest answered slot leaves it; slots
+                    # still on their way hold theirs until they are answered.
+                    answered = [s.answered for s in self._slots if s.answered is not None]
+                    wait = (min(answered) + self._window - now) if answered else self._spacing
+                    delay = max(delay, wait)
                 if delay <= 0:
-                    self._sent.append(now)
-                    return waited
+                    slot = Slot(now)
+                    self._slots.append(slot)
+                    self._last_left = now
+                    return slot
                 # Sleeping under the lock queues the other threads behind this one, in order.
                 self._sleep(delay)
-                waited += delay
+
+    def answered(self, slot: Slot) -> None:
+        """The request of ``slot`` is answered (or failed): its window runs from now."""
+        with self._lock:
+            slot.answered = self._clock()

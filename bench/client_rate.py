@@ -3,17 +3,24 @@
 The fake amoCRM is served over loopback HTTP on real time (its 7 req/s window reads the
 real monotonic clock), so every request pays real connection, parsing and scheduling
 costs between the client's rate limiter and the server's counter, as it would against
-amoCRM. Several threads share one client and drive a mix of reads (the account, a lead
-by id, a page of leads, events, pipelines). Prints the achieved rate and how many
-requests the fake answered with 429. Target: no 429 at 6.5 req/s or more.
+amoCRM. One thread (as the worker's cycle spends its requests), then four sharing one
+client, drive a mix of reads (the account, a lead by id, a page of leads, events,
+pipelines). Prints the achieved rate and how many
+requests the fake answered with 429 (the fake counts each request as it arrives, in a
+sliding second: a 429 is an eighth request within one). Target: no 429 at 6.5 req/s or
+more from one thread, no 429 from four (each request's second runs from its answer, so
+requests in flight together pay their latency: the four threads' rate is printed, not
+aimed at). ``--load N`` runs N other processes that keep a core busy each, so the client, the
+fake and the loopback between them are scheduled late, as on a loaded machine.
 
-    .venv/bin/python -m bench.client_rate
+    .venv/bin/python -m bench.client_rate [--load 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
 import socket
 import threading
 import time
@@ -81,15 +88,35 @@ def drive(
     return time.monotonic() - began, failures
 
 
+def burn(stop: object) -> None:
+    """Keep one core busy until ``stop`` (a multiprocessing Event) is set."""
+    while not stop.is_set():  # type: ignore[attr-defined]
+        sum(range(10_000))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--rate", type=float, default=7.0, help="the client's cap, req/s")
     parser.add_argument(
         "--in-process", action="store_true", help="use the fake's httpx transport, not loopback"
     )
+    parser.add_argument("--load", type=int, default=0, help="processes burning a core each")
     arguments = parser.parse_args(argv)
+    stop = multiprocessing.Event()
+    burners = [multiprocessing.Process(target=burn, args=(stop,)) for _ in range(arguments.load)]
+    for burner in burners:
+        burner.start()
+    try:
+        return max(measure(arguments, threads) for threads in arguments.threads)
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join()
+
+
+def measure(arguments: argparse.Namespace, threads: int) -> int:
 
     port = free_port()
     fake = FakeAmoCRM(base_url=f"http://127.0.0.1:{port}", max_requests_per_second=7.0)
@@ -104,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     amo.account()  # warm the connection pool outside the timed run
     fake.reset_request_log()
     sent_before = amo.requests_sent
-    elapsed, failures = drive(workload(amo, lead_ids), arguments.requests, arguments.threads)
+    elapsed, failures = drive(workload(amo, lead_ids), arguments.requests, threads)
     amo.close()
     if server is not None:
         server.close()
@@ -114,15 +141,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     rate = fake.requests_total / elapsed
     via = "in-process transport" if arguments.in_process else f"loopback HTTP {fake.base_url}"
     print(f"fake amoCRM enforcing 7 req/s on real time, via {via}")
-    print(f"client cap: {arguments.rate:g} req/s, {arguments.threads} threads")
+    print(f"client cap: {arguments.rate:g} req/s, {threads} thread(s)")
+    print(f"other processes burning a core each: {arguments.load}")
     print(f"calls: {arguments.requests}, requests sent: {sent}, answered: {fake.requests_total}")
     print(f"elapsed: {elapsed:.2f} s")
     print(f"achieved: {rate:.2f} req/s")
     print(f"429s: {limited}")
     print(f"statuses: {dict(sorted(fake.status_counts.items()))}")
     print(f"failed calls: {len(failures)}")
-    met = limited == 0 and rate >= TARGET_RATE and not failures
-    print(f"target (0 429s at >= {TARGET_RATE} req/s): {'met' if met else 'NOT met'}")
+    if threads == 1:
+        met = limited == 0 and rate >= TARGET_RATE and not failures
+        target = f"0 429s at >= {TARGET_RATE} req/s"
+    else:
+        met = limited == 0 and not failures
+        target = "0 429s"
+    print(f"target ({target}): {'met' if met else 'NOT met'}\n")
     return 0 if met else 1
 
 
