@@ -80,6 +80,8 @@ class RateLimiter:
                 self._sleep(delay)
 
     def answered(self, slot: Slot) -> None:
-        """The request of ``slot`` is answered (or failed): its window runs from now."""
-        with self._lock:
-            slot.answered = self._clock()
+        """The request of ``slot`` is answered (or failed): its window runs from now.
+
+        Without the lock: a thread sleeping in :meth:`acquire` holds it, and may be waiting
+        for exactly this answer (one attribute set is atomic)."""
+        slot.answered = self._clock()

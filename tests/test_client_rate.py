@@ -151,3 +151,18 @@ def test_a_fractional_rate_is_kept_on_average(rate: float) -> None:
         sent.append(clock.monotonic())
     achieved = (len(sent) - 1) / (sent[-1] - sent[0])
     assert rate * 0.85 <= achieved <= rate
+
+
+def test_a_thread_waiting_for_a_slot_does_not_keep_others_from_answering() -> None:
+    """Eight threads at a cap of 7: when the window is full of requests still on their way,
+    the one waiting for a slot must not stop them from giving their answers back."""
+    limiter = RateLimiter(7.0)
+    in_flight = [limiter.acquire() for _ in range(7)]
+    answer = threading.Timer(0.3, lambda: [limiter.answered(slot) for slot in in_flight])
+    answer.daemon = True
+    answer.start()
+    waiter = threading.Thread(target=limiter.acquire, daemon=True)
+    waiter.start()
+    waiter.join(timeout=5)
+    answer.join(timeout=1)
+    assert not waiter.is_alive()
