@@ -158,7 +158,12 @@ def test_a_thread_waiting_for_a_slot_does_not_keep_others_from_answering() -> No
     the one waiting for a slot must not stop them from giving their answers back."""
     limiter = RateLimiter(7.0)
     in_flight = [limiter.acquire() for _ in range(7)]
-    answer = threading.Timer(0.3, lambda: [limiter.answered(slot) for slot in in_flight])
+
+    def answer_all() -> None:
+        for slot in in_flight:
+            limiter.answered(slot)
+
+    answer = threading.Timer(0.3, answer_all)
     answer.daemon = True
     answer.start()
     waiter = threading.Thread(target=limiter.acquire, daemon=True)

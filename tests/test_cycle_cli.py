@@ -197,17 +197,29 @@ def test_check_lists_a_bad_policy_file_as_a_problem_with_exit_1(
     assert "problem: SLA_POLICY_FILE" in capsys.readouterr().out
 
 
-def test_an_unwritable_state_directory_is_for_the_admin_exit_2(
+@pytest.mark.parametrize("command", [["once"], ["once", "--dry-run"], ["check"]], ids=" ".join)
+@pytest.mark.parametrize("kind", ["file_for_directory", "directory_for_file", "not_sqlite"])
+def test_a_state_file_the_worker_cannot_use_is_for_the_admin_exit_2(
     account: Served,
     monkeypatch: pytest.MonkeyPatch,
+    *,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
+    command: list[str],
+    kind: str,
 ) -> None:
-    in_the_way = tmp_path / "a-file"
-    in_the_way.write_text("not a directory", encoding="utf-8")
-    monkeypatch.setenv("SLA_STATE_DIR", str(in_the_way / "state"))
+    state = tmp_path / "state"
+    if kind == "file_for_directory":
+        state.write_text("not a directory", encoding="utf-8")
+    else:
+        state.mkdir()
+        if kind == "directory_for_file":
+            (state / "state.sqlite3").mkdir()
+        else:
+            (state / "state.sqlite3").write_bytes(b"not a SQLite database " * 100)
+    monkeypatch.setenv("SLA_STATE_DIR", str(state))
 
-    code = main(["once"])
+    code = main(command)
 
     failed = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
     assert code == 2

@@ -7,6 +7,7 @@ below reads the environment again.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from amo_client.client import AmoClient, Credentials
 from config.settings import ConfigError, Settings, parse_listen, parse_past_breach_tasks
 from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
 from worker.cycle import CycleOptions, SyncCycle
+from worker.errors import FatalError
 from worker.fields import Ledger, SlaField
 from worker.ledgers import LedgerOptions
 from worker.logs import register_secret, secrets
@@ -210,8 +212,13 @@ def cycle_options(settings: Settings, policy: Policy) -> CycleOptions:
 
 
 def open_store(state_dir: Path) -> StateStore:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return StateStore(state_dir / STORE_FILE)
+    """The state file; one the worker cannot create, open or read (permissions, a file or
+    a directory in the way, a file that is not SQLite's) is for the admin to fix."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return StateStore(state_dir / STORE_FILE)
+    except (OSError, sqlite3.Error) as error:
+        raise FatalError(f"SLA_STATE_DIR: {state_dir / STORE_FILE}: {error}") from error
 
 
 def build_cycle(

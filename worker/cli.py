@@ -171,11 +171,6 @@ def _account(settings: Settings, **client_options: Any) -> Iterator[Account]:
         yield Account(settings, policy, client)
 
 
-def _state_error(error: OSError, settings: Settings) -> FatalError:
-    """A state directory the worker cannot use: only the admin can fix it."""
-    return FatalError(f"SLA_STATE_DIR: {settings.sla_state_dir}: {error}")
-
-
 # --- run ------------------------------------------------------------------------------------------
 
 
@@ -199,10 +194,7 @@ def _run_service(settings: Settings) -> int:
     metrics = Metrics() if settings.http_server_on else None
     try:
         with _account(settings, metrics=metrics) as account:
-            try:
-                cycle = app.build_cycle(settings, account.client, account.policy)
-            except OSError as error:  # missing permissions, a file in the way
-                raise _state_error(error, settings) from error
+            cycle = app.build_cycle(settings, account.client, account.policy)
             service = SyncService(
                 cycle,
                 poll_interval=settings.sla_poll_interval,
@@ -247,12 +239,7 @@ def run_once(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         with _account(settings) as account:
-            try:
-                cycle = app.build_cycle(
-                    settings, account.client, account.policy, dry_run=args.dry_run
-                )
-            except OSError as error:
-                raise _state_error(error, settings) from error
+            cycle = app.build_cycle(settings, account.client, account.policy, dry_run=args.dry_run)
             report = cycle.run(datetime.now(UTC))
             if cycle.setup is not None:
                 print_plan(report, cycle.setup, account.policy, sys.stdout, dry_run=args.dry_run)
@@ -317,10 +304,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _first_cycle_notes(account: Account) -> list[str]:
     """What the next cycle would do, from a dry run: breaches, tasks, past breaches."""
-    try:
-        cycle = app.build_cycle(account.settings, account.client, account.policy, dry_run=True)
-    except OSError as error:
-        raise _state_error(error, account.settings) from error
+    cycle = app.build_cycle(account.settings, account.client, account.policy, dry_run=True)
     try:
         report = cycle.run(datetime.now(UTC))
     finally:

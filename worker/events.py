@@ -129,6 +129,7 @@ def read_feed(
         start = datetime.fromtimestamp(max(begin, covered_from), UTC) - options.overlap
     events = KeptEvents()
     started: datetime | None = None
+    read_any = False
     for event in client.iter_events(
         entity=("lead", "contact", "company"),
         types=types,
@@ -138,9 +139,10 @@ def read_feed(
     ):
         check_stop()
         started = started or client.server_time
+        read_any = True
         events.add(event)
         read_to = max(read_to, int(event.created_at.timestamp()))
-    if started is not None:
+    if read_any:
         # The cursor follows amoCRM's clock (the worker's when amoCRM's is unknown), as the
         # leads' does: left on the newest event, a quiet account would read that event's
         # minute again in every cycle. An empty answer moves nothing (absence is not

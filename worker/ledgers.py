@@ -595,6 +595,8 @@ def _comparable(values: CustomFieldValues | None) -> object:
 def _comparable_value(value: OutgoingValue) -> object:
     if isinstance(value, SelectValue):
         return ("enum", value.enum_id)
+    if isinstance(value, datetime):  # amoCRM holds a date as unix seconds
+        return int(value.timestamp())
     return value if value != "" else None
 
 
