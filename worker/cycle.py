@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import json
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -930,8 +931,9 @@ class SyncCycle:
         if tracked is None or not written:
             return
         if self._results is not None:
-            # Their copies changed: computed again next cycle, from what amoCRM now holds.
-            self._results.again(w.lead_id for w in written)
+            # A lead moved to another stage is computed again from what amoCRM now holds;
+            # the fields written are the state's own output, which it does not read.
+            self._results.again(w.lead_id for w in written if w.status_id is not None)
         for write in written:
             item = tracked.get(write.lead_id)
             if item is not None:
@@ -964,15 +966,32 @@ def _take_leads(
             tracked[lead_id] = fresh
             new.append(lead_id)
             touched.add(lead_id)
-        elif full or fresh.updated_at > known.updated_at or _differs(known, fresh):
+        elif full or _differs(known, fresh):
             tracked[lead_id] = replace(fresh, events=known.events)
             touched.add(lead_id)
+        elif fresh.updated_at > known.updated_at:
+            # Only its time of change moved (the worker's own write read back): a new copy,
+            # the same state.
+            tracked[lead_id] = replace(fresh, events=known.events)
     return new, touched
 
 
+# What a lead's JSON holds that its SLA state does not depend on.
+_CHANGE_STAMPS = ("updated_at", "updated_by")
+
+
 def _differs(known: TrackedLead, fresh: TrackedLead) -> bool:
-    # Two changes within one second share an updated_at: compare what they hold.
-    return fresh.updated_at == known.updated_at and fresh.packed != known.packed
+    """Whether the lead holds something else now than the cached copy (two changes within
+    one second share an updated_at, so this compares what they hold)."""
+    if fresh.packed == known.packed:
+        return False
+    if fresh.updated_at < known.updated_at:
+        return False  # an older copy (a page read before a change): the cache is newer
+    before, after = json.loads(known.data), json.loads(fresh.data)
+    for key in _CHANGE_STAMPS:
+        before.pop(key, None)
+        after.pop(key, None)
+    return bool(before != after)
 
 
 def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
