@@ -231,3 +231,20 @@ def test_a_deadline_in_the_second_of_the_first_start_is_judged_alike_by_every_cy
     assert first.first_start == second.first_start
     assert (lead_id in first.past_breaches) == (lead_id in second.past_breaches)
     assert first.tasks_created + second.tasks_created == len(world.fake.tasks) <= 1
+
+
+def test_the_past_breaches_line_names_the_first_hundred_ids_and_counts_all(
+    tmp_path: Path,
+) -> None:
+    """A log line of thousands of ids would be cut by the log shipper and parse no more."""
+    world = build_world()
+    added = [new_request(world, minutes_ago=60 * 24 * 20) for _ in range(120)]
+    old = breached_now(world, *added)
+    assert len(old) > 100
+
+    with structlog.testing.capture_logs() as logs:
+        cycle_on(world, tmp_path).run(world.now())
+
+    (logged,) = [entry for entry in logs if entry["event"] == "past_breaches"]
+    assert logged["count"] == len(old)
+    assert logged["lead_ids"] == sorted(old)[:100]

@@ -114,6 +114,7 @@ from worker.writes import PlannedWrite, apply_writes, with_written
 log = structlog.get_logger("worker.cycle")
 
 LEADS_CURSOR = "leads_cursor"
+PAST_BREACHES_LOGGED = 100  # lead ids named in the ``past_breaches`` line
 EVENTS_CURSOR = "events_cursor"
 EVENTS_SINCE = "events_since"
 LAST_FULL_SYNC = "last_full_sync"
@@ -420,10 +421,12 @@ class SyncCycle:
         self._tracked = read.tracked
         task_plans, withheld = self._owed_tasks(plan, read, first_start)
         if first_cycle and withheld:
+            # The first ids only: a log line of thousands of ids is split (Docker's json-file
+            # cuts lines at 16 KB) and no longer parses; `explain` and the fields say the rest.
             log.warning(
                 "past_breaches",
                 count=len(withheld),
-                lead_ids=list(withheld),
+                lead_ids=sorted(withheld)[:PAST_BREACHES_LOGGED],
                 first_start=first_start.isoformat(),
                 tasks="none: breached before the worker's first start on the account",
             )
