@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
@@ -327,3 +329,19 @@ def test_report_summary_prefers_the_reports_own_summary() -> None:
     assert plain["leads_read"] == 4
     assert plain["duration_s"] == 2.5
     assert plain["next_change_at"] == "2025-03-03T11:00:00+00:00"
+
+
+def test_the_service_raises_its_open_file_limit_to_the_hard_one() -> None:
+    """Run in a child whose soft limit is 256: the sockets and the state file share it."""
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+        "from worker.app import raise_open_file_limit\n"
+        "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[1])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    now, hard = result.stdout.split()
+    assert now == hard

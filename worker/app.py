@@ -211,6 +211,23 @@ def cycle_options(settings: Settings, policy: Policy) -> CycleOptions:
     )
 
 
+def raise_open_file_limit() -> int | None:
+    """Raise the process's soft limit on open files to its hard limit: the HTTP side's
+    sockets and the cycle's state file and lock draw on the same descriptors. Returns the
+    soft limit in force (None where the platform has no such limit)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # a hard limit the kernel caps lower (macOS)
+            return soft
+    return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
 def open_store(state_dir: Path) -> StateStore:
     """The state file; one the worker cannot create, open or read (permissions, a file or
     a directory in the way, a file that is not SQLite's) is for the admin to fix."""

@@ -192,6 +192,7 @@ def _run_service(settings: Settings) -> int:
     if settings.sla_webhook_secret is not None:
         register_secret(settings.sla_webhook_secret.get_secret_value())
     metrics = Metrics() if settings.http_server_on else None
+    log.info("open_file_limit", soft=app.raise_open_file_limit())
     try:
         with _account(settings, metrics=metrics) as account:
             cycle = app.build_cycle(settings, account.client, account.policy)
