@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from tests.cycle_kit import MOSCOW, WON, World, make_cycle
+from tests.cycle_kit import MOSCOW, STAGES, WON, World, make_cycle
 from tests.ledger_kit import (
     SPENT,
     company_fields,
@@ -139,4 +139,36 @@ def test_a_company_left_and_rejoined_is_compared_with_what_was_written_to_it(
     expected = truth(world, world.now(), options.ledgers).company_expected(company)
     assert expected["Пакет: израсходовано, мин"] == 90
     assert {k: company_fields(world, company).get(k) for k in expected} == expected
+    assert cycle.ledger_disagreements(world.now()) == []
+
+
+def test_a_request_closed_before_the_first_start_and_reopened_counts_its_old_time(
+    tmp_path: Path,
+) -> None:
+    """Opened 100 days and closed 30 days before the worker came, with time logged when it
+    was opened: the ledgers hold it (closed within their 62-day horizon), but the first
+    notes read starts at that horizon, past its note. Reopened, its notes are read by id
+    and its minutes counted."""
+    world = ledger_world()
+    fake, agent = world.fake, world.agents[0]
+    opened = world.now() - timedelta(days=100)
+    lead = fake.add_lead(
+        "Старое обращение",
+        pipeline_id=world.support.id,
+        tags=["Микробизнес"],
+        created_at=opened.timestamp(),
+        responsible_user_id=agent,
+    )
+    fake.add_note(
+        lead, "Время: 40 мин", created_by=agent, at=(opened + timedelta(hours=2)).timestamp()
+    )
+    closed = world.now() - timedelta(days=30)
+    fake.move_lead(lead, WON, by_user=agent, at=closed.timestamp())
+    add_request(world, company=fake.add_company("ООО Клиент"))  # an open request of today
+    cycle = make_cycle(world, tmp_path, options=ledger_options(world.policy, PACKAGES))
+    cycle.run(world.now())
+
+    fake.move_lead(lead, world.support.status(STAGES[1]), by_user=agent)
+    cycle.run(world.advance(timedelta(minutes=5)))
+    assert lead_fields(world, lead).get(SPENT) == 40
     assert cycle.ledger_disagreements(world.now()) == []

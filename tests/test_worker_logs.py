@@ -28,7 +28,6 @@ from tests.live_account import (
 WORKER_EVENTS = frozenset(
     {
         "worker_started",
-        "open_file_limit",
         "cycle_done",
         "cycle_failed",
         "cycle_overran",

@@ -192,7 +192,6 @@ def _run_service(settings: Settings) -> int:
     if settings.sla_webhook_secret is not None:
         register_secret(settings.sla_webhook_secret.get_secret_value())
     metrics = Metrics() if settings.http_server_on else None
-    log.info("open_file_limit", soft=app.raise_open_file_limit())
     try:
         with _account(settings, metrics=metrics) as account:
             cycle = app.build_cycle(settings, account.client, account.policy)
@@ -214,6 +213,7 @@ def _run_service(settings: Settings) -> int:
                         settings, trigger=service.trigger, metrics=metrics, subdomain=subdomain
                     )
                 )
+            app.raise_open_file_limit()
             return service.run()
     except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)

@@ -1032,12 +1032,15 @@ def read_ledgers(
         options=options,
         check_stop=check_stop,
     )
-    # A request the ledgers did not hold and that is older than the cursor (reopened after it
-    # left them, restored, moved into the pipeline) has notes the cursor is already past.
+    # A request older than the cursor that the ledgers did not hold (reopened after it left
+    # them, restored, moved into the pipeline), or held closed (its notes were not read: the
+    # first read starts at the open requests), has notes the cursor is already past.
     returning = sorted(
         i
         for i, f in changed.items()
-        if cursor is not None and i not in cache.requests and f.registered_at < cursor
+        if cursor is not None
+        and f.registered_at < cursor
+        and ((before := cache.requests.get(i)) is None or (not before.open and f.open))
     )
     for note in client.iter_notes(
         "leads", entity_ids=returning, note_types=options.note_types, on_invalid=_skipped_note

@@ -182,6 +182,15 @@ class _Shutdown:
     exit_code: int
 
 
+def _open_file_limit() -> int | None:
+    """The soft limit on open files (None where the platform has none)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        return None
+    return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
 class SyncService:
     """Runs ``cycle`` on a schedule until :meth:`request_shutdown`, a signal or a fatal error."""
 
@@ -296,6 +305,7 @@ class SyncService:
             log.info(
                 "worker_started",
                 pid=os.getpid(),
+                open_files=_open_file_limit(),
                 poll_interval_s=self._poll_interval,
                 state_dir=str(self._state_dir),
             )
