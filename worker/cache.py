@@ -26,7 +26,7 @@ class TrackedLead:
     """A cached lead: the few values the cycle consults on every pass, the rest as JSON.
 
     As pydantic models, with every field value a model of its own, 10,000 leads cost
-    over 100 MB; as amoCRM's JSON (the form the store keeps too), deflated, under 2 MB.
+    over 100 MB; as amoCRM's JSON (the form the store keeps too), deflated, a few MB.
     The lead is parsed when it is computed, one at a time.
     """
 

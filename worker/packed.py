@@ -12,7 +12,7 @@ from pydantic import BaseModel
 M = TypeVar("M", bound=BaseModel)
 
 # What amoCRM's JSON of a lead or a company repeats (its keys, its usual words), given to
-# zlib as the dictionary to compress against: a lead of about 600 bytes is kept in 150.
+# zlib as the dictionary to compress against: a lead's JSON shrinks to about a quarter.
 _JSON_WORDS = (
     '{"id":,"name":"Обращение ","status_id":,"pipeline_id":,"responsible_user_id":,'
     '"created_by":0,"updated_by":0,"created_at":"2025-10-30T00:00:00Z",'
