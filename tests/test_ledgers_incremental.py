@@ -7,8 +7,13 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
+import pytest
+
+import worker.ledgers
 from tests.cycle_kit import MOSCOW, STAGES, WON, World, make_cycle
 from tests.ledger_kit import (
+    EXHAUSTED,
+    OVER,
     SPENT,
     company_fields,
     lead_fields,
@@ -25,7 +30,7 @@ from worker.fields import Ledger
 PACKAGES = frozenset({Ledger.PACKAGES})
 
 
-def add_request(world: World, company: int) -> int:
+def add_request(world: World, company: int | None) -> int:
     """An open Микробизнес request of ``company``, registered now."""
     return world.fake.add_lead(
         "Обращение",
@@ -171,4 +176,47 @@ def test_a_request_closed_before_the_first_start_and_reopened_counts_its_old_tim
     fake.move_lead(lead, world.support.status(STAGES[1]), by_user=agent)
     cycle.run(world.advance(timedelta(minutes=5)))
     assert lead_fields(world, lead).get(SPENT) == 40
+    assert cycle.ledger_disagreements(world.now()) == []
+
+
+def test_a_plan_made_one_company_at_a_time_equals_planning_them_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner plans a batch of companies at a time (memory holds one batch's figures):
+    with batches of one, five companies with packages and quotas, and requests of no company,
+    every field equals the truth and planning everything at once finds nothing else."""
+    monkeypatch.setattr(worker.ledgers, "PLAN_BATCH", 1)
+    world = ledger_world()
+    options = ledger_options(world.policy, frozenset({Ledger.PACKAGES, Ledger.QUOTAS}))
+    fake = world.fake
+    hours_id = fake.field_id("Пакет: часов", entity="companies")
+    paid_id = fake.field_id("Пакет: оплачен", entity="companies")
+    assert hours_id is not None
+    assert paid_id is not None
+    paid = datetime.combine(world.now().astimezone(MOSCOW).date(), time(0), tzinfo=MOSCOW)
+    companies = [fake.add_company(f"ООО Клиент {n}") for n in range(5)]
+    leads: list[int] = []
+    for n, company in enumerate(companies):
+        fake.update_company(
+            company,
+            by_user=world.agents[1],
+            custom_fields={hours_id: str(n + 1), paid_id: int(paid.timestamp())},
+        )
+        for _ in range(n + 1):
+            leads.append(add_request(world, company))
+            fake.add_note(leads[-1], f"Время: {30 * (n + 1)} мин", created_by=world.agents[0])
+    leads.append(add_request(world, company=None))
+    cycle = make_cycle(world, tmp_path, options=options)
+    cycle.run(world.now())
+    cycle.run(world.advance(timedelta(minutes=5)))
+
+    expected = truth(world, world.now(), options.ledgers)
+    for company in companies:
+        wanted = expected.company_expected(company)
+        assert {k: company_fields(world, company).get(k) for k in wanted} == wanted
+    unset = {SPENT: None, EXHAUSTED: False, OVER: False}  # an unset checkbox is off
+    for lead in leads:
+        wanted = expected.lead_expected(lead)
+        assert {k: lead_fields(world, lead).get(k, unset[k]) for k in wanted} == wanted
+    assert company_fields(world, companies[0]).get("Пакет: израсходовано, мин") == 30
     assert cycle.ledger_disagreements(world.now()) == []

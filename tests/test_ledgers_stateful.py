@@ -59,6 +59,7 @@ from hypothesis.stateful import (
 )
 
 import amo_client.client as client_module
+import worker.ledgers as ledgers_module
 from amo_client.fake import PageTurn
 from tests.churn_kit import FAULTS, ODD_SHAPES, Killed, KillingTransport, inject_fault
 from tests.cycle_kit import LOST, MOSCOW, STAGES, WON, World, make_client, make_cycle
@@ -85,6 +86,7 @@ from worker.fields import Ledger
 EXAMPLES = int(os.environ.get("SLA_STATEFUL_EXAMPLES", "20"))
 STEPS = int(os.environ.get("SLA_STATEFUL_STEPS", "25"))
 PAGE = 3  # small pages, so that a handful of leads, notes and companies spans several
+PLAN_BATCH = 2  # and small planning batches, so that a full plan spans several
 
 LEDGERS = (
     frozenset({Ledger.PACKAGES, Ledger.QUOTAS}),
@@ -177,6 +179,8 @@ class LedgerMachine(RuleBasedStateMachine):
         client_module.EVENTS_PAGE = PAGE  # type: ignore[misc]
         client_module.NOTES_PAGE = PAGE  # type: ignore[misc]
         client_module.COMPANIES_PAGE = PAGE  # type: ignore[misc]
+        self.plan_batch = ledgers_module.PLAN_BATCH
+        ledgers_module.PLAN_BATCH = PLAN_BATCH  # type: ignore[misc]
         self.root = Path(tempfile.mkdtemp(prefix="sla-ledgers-"))
         self.world: World = ledger_world()
         self.options: CycleOptions = ledger_options(self.world.policy, LEDGERS[0])
@@ -198,6 +202,7 @@ class LedgerMachine(RuleBasedStateMachine):
         client_module.EVENTS_PAGE = events_page  # type: ignore[misc]
         client_module.NOTES_PAGE = notes_page  # type: ignore[misc]
         client_module.COMPANIES_PAGE = companies_page  # type: ignore[misc]
+        ledgers_module.PLAN_BATCH = self.plan_batch  # type: ignore[misc]
         if self.cycle is not None:
             self.cycle.store.close()
         shutil.rmtree(self.root, ignore_errors=True)

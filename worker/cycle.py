@@ -370,7 +370,7 @@ class SyncCycle:
         cache, planner, setup = self._ledger_cache, self._ledger_planner, self.setup
         if cache is None or planner is None or setup is None or self._tracked is None:
             return []
-        full = plan_ledgers(
+        full, _ = plan_ledgers(
             requests=cache.requests,
             entries=cache.entries.values(),
             companies={i: c for i, c in cache.companies.items() if i in cache.company_leads},

@@ -49,6 +49,7 @@ from worker.fields import (
 )
 from worker.ledgers import (
     CALL_NOTES,
+    LedgerFigures,
     LedgerOptions,
     LedgerPlan,
     RequestFacts,
@@ -325,14 +326,16 @@ class CompanyLedger:
     """A company's ledger as the worker computes it at ``now``.
 
     ``requests``: the company's support requests of the ledger's horizon (since ``since``);
-    ``plan``: :func:`worker.ledgers.plan_ledgers` over them, with every company value the
-    worker writes in ``plan.company_writes`` (not only those that differ from amoCRM's)."""
+    ``plan`` and ``figures``: :func:`worker.ledgers.plan_ledgers` over them, with every
+    company value the worker writes in ``plan.company_writes`` (not only those that differ
+    from amoCRM's)."""
 
     company: Company
     requests: Mapping[int, RequestFacts]
     notes: tuple[TimeNote, ...]
     package: Package | str | None
     plan: LedgerPlan
+    figures: LedgerFigures
     fields: CompanyFieldMap
     options: LedgerOptions
     now: datetime
@@ -343,7 +346,7 @@ class CompanyLedger:
 
     @property
     def balance(self) -> PackageBalance | None:
-        return self.plan.balances.get(self.company.id)
+        return self.figures.balances.get(self.company.id)
 
     @property
     def written(self) -> Mapping[int, OutgoingValue]:
@@ -379,7 +382,7 @@ def company_ledger(
             time_notes.append(TimeNote(note, replace(found, company_id=company.id)))
         elif isinstance(found, Unreadable):
             time_notes.append(TimeNote(note, None, found.problem))
-    plan = plan_ledgers(
+    plan, figures = plan_ledgers(
         requests=requests,
         entries=[item.entry for item in time_notes if item.entry is not None],
         companies={company.id: _without_written_fields(company, fields)},
@@ -394,6 +397,7 @@ def company_ledger(
         notes=tuple(time_notes),
         package=package_of(company, fields, options.zone) if options.packages else None,
         plan=plan,
+        figures=figures,
         fields=fields,
         options=options,
         now=now,
@@ -611,7 +615,7 @@ def _quota_lines(ledger: CompanyLedger) -> list[str]:
         else "none (no request with a tariff), so no limits"
     )
     lines = [f"quotas (plan: {plan}):"]
-    uses = [use for found in ledger.plan.uses.values() for use in found]
+    uses = [use for found in ledger.figures.uses.values() for use in found]
     for quota in ledger.options.quotas:
         limits = ", ".join(f"{tariff} {limit}" for tariff, limit in quota.limits.items())
         lines.append(

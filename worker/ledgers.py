@@ -206,6 +206,20 @@ def _first_notes_from(
     return since
 
 
+@dataclass(frozen=True, slots=True)
+class NoteRead:
+    """A note as the ledgers keep it from a read: the entry it holds, or why it holds none
+    (a first read brings every note of the horizon; a parsed note costs a few KB)."""
+
+    note_id: int
+    lead_id: int
+    found: TimeEntry | Unreadable | None
+
+    @classmethod
+    def of(cls, note: Note, options: LedgerOptions) -> NoteRead:
+        return cls(note.id, note.entity_id, entry_of(note, options))
+
+
 def read_notes(
     client: AmoClient,
     *,
@@ -214,19 +228,19 @@ def read_notes(
     now: datetime,
     options: LedgerOptions,
     check_stop: Callable[[], None],
-) -> tuple[list[Note], int]:
+) -> tuple[list[NoteRead], int]:
     """Notes of the ledgers' types changed since the cursor, account-wide (since ``since``
     without one)."""
     if cursor is not None:
         since = datetime.fromtimestamp(cursor, UTC) - options.overlap
-    notes: list[Note] = []
+    notes: list[NoteRead] = []
     started: datetime | None = None
     for note in client.iter_notes(
         "leads", updated_from=since, note_types=options.note_types, on_invalid=_skipped_note
     ):
         check_stop()
         started = started or client.server_time
-        notes.append(note)
+        notes.append(NoteRead.of(note, options))
     clock = started or client.server_time or now
     if cursor is not None and not notes:
         return notes, cursor  # an empty answer moves nothing: the next read covers it again
@@ -242,9 +256,11 @@ def read_companies(
     now: datetime,
     options: LedgerOptions,
     check_stop: Callable[[], None],
+    keep: Collection[int] | None = None,
 ) -> tuple[list[Company], frozenset[int], int]:
-    """The wanted companies changed since the cursor, and the ``by_id`` ones read by id;
-    also those of ``by_id`` amoCRM no longer has."""
+    """The wanted companies changed since the cursor, and the ``by_id`` ones read by id,
+    with only the ``keep`` fields (all without it); also those of ``by_id`` amoCRM no
+    longer has."""
     companies: dict[int, Company] = {}
     clock: datetime | None = None
     changed_seen = False
@@ -255,7 +271,7 @@ def read_companies(
             clock = clock or client.server_time
             changed_seen = True
             if company.id in wanted:
-                companies[company.id] = company
+                companies[company.id] = _slim_company(company, keep)
     asked = sorted(set(by_id) - set(companies))
     unreadable: set[int] = set()
 
@@ -267,7 +283,7 @@ def read_companies(
     for company in client.iter_companies(ids=asked, on_invalid=skipped):
         check_stop()
         clock = clock or client.server_time
-        companies[company.id] = company
+        companies[company.id] = _slim_company(company, keep)
     clock = clock or client.server_time or now
     # Absence from a list is no evidence: each company left out is asked for on its own,
     # and only amoCRM's answer for that id (nothing there) says it is gone.
@@ -279,7 +295,7 @@ def read_companies(
         if found is None:
             gone.add(company_id)
         else:
-            companies[company_id] = found
+            companies[company_id] = _slim_company(found, keep)
     # An empty answer to the changed-companies read moves nothing (absence is not evidence).
     next_cursor = (
         cursor
@@ -308,14 +324,22 @@ class CompanyWrite:
 
 @dataclass(frozen=True)
 class LedgerPlan:
+    """What the ledgers want done: lead fields, company writes and tasks."""
+
     lead_values: Mapping[int, Mapping[SlaField, Value]]
     company_writes: tuple[CompanyWrite, ...]
     tasks: tuple[TaskPlan, ...]
+    lead_problems: Mapping[int, tuple[str, ...]]
+    company_problems: Mapping[int, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class LedgerFigures:
+    """The figures behind a plan, for a statement (the cycle does not keep them)."""
+
     balances: Mapping[int, PackageBalance]  # by company
     uses: Mapping[int, tuple[QuotaUse, ...]]  # by lead
     entries: Mapping[int, tuple[TimeEntry, ...]]  # by company
-    lead_problems: Mapping[int, tuple[str, ...]]
-    company_problems: Mapping[int, tuple[str, ...]]
 
 
 def plan_ledgers(
@@ -327,8 +351,8 @@ def plan_ledgers(
     fields: CompanyFieldMap,
     options: LedgerOptions,
     now: datetime,
-) -> LedgerPlan:
-    """The ledgers' field values, company writes and tasks at ``now``.
+) -> tuple[LedgerPlan, LedgerFigures]:
+    """The ledgers' field values, company writes and tasks at ``now``, and their figures.
 
     ``tracked``: the leads whose cards the worker keeps (their lead fields are planned)."""
     by_company, spent = _entries_by_company(entries, requests)
@@ -377,16 +401,19 @@ def plan_ledgers(
     lead_values, lead_tasks, lead_problems = _plan_leads(
         requests, tracked, spent=spent, balances=balances, uses=uses, options=options
     )
-    return LedgerPlan(
+    plan = LedgerPlan(
         lead_values=lead_values,
         company_writes=tuple(writes),
         tasks=(*tasks, *lead_tasks),
-        balances=balances,
-        uses=uses,
-        entries={company_id: tuple(found) for company_id, found in by_company.items()},
         lead_problems=lead_problems,
         company_problems=company_problems,
     )
+    figures = LedgerFigures(
+        balances=balances,
+        uses=uses,
+        entries={company_id: tuple(found) for company_id, found in by_company.items()},
+    )
+    return plan, figures
 
 
 def _plan_leads(
@@ -811,6 +838,9 @@ def touched_by(cache: LedgerCache, read: LedgerRead, also: Iterable[int] = ()) -
     return Touched(frozenset(companies), frozenset(leads))
 
 
+PLAN_BATCH = 200  # companies planned at once
+
+
 class LedgerPlanner:
     """The ledgers planned company by company: a cycle plans again the companies whose
     inputs it changed and those whose change instant has come (a package expires, a
@@ -820,6 +850,7 @@ class LedgerPlanner:
 
     def __init__(self) -> None:
         self.values: dict[int, Mapping[SlaField, Value]] = {}  # each request's ledger fields
+        self._known_values: dict[tuple[object, ...], Mapping[SlaField, Value]] = {}
         self._wakeups = Wakeups()
         self._planned = False
         self._again: set[int] = set()  # companies planned again at the next cycle
@@ -844,6 +875,7 @@ class LedgerPlanner:
     ) -> LedgerPlan:
         if everything or not self._planned:
             self.values.clear()
+            self._known_values.clear()
             self._wakeups = Wakeups()
             companies = set(cache.company_leads) | cache.left
         else:
@@ -851,34 +883,67 @@ class LedgerPlanner:
         self._planned = True
         self._again.clear()
         leads = cache.leads_of(companies) | {i for i in touched.leads if i in cache.requests}
-        # A company amoCRM no longer has is skipped.
-        held = {
-            i: cache.companies[i]
-            for i in sorted(c for c in companies if c is not None)
-            if i in cache.companies
-        }
-        plan = plan_ledgers(
-            requests={i: cache.requests[i] for i in leads},
-            entries=cache.entries_of(leads),
-            companies=held,
-            tracked=[i for i in leads if i in tracked],
-            fields=fields,
-            options=options,
-            now=now,
-        )
+        groups: dict[int | None, list[int]] = {company_id: [] for company_id in companies}
+        for lead_id in sorted(leads):
+            groups.setdefault(cache.requests[lead_id].company_id, []).append(lead_id)
+        ordered = sorted(groups, key=lambda company_id: -1 if company_id is None else company_id)
+        lead_values: dict[int, Mapping[SlaField, Value]] = {}
+        writes: list[CompanyWrite] = []
+        tasks: list[TaskPlan] = []
+        lead_problems: dict[int, tuple[str, ...]] = {}
+        company_problems: dict[int, tuple[str, ...]] = {}
+        held_ids: set[int] = set()
+        # A batch of companies at a time: a full plan holds one batch's figures, not all.
+        for start in range(0, len(ordered), PLAN_BATCH):
+            batch = ordered[start : start + PLAN_BATCH]
+            batch_leads = [lead_id for company_id in batch for lead_id in groups[company_id]]
+            # A company amoCRM no longer has is skipped.
+            held = {
+                company_id: cache.companies[company_id]
+                for company_id in batch
+                if company_id is not None and company_id in cache.companies
+            }
+            plan, _ = plan_ledgers(
+                requests={i: cache.requests[i] for i in batch_leads},
+                entries=cache.entries_of(batch_leads),
+                companies=held,
+                tracked=[i for i in batch_leads if i in tracked],
+                fields=fields,
+                options=options,
+                now=now,
+            )
+            for lead_id, values in plan.lead_values.items():
+                lead_values[lead_id] = self._shared(values)
+            writes.extend(plan.company_writes)
+            tasks.extend(plan.tasks)
+            lead_problems |= plan.lead_problems
+            company_problems |= plan.company_problems
+            held_ids |= held.keys()
+            for company_id, company in held.items():
+                self._wakeups.schedule(
+                    company_id, self._change_at(cache, company, fields, options, now)
+                )
         for lead_id in leads | touched.leads:
-            found = plan.lead_values.get(lead_id)
+            found = lead_values.get(lead_id)
             if found is None:
                 self.values.pop(lead_id, None)
             else:
                 self.values[lead_id] = found
-        self.companies = frozenset(held)
+        self.companies = frozenset(held_ids)
         self.leads = frozenset(leads)
-        for company_id, company in held.items():
-            self._wakeups.schedule(
-                company_id, self._change_at(cache, company, fields, options, now)
-            )
-        return plan
+        return LedgerPlan(
+            lead_values=lead_values,
+            company_writes=tuple(writes),
+            tasks=tuple(tasks),
+            lead_problems=lead_problems,
+            company_problems=company_problems,
+        )
+
+    def _shared(self, values: Mapping[SlaField, Value]) -> Mapping[SlaField, Value]:
+        """One mapping for every request with the same ledger values (most have few
+        distinct ones), so each request's costs a reference."""
+        key = tuple((field, type(value), value) for field, value in values.items())
+        return self._known_values.setdefault(key, values)
 
     def forget(self, lead_ids: Iterable[int]) -> None:
         for lead_id in lead_ids:
@@ -1042,11 +1107,11 @@ def read_ledgers(
         and f.registered_at < cursor
         and ((before := cache.requests.get(i)) is None or (not before.open and f.open))
     )
-    for note in client.iter_notes(
+    for old_note in client.iter_notes(
         "leads", entity_ids=returning, note_types=options.note_types, on_invalid=_skipped_note
     ):
         check_stop()
-        notes.append(note)
+        notes.append(NoteRead.of(old_note, options))
     entries: dict[int, TimeEntry] = {}
     # An entry leaves with its request, and one on no request of the ledgers (another
     # pipeline's lead, a request dropped earlier) once it is older than the horizon.
@@ -1060,19 +1125,19 @@ def read_ledgers(
             if not held(e.lead_id) and e.at.timestamp() < horizon
         }
     for note in notes:
-        found = entry_of(note, options)
+        found = note.found
         if isinstance(found, TimeEntry):
-            entries[note.id] = found
-            dropped_entries.discard(note.id)
+            entries[note.note_id] = found
+            dropped_entries.discard(note.note_id)
             continue
-        if note.id in cache.entries:
-            dropped_entries.add(note.id)  # edited into something that is no entry
-        if isinstance(found, Unreadable) and held(note.entity_id):
+        if note.note_id in cache.entries:
+            dropped_entries.add(note.note_id)  # edited into something that is no entry
+        if isinstance(found, Unreadable) and held(note.lead_id):
             log.warning(
                 "lead_problem",
-                lead_id=note.entity_id,
-                note_id=note.id,
-                problem=f"time note {note.id}: {found.problem}; it counts nothing",
+                lead_id=note.lead_id,
+                note_id=note.note_id,
+                problem=f"time note {note.note_id}: {found.problem}; it counts nothing",
             )
     wanted = {
         company_id
@@ -1091,6 +1156,7 @@ def read_ledgers(
         now=now,
         options=options,
         check_stop=check_stop,
+        keep=company_fields,
     )
     if store.get_int(COMPANIES_CURSOR) is None and written_fields:
         # The ledgers' first run on this state (a new or lost state directory): a company
@@ -1102,7 +1168,7 @@ def read_ledgers(
             check_stop()
             if company.id in wanted or not _holds_values(company, written_fields):
                 continue
-            companies.append(company)
+            companies.append(_slim_company(company, company_fields))
             left_companies |= {company.id}
     for company_id in sorted(gone_companies & cache.companies.keys()):
         log.warning(
@@ -1115,7 +1181,7 @@ def read_ledgers(
         dropped_requests=frozenset(dropped_requests),
         entries=entries,
         dropped_entries=frozenset(dropped_entries - entries.keys()),
-        companies={c.id: _slim_company(c, company_fields) for c in companies},
+        companies={c.id: c for c in companies},
         notes_cursor=notes_cursor,
         dropped_companies=gone_companies,
         left_companies=left_companies,
