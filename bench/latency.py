@@ -281,8 +281,10 @@ def reply_just_before_the_deadline(state_dir: Path) -> Outcome:
         world.service.request_shutdown()
         world.thread.join(10)
         wakeup = world.cycle.runs[-1]
-        state = wakeup.report.states[world.lead_id]
-        if state.reaction.breached or state.status is not SlaStatus.ON_TIME:
+        state = world.cycle.cycle.state(world.lead_id, wakeup.now)
+        if state is None:
+            problems.append("the request is no longer tracked")
+        elif state.reaction.breached or state.status is not SlaStatus.ON_TIME:
             problems.append(f"the wake-up judged {state.status}")
         if world.fake.tasks:
             problems.append(f"{len(world.fake.tasks)} tasks for a request answered in time")

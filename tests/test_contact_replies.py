@@ -51,6 +51,13 @@ ATTRIBUTIONS = [
 ]
 
 
+def reaction_of(cycle: SyncCycle, lead_id: int, now: datetime) -> datetime | None:
+    """When the request's reaction came, as the cycle's copy of it says at ``now``."""
+    state = cycle.state(lead_id, now)
+    assert state is not None, f"lead {lead_id} is not tracked"
+    return state.reaction.finished_at
+
+
 @pytest.mark.parametrize(("names", "lead_id", "candidates"), ATTRIBUTIONS)
 def test_a_contact_reply_counts_for_the_one_request_open_then(
     names: list[str], lead_id: int | None, candidates: tuple[int, ...]
@@ -115,9 +122,9 @@ def test_a_reply_filed_on_the_contact_is_the_reaction_of_its_one_open_request(
     assert world.fake.lead_events(lead_id, "outgoing_chat_message") == []  # not on the lead
 
     world.fake.reset_request_log()
-    report = cycle.run(world.advance(timedelta(minutes=1)))
+    cycle.run(world.advance(timedelta(minutes=1)))
 
-    assert report.states[lead_id].reaction.finished_at == replied.replace(microsecond=0)
+    assert reaction_of(cycle, lead_id, world.now()) == replied.replace(microsecond=0)
     assert stored_fields(world, lead_id)["SLA: реакция"] == int(replied.timestamp())
     assert matches_engine(world, lead_id)
     events_reads = [r for r in world.fake.request_log if r.path == "/api/v4/events"]
@@ -131,10 +138,10 @@ def test_a_reply_on_a_contact_with_two_open_requests_counts_for_none(
     world.advance(timedelta(minutes=10))
     world.fake.reply(first, "outgoing_chat_message", created_by=world.agents[0])
 
-    report = cycle.run(world.advance(timedelta(minutes=1)))
+    cycle.run(world.advance(timedelta(minutes=1)))
 
-    assert report.states[first].reaction.finished_at is None
-    assert report.states[second].reaction.finished_at is None
+    assert reaction_of(cycle, first, world.now()) is None
+    assert reaction_of(cycle, second, world.now()) is None
     (ambiguous,) = [entry for entry in logs if entry["event"] == "reaction_ambiguous"]
     assert ambiguous["contact_id"] == contact
     assert ambiguous["lead_ids"] == [first, second]
@@ -151,9 +158,9 @@ def test_a_robots_message_on_the_contact_does_not_react(tmp_path: Path) -> None:
     world.advance(timedelta(minutes=10))
     world.fake.reply(lead_id, "outgoing_chat_message", created_by=0)
 
-    report = cycle.run(world.advance(timedelta(minutes=1)))
+    cycle.run(world.advance(timedelta(minutes=1)))
 
-    assert report.states[lead_id].reaction.finished_at is None
+    assert reaction_of(cycle, lead_id, world.now()) is None
     assert matches_engine(world, lead_id)
 
 
@@ -166,9 +173,10 @@ def test_a_request_older_than_the_feed_finds_its_contact_reply_at_the_first_star
     lead_id = request_of(world, contact, created=created)
     world.fake.reply(lead_id, "outgoing_call", created_by=world.agents[1], at=created + 600)
 
-    report = make_cycle(world, tmp_path).run(world.now())
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
 
-    assert report.states[lead_id].reaction.finished_at == datetime.fromtimestamp(created + 600, UTC)
+    assert reaction_of(cycle, lead_id, world.now()) == datetime.fromtimestamp(created + 600, UTC)
     assert matches_engine(world, lead_id)
 
 
@@ -269,10 +277,10 @@ def test_with_several_open_a_chat_message_counts_for_the_request_its_talk_names(
         second, "outgoing_chat_message", created_by=world.agents[0], talk_about_lead=True
     )
 
-    report = cycle.run(world.advance(timedelta(minutes=1)))
+    cycle.run(world.advance(timedelta(minutes=1)))
 
-    assert report.states[second].reaction.finished_at == replied.replace(microsecond=0)
-    assert report.states[first].reaction.finished_at is None
+    assert reaction_of(cycle, second, world.now()) == replied.replace(microsecond=0)
+    assert reaction_of(cycle, first, world.now()) is None
     assert not [entry for entry in logs if entry["event"] == "reaction_ambiguous"]
     assert matches_engine(world, first)
     assert matches_engine(world, second)
@@ -305,9 +313,9 @@ def test_a_reply_filed_on_the_company_counts_for_its_one_open_request(
     replied = world.advance(timedelta(minutes=10))
     world.fake.reply(lead_id, "outgoing_call", created_by=world.agents[0])
 
-    report = cycle.run(world.advance(timedelta(minutes=1)))
+    cycle.run(world.advance(timedelta(minutes=1)))
 
-    assert report.states[lead_id].reaction.finished_at == replied.replace(microsecond=0)
+    assert reaction_of(cycle, lead_id, world.now()) == replied.replace(microsecond=0)
     assert matches_engine(world, lead_id)
     lead = world.client.lead(lead_id, with_=("contacts",))
     assert lead is not None

@@ -42,15 +42,19 @@ def test_the_run_before_the_deadline_names_the_breach_instant_and_the_wakeup_fla
     cycle = make_cycle(world, tmp_path)
 
     first = cycle.run(world.now())
-    assert first.states[lead_id].reaction.due == DEADLINE
-    assert not first.states[lead_id].reaction.breached
+    state = cycle.state(lead_id, world.now())
+    assert state is not None
+    assert state.reaction.due == DEADLINE
+    assert not state.reaction.breached
     assert first.next_change_at == BREACH_AT
     assert first.tasks_created == 0
 
     world.clock.advance((BREACH_AT - world.now()).total_seconds())
     wakeup = cycle.run(world.now())
 
-    assert wakeup.states[lead_id].reaction.breached
+    state = cycle.state(lead_id, world.now())
+    assert state is not None
+    assert state.reaction.breached
     assert wakeup.tasks_created == 1
     fields = stored_fields(world, lead_id)
     assert fields["SLA: реакция просрочена"] is True
@@ -73,7 +77,8 @@ def test_the_wakeup_reads_a_reply_from_just_before_the_deadline_first(tmp_path: 
     world.clock.advance((BREACH_AT - world.now()).total_seconds())
     wakeup = cycle.run(world.now())
 
-    state = wakeup.states[lead_id]
+    state = cycle.state(lead_id, world.now())
+    assert state is not None
     assert state.reaction.finished_at == replied_at.replace(microsecond=0)
     assert not state.reaction.breached
     assert state.status is SlaStatus.ON_TIME

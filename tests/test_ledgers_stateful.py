@@ -180,7 +180,7 @@ class LedgerMachine(RuleBasedStateMachine):
         client_module.NOTES_PAGE = PAGE  # type: ignore[misc]
         client_module.COMPANIES_PAGE = PAGE  # type: ignore[misc]
         self.plan_batch = ledgers_module.PLAN_BATCH
-        ledgers_module.PLAN_BATCH = PLAN_BATCH  # type: ignore[misc]
+        ledgers_module.PLAN_BATCH = PLAN_BATCH
         self.root = Path(tempfile.mkdtemp(prefix="sla-ledgers-"))
         self.world: World = ledger_world()
         self.options: CycleOptions = ledger_options(self.world.policy, LEDGERS[0])
@@ -202,7 +202,7 @@ class LedgerMachine(RuleBasedStateMachine):
         client_module.EVENTS_PAGE = events_page  # type: ignore[misc]
         client_module.NOTES_PAGE = notes_page  # type: ignore[misc]
         client_module.COMPANIES_PAGE = companies_page  # type: ignore[misc]
-        ledgers_module.PLAN_BATCH = self.plan_batch  # type: ignore[misc]
+        ledgers_module.PLAN_BATCH = self.plan_batch
         if self.cycle is not None:
             self.cycle.store.close()
         shutil.rmtree(self.root, ignore_errors=True)

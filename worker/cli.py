@@ -310,13 +310,9 @@ def _first_cycle_notes(account: Account) -> list[str]:
         report = cycle.run(datetime.now(UTC))
     finally:
         cycle.store.close()
-    breached = [
-        lead_id
-        for lead_id, state in report.states.items()
-        if state.reaction.breached or state.resolution.breached
-    ]
     notes = [
-        f"the next cycle computes {len(report.states)} request(s): {len(breached)} breached, "
+        f"the next cycle computes {report.leads_computed} request(s), "
+        f"{report.breached} breached in all, "
         f"{len(report.writes)} to write, {len(report.tasks)} task(s) to create"
     ]
     if report.past_breaches and report.first_start is not None:

@@ -1,39 +1,35 @@
-"""The tracked leads' last computed SLA states, and when each changes by itself.
+"""Which tracked leads are computed, what their last states call for, and when each changes
+by itself.
 
 A lead's state is a pure function of its copy, its history and ``now``, and it stays the
 same until its ``next_change_at`` (the engine's property tests hold it to that). So a
 cycle computes a lead again only when its input changed (read again, new events, a write
 of the worker's) or its next change instant has come; the instants wait in a heap, whose
 earliest entry is also the scheduler's next wake-up. A full reconcile starts afresh.
+
+The states themselves are not kept between cycles (at 50,000 open requests they cost tens
+of MB): a cycle that needs a lead's state (its company's ledger is planned) computes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 from sla.state import SlaState
 from worker.wakeups import Wakeups
 
 
-class Computations(Mapping[int, SlaState]):
-    """Each computed lead's last state, by lead id; the leads that could not be computed."""
+class Computations:
+    """The tracked leads computed, those that could not be, and what their last states say."""
 
     def __init__(self) -> None:
-        self._results: dict[int, SlaState] = {}
+        self.computed: set[int] = set()
         self.failed: set[int] = set()
         self.task_due: set[int] = set()  # the leads whose state calls for a breach task
+        self.breached: set[int] = set()  # the leads with a clock breached
         self._again: set[int] = set()  # computed again at the next cycle whatever happens
         self._wakeups = Wakeups()
-
-    def __getitem__(self, lead_id: int) -> SlaState:
-        return self._results[lead_id]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._results)
-
-    def __len__(self) -> int:
-        return len(self._results)
 
     def stale(self, tracked: Collection[int], changed: Iterable[int], now: datetime) -> set[int]:
         """The tracked leads to compute at ``now``: those whose input changed, those whose
@@ -41,8 +37,8 @@ class Computations(Mapping[int, SlaState]):
         wanted = {lead_id for lead_id in (*changed, *self._again) if lead_id in tracked}
         self._again.clear()
         wanted |= {lead_id for lead_id in self._wakeups.due(now) if lead_id in tracked}
-        if len(self._results) + len(self.failed) != len(tracked):
-            wanted |= {i for i in tracked if i not in self._results and i not in self.failed}
+        if len(self.computed) + len(self.failed) != len(tracked):
+            wanted |= {i for i in tracked if i not in self.computed and i not in self.failed}
         return wanted
 
     @property
@@ -55,25 +51,22 @@ class Computations(Mapping[int, SlaState]):
         self._again.update(lead_ids)
 
     def put(self, lead_id: int, state: SlaState) -> None:
-        self._results[lead_id] = state
+        self.computed.add(lead_id)
         self.failed.discard(lead_id)
-        if state.reaction_task_due or state.resolution_task_due:
-            self.task_due.add(lead_id)
-        else:
-            self.task_due.discard(lead_id)
+        _mark(self.task_due, lead_id, state.reaction_task_due or state.resolution_task_due)
+        _mark(self.breached, lead_id, state.reaction.breached or state.resolution.breached)
         self._wakeups.schedule(lead_id, state.next_change_at)
 
     def fail(self, lead_id: int) -> None:
-        self._results.pop(lead_id, None)
-        self._wakeups.discard(lead_id)
-        self.task_due.discard(lead_id)
+        self.forget([lead_id])
         self.failed.add(lead_id)
 
     def forget(self, lead_ids: Iterable[int]) -> None:
         for lead_id in lead_ids:
-            self._results.pop(lead_id, None)
+            self.computed.discard(lead_id)
             self._wakeups.discard(lead_id)
             self.task_due.discard(lead_id)
+            self.breached.discard(lead_id)
             self.failed.discard(lead_id)
 
     def next_change_at(self) -> datetime | None:
@@ -81,5 +74,9 @@ class Computations(Mapping[int, SlaState]):
         at = self._wakeups.earliest()
         return None if at is None else datetime.fromtimestamp(at, UTC)
 
-    def states(self) -> dict[int, SlaState]:
-        return dict(self._results)
+
+def _mark(marked: set[int], lead_id: int, on: bool) -> None:
+    if on:
+        marked.add(lead_id)
+    else:
+        marked.discard(lead_id)

@@ -171,7 +171,7 @@ class CycleReport:
     stopped_early: bool = False
     writes: tuple[PlannedWrite, ...] = ()
     tasks: tuple[TaskPlan, ...] = ()
-    states: Mapping[int, SlaState] = field(default_factory=dict)
+    breached: int = 0  # tracked requests with a clock breached, as last computed
     companies_written: int = 0
     ledger: LedgerPlan | None = None
     first_start: datetime | None = None
@@ -207,8 +207,8 @@ class _Read:
     touched: frozenset[int]  # leads read again or given new events
     new: frozenset[int]  # leads the cache did not hold before this read
     forgotten: frozenset[int]
-    # The leads' events read, as the store keeps them (an Event model costs several times
-    # its JSON, and a first sync reads a month of them), and the notes they say are deleted.
+    # The replies found on contacts, as the store keeps them (the leads' own events are
+    # stored as soon as they are read), and the notes the events say are deleted.
     events: tuple[StoredEvent, ...]
     deleted_notes: frozenset[int]
     leads_cursor: int
@@ -229,6 +229,8 @@ class _Parsed:
     sla_values: Mapping[int, Value]  # the SLA fields that differ from what the state wants
     ledger_current: Mapping[int, Value]  # the ledger fields' values (with the ledgers on)
     name: str  # kept when a write is likely (a field differs, acceptance is due); else ""
+    accept_now: bool
+    task_state: SlaState | None  # the state, when it calls for a breach task
     facts: RequestFacts | None = None  # kept when they differ from the ledger cache's
 
 
@@ -240,13 +242,21 @@ def _parse(lead: Lead, state: SlaState, setup: AccountSetup, *, ledgers: bool) -
         ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
         ledger_current = {i: current[i] for i in ids if i in current}
     name = lead.name if sla_values or state.accept_now else ""
-    return _Parsed(sla_values or _NOTHING, ledger_current, name)
+    task_due = state.reaction_task_due or state.resolution_task_due
+    return _Parsed(
+        sla_values or _NOTHING,
+        ledger_current,
+        name,
+        state.accept_now,
+        state if task_due else None,
+    )
 
 
 @dataclass(frozen=True)
 class _Plan:
-    results: Computations  # every tracked lead's last computed state
-    computed: frozenset[int]  # the leads computed in this cycle
+    results: Computations  # what every tracked lead's last computed state says
+    computed: frozenset[int]  # the leads computed in this cycle for their own sake
+    due: Mapping[int, SlaState]  # the states among them that call for a breach task
     writes: tuple[PlannedWrite, ...]
     settled: frozenset[int]  # closed leads nothing can change any more: dropped from the cache
     ledger: LedgerPlan | None = None
@@ -323,8 +333,7 @@ class SyncCycle:
         """The tasks to ensure in this cycle: those the states and ledgers planned now call
         for, and those still open from earlier cycles that nothing planned again; with the
         leads whose breach task is withheld as older than the first start."""
-        results = plan.results
-        due = {i: results[i] for i in sorted(plan.computed & results.task_due)}
+        due = dict(sorted(plan.due.items()))
         fresh = plan_tasks(
             due, lambda lead_id: read.tracked[lead_id].lead, self.options.tasks, first_start
         )
@@ -341,10 +350,11 @@ class SyncCycle:
         return [*fresh, *still_open], withheld
 
     def disagreements(self, now: datetime) -> list[int]:
-        """The tracked leads whose kept result differs from computing them afresh at ``now``:
-        in the fields written, the tasks due and acceptance (the incremental path against a
-        full recompute, after a cycle at ``now``). A lead the cycle's own write changed is
-        left out: it is computed again at the next cycle, from what amoCRM then holds."""
+        """The tracked leads a full recompute at ``now`` would act on differently from the
+        incremental path (after a cycle at ``now``): a field of the cached copy (what amoCRM
+        holds after the worker's writes) that differs from the fresh state's, a breach task
+        due or not, an acceptance not made. A lead the cycle's own write changed is left
+        out: it is computed again at the next cycle, from what amoCRM then holds."""
         if self._tracked is None or self._results is None or self.setup is None:
             return []
         setup, results = self.setup, self._results
@@ -352,16 +362,30 @@ class SyncCycle:
         for lead_id, item in sorted(self._tracked.items()):
             if lead_id in results.pending:
                 continue
-            kept = results.get(lead_id)
             try:
-                fresh = self._compute(item.lead, item.events, setup, now)
+                lead = item.lead
+                fresh = self._compute(lead, item.events, setup, now)
+                current = current_values(lead, setup.fields)
             except Exception:
-                if kept is not None:
+                if lead_id not in results.failed:
                     found.append(lead_id)
                 continue
-            if kept is None or _observable(kept, setup) != _observable(fresh, setup):
+            task_due = fresh.reaction_task_due or fresh.resolution_task_due
+            if (
+                lead_id not in results.computed
+                or differing(current, desired_values(fresh, setup.fields))
+                or task_due != (lead_id in results.task_due)
+                or fresh.accept_now
+            ):
                 found.append(lead_id)
         return found
+
+    def state(self, lead_id: int, now: datetime) -> SlaState | None:
+        """The tracked lead's state at ``now``, computed from the cached copy and history."""
+        item = (self._tracked or {}).get(lead_id)
+        if item is None or self.setup is None:
+            return None
+        return self._compute(item.lead, item.events, self.setup, now)
 
     def ledger_disagreements(self, now: datetime) -> list[str]:
         """What planning every company afresh at ``now`` finds that the kept plan lacks
@@ -477,7 +501,7 @@ class SyncCycle:
             stopped_early=stopped,
             writes=plan.writes,
             tasks=tuple(task_plans),
-            states=plan.results.states(),
+            breached=len(plan.results.breached),
             companies_written=companies_written,
             ledger=plan.ledger,
             first_start=first_start,
@@ -613,11 +637,17 @@ class SyncCycle:
         grouped = kept.by_lead()
         for lead_id, raws in self.store.load_events(set(fresh) - set(uncovered)).items():
             grouped.setdefault(lead_id, []).extend(raws)
+        if not self.dry_run:
+            # Stored now, not held until the cycle's reads are: a first read brings a month
+            # of them. Only the cursors say what was read, and they move in _persist.
+            with self.store.transaction():
+                self.store.save_events(kept.of_leads)
+        kept.of_leads.clear()
         # Parsed one lead at a time, and only the tracked leads' (the feed has every lead's).
         parsed = (
             (lead_id, [Event.model_validate_json(raw) for raw in raws])
-            for lead_id, raws in grouped.items()
-            if lead_id in tracked
+            for lead_id in list(grouped)
+            if (raws := grouped.pop(lead_id)) and lead_id in tracked
         )
         # The requests' own events first: a reply on a contact is judged on their histories.
         replies = contact_replies(
@@ -633,7 +663,7 @@ class SyncCycle:
             touched=frozenset(touched - forgotten),
             new=frozenset(new) & tracked.keys(),
             forgotten=frozenset(forgotten - tracked.keys()),
-            events=(*kept.of_leads, *map(stored_event, replies)),
+            events=tuple(map(stored_event, replies)),
             deleted_notes=frozenset(kept.deleted_notes),
             leads_cursor=leads.cursor,
             feed=feed.cursor,
@@ -681,16 +711,15 @@ class SyncCycle:
             ledger_read, ledger = self._ledgers(read, facts, setup, now, full)
             ledger_values = self._ledger_planner.values if self._ledger_planner else {}
         # The leads whose wanted values may have changed: the ones computed now, and (with
-        # the ledgers on) the ones the ledgers planned now.
-        candidates = computed | (ledger.lead_values.keys() if ledger is not None else set())
+        # the ledgers on) the ones the ledgers planned now, computed now too (their state
+        # is not kept; it is as it was).
+        if ledger is not None:
+            also = sorted(ledger.lead_values.keys() - parsed.keys() - results.failed)
+            parsed |= self._compute_leads(results, also, read, setup, now, logged=frozenset())
+        due = {i: state for i in computed if (state := parsed[i].task_state) is not None}
         writes: list[PlannedWrite] = []
-        for lead_id in sorted(candidates):
-            state = results.get(lead_id)
-            if state is None:
-                continue
-            lead = parsed.get(lead_id) or _parse(
-                read.tracked[lead_id].lead, state, setup, ledgers=ledger is not None
-            )
+        for lead_id in sorted(parsed):
+            lead = parsed[lead_id]
             values = dict(lead.sla_values)
             if ledger is not None:
                 wanted = {
@@ -699,7 +728,7 @@ class SyncCycle:
                     if (field_id := setup.fields.id_of(key)) is not None
                 }
                 values |= differing(lead.ledger_current, wanted)
-            move_to = setup.roles.accepted_status_id if state.accept_now else None
+            move_to = setup.roles.accepted_status_id if lead.accept_now else None
             if values or move_to is not None:
                 since = (
                     _entered(read.tracked[lead_id].events, setup.roles.acceptance)
@@ -727,26 +756,42 @@ class SyncCycle:
                 and item.updated_at < horizon
                 and lead_id not in planned
             )
-        return _Plan(results, computed, tuple(writes), settled, ledger, ledger_read)
+        return _Plan(results, computed, due, tuple(writes), settled, ledger, ledger_read)
 
     def _compute_changed(
         self, read: _Read, setup: AccountSetup, now: datetime, full: bool
     ) -> tuple[Computations, dict[int, _Parsed]]:
         """Compute the leads whose state may have changed (every one at a full reconcile, or
         when the setup changed); a lead that cannot be computed is logged and left out (the
-        per-lead policy). Returns every lead's last state and what was parsed of the leads
-        computed now (held for this cycle only)."""
+        per-lead policy). Returns what every lead's last state says and what was parsed of
+        the leads computed now (held for this cycle only)."""
         results = self._results
         if results is None or full or setup != self._results_setup:
             results = self._results = Computations()
             self._results_setup = setup
         results.forget(read.forgotten)
         stale = results.stale(read.tracked, read.touched, now)
+        logged = read.tracked.keys() if full else read.touched
+        return results, self._compute_leads(results, sorted(stale), read, setup, now, logged=logged)
+
+    def _compute_leads(
+        self,
+        results: Computations,
+        lead_ids: Iterable[int],
+        read: _Read,
+        setup: AccountSetup,
+        now: datetime,
+        *,
+        logged: Collection[int],
+    ) -> dict[int, _Parsed]:
+        """Compute these leads and note what their states say; a lead that cannot be
+        computed is left out (the per-lead policy), and its problems are logged when it is
+        among ``logged`` (read afresh)."""
         parsed: dict[int, _Parsed] = {}
         ledgers = self._load_ledger_cache() if self.options.ledgers.on else None
-        for lead_id in sorted(stale):
+        for lead_id in lead_ids:
             item = read.tracked[lead_id]
-            fresh = full or lead_id in read.touched
+            fresh = lead_id in logged
             try:
                 lead = item.lead
                 state = self._compute(lead, item.events, setup, now)
@@ -765,7 +810,7 @@ class SyncCycle:
             if fresh:
                 for problem in state.problems:
                     log.warning("lead_problem", lead_id=lead_id, problem=problem)
-        return results, parsed
+        return parsed
 
     def _ledgers(
         self,
@@ -1003,16 +1048,6 @@ def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
     if last_full is None:
         return None
     return last_full - int(options.full_reconcile_interval.total_seconds())
-
-
-def _observable(state: SlaState, setup: AccountSetup) -> tuple[object, ...]:
-    """What the worker writes or acts on of a state."""
-    return (
-        desired_values(state, setup.fields),
-        state.reaction_task_due,
-        state.resolution_task_due,
-        state.accept_now,
-    )
 
 
 BREACH_CLOCKS = frozenset(clock.value for clock in BreachClock)
