@@ -28,7 +28,7 @@ from tests.cycle_kit import (
     stored_fields,
     task_options,
 )
-from worker.cycle import CycleOptions, SyncCycle
+from worker.cycle import LAST_FULL_SYNC, CycleOptions, SyncCycle
 from worker.report import print_plan
 from worker.store import StateStore
 from worker.tasks import TaskOptions
@@ -101,7 +101,12 @@ def test_a_breach_after_the_first_start_gets_its_task_and_the_old_ones_still_non
     assert {int(task["entity_id"]) for task in world.fake.tasks} == {fresh}
     assert report.tasks_created == 1
     assert not [entry for entry in logs if entry["event"] == "past_breaches"]
+
+    cycle.store.set_int(LAST_FULL_SYNC, 0)  # a full reconcile computes the old ones again
+    report = cycle.run(world.advance(timedelta(minutes=5)))
+    assert report.full_sync
     assert set(report.past_breaches) >= set(old)
+    assert {int(task["entity_id"]) for task in world.fake.tasks} == {fresh}
 
 
 def test_all_asks_for_tasks_for_every_past_breach(tmp_path: Path) -> None:

@@ -1039,7 +1039,32 @@ def _differs(known: TrackedLead, fresh: TrackedLead) -> bool:
     for key in _CHANGE_STAMPS:
         before.pop(key, None)
         after.pop(key, None)
-    return bool(before != after)
+    before_fields = _field_values(before.pop("custom_fields_values", None))
+    after_fields = _field_values(after.pop("custom_fields_values", None))
+    if before != after or before_fields.keys() != after_fields.keys():
+        return True
+    for field_id, known_values in before_fields.items():
+        fresh_values = after_fields[field_id]
+        if len(known_values) != len(fresh_values):
+            return True
+        # A value the worker wrote is cached as written (an enum id alone); amoCRM sends it
+        # back with the option's text besides.
+        for known_value, fresh_value in zip(known_values, fresh_values, strict=True):
+            if known_value != {k: v for k, v in fresh_value.items() if k in known_value}:
+                return True
+    return False
+
+
+def _field_values(raw: object) -> dict[object, list[dict[str, object]]]:
+    """A lead's custom field values by field id (names and types are labels: a state
+    reads no field by them)."""
+    if not isinstance(raw, list):
+        return {}
+    return {
+        entry.get("field_id"): [v for v in entry.get("values") or () if isinstance(v, dict)]
+        for entry in raw
+        if isinstance(entry, dict)
+    }
 
 
 def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:

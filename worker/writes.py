@@ -25,7 +25,7 @@ from amo_client.models import (
     OutgoingValue,
     SelectValue,
 )
-from worker.fields import FieldMap, SlaField, Value
+from worker.fields import FIELD_SPECS, FieldMap, FieldType, SlaField, Value
 
 log = structlog.get_logger("worker.cycle")
 
@@ -177,12 +177,19 @@ def lead_update(write: PlannedWrite, fields: FieldMap) -> EntityUpdate:
 def with_written(lead: Lead, write: PlannedWrite, fields: FieldMap) -> Lead:
     """The lead as amoCRM holds it after the write, so the next diff starts there."""
     status_field = fields.id_of(SlaField.STATUS)
+    # amoCRM sends a number field's value back as text.
+    numeric = {fields.id_of(s.key) for s in FIELD_SPECS if s.type is FieldType.NUMERIC}
     by_id = {field.field_id: field for field in lead.custom_fields_values or ()}
     for field_id, value in write.values.items():
         if value is None:
             by_id.pop(field_id, None)
             continue
-        stored = FieldValue(enum_id=value) if field_id == status_field else FieldValue(value=value)
+        if field_id == status_field:
+            stored = FieldValue(enum_id=value)
+        elif field_id in numeric and not isinstance(value, bool):
+            stored = FieldValue(value=str(value))
+        else:
+            stored = FieldValue(value=value)
         by_id[field_id] = CustomFieldValues(field_id=field_id, values=[stored])
     changes: dict[str, object] = {"custom_fields_values": list(by_id.values()) or None}
     if write.status_id is not None:
