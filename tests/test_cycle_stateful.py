@@ -574,6 +574,7 @@ class CycleMachine(RuleBasedStateMachine):
         with contextlib.suppress(Killed):
             self.cycle.run(now)
         self.note_full()
+        self.note_first_start()  # before the state may be lost with it
         self.cycle.store.close()
         self.cycle = self.start_worker(lose_state=lose_state)
 
@@ -605,6 +606,7 @@ class CycleMachine(RuleBasedStateMachine):
         with contextlib.suppress(Killed):
             self.cycle.run(now)
         self.note_full()
+        self.note_first_start()  # before the state may be lost with it
         self.cycle.store.close()
         self.cycle = self.start_worker(lose_state=lose_state)
 
@@ -621,6 +623,13 @@ class CycleMachine(RuleBasedStateMachine):
         far enough back for any event listed less than a reconcile interval late)."""
         return any(full >= late.visible_at for full in self.fulls)
 
+    def note_first_start(self) -> datetime | None:
+        """The first start the first state recorded, noted once it is there."""
+        recorded = self.cycle.store.first_start()
+        if self.first_start is None and recorded is not None:
+            self.first_start = datetime.fromtimestamp(recorded, UTC)
+        return self.first_start
+
     def check(self, now: datetime) -> None:
         world = self.world
         assert world.fake.wait_for_webhooks(), "the fake's hooks were not all answered"
@@ -629,13 +638,10 @@ class CycleMachine(RuleBasedStateMachine):
         disagreeing = self.cycle.disagreements(now)
         assert not disagreeing, f"kept results differ from a full recompute: {disagreeing}"
         counts = task_counts(world)
-        # The first start: as the first state recorded it, and as the current one believes
-        # it (found again in amoCRM after a lost state, to the minute).
-        recorded = self.cycle.store.first_start()
-        believed = datetime.fromtimestamp(recorded or 0, UTC)
-        if self.first_start is None and recorded is not None:
-            self.first_start = believed
-        original = self.first_start or believed
+        # The first start: as the first state recorded it (a killed cycle's too), and as
+        # the current one believes it (found again in amoCRM after a lost state).
+        believed = datetime.fromtimestamp(self.cycle.store.first_start() or 0, UTC)
+        original = self.note_first_start() or believed
         doubled = {key: n for key, n in counts.items() if n > 1}
         assert not doubled, f"more than one task per lead and clock: {doubled}"
         unfounded = sorted(set(counts) - self.ever_breached)
