@@ -4,12 +4,13 @@ the truth on amoCRM's full history and against planning every company afresh."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 
 import worker.ledgers
+from amo_client.models import Company, CustomFieldValues, FieldValue
 from tests.cycle_kit import MOSCOW, STAGES, WON, World, make_cycle
 from tests.ledger_kit import (
     EXHAUSTED,
@@ -26,6 +27,8 @@ from tests.ledger_kit import (
 )
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger
+from worker.ledgers import LedgerCache, LedgerRead, touched_by
+from worker.packed import PackedModels
 
 PACKAGES = frozenset({Ledger.PACKAGES})
 
@@ -220,3 +223,64 @@ def test_a_plan_made_one_company_at_a_time_equals_planning_them_together(
         assert {k: lead_fields(world, lead).get(k, unset[k]) for k in wanted} == wanted
     assert company_fields(world, companies[0]).get("Пакет: израсходовано, мин") == 30
     assert cycle.ledger_disagreements(world.now()) == []
+
+
+def _company(values: dict[int, object], *, text: bool, enum: int | None = None) -> Company:
+    """A company with package fields: as the worker cached its own write (``text`` False),
+    or as amoCRM sends it back (numbers as text, names and types, the option's text)."""
+    fields = [
+        CustomFieldValues(
+            field_id=field_id,
+            field_name=f"Поле {field_id}" if text else None,
+            field_type="numeric" if text else None,
+            values=[FieldValue(value=str(value) if text else value)],
+        )
+        for field_id, value in values.items()
+    ]
+    if enum is not None:
+        fields.append(
+            CustomFieldValues(
+                field_id=7,
+                values=[FieldValue(enum_id=enum, value="Действует" if text else None)],
+            )
+        )
+    return Company(
+        id=40000001,
+        name="ООО Клиент",
+        responsible_user_id=5000001,
+        updated_at=datetime(2025, 11, 5, 10, 0, 5 if text else 0, tzinfo=UTC),
+        custom_fields_values=fields,
+    )
+
+
+def _read_of(company: Company) -> LedgerRead:
+    return LedgerRead(
+        requests={},
+        dropped_requests=frozenset(),
+        entries={},
+        dropped_entries=frozenset(),
+        companies={company.id: company},
+        dropped_companies=frozenset(),
+        left_companies=frozenset(),
+        notes_cursor=0,
+        companies_cursor=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("read_back", "planned"),
+    [
+        pytest.param(_company({5: 90, 6: 510}, text=True, enum=3), False, id="own-write-read-back"),
+        pytest.param(_company({5: 90, 6: 500}, text=True, enum=3), True, id="a-value-changed"),
+        pytest.param(_company({5: 90, 6: 510}, text=True, enum=4), True, id="another-option"),
+        pytest.param(_company({5: 90}, text=True, enum=3), True, id="a-value-cleared"),
+    ],
+)
+def test_a_company_read_back_as_the_worker_wrote_it_is_not_planned_again(
+    read_back: Company, planned: bool
+) -> None:
+    cached = _company({5: 90, 6: 510}, text=False, enum=3)
+    cache = LedgerCache(requests={}, entries={}, companies=PackedModels(Company))
+    cache.companies[read_back.id] = cached
+    touched = touched_by(cache, _read_of(read_back))
+    assert (read_back.id in touched.companies) is planned

@@ -252,6 +252,17 @@ def _parse(lead: Lead, state: SlaState, setup: AccountSetup, *, ledgers: bool) -
     )
 
 
+def _ledger_fields(item: TrackedLead, setup: AccountSetup) -> _Parsed | None:
+    """A lead's ledger field values alone (None when its fields cannot be read)."""
+    try:
+        current = current_values(item.lead, setup.fields)
+    except ValueError:  # a value of the wrong type, a copy that no longer parses
+        return None
+    ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
+    ledger_current = {i: current[i] for i in ids if i in current}
+    return _Parsed(_NOTHING, ledger_current, "", accept_now=False, task_state=None)
+
+
 @dataclass(frozen=True)
 class _Plan:
     results: Computations  # what every tracked lead's last computed state says
@@ -711,11 +722,14 @@ class SyncCycle:
             ledger_read, ledger = self._ledgers(read, facts, setup, now, full)
             ledger_values = self._ledger_planner.values if self._ledger_planner else {}
         # The leads whose wanted values may have changed: the ones computed now, and (with
-        # the ledgers on) the ones the ledgers planned now, computed now too (their state
-        # is not kept; it is as it was).
+        # the ledgers on) the ones the ledgers planned now. A lead not computed now has its
+        # SLA fields as its state wants them (else it would be due again), so only its
+        # ledger fields are read.
         if ledger is not None:
-            also = sorted(ledger.lead_values.keys() - parsed.keys() - results.failed)
-            parsed |= self._compute_leads(results, also, read, setup, now, logged=frozenset())
+            for lead_id in sorted(ledger.lead_values.keys() - parsed.keys() - results.failed):
+                found = _ledger_fields(read.tracked[lead_id], setup)
+                if found is not None:
+                    parsed[lead_id] = found
         due = {i: state for i in computed if (state := parsed[i].task_state) is not None}
         writes: list[PlannedWrite] = []
         for lead_id in sorted(parsed):

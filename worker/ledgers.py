@@ -831,11 +831,24 @@ def touched_by(cache: LedgerCache, read: LedgerRead, also: Iterable[int] = ()) -
     companies = (
         {cache.requests[i].company_id for i in leads if i in cache.requests}
         | {facts.company_id for facts in read.requests.values()}
-        | read.companies.keys()
+        | {i for i, company in read.companies.items() if _news(cache.companies.get(i), company)}
         | read.left_companies
         | read.dropped_companies
     )
     return Touched(frozenset(companies), frozenset(leads))
+
+
+def _news(before: Company | None, after: Company) -> bool:
+    """Whether a company read holds something its ledger depends on that the cached copy
+    does not (the worker's own writes read back hold nothing new)."""
+    if before is None:
+        return True
+
+    def held(company: Company) -> tuple[object, ...]:
+        values = {f.field_id: _comparable(f) for f in company.custom_fields_values or ()}
+        return (company.name, company.responsible_user_id, values)
+
+    return held(before) != held(after)
 
 
 PLAN_BATCH = 200  # companies planned at once
