@@ -234,33 +234,55 @@ class _Parsed:
     facts: RequestFacts | None = None  # kept when they differ from the ledger cache's
 
 
-def _parse(lead: Lead, state: SlaState, setup: AccountSetup, *, ledgers: bool) -> _Parsed:
+class _Shared:
+    """One object for equal parts of many leads' _Parsed: a full reconcile holds one for
+    every open request, most with nothing to write and the same ledger values."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[object, ...], Mapping[int, Value]] = {}
+        self._quiet: dict[int, _Parsed] = {}  # by the id of a mapping kept in _values
+
+    def ledger_values(
+        self, current: Mapping[int, Value], setup: AccountSetup
+    ) -> Mapping[int, Value]:
+        ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
+        values = {i: current[i] for i in ids if i in current}
+        return self._values.setdefault(tuple((i, type(v), v) for i, v in values.items()), values)
+
+    def quiet(self, ledger_current: Mapping[int, Value]) -> _Parsed:
+        """A lead with nothing to write of its SLA, and no task or move due."""
+        found = self._quiet.get(id(ledger_current))
+        if found is None:
+            found = _Parsed(_NOTHING, ledger_current, "", accept_now=False, task_state=None)
+            self._quiet[id(ledger_current)] = found
+        return found
+
+
+def _parse(
+    lead: Lead, state: SlaState, setup: AccountSetup, shared: _Shared, *, ledgers: bool
+) -> _Parsed:
     current = current_values(lead, setup.fields)
     sla_values = differing(current, desired_values(state, setup.fields))
-    ledger_current = _NOTHING
-    if ledgers:
-        ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
-        ledger_current = {i: current[i] for i in ids if i in current}
-    name = lead.name if sla_values or state.accept_now else ""
+    ledger_current = shared.ledger_values(current, setup) if ledgers else _NOTHING
     task_due = state.reaction_task_due or state.resolution_task_due
+    if not sla_values and not state.accept_now and not task_due:
+        return shared.quiet(ledger_current)
     return _Parsed(
         sla_values or _NOTHING,
         ledger_current,
-        name,
+        lead.name,
         state.accept_now,
         state if task_due else None,
     )
 
 
-def _ledger_fields(item: TrackedLead, setup: AccountSetup) -> _Parsed | None:
+def _ledger_fields(item: TrackedLead, setup: AccountSetup, shared: _Shared) -> _Parsed | None:
     """A lead's ledger field values alone (None when its fields cannot be read)."""
     try:
         current = current_values(item.lead, setup.fields)
     except ValueError:  # a value of the wrong type, a copy that no longer parses
         return None
-    ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
-    ledger_current = {i: current[i] for i in ids if i in current}
-    return _Parsed(_NOTHING, ledger_current, "", accept_now=False, task_state=None)
+    return shared.quiet(shared.ledger_values(current, setup))
 
 
 @dataclass(frozen=True)
@@ -713,7 +735,8 @@ class SyncCycle:
 
     # --- planning --------------------------------------------------------------------------
     def _plan(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Plan:
-        results, parsed = self._compute_changed(read, setup, now, full)
+        shared = _Shared()
+        results, parsed = self._compute_changed(read, setup, now, full, shared)
         computed = frozenset(parsed)
         ledger_read = ledger = None
         ledger_values: Mapping[int, Mapping[SlaField, Value]] = {}
@@ -727,7 +750,7 @@ class SyncCycle:
         # ledger fields are read.
         if ledger is not None:
             for lead_id in sorted(ledger.lead_values.keys() - parsed.keys() - results.failed):
-                found = _ledger_fields(read.tracked[lead_id], setup)
+                found = _ledger_fields(read.tracked[lead_id], setup, shared)
                 if found is not None:
                     parsed[lead_id] = found
         due = {i: state for i in computed if (state := parsed[i].task_state) is not None}
@@ -773,7 +796,7 @@ class SyncCycle:
         return _Plan(results, computed, due, tuple(writes), settled, ledger, ledger_read)
 
     def _compute_changed(
-        self, read: _Read, setup: AccountSetup, now: datetime, full: bool
+        self, read: _Read, setup: AccountSetup, now: datetime, full: bool, shared: _Shared
     ) -> tuple[Computations, dict[int, _Parsed]]:
         """Compute the leads whose state may have changed (every one at a full reconcile, or
         when the setup changed); a lead that cannot be computed is logged and left out (the
@@ -786,7 +809,9 @@ class SyncCycle:
         results.forget(read.forgotten)
         stale = results.stale(read.tracked, read.touched, now)
         logged = read.tracked.keys() if full else read.touched
-        return results, self._compute_leads(results, sorted(stale), read, setup, now, logged=logged)
+        return results, self._compute_leads(
+            results, sorted(stale), read, setup, now, logged=logged, shared=shared
+        )
 
     def _compute_leads(
         self,
@@ -797,6 +822,7 @@ class SyncCycle:
         now: datetime,
         *,
         logged: Collection[int],
+        shared: _Shared,
     ) -> dict[int, _Parsed]:
         """Compute these leads and note what their states say; a lead that cannot be
         computed is left out (the per-lead policy), and its problems are logged when it is
@@ -809,7 +835,7 @@ class SyncCycle:
             try:
                 lead = item.lead
                 state = self._compute(lead, item.events, setup, now)
-                found = _parse(lead, state, setup, ledgers=ledgers is not None)
+                found = _parse(lead, state, setup, shared, ledgers=ledgers is not None)
             except Exception as error:
                 results.fail(lead_id)
                 if fresh:
@@ -1028,6 +1054,9 @@ def _take_leads(
             tracked[lead_id] = fresh
             new.append(lead_id)
             touched.add(lead_id)
+        elif fresh is known:  # the same copy (a full read finds most of them so)
+            if full:
+                touched.add(lead_id)
         elif full or _differs(known, fresh):
             tracked[lead_id] = replace(fresh, events=known.events)
             touched.add(lead_id)
