@@ -259,7 +259,7 @@ def _read_of(company: Company) -> LedgerRead:
         dropped_requests=frozenset(),
         entries={},
         dropped_entries=frozenset(),
-        companies={company.id: company},
+        companies=PackedModels(Company, {company.id: company}),
         dropped_companies=frozenset(),
         left_companies=frozenset(),
         notes_cursor=0,

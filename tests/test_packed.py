@@ -42,3 +42,12 @@ def test_packed_companies_read_back_as_written() -> None:
     assert set(companies.keys()) - {7} == {8}
     del companies[7]
     assert list(companies) == [8]
+
+
+def test_packed_companies_pass_to_another_mapping_and_to_json_as_they_are() -> None:
+    read = PackedModels(Company, {7: Company(id=7, name="ООО Клиент")})
+    cache = PackedModels(Company, {8: Company(id=8, name="ИП Иванов")})
+    cache.take(read)
+    assert cache[7] == read[7]
+    assert sorted(cache) == [7, 8]
+    assert dict(read.json_items()) == {7: read[7].model_dump_json(by_alias=True, exclude_none=True)}

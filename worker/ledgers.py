@@ -257,11 +257,13 @@ def read_companies(
     options: LedgerOptions,
     check_stop: Callable[[], None],
     keep: Collection[int] | None = None,
-) -> tuple[list[Company], frozenset[int], int]:
+) -> tuple[PackedModels[Company], frozenset[int], int]:
     """The wanted companies changed since the cursor, and the ``by_id`` ones read by id,
     with only the ``keep`` fields (all without it); also those of ``by_id`` amoCRM no
     longer has."""
-    companies: dict[int, Company] = {}
+    # Packed as they arrive: a parsed company costs several KB even slimmed, and a full
+    # reconcile reads every linked company.
+    companies: PackedModels[Company] = PackedModels(Company)
     clock: datetime | None = None
     changed_seen = False
     if cursor is not None:
@@ -302,7 +304,7 @@ def read_companies(
         if cursor is not None and not changed_seen
         else max(cursor or 0, int((clock - options.overlap).timestamp()))
     )
-    return list(companies.values()), frozenset(gone), next_cursor
+    return companies, frozenset(gone), next_cursor
 
 
 def _skipped_note(item: InvalidItem) -> None:
@@ -759,7 +761,7 @@ class LedgerRead:
     dropped_requests: frozenset[int]
     entries: Mapping[int, TimeEntry]  # new or changed, by note id
     dropped_entries: frozenset[int]
-    companies: Mapping[int, Company]
+    companies: PackedModels[Company]  # slimmed
     dropped_companies: frozenset[int]
     left_companies: frozenset[int]  # a request left them this cycle
     notes_cursor: int
@@ -802,7 +804,7 @@ def apply(cache: LedgerCache, read: LedgerRead) -> None:
         cache.put_entry(note_id, entry)
     for note_id in read.dropped_entries:
         cache.drop_entry(note_id)
-    cache.companies.update(read.companies)
+    cache.companies.take(read.companies)
     for company_id in read.dropped_companies:
         cache.companies.pop(company_id, None)
     cache.left |= read.left_companies - read.dropped_companies
@@ -1000,10 +1002,14 @@ def persist(store: StateStore, read: LedgerRead, cache: LedgerCache) -> None:
 
 
 def save_companies(store: StateStore, companies: Mapping[int, Company]) -> None:
-    store.save_rows(
-        "companies",
-        ((i, c.model_dump_json(by_alias=True, exclude_none=True)) for i, c in companies.items()),
+    rows = (
+        companies.json_items()
+        if isinstance(companies, PackedModels)
+        else (
+            (i, c.model_dump_json(by_alias=True, exclude_none=True)) for i, c in companies.items()
+        )
     )
+    store.save_rows("companies", rows)
 
 
 def _entry_to_json(entry: TimeEntry) -> str:
@@ -1181,7 +1187,7 @@ def read_ledgers(
             check_stop()
             if company.id in wanted or not _holds_values(company, written_fields):
                 continue
-            companies.append(_slim_company(company, company_fields))
+            companies[company.id] = _slim_company(company, company_fields)
             left_companies |= {company.id}
     for company_id in sorted(gone_companies & cache.companies.keys()):
         log.warning(
@@ -1194,7 +1200,7 @@ def read_ledgers(
         dropped_requests=frozenset(dropped_requests),
         entries=entries,
         dropped_entries=frozenset(dropped_entries - entries.keys()),
-        companies={c.id: c for c in companies},
+        companies=companies,
         notes_cursor=notes_cursor,
         dropped_companies=gone_companies,
         left_companies=left_companies,

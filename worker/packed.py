@@ -47,6 +47,15 @@ class PackedModels(MutableMapping[int, M]):
         """Keep a model given as its JSON (as the store holds it) without parsing it."""
         self._packed[key] = pack(text.encode() if isinstance(text, str) else text)
 
+    def take(self, other: PackedModels[M]) -> None:
+        """Hold ``other``'s models as they are packed (no parsing)."""
+        self._packed.update(other._packed)
+
+    def json_items(self) -> Iterator[tuple[int, str]]:
+        """Each model's JSON, by id (no parsing)."""
+        for key, packed in self._packed.items():
+            yield key, unpack(packed).decode()
+
     def __getitem__(self, key: int) -> M:
         return self._model.model_validate_json(unpack(self._packed[key]))
 
