@@ -56,7 +56,8 @@ from sla.policy import Policy, default_policy, load_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
 from worker.fields import Ledger
-from worker.ledgers import LedgerOptions, duration_text
+from worker.ledgers.options import LedgerOptions
+from worker.ledgers.plan import duration_text
 from worker.setup import StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions, TaskPlan

@@ -61,7 +61,7 @@ from sla.policy import default_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.setup import StageOptions, resolve_setup
 from worker.sla_report import Period, ReadStats, Sources, collect, write_report
 from worker.store import StateStore

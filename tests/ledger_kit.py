@@ -51,7 +51,7 @@ from tests.cycle_kit import (
 from worker.admin import provision
 from worker.cycle import CycleOptions
 from worker.fields import Ledger
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.setup import StageOptions
 
 PRESETS = Path(__file__).resolve().parent.parent / "sla" / "presets"

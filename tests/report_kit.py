@@ -38,7 +38,7 @@ from sla.policy import default_policy
 from tests.cycle_kit import HOLD, MOSCOW, STAGES, WON, World, at, build_world
 from worker.admin import provision
 from worker.fields import Ledger
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.sla_report import Period, Sources, collect, lead_url, write_report
 from worker.sla_report.collect import ReadStats

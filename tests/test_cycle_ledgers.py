@@ -31,7 +31,7 @@ from tests.cycle_kit import (
 from worker.admin import provision
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.setup import StageOptions
 
 Logs = list[MutableMapping[str, Any]]
@@ -599,7 +599,7 @@ def test_a_package_too_small_or_too_large_to_be_real_is_named_not_tracked(
 ) -> None:
     from amo_client.models import Company
     from worker.fields import CompanyField, CompanyFieldMap
-    from worker.ledgers import package_of
+    from worker.ledgers.company import package_of
 
     fields = CompanyFieldMap(
         ids={CompanyField.PACKAGE_HOURS: 1, CompanyField.PACKAGE_PAID: 2}, status_enum_ids={}

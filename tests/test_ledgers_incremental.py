@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import worker.ledgers
+import worker.ledgers.plan
 from amo_client.models import Company, CustomFieldValues, FieldValue
 from tests.cycle_kit import MOSCOW, STAGES, WON, World, make_cycle
 from tests.ledger_kit import (
@@ -27,7 +27,8 @@ from tests.ledger_kit import (
 )
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger
-from worker.ledgers import LedgerCache, LedgerRead, touched_by
+from worker.ledgers.cache import LedgerCache, LedgerRead
+from worker.ledgers.plan import touched_by
 from worker.packed import PackedModels
 
 PACKAGES = frozenset({Ledger.PACKAGES})
@@ -188,7 +189,7 @@ def test_a_plan_made_one_company_at_a_time_equals_planning_them_together(
     """The planner plans a batch of companies at a time (memory holds one batch's figures):
     with batches of one, five companies with packages and quotas, and requests of no company,
     every field equals the truth and planning everything at once finds nothing else."""
-    monkeypatch.setattr(worker.ledgers, "PLAN_BATCH", 1)
+    monkeypatch.setattr(worker.ledgers.plan, "PLAN_BATCH", 1)
     world = ledger_world()
     options = ledger_options(world.policy, frozenset({Ledger.PACKAGES, Ledger.QUOTAS}))
     fake = world.fake

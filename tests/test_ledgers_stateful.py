@@ -59,7 +59,7 @@ from hypothesis.stateful import (
 )
 
 import amo_client.client as client_module
-import worker.ledgers as ledgers_module
+import worker.ledgers.plan as ledgers_module
 from amo_client.fake import PageTurn
 from tests.churn_kit import FAULTS, ODD_SHAPES, Killed, KillingTransport, inject_fault
 from tests.cycle_kit import LOST, MOSCOW, STAGES, WON, World, make_client, make_cycle

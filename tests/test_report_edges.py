@@ -16,7 +16,7 @@ from tests.report_kit import (
     oct_,
 )
 from worker.admin import provision
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.sla_report import write_report
 from worker.sla_report.collect import Sources, collect, lead_url
 

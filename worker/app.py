@@ -22,7 +22,7 @@ from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_p
 from worker.cycle import CycleOptions, SyncCycle
 from worker.errors import FatalError
 from worker.fields import Ledger, SlaField
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.logs import register_secret, secrets
 from worker.metrics import Metrics
 from worker.setup import StageOptions

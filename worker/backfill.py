@@ -22,7 +22,7 @@ from sla.policy import Policy
 from sla.state import LOST, WON
 from worker.errors import describe, is_fatal
 from worker.fields import BadFieldValue, current_values, desired_values, differing
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.setup import AccountSetup
 from worker.sla_report.collect import ReadStats, Sources, compute_state, lead_histories
 from worker.writes import WRITE_BATCH, PlannedWrite, apply_writes

@@ -76,25 +76,14 @@ from worker.fields import (
 )
 from worker.first_start import earliest_change, first_start
 from worker.leads import LeadRead, LeadReadOptions, read_leads
-from worker.ledgers import (
-    LEDGER_EVENTS,
-    LedgerCache,
-    LedgerOptions,
-    LedgerPlan,
-    LedgerPlanner,
-    LedgerRead,
-    RequestFacts,
-    facts_of,
-    load_ledger_cache,
-    plan_ledgers,
-    read_ledgers,
-    save_companies,
-    settle_left,
-    touched_by,
-)
-from worker.ledgers import apply as apply_ledger
-from worker.ledgers import persist as persist_ledger
-from worker.ledgers import remember_written as remember_companies_written
+from worker.ledgers.cache import LedgerCache, LedgerRead, load_ledger_cache, save_companies
+from worker.ledgers.cache import apply as apply_ledger
+from worker.ledgers.cache import persist as persist_ledger
+from worker.ledgers.cache import remember_written as remember_companies_written
+from worker.ledgers.facts import RequestFacts, facts_of
+from worker.ledgers.options import LEDGER_EVENTS, LedgerOptions
+from worker.ledgers.plan import LedgerPlan, LedgerPlanner, plan_ledgers, settle_left, touched_by
+from worker.ledgers.read import read_ledgers
 from worker.mapping import lead_events as as_lead_events
 from worker.mapping import lead_facts
 from worker.replies import CONTACT_LINKS, contact_replies

@@ -42,7 +42,7 @@ from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
 from worker.explain import company_field_text, company_ledger_lines, read_company_ledger
 from worker.fields import COMPANY_FIELD_SPECS, SPEC_BY_KEY, Ledger, SlaField, read_value
-from worker.ledgers import LedgerOptions
+from worker.ledgers.options import LedgerOptions
 from worker.report import format_value, lead_field_rows, table
 from worker.setup import AccountSetup, StageOptions
 from worker.store import StateStore

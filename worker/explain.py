@@ -47,18 +47,10 @@ from worker.fields import (
     FieldType,
     SlaField,
 )
-from worker.ledgers import (
-    CALL_NOTES,
-    LedgerFigures,
-    LedgerOptions,
-    LedgerPlan,
-    RequestFacts,
-    duration_text,
-    entry_of,
-    facts_of,
-    package_of,
-    plan_ledgers,
-)
+from worker.ledgers.company import package_of
+from worker.ledgers.facts import RequestFacts, entry_of, facts_of
+from worker.ledgers.options import CALL_NOTES, LedgerOptions
+from worker.ledgers.plan import LedgerFigures, LedgerPlan, duration_text, plan_ledgers
 from worker.mapping import AGREED_DUE_FIELD_NAME, lead_events, lead_facts
 from worker.report import table
 from worker.setup import AccountSetup

@@ -38,14 +38,9 @@ from worker.cache import TrackedLead, load_tracked, slim
 from worker.cycle import EVENTS_CURSOR
 from worker.events import STRUCTURAL_EVENTS
 from worker.fields import SlaField
-from worker.ledgers import (
-    LEDGER_EVENTS,
-    LedgerOptions,
-    RequestFacts,
-    entry_of,
-    facts_of,
-    package_of,
-)
+from worker.ledgers.company import package_of
+from worker.ledgers.facts import RequestFacts, entry_of, facts_of
+from worker.ledgers.options import LEDGER_EVENTS, LedgerOptions
 from worker.mapping import lead_events, lead_facts
 from worker.replies import CONTACT_LINKS, FILED_ON, contact_replies
 from worker.setup import AccountSetup
