@@ -623,6 +623,16 @@ class CycleMachine(RuleBasedStateMachine):
         far enough back for any event listed less than a reconcile interval late)."""
         return any(full >= late.visible_at for full in self.fulls)
 
+    def settled_at(self, lead_id: int) -> datetime | None:
+        """When the worker let the closed lead go (the first full reconcile a retention after
+        its last change), if it did: events on it since change nothing (README)."""
+        raw = self.world.fake.lead(lead_id) or {}
+        if raw.get("status_id") not in (WON, LOST) or self.cycle.tracked_lead(lead_id):
+            return None
+        changed = datetime.fromtimestamp(raw["updated_at"], UTC)
+        retention = self.options.closed_retention
+        return min((full for full in self.fulls if full - retention > changed), default=None)
+
     def note_first_start(self) -> datetime | None:
         """The first start the first state recorded, noted once it is there."""
         recorded = self.cycle.store.first_start()
@@ -651,7 +661,14 @@ class CycleMachine(RuleBasedStateMachine):
         for lead_id in live_request_ids(world):
             if lead_id not in self.requests or self.exempt(lead_id):
                 continue
-            state = engine_state(world, lead_id, now)
+            settled = self.settled_at(lead_id)
+            state = (
+                engine_state(world, lead_id, now)
+                if settled is None
+                else engine_state_without(
+                    world, lead_id, now, events_after(world, lead_id, settled)
+                )
+            )
             status = (world.fake.lead(lead_id) or {})["status_id"]
             assert stored_fields(world, lead_id) == expected_fields(state), (
                 f"{'closed' if status in (WON, LOST) else 'open'} lead {lead_id} at "
@@ -682,6 +699,15 @@ CycleMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestCycleStateful = CycleMachine.TestCase
+
+
+def events_after(world: World, lead_id: int, moment: datetime) -> frozenset[str]:
+    """The ids of the lead's events made after ``moment``."""
+    return frozenset(
+        str(raw["id"])
+        for raw in world.fake.lead_events(lead_id)
+        if raw["created_at"] > moment.timestamp()
+    )
 
 
 # --- what the machine found, as plain tests ---------------------------------------------------
@@ -755,3 +781,34 @@ def test_a_request_accepted_twice_gets_two_notes(tmp_path: Path) -> None:
 
     assert accepted_by_worker(world)[lead_id] == 2
     assert acceptance_notes(world)[lead_id] == 2
+
+
+def test_a_reply_on_a_request_settled_long_after_it_closed_changes_nothing_until_it_reopens(
+    tmp_path: Path,
+) -> None:
+    """Closed by a robot without a reply, let go at the full reconcile a day later: an
+    agent's message on it then is no news to the worker; reopened, it is followed again
+    with its whole history, the late message its reaction."""
+    world = build_world(seed=False)
+    anna = world.agents[0]
+    lead = world.fake.add_lead(
+        "Обращение", pipeline_id=world.support.id, tags=["Приоритет"], created_at=at(5, 10, 0)
+    )
+    cycle = make_cycle(world, tmp_path)
+    run_at(cycle, world, at(5, 10, 5))
+    world.fake.move_lead(lead, LOST, by_user=0)
+    run_at(cycle, world, at(5, 10, 10))
+    run_at(cycle, world, at(6, 17, 0))  # a full reconcile more than a day later
+    assert cycle.tracked_lead(lead) is None
+    before = stored_fields(world, lead)
+    assert before["SLA: реакция"] is None
+
+    replied = at(6, 17, 2)
+    world.fake.add_event(lead, "outgoing_chat_message", created_by=anna, at=replied)
+    run_at(cycle, world, at(6, 17, 5))
+    assert stored_fields(world, lead) == before
+
+    world.fake.move_lead(lead, world.support.status(STAGES[1]), by_user=anna)
+    run_at(cycle, world, at(6, 17, 10))
+    assert cycle.tracked_lead(lead) is not None
+    assert stored_fields(world, lead)["SLA: реакция"] == int(replied)
