@@ -271,11 +271,16 @@ def contact_replies_in(
     return found
 
 
-def engine_state(world: World, lead_id: int, now: datetime) -> SlaState:
+def engine_state(
+    world: World, lead_id: int, now: datetime, *, until: datetime | None = None
+) -> SlaState:
     """The engine on the lead and its whole history as amoCRM holds them now (with the
-    replies filed on its contacts that are its own)."""
+    replies filed on its contacts that are its own); ``until``: without the events made
+    after it."""
     events = [Event.model_validate(raw) for raw in world.fake.lead_events(lead_id)]
     events += contact_replies_of(world, lead_id)
+    if until is not None:
+        events = [event for event in events if event.created_at <= until]
     agreed = world.fake.field_id("SLA: срок по согласованию")
     return explain(
         lead_of(world, lead_id),

@@ -109,6 +109,30 @@ def matches_engine(world: World, lead_id: int) -> bool:
     )
 
 
+def test_a_reply_on_the_contact_of_a_request_deleted_then_is_its_reaction_once_restored(
+    tmp_path: Path,
+) -> None:
+    """The reply comes while the request is open; the request is deleted before the worker
+    reads it, so it is given to no request; restored, the request reads its contact's
+    replies again (its own events the worker kept)."""
+    world = contact_world()
+    contact = world.fake.add_contact("Ирина Котова")
+    lead_id = request_of(world, contact, created=at(5, 11, 30))
+    cycle = make_cycle(world, tmp_path)
+    cycle.run(world.now())
+    replied = world.advance(timedelta(minutes=5))
+    world.fake.reply(lead_id, "outgoing_chat_message", created_by=world.agents[0])
+    world.fake.delete_lead(lead_id, by=world.agents[1])
+    cycle.run(world.advance(timedelta(hours=1)))
+    assert cycle.tracked_lead(lead_id) is None
+
+    world.fake.restore_lead(lead_id, by=world.agents[1])
+    cycle.run(world.advance(timedelta(minutes=1)))
+
+    assert stored_fields(world, lead_id)["SLA: реакция"] == int(replied.timestamp())
+    assert matches_engine(world, lead_id)
+
+
 def test_a_reply_filed_on_the_contact_is_the_reaction_of_its_one_open_request(
     tmp_path: Path,
 ) -> None:

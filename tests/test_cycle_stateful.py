@@ -661,14 +661,7 @@ class CycleMachine(RuleBasedStateMachine):
         for lead_id in live_request_ids(world):
             if lead_id not in self.requests or self.exempt(lead_id):
                 continue
-            settled = self.settled_at(lead_id)
-            state = (
-                engine_state(world, lead_id, now)
-                if settled is None
-                else engine_state_without(
-                    world, lead_id, now, events_after(world, lead_id, settled)
-                )
-            )
+            state = engine_state(world, lead_id, now, until=self.settled_at(lead_id))
             status = (world.fake.lead(lead_id) or {})["status_id"]
             assert stored_fields(world, lead_id) == expected_fields(state), (
                 f"{'closed' if status in (WON, LOST) else 'open'} lead {lead_id} at "
@@ -699,15 +692,6 @@ CycleMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestCycleStateful = CycleMachine.TestCase
-
-
-def events_after(world: World, lead_id: int, moment: datetime) -> frozenset[str]:
-    """The ids of the lead's events made after ``moment``."""
-    return frozenset(
-        str(raw["id"])
-        for raw in world.fake.lead_events(lead_id)
-        if raw["created_at"] > moment.timestamp()
-    )
 
 
 # --- what the machine found, as plain tests ---------------------------------------------------

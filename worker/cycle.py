@@ -646,14 +646,26 @@ class SyncCycle:
             now=now,
             options=self.options.event_reads,
         )
+        # A lead that existed at the last feed read and was not followed then (restored,
+        # moved into the pipeline): its own events are kept, but a reply filed on its contact
+        # while it was away was given to no request. Its contacts' replies are read again.
+        returning = [
+            i
+            for i in fresh
+            if cursor is not None
+            and i not in uncovered
+            and tracked[i].owners
+            and tracked[i].created_at.timestamp() < cursor.read_to
+        ]
+        owners = [*uncovered, *returning]
         kept = feed.events
         for event in read_histories(
             self.client,
             uncovered,
             types=self._event_types,
             check_stop=self._check_stop,
-            contact_ids={c for i in uncovered for c in tracked[i].lead.contact_ids},
-            company_ids={c for i in uncovered if (c := tracked[i].lead.company_id) is not None},
+            contact_ids={c for i in owners for c in tracked[i].lead.contact_ids},
+            company_ids={c for i in owners if (c := tracked[i].lead.company_id) is not None},
         ):
             kept.add(event)
         grouped = kept.by_lead()
