@@ -15,7 +15,8 @@ Requests it spends, by design (amoCRM allows 7 a second):
 * leads changed since the cursor, in the support pipeline (one 204 when nothing changed);
 * lead events since the cursor, account-wide and filtered to the types that matter
   (one 204 when nothing happened); per-lead event calls only for a lead whose history
-  predates what the worker has kept (a reopened old lead);
+  predates what the worker has kept (a reopened old lead), and for the contacts of a lead
+  restored or moved into the pipeline (a reply filed there while it was away);
 * one PATCH per 50 leads whose fields differ, and task calls only when a breach needs a
   task.
 
