@@ -4,7 +4,7 @@ Nothing here reads the worker's cache or store. The rules are :mod:`sla.ledger`'
 tested on their own); this module feeds them from the fake's leads, notes, companies and tasks
 and turns their answers into the values the fields must hold, by field *name*.
 
-The worker reads back only as far as :attr:`worker.ledgers.LedgerOptions.horizon`: it may or
+The worker reads back only as far as :attr:`worker.ledgers.options.LedgerOptions.horizon`: it may or
 may not know a closed request registered before it, or a time entry made before it. Every
 expected value is therefore computed twice, from what the worker must know (``certain``) and
 from everything amoCRM holds (``every``); a value the two disagree on is *undecided* and left

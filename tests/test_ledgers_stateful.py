@@ -28,7 +28,7 @@ state, never from the worker's cache), at the cycle's ``now``:
    quota, has its task.
 
 What the worker may or may not know, a closed request registered or a time entry made before
-the ledger horizon (:attr:`worker.ledgers.LedgerOptions.horizon`), leaves a value undecided
+the ledger horizon (:attr:`worker.ledgers.options.LedgerOptions.horizon`), leaves a value undecided
 when it changes it; such values are not checked (see :mod:`tests.ledger_kit`).
 
 A faulted or killed cycle is checked only through the clean cycle after it, which must heal

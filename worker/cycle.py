@@ -5,7 +5,7 @@ The cycle is a plain object with an injected clock (``run(now)``): the scheduler
 decides when it runs, tests call it directly. It reads (:mod:`worker.leads`,
 :mod:`worker.events`), plans (the engine over the leads whose input changed or whose next
 change instant came, :mod:`worker.computed`; the company ledgers company by company,
-:class:`worker.ledgers.LedgerPlanner`), stores what it read, then applies the plan
+:class:`worker.ledgers.plan.LedgerPlanner`), stores what it read, then applies the plan
 (:mod:`worker.writes`, :mod:`worker.tasks`). A full reconcile computes and plans
 everything, and the two paths must agree (:meth:`SyncCycle.disagreements`,
 :meth:`SyncCycle.ledger_disagreements`, checked by the state machines).
