@@ -218,7 +218,7 @@ class _Parsed:
 
     sla_values: Mapping[int, Value]  # the SLA fields that differ from what the state wants
     ledger_current: Mapping[int, Value]  # the ledger fields' values (with the ledgers on)
-    name: str  # kept when a write is likely (a field differs, acceptance is due); else ""
+    name: str  # "" for a lead with nothing to write, no task and no move due
     accept_now: bool
     task_state: SlaState | None  # the state, when it calls for a breach task
     facts: RequestFacts | None = None  # kept when they differ from the ledger cache's
@@ -228,15 +228,13 @@ class _Shared:
     """One object for equal parts of many leads' _Parsed: a full reconcile holds one for
     every open request, most with nothing to write and the same ledger values."""
 
-    def __init__(self) -> None:
+    def __init__(self, setup: AccountSetup) -> None:
+        self._ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
         self._values: dict[tuple[object, ...], Mapping[int, Value]] = {}
         self._quiet: dict[int, _Parsed] = {}  # by the id of a mapping kept in _values
 
-    def ledger_values(
-        self, current: Mapping[int, Value], setup: AccountSetup
-    ) -> Mapping[int, Value]:
-        ids = [i for key in LEDGER_LEAD_FIELDS if (i := setup.fields.id_of(key)) is not None]
-        values = {i: current[i] for i in ids if i in current}
+    def ledger_values(self, current: Mapping[int, Value]) -> Mapping[int, Value]:
+        values = {i: current[i] for i in self._ids if i in current}
         return self._values.setdefault(tuple((i, type(v), v) for i, v in values.items()), values)
 
     def quiet(self, ledger_current: Mapping[int, Value]) -> _Parsed:
@@ -253,7 +251,7 @@ def _parse(
 ) -> _Parsed:
     current = current_values(lead, setup.fields)
     sla_values = differing(current, desired_values(state, setup.fields))
-    ledger_current = shared.ledger_values(current, setup) if ledgers else _NOTHING
+    ledger_current = shared.ledger_values(current) if ledgers else _NOTHING
     task_due = state.reaction_task_due or state.resolution_task_due
     if not sla_values and not state.accept_now and not task_due:
         return shared.quiet(ledger_current)
@@ -272,7 +270,7 @@ def _ledger_fields(item: TrackedLead, setup: AccountSetup, shared: _Shared) -> _
         current = current_values(item.lead, setup.fields)
     except ValueError:  # a value of the wrong type, a copy that no longer parses
         return None
-    return shared.quiet(shared.ledger_values(current, setup))
+    return shared.quiet(shared.ledger_values(current))
 
 
 @dataclass(frozen=True)
@@ -737,7 +735,7 @@ class SyncCycle:
 
     # --- planning --------------------------------------------------------------------------
     def _plan(self, read: _Read, setup: AccountSetup, now: datetime, full: bool) -> _Plan:
-        shared = _Shared()
+        shared = _Shared(setup)
         results, parsed = self._compute_changed(read, setup, now, full, shared)
         computed = frozenset(parsed)
         ledger_read = ledger = None
@@ -810,30 +808,11 @@ class SyncCycle:
             self._results_setup = setup
         results.forget(read.forgotten)
         stale = results.stale(read.tracked, read.touched, now)
-        logged = read.tracked.keys() if full else read.touched
-        return results, self._compute_leads(
-            results, sorted(stale), read, setup, now, logged=logged, shared=shared
-        )
-
-    def _compute_leads(
-        self,
-        results: Computations,
-        lead_ids: Iterable[int],
-        read: _Read,
-        setup: AccountSetup,
-        now: datetime,
-        *,
-        logged: Collection[int],
-        shared: _Shared,
-    ) -> dict[int, _Parsed]:
-        """Compute these leads and note what their states say; a lead that cannot be
-        computed is left out (the per-lead policy), and its problems are logged when it is
-        among ``logged`` (read afresh)."""
         parsed: dict[int, _Parsed] = {}
         ledgers = self._load_ledger_cache() if self.options.ledgers.on else None
-        for lead_id in lead_ids:
+        for lead_id in sorted(stale):
             item = read.tracked[lead_id]
-            fresh = lead_id in logged
+            fresh = full or lead_id in read.touched
             try:
                 lead = item.lead
                 state = self._compute(lead, item.events, setup, now)
@@ -852,7 +831,7 @@ class SyncCycle:
             if fresh:
                 for problem in state.problems:
                     log.warning("lead_problem", lead_id=lead_id, problem=problem)
-        return parsed
+        return results, parsed
 
     def _ledgers(
         self,
