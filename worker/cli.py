@@ -32,6 +32,7 @@ from config.settings import ConfigError, Settings, load_settings
 from sla.policy import Policy
 from worker import admin, app, explain
 from worker.errors import FatalError, is_fatal
+from worker.ledgers import statement
 from worker.logs import configure_logging, register_secret, renders_json
 from worker.setup import AccountSetup, resolve_setup
 
@@ -672,7 +673,7 @@ def run_company_explain(args: argparse.Namespace) -> int:
                     ]
                 )
             now = explain.parse_now(args.now, account.policy) if args.now else datetime.now(UTC)
-            ledger = explain.read_company_ledger(
+            ledger = statement.read_company_ledger(
                 account.client,
                 args.company,
                 setup=account.setup(companies=True),
@@ -687,7 +688,7 @@ def run_company_explain(args: argparse.Namespace) -> int:
         return _fail(error)
     if ledger is None:
         return _fail(LookupError(f"company {args.company} does not exist"))
-    for line in explain.company_ledger_lines(ledger):
+    for line in statement.company_ledger_lines(ledger):
         print(line)
     return 0
 

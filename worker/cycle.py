@@ -4,8 +4,8 @@ differs.
 The cycle is a plain object with an injected clock (``run(now)``): the scheduler
 decides when it runs, tests call it directly. It reads (:mod:`worker.leads`,
 :mod:`worker.events`), plans (the engine over the leads whose input changed or whose next
-change instant came, :mod:`worker.computed`; the company ledgers company by company,
-:class:`worker.ledgers.plan.LedgerPlanner`), stores what it read, then applies the plan
+change instant came, :mod:`worker.computed`; the company ledgers' step,
+:class:`worker.ledgers.step.LedgerStep`), stores what it read, then applies the plan
 (:mod:`worker.writes`, :mod:`worker.tasks`). A full reconcile computes and plans
 everything, and the two paths must agree (:meth:`SyncCycle.disagreements`,
 :meth:`SyncCycle.ledger_disagreements`, checked by the state machines).
@@ -49,9 +49,9 @@ import structlog
 
 from amo_client.client import AmoClient
 from amo_client.errors import StopRequested
-from amo_client.models import EntityUpdate, Event, Lead
+from amo_client.models import Event, Lead
 from sla.policy import Policy
-from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent, SlaState, compute_sla
+from sla.state import LOST, WON, LeadEvent, SlaState, compute_sla
 from worker.cache import GENERATION, TrackedLead, load_tracked
 from worker.computed import Computations
 from worker.errors import describe
@@ -68,7 +68,6 @@ from worker.events import (
 )
 from worker.fields import (
     FIELD_SPECS,
-    CompanyField,
     SlaField,
     Value,
     current_values,
@@ -77,15 +76,11 @@ from worker.fields import (
 )
 from worker.first_start import earliest_change, first_start
 from worker.leads import LeadRead, LeadReadOptions, read_leads
-from worker.ledgers.cache import LedgerCache, LedgerRead, load_ledger_cache, save_companies
-from worker.ledgers.cache import apply as apply_ledger
-from worker.ledgers.cache import persist as persist_ledger
-from worker.ledgers.cache import remember_written as remember_companies_written
+from worker.ledgers.cache import LedgerRead
 from worker.ledgers.facts import RequestFacts, facts_of
 from worker.ledgers.options import LEDGER_EVENTS, LedgerOptions
-from worker.ledgers.plan import LedgerPlan, LedgerPlanner, plan_ledgers, settle_left, touched_by
-from worker.ledgers.read import read_ledgers
-from worker.mapping import lead_events as as_lead_events
+from worker.ledgers.plan import LedgerPlan
+from worker.ledgers.step import LedgerStep
 from worker.mapping import lead_facts
 from worker.replies import CONTACT_LINKS, contact_replies
 from worker.setup import AccountSetup, StageOptions, resolve_setup
@@ -108,7 +103,6 @@ PAST_BREACHES_LOGGED = 100  # lead ids named in the ``past_breaches`` line
 EVENTS_CURSOR = "events_cursor"
 EVENTS_SINCE = "events_since"
 LAST_FULL_SYNC = "last_full_sync"
-LEDGER_SINCE = "ledger_since"  # when the ledgers first read the support requests
 
 __all__ = ["CycleLocked", "CycleOptions", "CycleReport", "PlannedWrite", "SyncCycle"]
 
@@ -313,9 +307,12 @@ class SyncCycle:
         self._event_types = sorted(
             policy.reaction_event_types | STRUCTURAL_EVENTS | CONTACT_LINKS | ledger_events
         )
-        self._ledger_cache: LedgerCache | None = None
+        self._ledgers = (
+            LedgerStep(client, store, options.ledgers, self._check_stop)
+            if options.ledgers.on
+            else None
+        )
         self._results: Computations | None = None
-        self._ledger_planner: LedgerPlanner | None = None
         self._results_setup: AccountSetup | None = None  # the setup the results were made with
         # The tasks planned and not yet created (refused, or a stop came first), by
         # (entity type, id, clock): offered again until created or no longer owed.
@@ -345,7 +342,9 @@ class SyncCycle:
             return self._report(started, requests_before, skipped=True)
 
     def _drop_caches(self) -> None:
-        self._tracked = self._ledger_cache = self._results = self._ledger_planner = None
+        self._tracked = self._results = None
+        if self._ledgers is not None:
+            self._ledgers.drop()
         self._tasks_open.clear()
 
     def _owed_tasks(
@@ -412,30 +411,18 @@ class SyncCycle:
         """What planning every company afresh at ``now`` finds that the kept plan lacks
         (after a cycle at ``now``): a tracked request whose ledger fields differ, a task owed
         that is neither created nor still open."""
-        cache, planner, setup = self._ledger_cache, self._ledger_planner, self.setup
-        if cache is None or planner is None or setup is None or self._tracked is None:
+        if self._ledgers is None or self.setup is None or self._tracked is None:
             return []
-        full, _ = plan_ledgers(
-            requests=cache.requests,
-            entries=cache.entries.values(),
-            companies={i: c for i, c in cache.companies.items() if i in cache.company_leads},
-            tracked=self._tracked.keys(),
-            fields=setup.company_fields,
-            options=self.options.ledgers,
-            now=now,
-        )
-        found = [
-            f"lead {lead_id}: {planner.values.get(lead_id)} != {full.lead_values.get(lead_id)}"
-            for lead_id in sorted(self._tracked)
-            if full.lead_values.get(lead_id) != planner.values.get(lead_id)
-        ]
-        created = created_tasks(self.store, full.tasks)
-        found += [
-            f"task {key} owed, neither created nor open"
-            for task in full.tasks
-            if (key := _task_key(task)) not in created and key not in self._tasks_open
-        ]
-        return found
+
+        def owed(tasks: Sequence[TaskPlan]) -> list[str]:
+            created = created_tasks(self.store, tasks)
+            return [
+                f"task {key} owed, neither created nor open"
+                for task in tasks
+                if (key := _task_key(task)) not in created and key not in self._tasks_open
+            ]
+
+        return self._ledgers.disagreements(self._tracked.keys(), self.setup, owed, now)
 
     def _planned_again(self, task: TaskPlan, plan: _Plan, read: _Read) -> bool:
         """Whether this cycle planned the task's lead or company again (so a task it did not
@@ -444,11 +431,9 @@ class SyncCycle:
             return True
         if task.clock in BREACH_CLOCKS:
             return task.entity_id in plan.computed
-        planner = self._ledger_planner
-        if planner is None or plan.ledger is None:
-            return True  # the ledgers are off, or start afresh
-        covered = planner.companies if task.entity_type == "companies" else planner.leads
-        return task.entity_id in covered
+        if self._ledgers is None:
+            return True
+        return self._ledgers.covers(task, planned_now=plan.ledger is not None)
 
     def tracked_lead(self, lead_id: int) -> tuple[Lead, list[LeadEvent]] | None:
         item = (self._tracked or {}).get(lead_id)
@@ -486,14 +471,11 @@ class SyncCycle:
                 {w.lead_id for w in plan.writes} - {w.lead_id for w in outcome.written}
             )
             written, failed, stopped = len(outcome.written), len(outcome.failed), outcome.stopped
-            if plan.ledger is not None:
-                unwritten = {w.company_id for w in plan.ledger.company_writes}
-                if not stopped:
-                    companies_written, refused = self._write_companies(plan.ledger)
-                    failed += len(refused)
-                    unwritten = set(refused)
-                if self._ledger_planner is not None:
-                    self._ledger_planner.again(unwritten)
+            if plan.ledger is not None and self._ledgers is not None:
+                companies_written, refused = self._ledgers.write_companies(
+                    plan.ledger, stopped=stopped, stored=self._bump_generation
+                )
+                failed += len(refused)
             if failed:
                 # A field deleted in amoCRM shows first as rejected writes: then the setup
                 # no longer matches the account, which only the admin can fix.
@@ -585,8 +567,8 @@ class SyncCycle:
                 else []
             )
             setup = resolve_setup(self.options.stages, pipelines, fields, company_fields)
-            if setup != self.setup:
-                self._ledger_planner = None  # every company is planned again with the new ids
+            if setup != self.setup and self._ledgers is not None:
+                self._ledgers.plan_everything_again()  # the companies, with the new ids
             self.setup = setup
         return self.setup
 
@@ -740,10 +722,20 @@ class SyncCycle:
         computed = frozenset(parsed)
         ledger_read = ledger = None
         ledger_values: Mapping[int, Mapping[SlaField, Value]] = {}
-        if self.options.ledgers.on:
-            facts = {i: f for i, p in parsed.items() if (f := p.facts) is not None}
-            ledger_read, ledger = self._ledgers(read, facts, setup, now, full)
-            ledger_values = self._ledger_planner.values if self._ledger_planner else {}
+        if self._ledgers is not None:
+            ledger_read, ledger = self._ledgers.plan(
+                tracked=read.tracked,
+                new=read.new,
+                touched=read.touched,
+                forgotten=read.forgotten,
+                deleted_notes=read.deleted_notes,
+                facts={i: f for i, p in parsed.items() if (f := p.facts) is not None},
+                setup=setup,
+                compute=lambda lead, events, at: self._compute(lead, events, setup, at),
+                now=now,
+                full=full,
+            )
+            ledger_values = self._ledgers.values
         # The leads whose wanted values may have changed: the ones computed now, and (with
         # the ledgers on) the ones the ledgers planned now. A lead not computed now has its
         # SLA fields as its state wants them (else it would be due again), so only its
@@ -809,7 +801,7 @@ class SyncCycle:
         results.forget(read.forgotten)
         stale = results.stale(read.tracked, read.touched, now)
         parsed: dict[int, _Parsed] = {}
-        ledgers = self._load_ledger_cache() if self.options.ledgers.on else None
+        ledgers = self._ledgers.cache if self._ledgers is not None else None
         for lead_id in sorted(stale):
             item = read.tracked[lead_id]
             fresh = full or lead_id in read.touched
@@ -832,127 +824,6 @@ class SyncCycle:
                 for problem in state.problems:
                     log.warning("lead_problem", lead_id=lead_id, problem=problem)
         return results, parsed
-
-    def _ledgers(
-        self,
-        read: _Read,
-        facts: Mapping[int, RequestFacts],
-        setup: AccountSetup,
-        now: datetime,
-        full: bool,
-    ) -> tuple[LedgerRead, LedgerPlan]:
-        """Read what the company ledgers need and plan their fields and tasks; ``facts``
-        are those of the requests computed in this cycle."""
-        options = self.options.ledgers
-        cache = self._load_ledger_cache()
-        planner = self._ledger_planner
-        if planner is None:
-            planner = self._ledger_planner = LedgerPlanner()
-        if self.store.get_int(LEDGER_SINCE) is None:
-            facts = {**self._earlier_requests(setup, now), **facts}
-        ledger_read = read_ledgers(
-            self.client,
-            self.store,
-            cache,
-            facts=facts,
-            tracked=read.tracked,
-            gone=read.forgotten,
-            deleted_notes=read.deleted_notes,
-            now=now,
-            full=full,
-            options=options,
-            check_stop=self._check_stop,
-            written_fields=[
-                field_id
-                for key in (CompanyField.PACKAGE_USED, CompanyField.QUOTAS)
-                if (field_id := setup.company_fields.id_of(key)) is not None
-            ],
-            company_fields=frozenset(setup.company_fields.ids.values()),
-        )
-        # A request the cycle tracks again (reopened, moved back) may hold facts the ledgers
-        # kept all along: its fields are planned again all the same.
-        touched = touched_by(cache, ledger_read, also=read.new)
-        apply_ledger(cache, ledger_read)
-        planner.forget(read.forgotten)
-        plan = planner.plan(
-            cache,
-            touched,
-            tracked=read.tracked,
-            fields=setup.company_fields,
-            options=options,
-            now=now,
-            everything=full,  # a new planner plans every company at its first cycle
-        )
-        settle_left(cache, plan)
-        for lead_id, problems in plan.lead_problems.items():
-            if full or lead_id in read.touched:
-                for problem in problems:
-                    log.warning("lead_problem", lead_id=lead_id, problem=problem)
-        for company_id, problems in plan.company_problems.items():
-            if full or company_id in ledger_read.companies:
-                for problem in problems:
-                    log.warning("company_problem", company_id=company_id, problem=problem)
-        return ledger_read, plan
-
-    def _earlier_requests(self, setup: AccountSetup, now: datetime) -> dict[int, RequestFacts]:
-        """The first time the ledgers run: the closed support requests of their horizon, as
-        facts (their tariff from their tags; registered as spec §1 says: at creation, or
-        when moved into the pipeline, read from their stage changes, ten leads a request).
-        The open ones are the cycle's own: every tracked lead is computed in every cycle."""
-        since = now - self.options.ledgers.horizon
-        closed = [
-            lead
-            for lead in self.client.iter_leads(
-                pipeline_id=setup.pipeline_id,
-                status_ids=(WON, LOST),
-                updated_from=since,
-                by_update=True,
-            )
-            if lead.pipeline_id == setup.pipeline_id  # amoCRM may ignore a filter
-            and lead.status_id in (WON, LOST)
-            and lead.updated_at >= since
-        ]
-        moves = by_lead(
-            read_histories(
-                self.client,
-                [lead.id for lead in closed],
-                types=[STATUS_CHANGED],
-                check_stop=self._check_stop,
-            )
-        )
-        facts: dict[int, RequestFacts] = {}
-        for lead in closed:
-            self._check_stop()
-            try:
-                state = self._compute(lead, as_lead_events(moves.get(lead.id, ())), setup, now)
-                facts[lead.id] = facts_of(lead, state, setup.roles.done)
-            except Exception as error:
-                log.warning("lead_invalid", lead_id=lead.id, problem=describe(error))
-        return facts
-
-    def _load_ledger_cache(self) -> LedgerCache:
-        if self._ledger_cache is None:
-            self._ledger_cache = load_ledger_cache(self.store)
-        return self._ledger_cache
-
-    def _write_companies(self, plan: LedgerPlan) -> tuple[int, list[int]]:
-        """Write the companies' ledger fields; returns how many were written, and the
-        companies refused."""
-        if not plan.company_writes:
-            return 0, []
-        result = self.client.update_companies(
-            [EntityUpdate(w.company_id, w.values) for w in plan.company_writes]
-        )
-        for company_id, problem in result.failed.items():
-            log.warning("company_invalid", company_id=company_id, problem=problem)
-        written = [w for w in plan.company_writes if w.company_id not in result.failed]
-        for write in written:
-            log.info("company_written", company_id=write.company_id, fields=len(write.values))
-        changed = remember_companies_written(self._load_ledger_cache(), written)
-        with self.store.transaction():
-            save_companies(self.store, changed)
-            self._bump_generation()
-        return len(written), sorted(result.failed)
 
     def _compute(
         self, lead: Lead, events: Sequence[LeadEvent], setup: AccountSetup, now: datetime
@@ -988,10 +859,8 @@ class SyncCycle:
             self.store.set_int(EVENTS_SINCE, read.feed.covered_from)
             if full:
                 self.store.set_int(LAST_FULL_SYNC, int(now.timestamp()))
-            if plan.ledger_read is not None:
-                persist_ledger(self.store, plan.ledger_read, self._load_ledger_cache())
-                if self.store.get_int(LEDGER_SINCE) is None:
-                    self.store.set_int(LEDGER_SINCE, int(now.timestamp()))
+            if plan.ledger_read is not None and self._ledgers is not None:
+                self._ledgers.persist(plan.ledger_read, now)
             self._bump_generation()
 
     def _remember_written(self, written: Sequence[PlannedWrite], setup: AccountSetup) -> None:

@@ -40,13 +40,14 @@ from amo_client.fake import FakeAmoCRM, PipelineRef
 from sla.policy import Policy, default_policy, load_policy
 from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
-from worker.explain import company_field_text, company_ledger_lines, read_company_ledger
 from worker.fields import COMPANY_FIELD_SPECS, SPEC_BY_KEY, Ledger, SlaField, read_value
 from worker.ledgers.options import LedgerOptions
-from worker.report import format_value, lead_field_rows, table
+from worker.ledgers.statement import company_field_text, company_ledger_lines, read_company_ledger
+from worker.report import format_value, lead_field_rows
 from worker.setup import AccountSetup, StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions
+from worker.text import table
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 # Wednesday 5 November 2025, the first workday after the 3–4 November holidays.

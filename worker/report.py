@@ -12,6 +12,7 @@ from sla.policy import Policy
 from worker.cycle import CycleReport
 from worker.fields import SPEC_BY_KEY, FieldMap, FieldSpec, FieldType, SlaField, Value, read_value
 from worker.setup import AccountSetup
+from worker.text import table
 
 
 def format_value(value: Value, spec: FieldSpec[SlaField], fields: FieldMap, zone: ZoneInfo) -> str:
@@ -25,21 +26,6 @@ def format_value(value: Value, spec: FieldSpec[SlaField], fields: FieldMap, zone
         names = {enum_id: text for text, enum_id in fields.status_enum_ids.items()}
         return names.get(int(value), str(value))
     return str(value)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [
-        max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)
-    ]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-
-    return [
-        line(headers).rstrip(),
-        "  ".join("-" * width for width in widths),
-        *(line(row).rstrip() for row in rows),
-    ]
 
 
 def print_plan(

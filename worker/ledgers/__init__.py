@@ -9,12 +9,7 @@ answer into field values and tasks: :mod:`.read` reads amoCRM, :mod:`.plan` plan
 :mod:`.cache` holds of requests (:mod:`.facts`) and companies (:mod:`.company`), under the
 settings of :mod:`.options`.
 
-Choices where the spec is silent:
-
-* A company's package is the one its «Пакет: часов» and «Пакет: оплачен» fields name
-  now; entries outside its validity are work outside a package.
-* A company's plan, for its «Квоты» summary, is the tariff of its latest request.
-* Quota tasks and the «Пакет: исчерпан» flag go to open requests only; a request closed
-  before the worker saw it over a limit gets neither.
-* The package task comes when a package is used up while still valid.
+The choices where the spec is silent are the README's ("For admins: switching the ledgers
+on"); the step a cycle takes is :mod:`.step`, the statement ``explain --company`` prints
+:mod:`.statement`.
 """
