@@ -1,105 +1,8 @@
 """A lead's SLA state: a pure function of (lead, history, policy, stage roles, now).
 
-How the state is derived, and the choices the regulations leave open:
-
-Tariff, class, emergency
-    Tags are compared ignoring case and spaces (:func:`sla.policy.normalize_tag`).
-    The first tariff in policy order whose tag the lead carries wins; several
-    tariff tags add a ``problems`` entry. No tariff tag: the policy's
-    ``default_tariff``, else status «Нет тарифа» (no deadlines, nothing breaches).
-    The class comes from the class select field when its value is one of the
-    class's spellings (or ``typical``/``non_standard``), else from the class
-    tags, else ``typical``. Tags of both classes: ``non_standard`` wins (typical
-    is the default anyway, so an explicit non-standard tag is the stronger
-    signal) and the conflict is reported. Emergency tags switch the reaction
-    clock to ``policy.emergency_reaction_calendar`` when the policy has one.
-
-Registration
-    ``created_at``, or the latest ``lead_status_changed`` event that moved the
-    lead into the support pipeline from another pipeline. Events before the
-    registration are ignored. A registration after ``now`` is reported; the
-    clocks then have used nothing and their deadlines count from registration.
-
-Stage timeline
-    Rebuilt from ``lead_status_changed`` events (ordered by time, then id).
-    The lead starts in the first event's ``status_before`` (or its current
-    status when there are no events). A move whose ``status_before`` differs
-    from the stage the history had reached is reported and trusted. When the
-    history ends elsewhere than the lead's current status, the current status
-    is the ground truth: it is reported and taken to hold since the last
-    recorded move (registration when none), because the moment of the missing
-    move is unknown and guessing "now" would make the state drift every cycle.
-    Stage roles: 142 and 143 and ``roles.done``/``roles.acceptance`` are done;
-    ``roles.hold`` is hold; a status of another pipeline is "outside" and
-    stops the clocks like hold (reported); every other status runs.
-
-Reaction
-    The first event at or after registration made by a person
-    (``created_by != 0``) that is of a type in ``policy.reaction_event_types``,
-    or moves the lead out of ``roles.first_status_id``, or moves it from a stage that
-    is not done into a done one (closing a request answers it; moving a closed request
-    on, as acceptance does, does not). Robots and bots never react; their
-    events are listed in the trace. A reaction stops the reaction clock for good.
-
-Clocks
-    Both clocks run from registration and accrue business time only while the
-    lead is in a running stage: the reaction clock on the tariff/class calendar
-    (the emergency calendar for emergencies), the resolution clock on the
-    tariff/class calendar. Hold and "outside" stop both. A done stage stops
-    both: the resolution is finished while the lead stays done (at its entry
-    into the done stages); a reaction clock without a reaction just stops
-    (no task is due for a closed lead). A lead leaving a done stage (reopened)
-    has its clocks run on from the time already used.
-
-Due, breach, remaining
-    ``due`` is the instant the target is used up: found inside past running
-    stretches, or projected from the start of the current running stretch (so
-    a later ``now`` gives the same ``due`` while nothing changes). A clock that
-    stopped inside a running stretch keeps the deadline as it stood then. On
-    hold an unbreached clock has no ``due``; ``remaining`` is shown instead, and
-    ``remaining_minutes`` (rounded up) is that of the waiting clock: the
-    reaction until it is settled (met or breached), then the resolution, so a
-    late reaction does not hide how much resolution time is left. The minutes
-    are those of a stopped clock, so they stay constant while the lead waits.
-    A breached clock keeps its past ``due``. Breached means the due instant has
-    passed: the clock finished after it, or is unfinished at a ``now`` after it
-    (a deadline at closing time is breached right after closing, not at the
-    next opening). A reaction exactly at ``due`` is on time; the breach shows
-    from ``due`` plus one second. "By agreement" resolution: the lead's agreed
-    date is the due and the breach line, on the wall clock (hold does not move
-    an agreed date; agents retype it); no agreed date, no resolution due.
-    Either way there are no ``remaining_minutes`` for such a resolution: an
-    agreed date is a calendar instant that does not pause, and is shown as the
-    due itself.
-    At-risk is not evaluated for agreed dates. Every instant in the state is
-    expressed in ``policy.zone``.
-
-Status (first rule that applies)
-    1. «Нет тарифа»: no tariff.
-    2. A clock breached: «Выполнено с нарушением» when the lead is done,
-       else «Просрочено» (a late reaction keeps an open request «Просрочено»:
-       the SLA was missed whatever happens next).
-    3. «Выполнено в срок»: the lead is in a done stage.
-    4. «На паузе»: the lead is in a hold stage (or outside the pipeline).
-    5. «Под угрозой»: a running, unfinished clock has used at least
-       ``at_risk_fraction`` of its target (rounded up to a whole second).
-    6. «В срок».
-
-Tasks and acceptance
-    ``reaction_task_due``: the reaction clock is breached, no reaction yet and
-    the lead is not done. ``resolution_task_due``: the resolution is breached
-    and not finished. The worker creates each task once. ``accept_now``: the
-    lead has been in acceptance stages for ``policy.acceptance_period`` of
-    business time on ``policy.acceptance_calendar`` (counted from its entry
-    into the acceptance stages).
-
-``next_change_at``
-    The earliest instant after ``now`` at which the state changes with no new
-    input: the at-risk instant of a running clock (while «В срок»), a breach
-    instant (due + 1 s) of a running clock or of an agreed date, the
-    acceptance deadline. None when nothing is pending. Nothing observable
-    changes before it, and something does at it.
-
+The rules are the spec's (``SLA.md`` §§1–5); the choices where it is silent are the
+README's ("The rules it applies" and "Fine print of the engine"), each pinned by a named
+example in ``tests/test_state.py`` and a property in ``tests/test_state_properties.py``.
 Cost: a few ``between``/``add`` calls per running stretch, no per-minute loops.
 """
 
@@ -255,7 +158,7 @@ def compute_sla(
     *,
     explain: bool = False,
 ) -> SlaState:
-    """The lead's SLA state at ``now``; see the module docstring for the rules.
+    """The lead's SLA state at ``now``.
 
     ``explain``: also write the derivation's human-readable ``trace`` (otherwise empty)."""
     for label, moment in (("now", now), ("created_at", lead.created_at)):
