@@ -6,6 +6,8 @@
     python3 dev.py test            the whole test suite: ruff, mypy, import contracts, dead
                                    code (vulture), pytest
     python3 dev.py dead-code       only the dead-code check (a step of `test`)
+    python3 dev.py figures [NAME]  run the benches again and rewrite bench/README.md's figures
+                                   (every block, or the named ones)
     python3 dev.py lock [ARGS...]  pin the runtime dependencies in requirements.lock for the
                                    image (Python 3.11 on Linux, with hashes) using uv; ARGS go
                                    to `uv pip compile`, e.g. --upgrade or --upgrade-package NAME
@@ -132,6 +134,13 @@ def _is_dead(finding: str) -> bool:
     return sure or any(kind in finding for kind in DEAD_KINDS)
 
 
+def figures(names: list[str]) -> int:
+    """Install the benches' extra, then run them and rewrite bench/README.md's figures."""
+    pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[test,bench]"], check=True)
+    return run([str(PYTHON), "-m", "bench.figures", *names])
+
+
 def lock_command(uv: Path, extra: list[str]) -> list[str]:
     """``uv pip compile`` pinning pyproject.toml's runtime dependencies for the image."""
     return [
@@ -162,7 +171,7 @@ def lock(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "lock", "dead-code"}:
+    if not argv or argv[0] not in {"run", "test", "lock", "dead-code", "figures"}:
         print(__doc__)
         return 2
     ensure_env()
@@ -173,6 +182,8 @@ def main(argv: list[str]) -> int:
         return lock(rest)
     if job == "dead-code":
         return dead_code()
+    if job == "figures":
+        return figures(rest)
     return run([str(PYTHON), "-m", "worker", *rest])
 
 
