@@ -16,6 +16,7 @@ from enum import Enum, StrEnum
 
 from sla.calendar import BusinessCalendar
 from sla.policy import Policy, RequestClass, Targets, Tariff, normalize_tag
+from sla.tags import tariff_tags
 
 __all__ = [
     "ClockState",
@@ -325,14 +326,8 @@ class _Derivation:
     # --- tags -----------------------------------------------------------------------------------
     def tariff(self) -> Tariff | None:
         lead, policy = self.lead, self.policy
-        carried = {normalize_tag(tag): tag for tag in lead.tags}
         self.note(lambda: "tags: " + (", ".join(f"«{tag}»" for tag in lead.tags) or "none"))
-        matches: list[tuple[Tariff, str]] = []
-        for tariff in policy.tariffs:
-            spellings = [normalize_tag(tag) for tag in tariff.tags]
-            hit = next((carried[tag] for tag in spellings if tag in carried), None)
-            if hit is not None:
-                matches.append((tariff, hit))
+        matches = tariff_tags(policy, lead.tags)
         if matches:
             tariff, tag = matches[0]
             self.note(lambda: f"tariff «{tariff.name}» (tag «{tag}»)")
