@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from tests.cycle_kit import (
 from worker import app
 from worker.cli import main
 from worker.fields import FIELD_SPECS as ALL_FIELD_SPECS
+
+original_build_client = app.build_client
 
 # The SLA fields; the ledger fields are needed only with packages or quotas on.
 FIELD_SPECS = tuple(spec for spec in ALL_FIELD_SPECS if spec.ledger is None)
@@ -476,3 +479,40 @@ def test_a_misspelled_variable_gets_a_warning_naming_the_nearest_one(
         "event": "config_unknown_variable",
         "problem": "SLA_PIPLINE is not a variable the worker reads; did you mean SLA_PIPELINE?",
     }.items() <= next(line for line in lines if line["event"] == "config_unknown_variable").items()
+
+
+@pytest.mark.parametrize("answers", ["refused", "silent"])
+def test_an_unreachable_account_is_named_in_one_line_within_ten_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    answers: str,
+) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    if answers == "silent":
+        silent.listen(8)  # connections are taken and never answered
+    else:
+        silent.close()  # nothing listens: refused
+    for name, value in {
+        "AMO_BASE_URL": f"http://127.0.0.1:{port}",
+        "AMO_LONG_LIVED_TOKEN": "token",
+        "SLA_PIPELINE": PIPELINE,
+        "SLA_STATE_DIR": str(tmp_path / "state"),
+        "SLA_LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(app, "build_client", original_build_client)  # on real time
+    started = time.monotonic()
+    try:
+        code = main(["check"])
+    finally:
+        silent.close()
+
+    elapsed = time.monotonic() - started
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 1
+    assert elapsed < 10
+    assert [line["event"] for line in lines] == ["command_failed"]
+    assert lines[0]["error"].startswith(f"amoCRM at http://127.0.0.1:{port} does not answer (")

@@ -171,10 +171,13 @@ class Account:
 
 
 @contextmanager
-def _account(settings: Settings, **client_options: Any) -> Iterator[Account]:
-    """The policy and a client for the configured account; the client is closed after."""
+def _account(settings: Settings, *, probe: bool = True, **client_options: Any) -> Iterator[Account]:
+    """The policy and a client for the configured account, which has answered (unless
+    ``probe`` is off); the client is closed after."""
     policy = app.build_policy(settings)
     with app.build_client(settings, **client_options) as client:
+        if probe:
+            client.probe()
         yield Account(settings, policy, client)
 
 
@@ -200,7 +203,7 @@ def _run_service(settings: Settings) -> int:
         register_secret(settings.sla_webhook_secret.get_secret_value())
     metrics = Metrics() if settings.http_server_on else None
     try:
-        with _account(settings, metrics=metrics) as account:
+        with _account(settings, probe=False, metrics=metrics) as account:
             cycle = app.build_cycle(settings, account.client, account.policy)
             service = SyncService(
                 cycle,
@@ -679,15 +682,15 @@ def run_company_explain(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
+        if not app.stage_options(settings, app.build_policy(settings)).ledgers:
+            raise ConfigError(
+                [
+                    "SLA_PACKAGES, SLA_POLICY_FILE: no company ledger is on: set "
+                    "SLA_PACKAGES=true for hour packages, or SLA_POLICY_FILE to a policy "
+                    "with quotas (sla/presets/prime_gate.toml)"
+                ]
+            )
         with _account(settings) as account:
-            if not app.stage_options(settings, account.policy).ledgers:
-                raise ConfigError(
-                    [
-                        "SLA_PACKAGES, SLA_POLICY_FILE: no company ledger is on: set "
-                        "SLA_PACKAGES=true for hour packages, or SLA_POLICY_FILE to a policy "
-                        "with quotas (sla/presets/prime_gate.toml)"
-                    ]
-                )
             now = explain.parse_now(args.now, account.policy) if args.now else datetime.now(UTC)
             ledger = statement.read_company_ledger(
                 account.client,
