@@ -44,11 +44,11 @@ from amo_client.fake.replies import (
     validation_failed,
 )
 from amo_client.fake.state import (
-    SINGULAR,
     AccountState,
     Change,
     note_content_errors,
 )
+from amo_client.fake.store import SINGULAR
 from amo_client.fake.webhooks import SETTINGS as WEBHOOK_SETTINGS
 
 T = TypeVar("T")
