@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from amo_client.fake.changes import Change
 from amo_client.fake.fields import (
     ENUM_TYPES,
     SUPPORTED_TYPES,
@@ -43,11 +44,7 @@ from amo_client.fake.replies import (
     problem,
     validation_failed,
 )
-from amo_client.fake.state import (
-    AccountState,
-    Change,
-    note_content_errors,
-)
+from amo_client.fake.state import AccountState, note_content_errors
 from amo_client.fake.store import SINGULAR
 from amo_client.fake.webhooks import SETTINGS as WEBHOOK_SETTINGS
 
