@@ -18,6 +18,7 @@ from amo_client.fake.fields import (
     field_patch_errors,
     replace_enums,
 )
+from amo_client.fake.notes import note_content_errors
 from amo_client.fake.query import (
     BadQuery,
     QueryNode,
@@ -44,7 +45,7 @@ from amo_client.fake.replies import (
     problem,
     validation_failed,
 )
-from amo_client.fake.state import AccountState, note_content_errors
+from amo_client.fake.state import AccountState
 from amo_client.fake.store import SINGULAR
 from amo_client.fake.webhooks import SETTINGS as WEBHOOK_SETTINGS
 
