@@ -34,7 +34,6 @@ from amo_client.fake.records import (
     LOST_STATUS_ID,
     WON_STATUS_ID,
     Entity,
-    PageTurn,
     StoredEvent,
 )
 from amo_client.fake.replies import (
@@ -188,15 +187,7 @@ class Api:
     def _turn_page(self, call: Call) -> None:
         if call.method != "GET":
             return
-        page = self._page_number(call)
-        reads = self.state._read_hook
-        if reads is not None:
-            self.state._reads_since_hook += 1
-            seq = self.state._reads_since_hook
-            reads(PageTurn(call.path, page, urlencode(call.pairs), seq))
-        hook = self.state._page_hook
-        if hook is not None and page > 1:
-            hook(PageTurn(call.path, page, urlencode(call.pairs)))
+        self.state._before_read(call.path, self._page_number(call), call.pairs)
 
     # ------------------------------------------------------------------ paging helpers
 
