@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from amo_client.fake.changes import Change
@@ -19,6 +19,17 @@ from amo_client.fake.fields import (
     replace_enums,
 )
 from amo_client.fake.notes import note_content_errors
+from amo_client.fake.paging import (
+    CUSTOM_FIELDS_MAX_LIMIT,
+    EVENTS_MAX_LIMIT,
+    LEADS_MAX_LIMIT,
+    NOTES_MAX_LIMIT,
+    Call,
+    Handlers,
+    in_range,
+    order_by,
+    request_id,
+)
 from amo_client.fake.query import (
     BadQuery,
     QueryNode,
@@ -48,13 +59,6 @@ from amo_client.fake.state import AccountState
 from amo_client.fake.store import SINGULAR
 from amo_client.fake.webhooks import SETTINGS as WEBHOOK_SETTINGS
 
-T = TypeVar("T")
-
-DEFAULT_PAGE_SIZE = 50
-LEADS_MAX_LIMIT = 250
-EVENTS_MAX_LIMIT = 100
-NOTES_MAX_LIMIT = 250
-CUSTOM_FIELDS_MAX_LIMIT = 50
 MAX_EVENT_FILTER_IDS = 10
 
 _TASK_ENTITY_TYPES = frozenset({"leads", "contacts", "companies", "customers"})
@@ -101,7 +105,7 @@ class _EntityFilter:
 
     def matches(self, entity: Entity) -> bool:
         closed_ok = self.closed == (None, None) or (
-            entity.closed_at is not None and _in_range(entity.closed_at, self.closed)
+            entity.closed_at is not None and in_range(entity.closed_at, self.closed)
         )
         return (
             (not self.pipelines or entity.pipeline_id in self.pipelines)
@@ -110,8 +114,8 @@ class _EntityFilter:
             and (not self.creators or entity.created_by in self.creators)
             and (not self.updaters or entity.updated_by in self.updaters)
             and (not self.names or entity.name in self.names)
-            and _in_range(entity.created_at, self.created)
-            and _in_range(entity.updated_at, self.updated)
+            and in_range(entity.created_at, self.created)
+            and in_range(entity.updated_at, self.updated)
             and closed_ok
             and (not self.search or _matches_search(entity, self.search))
         )
@@ -131,38 +135,14 @@ def _status_pairs(node: QueryNode | None) -> list[tuple[int, int]]:
     return pairs
 
 
-def _order(query: dict[str, QueryNode], allowed: Sequence[str]) -> tuple[str, bool]:
-    """``order[field]=asc|desc``; the first allowed field wins, ``id`` ascending by default."""
-    order = query.get("order")
-    if isinstance(order, dict):
-        for key, direction in order.items():
-            if key in allowed and isinstance(direction, str):
-                return key, direction.strip().lower() == "desc"
-    return "id", False
-
-
-@dataclass
-class Call:
-    """One authenticated API request, its query already nested by brackets."""
-
-    method: str
-    path: str
-    pairs: list[tuple[str, str]]
-    body: Any
-    user_id: int
-    query: dict[str, QueryNode] = field(default_factory=dict)
-
-
 Handler = Callable[[Call, "re.Match[str]"], Reply]
 
 
-class Api:
+class Api(Handlers):
     """Routes API requests to handlers over an :class:`AccountState` (its lock already held)."""
 
     def __init__(self, state: AccountState) -> None:
-        self.state = state
-        self._selection_cache: dict[tuple[Any, ...], list[Any]] = {}
-        self._selection_version = -1
+        super().__init__(state)
         self._routes = self._build_routes()
 
     def dispatch(self, call: Call) -> Reply:
@@ -188,81 +168,6 @@ class Api:
         if call.method != "GET":
             return
         self.state._before_read(call.path, self._page_number(call), call.pairs)
-
-    # ------------------------------------------------------------------ paging helpers
-
-    def _limit(self, call: Call, cap: int) -> int:
-        raw = call.query.get("limit")
-        if not isinstance(raw, str):
-            return DEFAULT_PAGE_SIZE
-        try:
-            value = int(raw)
-        except ValueError:
-            return DEFAULT_PAGE_SIZE
-        return value if 1 <= value <= cap else DEFAULT_PAGE_SIZE
-
-    def _page_number(self, call: Call) -> int:
-        raw = call.query.get("page")
-        if not isinstance(raw, str):
-            return 1
-        try:
-            return max(1, int(raw))
-        except ValueError:
-            return 1
-
-    def _page_href(self, call: Call, page: int) -> str:
-        pairs = [(key, value) for key, value in call.pairs if key != "page"]
-        pairs.append(("page", str(page)))
-        return f"{self.state.base_url}{call.path}?{urlencode(pairs)}"
-
-    def _paged(
-        self,
-        call: Call,
-        key: str,
-        items: Sequence[T],
-        render: Callable[[T], dict[str, Any]],
-        *,
-        cap: int,
-        with_totals: bool = False,
-    ) -> Reply:
-        limit = self._limit(call, cap)
-        page = self._page_number(call)
-        start = (page - 1) * limit
-        chunk = items[start : start + limit]
-        if not chunk:
-            return no_content()
-        links: dict[str, Any] = {"self": {"href": self._page_href(call, page)}}
-        if start + limit < len(items):
-            links["next"] = {"href": self._page_href(call, page + 1)}
-        payload: dict[str, Any] = {}
-        if with_totals:
-            payload["_total_items"] = len(items)
-        payload["_page"] = page
-        if with_totals:
-            payload["_page_count"] = (len(items) + limit - 1) // limit
-        payload["_links"] = links
-        payload["_embedded"] = {key: [render(item) for item in chunk]}
-        return hal(payload)
-
-    def _selection(self, call: Call, build: Callable[[], list[T]], *, variant: str = "") -> list[T]:
-        """Filtered, ordered ids of a list request, reused while the data stays unchanged."""
-        if self._selection_version != self.state._version:
-            self._selection_cache.clear()
-            self._selection_version = self.state._version
-        key = (
-            call.path,
-            variant,
-            tuple(sorted((k, v) for k, v in call.pairs if k not in ("page", "limit", "with"))),
-        )
-        cached = self._selection_cache.get(key)
-        if cached is None:
-            cached = build()
-            self._selection_cache[key] = cached
-        return cached
-
-    @staticmethod
-    def _with(call: Call) -> set[str]:
-        return set(as_strings(call.query.get("with")))
 
     # ------------------------------------------------------------------ routes
 
@@ -414,7 +319,7 @@ class Api:
             return problem(400, "Request validation failed", **{"validation-errors": []})
         rejected = [
             (
-                _request_id(item, index),
+                request_id(item, index),
                 [ItemError("NotBlank", "name", "This value should not be blank.")],
             )
             for index, item in enumerate(items)
@@ -444,7 +349,7 @@ class Api:
             )
             status = next(s for s in pipeline.statuses if s.id == status_id)
             created.append(
-                {**self.state._render_status(status), "request_id": _request_id(item, index)}
+                {**self.state._render_status(status), "request_id": request_id(item, index)}
             )
         return hal({"_total_items": len(created), "_embedded": {"statuses": created}})
 
@@ -520,7 +425,7 @@ class Api:
         for index, item in enumerate(items):
             errors = _field_item_errors(item)
             if errors:
-                rejected.append((_request_id(item, index), errors))
+                rejected.append((request_id(item, index), errors))
         if rejected:
             return validation_failed(rejected)
         created = []
@@ -556,7 +461,7 @@ class Api:
         for index, item in enumerate(items):
             errors = field_patch_errors(item, definitions)
             if errors:
-                rejected.append((_request_id(item, index), errors))
+                rejected.append((request_id(item, index), errors))
         if rejected:
             return validation_failed(rejected)
         updated = []
@@ -605,7 +510,7 @@ class Api:
             else pool.values()
         )
         selected = [entity for entity in candidates if wanted.matches(entity)]
-        order_key, descending = _order(query, ("id", "created_at", "updated_at"))
+        order_key, descending = order_by(query, ("id", "created_at", "updated_at"))
         selected.sort(key=lambda e: (getattr(e, order_key), e.id), reverse=descending)
         return [entity.id for entity in selected]
 
@@ -617,9 +522,9 @@ class Api:
         selected = [
             entity
             for entity in self.state._trash.values()
-            if (not ids or entity.id in ids) and _in_range(entity.deleted_at or 0, deleted_between)
+            if (not ids or entity.id in ids) and in_range(entity.deleted_at or 0, deleted_between)
         ]
-        order_key, descending = _order(query, ("id", "updated_at"))
+        order_key, descending = order_by(query, ("id", "updated_at"))
         selected.sort(
             key=lambda e: ((e.deleted_at or 0) if order_key == "updated_at" else e.id, e.id),
             reverse=descending,
@@ -675,7 +580,7 @@ class Api:
         for index, item in enumerate(items):
             change, errors = self.state._validate_change(kind, item)
             if errors:
-                rejected.append((_request_id(item, index), errors))
+                rejected.append((request_id(item, index), errors))
             elif change is not None:
                 changes.append(change)
         if rejected:
@@ -846,7 +751,7 @@ class Api:
         if not isinstance(items, list) or not items:
             return problem(400, "Request validation failed", **{"validation-errors": []})
         rejected = [
-            (_request_id(item, index), errors)
+            (request_id(item, index), errors)
             for index, item in enumerate(items)
             if (errors := self._task_errors(item, call.user_id))
         ]
@@ -863,7 +768,7 @@ class Api:
             created.append(
                 {
                     "id": task_id,
-                    "request_id": _request_id(item, index),
+                    "request_id": request_id(item, index),
                     "_links": self.state._href(f"/api/v4/tasks/{task_id}"),
                 }
             )
@@ -878,7 +783,7 @@ class Api:
             task_id = item.get("id") if isinstance(item, dict) else None
             if not isinstance(task_id, int) or task_id not in self.state._tasks:
                 rejected.append(
-                    (_request_id(item, index), [ItemError("NotFound", "id", "Task not found.")])
+                    (request_id(item, index), [ItemError("NotFound", "id", "Task not found.")])
                 )
         if rejected:
             return validation_failed(rejected)
@@ -945,9 +850,9 @@ class Api:
             and (not entity_ids or task["entity_id"] in entity_ids)
             and (not entity_types or task["entity_type"] in entity_types)
             and (completed is None or task["is_completed"] == completed)
-            and _in_range(task["updated_at"], updated)
+            and in_range(task["updated_at"], updated)
         ]
-        order_key, descending = _order(query, ("id", "created_at", "complete_till"))
+        order_key, descending = order_by(query, ("id", "created_at", "complete_till"))
         selected.sort(key=lambda task: (task[order_key], task["id"]), reverse=descending)
         return [task["id"] for task in selected]
 
@@ -974,7 +879,7 @@ class Api:
         if not isinstance(items, list) or not items:
             return problem(400, "Request validation failed", **{"validation-errors": []})
         rejected = [
-            (_request_id(item, index), errors)
+            (request_id(item, index), errors)
             for index, item in enumerate(items)
             if (errors := self._note_errors(kind, item, entity_id))
         ]
@@ -996,7 +901,7 @@ class Api:
                 {
                     "id": note_id,
                     "entity_id": target,
-                    "request_id": _request_id(item, index),
+                    "request_id": request_id(item, index),
                     "_links": self.state._href(f"/api/v4/{kind}/{target}/notes/{note_id}"),
                 }
             )
@@ -1032,7 +937,7 @@ class Api:
         if not isinstance(items, list) or not items:
             return problem(400, "Request validation failed", **{"validation-errors": []})
         rejected = [
-            (_request_id(item, index), errors)
+            (request_id(item, index), errors)
             for index, item in enumerate(items)
             if (errors := self._note_edit_errors(kind, item))
         ]
@@ -1053,7 +958,7 @@ class Api:
                     "id": note["id"],
                     "entity_id": note["entity_id"],
                     "updated_at": note["updated_at"],
-                    "request_id": _request_id(item, index),
+                    "request_id": request_id(item, index),
                     "_links": self.state._href(
                         f"/api/v4/{kind}/{note['entity_id']}/notes/{note['id']}"
                     ),
@@ -1109,9 +1014,9 @@ class Api:
             and (not ids or note["id"] in ids)
             and (not entity_ids or note["entity_id"] in entity_ids)
             and (not note_types or note["note_type"] in note_types)
-            and _in_range(note["updated_at"], updated)
+            and in_range(note["updated_at"], updated)
         ]
-        order_key, descending = _order(query, ("updated_at", "id"))
+        order_key, descending = order_by(query, ("updated_at", "id"))
         selected.sort(key=lambda note: (note[order_key], note["id"]), reverse=descending)
         return [note["id"] for note in selected]
 
@@ -1169,17 +1074,6 @@ def _destination_errors(value: Any) -> list[ItemError]:
     if not urlsplit(value).hostname:
         return [ItemError("InvalidType", "destination", "This value should be a valid URL.")]
     return []
-
-
-def _request_id(item: Any, index: int) -> str:
-    if isinstance(item, dict) and isinstance(item.get("request_id"), str):
-        return str(item["request_id"])
-    return str(index)
-
-
-def _in_range(value: int, bounds: tuple[int | None, int | None]) -> bool:
-    low, high = bounds
-    return (low is None or value >= low) and (high is None or value <= high)
 
 
 def _matches_search(entity: Entity, needle: str) -> bool:

@@ -55,7 +55,8 @@ from urllib.parse import parse_qsl, unquote_plus
 
 import httpx
 
-from amo_client.fake.api import Api, Call
+from amo_client.fake.api import Api
+from amo_client.fake.paging import Call
 from amo_client.fake.records import (
     ODD_SHAPES,
     RANDOM_FAULT_KINDS,
