@@ -44,14 +44,13 @@ from __future__ import annotations
 import json
 import random
 import re
-import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import unquote_plus
 
 import httpx
 
@@ -60,31 +59,24 @@ from amo_client.fake.paging import Call
 from amo_client.fake.records import (
     ODD_SHAPES,
     RANDOM_FAULT_KINDS,
-    AccessToken,
-    AuthorizationCode,
     Fault,
     LoggedRequest,
     OddShape,
     RandomFaultKind,
-    RefreshToken,
-    TokenGrant,
-    TokenPair,
 )
 from amo_client.fake.replies import (
-    JSON,
     Reply,
     default_error,
     encode,
     nginx_page,
-    oauth_problem,
     odd_reply,
     problem,
     unauthorized,
 )
 from amo_client.fake.server import FakeServer
 from amo_client.fake.state import AccountState
+from amo_client.fake.tokens import Tokens
 
-AUTHORIZATION_CODE_LIFETIME = 20 * 60.0
 SERVER_ERRORS = (500, 502, 503, 504)
 
 
@@ -144,7 +136,7 @@ class _Transport(httpx.BaseTransport):
         return self._fake.handle(request)
 
 
-class FakeAmoCRM(AccountState):
+class FakeAmoCRM(Tokens, AccountState):
     """An amoCRM account in memory, reachable through :attr:`transport` at :attr:`base_url`.
 
     Seed it with :meth:`add_pipeline`, :meth:`add_user`, :meth:`add_custom_field`,
@@ -194,23 +186,22 @@ class FakeAmoCRM(AccountState):
             owner_name=owner_name,
             record_change_events=record_change_events,
         )
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.redirect_uri = redirect_uri
+        self._start_tokens(
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=redirect_uri,
+            access_token_lifetime=access_token_lifetime,
+            refresh_token_lifetime=refresh_token_lifetime,
+            long_lived_token=long_lived_token,
+            long_lived_token_lifetime=long_lived_token_lifetime,
+            revoked_refresh_status=revoked_refresh_status,
+            revoke_access_on_refresh=revoke_access_on_refresh,
+        )
         self.max_requests_per_second = max_requests_per_second
         self.block_after_rate_limited = block_after_rate_limited
         self._monotonic = monotonic
-        self._access_token_lifetime = access_token_lifetime
-        self._refresh_token_lifetime = refresh_token_lifetime
-        self._revoked_refresh_status = revoked_refresh_status
-        self._revoke_access_on_refresh = revoke_access_on_refresh
         self._transport = _Transport(self)
         self._api = Api(self)
-
-        self._access_tokens: dict[str, AccessToken] = {}
-        self._refresh_tokens: dict[str, RefreshToken] = {}
-        self._codes: dict[str, AuthorizationCode] = {}
-        self._token_grants: list[TokenGrant] = []
 
         self._faults: list[Fault] = []
         self._chance: _Chance | None = None
@@ -221,11 +212,6 @@ class FakeAmoCRM(AccountState):
         self._requests_total = 0
         self._rate_limited_total = 0
         self._status_counts: Counter[int] = Counter()
-
-        self.long_lived_token = long_lived_token or "fake-ll-" + secrets.token_urlsafe(32)
-        self._access_tokens[self.long_lived_token] = AccessToken(
-            self.long_lived_token, self.api_user_id, self._clock() + long_lived_token_lifetime
-        )
 
     # ------------------------------------------------------------------ transport
 
@@ -324,7 +310,7 @@ class FakeAmoCRM(AccountState):
         if incoming.path == "/oauth2/access_token":
             if incoming.method != "POST":
                 return problem(405, f"Method {incoming.method} is not allowed")
-            return self._oauth_token(incoming)
+            return self._oauth_token(incoming.body, incoming.content_type, incoming.content)
         user_id = self._authenticate(incoming.request.headers.get("authorization"))
         if user_id is None:
             return unauthorized()
@@ -336,142 +322,6 @@ class FakeAmoCRM(AccountState):
             user_id=user_id,
         )
         return self._api.dispatch(call)
-
-    # ------------------------------------------------------------------ auth
-
-    def _authenticate(self, header: str | None) -> int | None:
-        if not header:
-            return None
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return None
-        token = self._access_tokens.get(value.strip())
-        if token is None or token.revoked or token.expires_at <= self._clock():
-            return None
-        return token.user_id
-
-    def _oauth_token(self, incoming: _Incoming) -> Reply:
-        data: dict[str, Any] = {}
-        if isinstance(incoming.body, dict):
-            data = incoming.body
-        elif "form" in incoming.content_type:
-            data = dict(parse_qsl(incoming.content.decode("utf-8", "replace")))
-        grant_type = str(data.get("grant_type", ""))
-        if (
-            data.get("client_id") != self.client_id
-            or data.get("client_secret") != self.client_secret
-        ):
-            return self._grant_refused(grant_type, 401, "Client authentication failed")
-        if grant_type == "authorization_code":
-            return self._exchange_code(data)
-        if grant_type == "refresh_token":
-            return self._refresh(data)
-        return self._grant_refused(
-            grant_type, 400, "Check that all required parameters have been provided"
-        )
-
-    def _grant_refused(self, grant_type: str, status: int, hint: str) -> Reply:
-        self._token_grants.append(TokenGrant(grant_type, issued=False, hint=hint))
-        return oauth_problem(status, hint)
-
-    def _exchange_code(self, data: Mapping[str, Any]) -> Reply:
-        code = self._codes.get(str(data.get("code", "")))
-        if code is None:
-            return self._grant_refused(
-                "authorization_code", 400, "Cannot decrypt the authorization code"
-            )
-        if code.used:
-            return self._grant_refused(
-                "authorization_code", 400, "Authorization code has been revoked"
-            )
-        if code.expires_at <= self._clock():
-            return self._grant_refused("authorization_code", 400, "Authorization code has expired")
-        if data.get("redirect_uri") != self.redirect_uri:
-            return self._grant_refused("authorization_code", 400, "Invalid redirect URI")
-        code.used = True
-        return self._issue(code.user_id, "authorization_code")
-
-    def _refresh(self, data: Mapping[str, Any]) -> Reply:
-        token = self._refresh_tokens.get(str(data.get("refresh_token", "")))
-        if token is None:
-            return self._grant_refused("refresh_token", 400, "Cannot decrypt the refresh token")
-        if token.used or token.revoked:
-            return self._grant_refused(
-                "refresh_token", self._revoked_refresh_status, "Token has been revoked"
-            )
-        if token.expires_at <= self._clock():
-            return self._grant_refused("refresh_token", 400, "Token has expired")
-        token.used = True
-        if self._revoke_access_on_refresh and token.access_value in self._access_tokens:
-            self._access_tokens[token.access_value].revoked = True
-        return self._issue(token.user_id, "refresh_token")
-
-    def _issue(self, user_id: int, grant_type: str) -> Reply:
-        pair = self._new_pair(user_id)
-        self._token_grants.append(TokenGrant(grant_type, issued=True))
-        body = {
-            "token_type": "Bearer",
-            "expires_in": pair.expires_in,
-            "access_token": pair.access_token,
-            "refresh_token": pair.refresh_token,
-        }
-        return Reply(200, encode(body), JSON)
-
-    def _new_pair(self, user_id: int) -> TokenPair:
-        now = self._clock()
-        access = "fake-at-" + secrets.token_urlsafe(32)
-        refresh = "fake-rt-" + secrets.token_urlsafe(32)
-        self._access_tokens[access] = AccessToken(
-            access, user_id, now + self._access_token_lifetime
-        )
-        self._refresh_tokens[refresh] = RefreshToken(
-            refresh, user_id, now + self._refresh_token_lifetime, access
-        )
-        return TokenPair(access, refresh, int(self._access_token_lifetime))
-
-    def issue_authorization_code(self, *, user_id: int | None = None) -> str:
-        """An authorization code as an admin copies it from amoCRM: single use, valid 20 min."""
-        with self._lock:
-            value = "fake-code-" + secrets.token_urlsafe(24)
-            self._codes[value] = AuthorizationCode(
-                value, user_id or self.api_user_id, self._clock() + AUTHORIZATION_CODE_LIFETIME
-            )
-            return value
-
-    def issue_token_pair(self, *, user_id: int | None = None) -> TokenPair:
-        """A fresh OAuth pair, as if the integration had just been authorized."""
-        with self._lock:
-            return self._new_pair(user_id or self.api_user_id)
-
-    def revoke_tokens(self) -> None:
-        """Revoke every token, the long-lived one included (the integration was uninstalled)."""
-        with self._lock:
-            for access in self._access_tokens.values():
-                access.revoked = True
-            for refresh in self._refresh_tokens.values():
-                refresh.revoked = True
-
-    def expire_access_tokens(self) -> None:
-        """Make every access token expired now; refresh tokens stay usable."""
-        with self._lock:
-            now = self._clock()
-            for access in self._access_tokens.values():
-                access.expires_at = min(access.expires_at, now)
-
-    @property
-    def token_grants(self) -> list[TokenGrant]:
-        with self._lock:
-            return list(self._token_grants)
-
-    @property
-    def refresh_reuse_attempts(self) -> int:
-        """How often a spent (or revoked) refresh token was presented again."""
-        with self._lock:
-            return sum(
-                1
-                for grant in self._token_grants
-                if grant.grant_type == "refresh_token" and grant.hint == "Token has been revoked"
-            )
 
     # ------------------------------------------------------------------ faults
 
