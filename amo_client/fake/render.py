@@ -1,5 +1,5 @@
 """The JSON amoCRM returns for what the account holds: leads, companies, events, tasks, notes,
-pipelines, stages and users, each with its ``_links`` and ``_embedded``."""
+pipelines, stages and users, each with its ``_links``."""
 
 from __future__ import annotations
 
