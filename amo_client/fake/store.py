@@ -1,4 +1,4 @@
-"""What an amoCRM account of the fake holds, the lock that guards it, and the ids it hands out.
+"""What an amoCRM account of the fake holds, the lock that guards it, its ids and its users.
 
 The account's behaviour is added by the mixins that ``state.AccountState`` is made of.
 """
