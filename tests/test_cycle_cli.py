@@ -516,3 +516,20 @@ def test_an_unreachable_account_is_named_in_one_line_within_ten_seconds(
     assert elapsed < 10
     assert [line["event"] for line in lines] == ["command_failed"]
     assert lines[0]["error"].startswith(f"amoCRM at http://127.0.0.1:{port} does not answer (")
+
+
+def test_explain_names_the_stages_and_users_of_a_live_lead(
+    account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lead_id = account.world.leads["fact_hold_and_back"]
+
+    code = main(["explain", str(lead_id), "--now", "2025-11-05T12:00:00+03:00"])
+
+    trace, _, state = capsys.readouterr().out.partition("state:\n")
+    assert code == 0
+    assert json.loads(state)["tariff"] == "По факту"
+    hold_id = account.world.support.status(HOLD)
+    assert f"stage «{HOLD}» ({hold_id}) (hold) from 2025-11-05 10:00" in trace
+    anna = account.world.agents[0]
+    assert f"reaction: common_note_added at 2025-11-05 09:40 by «Анна Смирнова» ({anna})" in trace
+    assert account.gets_only()

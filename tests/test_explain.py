@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from worker.cli import main
-from worker.explain import SAMPLES, sample_cases
+from worker.explain import SAMPLES, Names, sample_cases
 
 PRESETS = Path(__file__).resolve().parent.parent / "sla" / "presets"
 STAGES = [
@@ -33,7 +33,8 @@ def explain(
     )  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    return json.loads(captured.out), captured.err
+    trace, _, state = captured.out.partition("state:\n")
+    return json.loads(state), trace
 
 
 def test_priority_typical_sample(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,9 +90,38 @@ def test_robots_only_sample_is_overdue(capsys: pytest.CaptureFixture[str]) -> No
     assert "no reaction yet" in trace
 
 
-def test_no_trace_prints_only_the_json(capsys: pytest.CaptureFixture[str]) -> None:
-    _, trace = explain(capsys, "priority_typical", "2025-10-12T16:00:00+03:00", "--no-trace")
-    assert trace == ""
+@pytest.mark.parametrize("flag", ["--json", "--no-trace"])
+def test_json_prints_only_the_state_to_pipe_it(
+    capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    code = main(
+        [
+            "explain",
+            "--lead", str(SAMPLES / "priority_typical.lead.json"),
+            "--events", str(SAMPLES / "priority_typical.events.json"),
+            "--now", "2025-10-12T16:00:00+03:00",
+            *STAGES,
+            flag,
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert json.loads(captured.out)["status"] == "Под угрозой"
+    assert captured.err == ""
+
+
+def test_names_follow_the_stage_and_user_ids_of_the_trace() -> None:
+    names = Names(stages={70000013: "Ждём клиента"}, users={9100001: "Анна"})
+
+    assert names.named("stage status 70000013 of pipeline 7000001 (hold) from 10:00") == (
+        "stage «Ждём клиента» (70000013) (hold) from 10:00"
+    )
+    assert names.named("reaction: outgoing_call at 12:20 by user 9100001 (event 1)") == (
+        "reaction: outgoing_call at 12:20 by «Анна» (9100001) (event 1)"
+    )
+    assert names.named("by user 5 and status 6 of pipeline 7") == (
+        "by user 5 and status 6 of pipeline 7"
+    )
 
 
 def test_now_without_an_offset_is_read_in_the_policy_zone(
@@ -123,7 +153,7 @@ def test_an_empty_events_file_is_amocrm_s_empty_reply(
     empty.write_text("")
     code = main(
         ["explain", "--lead", str(SAMPLES / "priority_typical.lead.json"), "--events", str(empty),
-         "--now", "2025-10-11T13:00:00+03:00", *STAGES]
+         "--now", "2025-10-11T13:00:00+03:00", *STAGES, "--json"]
     )  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -143,10 +173,10 @@ def test_events_of_other_leads_are_ignored(
         ["explain", "--lead", str(SAMPLES / "priority_typical.lead.json"), "--events", str(other),
          "--now", "2025-10-11T13:00:00+03:00", *STAGES]
     )  # fmt: skip
-    captured = capsys.readouterr()
+    trace, _, state = capsys.readouterr().out.partition("state:\n")
     assert code == 0
-    assert json.loads(captured.out)["reacted_at"] is None
-    assert "4 events of other entities ignored" in captured.err
+    assert json.loads(state)["reacted_at"] is None
+    assert "4 events of other entities ignored" in trace
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -548,7 +548,8 @@ def add_explain(commands: Any) -> None:
             "Compute the SLA state the worker would write for one lead: live, by LEAD_ID, "
             "from the configured account; or offline, from a saved GET /api/v4/leads/{id} "
             "response (--lead) and its GET /api/v4/events response (--events). Prints the "
-            "state as JSON on stdout and the derivation (trace) on stderr. With --company, "
+            "derivation (trace), then the state as JSON; --json prints the JSON alone. "
+            "With --company, "
             "lay out a company's ledger from the live account instead: its time entries and "
             "the package each counted against, the balance, each quota's requests, and the "
             "values the worker writes next to those amoCRM holds."
@@ -597,7 +598,13 @@ def add_explain(commands: Any) -> None:
         help="id of the agreed-date field (default: the lead's field «SLA: срок по согласованию»)",
     )
     parser.add_argument("--class-field", type=int, help="id of the request-class select field")
-    parser.add_argument("--no-trace", action="store_true", help="print only the JSON")
+    parser.add_argument(
+        "--json",
+        "--no-trace",
+        dest="json",
+        action="store_true",
+        help="print only the state as JSON (to pipe it)",
+    )
     parser.set_defaults(run=run_explain)
 
 
@@ -633,7 +640,7 @@ def run_explain(args: argparse.Namespace) -> int:
     except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    explain.print_explanation(explanation, sys.stdout, sys.stderr, with_trace=not args.no_trace)
+    explain.print_explanation(explanation, sys.stdout, json_only=args.json)
     return 0
 
 
@@ -652,6 +659,7 @@ def run_live_explain(args: argparse.Namespace) -> int:
             if lead is None:
                 raise LookupError(f"lead {args.lead_id} does not exist")
             events = list(client.iter_events(entity="lead", entity_ids=[lead.id]))
+            users = {user.id: user.name for user in client.iter_users()}
             events += replies_for_lead(
                 client,
                 lead,
@@ -673,7 +681,8 @@ def run_live_explain(args: argparse.Namespace) -> int:
         agreed_due_field_id=setup.fields.id_of(SlaField.AGREED_DUE),
         class_field_id=setup.class_field_id,
     )
-    explain.print_explanation(explanation, sys.stdout, sys.stderr, with_trace=not args.no_trace)
+    explanation = replace(explanation, names=explain.Names(setup.status_names, users))
+    explain.print_explanation(explanation, sys.stdout, json_only=args.json)
     return 0
 
 

@@ -5,10 +5,10 @@ a ``GET /api/v4/leads/{id}`` response and a ``GET /api/v4/events`` response
 (``{"_embedded": {"events": [...]}}``; an empty file stands for amoCRM's
 empty 204 reply), computes the state the worker would write, and prints:
 
-* stdout: the state as JSON (``sla.state.state_as_dict``), so it can be piped;
-* stderr: the trace, one line per step (tags matched, the event counted as the
-  reaction, robot events skipped, the stretches each clock counted, problems).
-  ``--no-trace`` leaves it out.
+the trace, one line per step (tags matched, the event counted as the reaction, robot
+events skipped, the stretches each clock counted, problems; stages and users by name when
+the live account is read), then the state as JSON (``sla.state.state_as_dict``). ``--json``
+prints the JSON alone, to pipe it.
 
 ``python -m worker explain --company ID`` prints a company's statement
 (:mod:`worker.ledgers.statement`).
@@ -19,8 +19,9 @@ Nothing here touches the worker's state directory.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,16 +41,44 @@ class ExplainError(Exception):
 
 
 @dataclass(frozen=True)
+class Names:
+    """What people call the ids a trace mentions: stages by status id, users by id."""
+
+    stages: Mapping[int, str] = field(default_factory=dict)
+    users: Mapping[int, str] = field(default_factory=dict)
+
+    def named(self, line: str) -> str:
+        """``line`` with each stage and user id it names followed by its name."""
+
+        def stage(match: re.Match[str]) -> str:
+            name = self.stages.get(int(match["status"]))
+            return match[0] if name is None else f"«{name}» ({match['status']})"
+
+        def user(match: re.Match[str]) -> str:
+            name = self.users.get(int(match["user"]))
+            return match[0] if name is None else f"by «{name}» ({match['user']})"
+
+        line = STAGE_IN_TRACE.sub(stage, line)
+        return USER_IN_TRACE.sub(user, line)
+
+
+# How the engine's trace names a stage of the pipeline and a user (sla.state).
+STAGE_IN_TRACE = re.compile(r"status (?P<status>\d+) of pipeline \d+")
+USER_IN_TRACE = re.compile(r"by user (?P<user>\d+)")
+
+
+@dataclass(frozen=True)
 class Explanation:
     state: SlaState
     notes: tuple[str, ...]  # how the inputs were read (before the engine's own trace)
+    names: Names = field(default_factory=Names)
 
     def as_json(self) -> str:
         return json.dumps(state_as_dict(self.state), ensure_ascii=False, indent=2)
 
     @property
     def trace(self) -> tuple[str, ...]:
-        return (*self.notes, *self.state.trace)
+        return tuple(self.names.named(line) for line in (*self.notes, *self.state.trace))
 
 
 def read_lead(path: Path) -> Lead:
@@ -175,13 +204,13 @@ def explain_files(
     )
 
 
-def print_explanation(
-    explanation: Explanation, out: TextIO, err: TextIO, *, with_trace: bool = True
-) -> None:
-    print(explanation.as_json(), file=out)
-    if with_trace:
+def print_explanation(explanation: Explanation, out: TextIO, *, json_only: bool = False) -> None:
+    """The derivation, then the state as JSON; with ``json_only``, the JSON alone (to pipe)."""
+    if not json_only:
         for line in explanation.trace:
-            print(f"  · {line}", file=err)
+            print(f"  · {line}", file=out)
+        print("state:", file=out)
+    print(explanation.as_json(), file=out)
 
 
 # ---------------------------------------------------------------------------
@@ -243,7 +272,7 @@ def run_samples(out: TextIO, directory: Path = SAMPLES) -> int:
         )
         print(f"=== {case.name}: {case.about}", file=out)
         print(f"    now {case.now}", file=out)
-        print_explanation(explanation, out, out)
+        print_explanation(explanation, out)
         print(file=out)
     return 0
 
