@@ -4,13 +4,17 @@ fields, the company ledgers (an hour package used up, a quota gone over) and eve
 from __future__ import annotations
 
 import io
+import json
+import logging
 import re
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.client_kit import FakeClock
 from worker.demo import Pacing, run_demo
+from worker.logs import configure_logging
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +27,7 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
         state_dir=state_dir,
         pacing=Pacing(clock.sleep, clock.monotonic),
         report_dir=state_dir / "report",
+        wide=True,
     )
     assert code == 0
     return out.getvalue()
@@ -80,9 +85,9 @@ def test_act_one_company_has_used_its_two_hours(output: str) -> None:
         "Исчерпан",
     ]
     tasks = section(first, "ledger tasks created:")
-    assert row(tasks, "company")[1] == "Мария Козлова"
-    assert "израсходовано 2 ч 45 мин из 2 ч" in row(tasks, "company")[2]
-    assert len(tasks) == 3  # headers, rule, one task
+    assert len(tasks) == 1
+    assert tasks[0].startswith("  company 40000001, to Мария Козлова: Пакет часов")
+    assert "израсходовано 2 ч 45 мин из 2 ч" in tasks[0]
 
 
 def test_act_one_ends_with_the_company_audit(output: str) -> None:
@@ -105,8 +110,9 @@ def test_act_two_third_setup_goes_over_the_quota(output: str) -> None:
     )
     assert row(companies, "ООО Вектор")[-1].startswith("Настройки: 1 из 4;")
     tasks = section(second, "ledger tasks created:")
-    assert len(tasks) == 3
-    assert "3-е по квоте «Настройки»" in row(tasks, "lead")[2]
+    assert len(tasks) == 1
+    assert tasks[0].startswith("  lead 30000005, to Анна Смирнова:")
+    assert "3-е по квоте «Настройки»" in tasks[0]
     assert "breach tasks created: none" in second
 
 
@@ -130,3 +136,30 @@ def test_the_demo_ends_with_the_report_of_its_day(output: str) -> None:
     hours = (page.parent / "hours.csv").read_text(encoding="utf-8-sig").splitlines()
     romashka = next(line for line in hours if line.startswith("ООО Ромашка"))
     assert romashka.split(",")[-3:] == ["45", "3500", "2625"]
+
+
+def test_the_demo_fits_120_columns_and_logs_in_the_storys_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    out, logs = io.StringIO(), io.StringIO()
+    handlers = list(logging.getLogger().handlers)
+    try:
+        code = run_demo(
+            out,
+            state_dir=tmp_path,
+            pacing=Pacing(clock.sleep, clock.monotonic),
+            report_dir=tmp_path / "report",
+            log=lambda story: configure_logging("json", "INFO", logs, clock=story),
+        )
+    finally:
+        for handler in logging.getLogger().handlers:
+            if handler not in handlers:
+                logging.getLogger().removeHandler(handler)
+        structlog.reset_defaults()
+
+    assert code == 0
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) == 120  # folded, not cut: the longest lines fill the width
+    assert "breach tasks created:" in lines
+    stamps = [json.loads(line)["timestamp"] for line in logs.getvalue().splitlines()]
+    assert len(stamps) > 20
+    assert {stamp[:10] for stamp in stamps} == {"2025-11-05"}

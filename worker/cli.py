@@ -16,6 +16,7 @@ written).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -81,8 +82,7 @@ def run_default(args: argparse.Namespace) -> int:
         return _run_service_from_env()
     from worker import demo  # noqa: PLC0415 - the emulator is loaded only for the demo
 
-    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
-    return demo.run_demo(sys.stdout)
+    return demo.run_demo(sys.stdout, log=_demo_logging(settings, verbose=False))
 
 
 # --- shared ---------------------------------------------------------------------------------------
@@ -509,7 +509,28 @@ def add_demo(commands: Any) -> None:
     parser = commands.add_parser(
         "demo", help="run the worker for a few cycles on the built-in amoCRM emulator"
     )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="the worker's info log lines too"
+    )
+    parser.add_argument(
+        "--wide", action="store_true", help="every field in one table, however wide"
+    )
     parser.set_defaults(run=run_demo)
+
+
+def _demo_logging(settings: Settings, *, verbose: bool) -> Callable[[Callable[[], datetime]], None]:
+    """Logging for the demo: stamped with the story's time; its warnings only, unless
+    ``verbose`` (or SLA_LOG_LEVEL asks for less)."""
+    level = (
+        settings.sla_log_level
+        if verbose
+        else max(settings.sla_log_level, "WARNING", key=logging.getLevelName)
+    )
+
+    def configure(clock: Callable[[], datetime]) -> None:
+        configure_logging(settings.sla_log_format.value, level, clock=clock)
+
+    return configure
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -518,8 +539,9 @@ def run_demo(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return EXIT_CONFIG
-    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
-    return demo.run_demo(sys.stdout)
+    return demo.run_demo(
+        sys.stdout, log=_demo_logging(settings, verbose=args.verbose), wide=args.wide
+    )
 
 
 def add_samples(commands: Any) -> None:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -47,11 +47,12 @@ from worker.report import format_value, lead_field_rows
 from worker.setup import AccountSetup, StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions
-from worker.text import table
+from worker.text import Folded, table, tables_within
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 # Wednesday 5 November 2025, the first workday after the 3–4 November holidays.
 DEMO_START = datetime(2025, 11, 5, 10, 30, tzinfo=MOSCOW)
+WIDTH = 120  # columns of the terminal the story is told to, unless --wide
 DEMO_END = datetime(2025, 11, 5, 17, 5, tzinfo=MOSCOW)
 QUOTAS_END = datetime(2025, 11, 5, 11, 35, tzinfo=MOSCOW)
 PACKAGE_PAID = datetime(2025, 11, 1, tzinfo=MOSCOW)  # the transferred working Saturday
@@ -332,10 +333,18 @@ def run_demo(
     state_dir: Path | None = None,
     pacing: Pacing | None = None,
     report_dir: Path | None = None,
+    log: Callable[[Callable[[], datetime]], None] | None = None,
+    wide: bool = False,
 ) -> int:
     """Both acts; the first ends by writing the SLA report of its day into ``report_dir``
-    (default: ``amo-sla-demo-report`` in the system's temporary directory, kept)."""
+    (default: ``amo-sla-demo-report`` in the system's temporary directory, kept). ``log``
+    sets up logging on the story's clock; ``wide`` prints every field in one table."""
     clock = SimulatedClock(DEMO_START)
+    if log is not None:
+        log(clock.aware)
+    width = None if wide else WIDTH
+    if width is not None:
+        out = cast(TextIO, Folded(out, width))
     report_dir = report_dir or Path(tempfile.gettempdir()) / "amo-sla-demo-report"
     pace = pacing or Pacing()
 
@@ -354,7 +363,14 @@ def run_demo(
     with tempfile.TemporaryDirectory(prefix="amo-sla-demo-") as scratch:
         directory = state_dir or Path(scratch)
         if not _play(
-            packages, clock, directory / "crmbp", out, pace=pace, audit=True, report_to=report_dir
+            packages,
+            clock,
+            directory / "crmbp",
+            out,
+            pace=pace,
+            audit=True,
+            report_to=report_dir,
+            width=width,
         ):
             return 1
         clock.now = DEMO_START
@@ -368,7 +384,9 @@ def run_demo(
             "them\nwithout writing to them.\n",
             file=out,
         )
-        if not _play(quotas, clock, directory / "prime-gate", out, pace=pace, audit=False):
+        if not _play(
+            quotas, clock, directory / "prime-gate", out, pace=pace, audit=False, width=width
+        ):
             return 1
     print(f"\nThe SLA report of act 1's support day: {report_dir / 'report.html'}", file=out)
     return 0
@@ -383,6 +401,7 @@ def _play(
     pace: Pacing,
     audit: bool,
     report_to: Path | None = None,
+    width: int | None = None,
 ) -> bool:
     """Provision, run the worker's cycles until ``act.end``, print the closing tables (and,
     with ``audit``, ``explain --company`` of the act's first company; with ``report_to``, write
@@ -452,7 +471,7 @@ def _play(
         client.close()
         return False
     users = {user.id: user.name for user in client.iter_users()}
-    _print_tables(act, client, setup, out, users=users, now=clock.now)
+    _print_tables(act, client, setup, out, users=users, now=clock.now, width=width)
     if audit and act.companies:
         company_id = act.companies[0]
         ledger = read_company_ledger(
@@ -461,7 +480,7 @@ def _play(
         )  # fmt: skip
         if ledger is not None:
             print(f"\n$ python -m worker explain --company {company_id}", file=out)
-            for line in company_ledger_lines(ledger):
+            for line in company_ledger_lines(ledger, width=None if width is None else width - 2):
                 print(f"  {line}" if line else "", file=out)
     if report_to is not None:
         _write_report(
@@ -541,8 +560,10 @@ def _print_tables(
     *,
     users: Mapping[int, str],
     now: datetime,
+    width: int | None,
 ) -> None:
-    """The leads' SLA (and ledger) fields, the companies' ledger fields, and the tasks."""
+    """The leads' SLA (and ledger) fields, the companies' ledger fields, and the tasks; the
+    tables split by columns to fit ``width`` (None: one table each)."""
     zone = act.policy.zone
     leads = sorted(
         (
@@ -563,7 +584,7 @@ def _print_tables(
             value = read_value(lead.field(field_id), spec) if field_id is not None else None
             row.append(format_value(value, spec, setup.fields, zone))
     print(f"\nthe leads' SLA fields in amoCRM at {now.astimezone(MOSCOW):%H:%M:%S}:", file=out)
-    _print(table(headers, rows), out)
+    _print_table(headers, rows, out, width, keep=2)
 
     specs = [spec for spec in COMPANY_FIELD_SPECS if spec.needed(act.ledgers)]
     company_rows = [
@@ -575,23 +596,36 @@ def _print_tables(
         for company in client.iter_companies(ids=act.companies)
     ]
     print("\nthe companies' ledger fields in amoCRM:", file=out)
-    _print(table(["company", "responsible", *(s.name for s in specs)], company_rows), out)
+    _print_table(["company", "responsible", *(s.name for s in specs)], company_rows, out, width)
 
-    breach: list[list[str]] = []
-    ledger: list[list[str]] = []
+    breach: list[str] = []
+    ledger: list[str] = []
     for task in act.fake.tasks:
         text = str(task["text"])
         on = "company" if task.get("entity_type") == "companies" else "lead"
-        row = [
-            f"{on} {task['entity_id']}",
-            users.get(int(task["responsible_user_id"]), str(task["responsible_user_id"])),
-            text.replace("\n", " "),
-        ]
-        (breach if text.rsplit("\n", 1)[-1].startswith("[SLA:") else ledger).append(row)
-    for title, rows in (("breach", breach), ("ledger", ledger)):
-        print(f"\n{title} tasks created:{'' if rows else ' none'}", file=out)
-        if rows:
-            _print(table(["on", "responsible", "text"], rows), out)
+        responsible = users.get(int(task["responsible_user_id"]), str(task["responsible_user_id"]))
+        line = f"  {on} {task['entity_id']}, to {responsible}: {text.replace(chr(10), ' ')}"
+        (breach if text.rsplit("\n", 1)[-1].startswith("[SLA:") else ledger).append(line)
+    for title, lines in (("breach", breach), ("ledger", ledger)):
+        print(f"\n{title} tasks created:{'' if lines else ' none'}", file=out)
+        _print(lines, out)
+
+
+def _print_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    out: TextIO,
+    width: int | None,
+    *,
+    keep: int = 1,
+) -> None:
+    tables = (
+        [table(headers, rows)] if width is None else tables_within(headers, rows, width, keep=keep)
+    )
+    for index, lines in enumerate(tables):
+        if index:
+            print(file=out)
+        _print(lines, out)
 
 
 def _print(lines: Sequence[str], out: TextIO) -> None:

@@ -25,8 +25,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import PurePath
 from typing import Final, TextIO
@@ -237,12 +237,16 @@ def renders_json() -> bool:
     return _renders_json
 
 
-def _shared_processors() -> list[Processor]:
+def _shared_processors(clock: Callable[[], datetime] | None = None) -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        (
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp")
+            if clock is None
+            else _stamped_by(clock)
+        ),
         structlog.processors.StackInfoRenderer(),
         # Tracebacks become plain text here, before redaction, so no renderer prints frame
         # locals or an exception message that still carries a secret.
@@ -250,15 +254,26 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _stamped_by(clock: Callable[[], datetime]) -> Processor:
+    def stamp(_logger: object, _method: str, event: EventDict) -> EventDict:
+        event["timestamp"] = clock().astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return event
+
+    return stamp
+
+
 def configure_logging(
     format: str = "auto",
     level: str = "INFO",
     stream: TextIO | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     """Route structlog and stdlib logging to ``stream`` (default: standard error).
 
     ``format`` is ``auto`` (JSON unless ``stream`` is a terminal), ``json`` or ``console``;
-    ``level`` a stdlib level name. Calling it again replaces the previous configuration.
+    ``level`` a stdlib level name; ``clock`` stamps the lines instead of the wall clock (the
+    demo's simulated time). Calling it again replaces the previous configuration.
     """
     if format not in {"auto", "json", "console"}:
         raise ValueError(f"unknown log format {format!r}: expected auto, json or console")
@@ -271,7 +286,7 @@ def configure_logging(
     _renders_json = renderer is _render_json
 
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared_processors(),
+        foreign_pre_chain=_shared_processors(clock),
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             redact_event,
@@ -295,7 +310,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *_shared_processors(),
+            *_shared_processors(clock),
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -33,7 +33,7 @@ from worker.ledgers.options import CALL_NOTES, LedgerOptions
 from worker.ledgers.plan import LedgerFigures, LedgerPlan, plan_ledgers
 from worker.mapping import lead_events, lead_facts
 from worker.setup import AccountSetup
-from worker.text import table
+from worker.text import table, tables_within
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -214,8 +214,9 @@ def read_company_ledger(
     )
 
 
-def company_ledger_lines(ledger: CompanyLedger) -> list[str]:
-    """The ledger as an admin audits it: requests, time entries, package, quotas, fields."""
+def company_ledger_lines(ledger: CompanyLedger, *, width: int | None = None) -> list[str]:
+    """The ledger as an admin audits it: requests, time entries, package, quotas, fields;
+    a table wider than ``width`` is split by columns (None: never)."""
     zone = ledger.options.zone
     company = ledger.company
     lines = [
@@ -225,12 +226,12 @@ def company_ledger_lines(ledger: CompanyLedger) -> list[str]:
         f"{_when(ledger.since, zone)} (the ledger's horizon): {len(ledger.requests)}",
         "",
     ]
-    lines += _request_lines(ledger)
+    lines += _request_lines(ledger, width)
     if ledger.options.packages:
-        lines += ["", *_entry_lines(ledger), "", *_package_lines(ledger)]
+        lines += ["", *_entry_lines(ledger, width), "", *_package_lines(ledger)]
     if ledger.options.quotas:
-        lines += ["", *_quota_lines(ledger)]
-    lines += ["", "company fields:", *_company_field_lines(ledger)]
+        lines += ["", *_quota_lines(ledger, width)]
+    lines += ["", "company fields:", *_company_field_lines(ledger, width)]
     tasks = ledger.plan.tasks
     lines += ["", f"tasks the ledger owes (each created once): {len(tasks) or 'none'}"]
     lines += [
@@ -248,7 +249,7 @@ def company_ledger_lines(ledger: CompanyLedger) -> list[str]:
     return lines
 
 
-def _request_lines(ledger: CompanyLedger) -> list[str]:
+def _request_lines(ledger: CompanyLedger, width: int | None) -> list[str]:
     if not ledger.requests:
         return ["requests: none in the support pipeline"]
     headers = ["lead", "request", "stage", "tariff", "registered"]
@@ -271,10 +272,10 @@ def _request_lines(ledger: CompanyLedger) -> list[str]:
                 *(_flag(values.get(key)) for key in keys),
             ]
         )
-    return ["requests (lead fields as the worker writes them):", *_indented(headers, rows)]
+    return ["requests (lead fields as the worker writes them):", *_indented(headers, rows, width)]
 
 
-def _entry_lines(ledger: CompanyLedger) -> list[str]:
+def _entry_lines(ledger: CompanyLedger, width: int | None) -> list[str]:
     marker = ledger.options.marker
     if not ledger.notes:
         return [f"time entries: none (no note starts with «{marker}»)"]
@@ -308,7 +309,7 @@ def _entry_lines(ledger: CompanyLedger) -> list[str]:
         )
     headers = ["when", "request", "author", "note", "logged", "counted, мин", "against"]
     title = f"time entries (notes starting «{marker}», each rounded up to 5 minutes):"
-    return [title, *_indented(headers, rows)]
+    return [title, *_indented(headers, rows, width)]
 
 
 def _package_lines(ledger: CompanyLedger) -> list[str]:
@@ -337,7 +338,7 @@ def _package_lines(ledger: CompanyLedger) -> list[str]:
     return lines
 
 
-def _quota_lines(ledger: CompanyLedger) -> list[str]:
+def _quota_lines(ledger: CompanyLedger, width: int | None) -> list[str]:
     source = ledger.quota_plan
     plan = (
         f"{source.tariff}, the tariff of its latest request {source.lead_id}"
@@ -358,7 +359,7 @@ def _quota_lines(ledger: CompanyLedger) -> list[str]:
         if counted:
             rows = [_use_row(ledger, use) for use in counted]
             headers = ["ordinal", "lead", "request", "registered", "tariff", "free", "over"]
-            lines += [f"  {line}" for line in _indented(headers, rows)]
+            lines += [f"  {line}" for line in _indented(headers, rows, width)]
         else:
             lines.append("    no request counted")
         lines += [
@@ -396,7 +397,7 @@ def _use_row(ledger: CompanyLedger, use: QuotaUse) -> list[str]:
     ]
 
 
-def _company_field_lines(ledger: CompanyLedger) -> list[str]:
+def _company_field_lines(ledger: CompanyLedger, width: int | None) -> list[str]:
     rows = []
     zone = ledger.options.zone
     for spec in COMPANY_FIELD_SPECS:
@@ -409,7 +410,7 @@ def _company_field_lines(ledger: CompanyLedger) -> list[str]:
         else:
             wanted = _outgoing_text(ledger.written.get(field_id), spec.type, ledger.fields, zone)
         rows.append([spec.name, now, wanted])
-    return _indented(["field", "in amoCRM", "the worker writes"], rows)
+    return _indented(["field", "in amoCRM", "the worker writes"], rows, width)
 
 
 def company_field_text(
@@ -452,8 +453,15 @@ def _day(raw: object, zone: ZoneInfo) -> date:
     raise TypeError(raw)
 
 
-def _indented(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return [f"  {line}" for line in table(headers, rows)]
+def _indented(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None
+) -> list[str]:
+    parts = [table(headers, rows)] if width is None else tables_within(headers, rows, width - 2)
+    lines: list[str] = []
+    for index, part in enumerate(parts):
+        lines += [""] if index else []
+        lines += [f"  {line}" for line in part]
+    return lines
 
 
 def _when(moment: datetime, zone: ZoneInfo) -> str:
