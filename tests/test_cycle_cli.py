@@ -31,7 +31,8 @@ from tests.cycle_kit import (
     sla_values_of,
 )
 from worker import app
-from worker.cli import main
+from worker.cli import EXIT_CONFIG, main
+from worker.errors import EXIT_CODES, exit_code_table
 from worker.fields import FIELD_SPECS as ALL_FIELD_SPECS
 
 original_build_client = app.build_client
@@ -533,3 +534,9 @@ def test_explain_names_the_stages_and_users_of_a_live_lead(
     anna = account.world.agents[0]
     assert f"reaction: common_note_added at 2025-11-05 09:40 by «Анна Смирнова» ({anna})" in trace
     assert account.gets_only()
+
+
+def test_the_readme_lists_the_exit_codes_every_command_uses() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert exit_code_table() in readme
+    assert set(EXIT_CODES) == {0, 1, EXIT_CONFIG}

@@ -6,11 +6,7 @@ Without a command the worker runs (``run``) when an account is configured, and
 the demo on the built-in amoCRM emulator when none is.
 
 Every account command opens the account one way (:func:`_account`) and reports its
-errors one way (:func:`_fail`). Exit codes: 0 done; 1 a check found problems (``check``,
-``health``, ``webhook status``) or the command failed in a way a new try may not (amoCRM
-unreachable, a lead that does not exist); 2 the configuration or the account needs the
-admin (a bad variable or policy file, a refused token, a state directory that cannot be
-written).
+errors one way (:func:`_fail`), with the exit codes of :data:`worker.errors.EXIT_CODES`.
 """
 
 from __future__ import annotations

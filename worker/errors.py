@@ -12,7 +12,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from amo_client.errors import FatalAmoError
+
+# What every command's exit code means; the README's table is this mapping
+# (tests/test_cycle_cli.py keeps the two equal).
+EXIT_CODES: Mapping[int, str] = MappingProxyType(
+    {
+        0: "done; for `check`, `health` and `webhook status`: everything is in place; `run`: "
+        "stopped by SIGTERM or SIGINT",
+        1: "a check found problems (`check`, `health`, `webhook status`), or the command failed "
+        "in a way a new try may fix: amoCRM unreachable or answering errors, a lead or company "
+        "that does not exist",
+        2: "only the admin can fix it: a bad variable or policy file (`config_invalid`), a "
+        "refused token, a configuration that does not match the account, a state directory "
+        "that cannot be used; also a command line that cannot be parsed",
+    }
+)
+
+
+def exit_code_table() -> str:
+    """The README's table of exit codes."""
+    rows = "\n".join(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items())
+    return f"| exit code | meaning |\n|---|---|\n{rows}\n"
 
 
 class FatalError(Exception):
