@@ -152,15 +152,15 @@ class Account:
     policy: Policy
     client: AmoClient
 
-    def setup(self, *, companies: bool = False) -> AccountSetup:
-        """The pipeline, stages and fields by id (with the company fields when asked and a
-        ledger is on)."""
+    def setup(self) -> AccountSetup:
+        """The pipeline, stages and fields by id, the company fields too when a ledger is
+        on (the setup needs them then, whatever the command reads)."""
         stages = app.stage_options(self.settings, self.policy)
         return resolve_setup(
             stages,
             self.client.pipelines(),
             list(self.client.iter_lead_custom_fields()),
-            list(self.client.iter_company_custom_fields()) if companies and stages.ledgers else [],
+            list(self.client.iter_company_custom_fields()) if stages.ledgers else [],
         )
 
 
@@ -676,7 +676,7 @@ def run_company_explain(args: argparse.Namespace) -> int:
             ledger = statement.read_company_ledger(
                 account.client,
                 args.company,
-                setup=account.setup(companies=True),
+                setup=account.setup(),
                 policy=account.policy,
                 options=app.ledger_options(settings, account.policy),
                 now=now,
@@ -746,7 +746,7 @@ def run_report(args: argparse.Namespace) -> int:
             out = args.out or Path(f"sla-report-{first}-{last}")
             sources = sla_report.Sources(
                 account.client,
-                account.setup(companies=True),
+                account.setup(),
                 policy,
                 app.ledger_options(settings, policy),
                 cache=settings.sla_state_dir / app.STORE_FILE,
