@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_samples(commands)
     add_report(commands)
     add_backfill(commands)
+    add_sandbox(commands)
     return parser
 
 
@@ -834,3 +835,64 @@ def _progress(line: str) -> None:
     """Progress for a person at a terminal; nothing when stderr is piped."""
     if sys.stderr.isatty() and not renders_json():
         print(f"  {line}", file=sys.stderr, flush=True)
+
+
+# --- sandbox and init -----------------------------------------------------------------------------
+
+
+def add_sandbox(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "sandbox",
+        help="serve the built-in amoCRM emulator with today's requests, to try every command",
+        description=(
+            "Serve the built-in amoCRM emulator on 127.0.0.1, seeded with support requests of "
+            "the last days (breached, answered, on hold, waiting for acceptance, closed; a "
+            "company with an hour package and time notes) and the SLA fields in place. Write "
+            "the variables that point the worker at it to --env-file and print them as "
+            "`export` lines; run until SIGTERM or Ctrl-C (exit 0), then remove the file. Its "
+            "token is made up at start and opens nothing but the sandbox."
+        ),
+    )
+    parser.add_argument(
+        "--port", type=_port, default=0, help="the port on 127.0.0.1 (default: any free one)"
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=Path("sandbox.env"),
+        metavar="PATH",
+        help="where to write the variables (default: sandbox.env here); load it with "
+        "`set -a; . ./sandbox.env; set +a`",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="PATH",
+        help="SLA_STATE_DIR for the sandbox (default: a new temporary directory, removed at "
+        "the end)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --env-file even if the sandbox did not write it",
+    )
+    parser.set_defaults(run=run_sandbox)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    from worker import sandbox  # noqa: PLC0415 - the emulator is loaded only for the sandbox
+
+    configure_logging("auto", "WARNING")
+    return sandbox.run_until_signalled(
+        sys.stdout,
+        port=args.port,
+        env_file=args.env_file,
+        state_dir=args.state_dir,
+        force=args.force,
+    )
