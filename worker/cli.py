@@ -28,6 +28,7 @@ import structlog
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError, NotFound
+from amo_client.models import Pipeline
 from config.settings import ConfigError, Settings, load_settings
 from sla.policy import Policy
 from worker import admin, app, explain
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report(commands)
     add_backfill(commands)
     add_sandbox(commands)
+    add_init(commands)
     return parser
 
 
@@ -896,3 +898,145 @@ def run_sandbox(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         force=args.force,
     )
+
+
+def add_init(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "init",
+        help="pick the support pipeline, its stages, the policy and the ledgers; write a .env",
+        description=(
+            "List the account's pipelines and stages with their ids, take the support "
+            "pipeline, its hold, acceptance and extra done stages, the accepted stage, the "
+            "policy and the ledger switches from the flags or by asking, and write them to "
+            "--out, a .env the worker reads. The account and its token come from the "
+            "environment (or ./.env) as for every command; the token goes into the file only "
+            "with --write-token and is never shown. Names that a .env cannot hold as they "
+            "are, or that another pipeline or stage shares, are written as ids."
+        ),
+    )
+    parser.add_argument("--pipeline", metavar="NAME|ID", help="the support pipeline")
+    for option, role in (
+        ("--hold", "a hold stage: the clocks stop"),
+        ("--acceptance", "an acceptance stage: done, waiting for the customer's acceptance"),
+        ("--done", "an extra done stage (142 and 143 always are)"),
+    ):
+        parser.add_argument(option, action="append", metavar="STAGE", help=f"{role}; repeatable")
+    parser.add_argument(
+        "--accepted", metavar="STAGE", help="where accepted requests move (default: 142)"
+    )
+    parser.add_argument(
+        "--policy",
+        metavar="PRESET|FILE",
+        help="crmbp (the built-in policy, the default), another preset of sla/presets "
+        "(prime_gate, hour_packages) or a policy file",
+    )
+    parser.add_argument(
+        "--packages",
+        action=argparse.BooleanOptionalAction,
+        help="track prepaid hour packages (SLA_PACKAGES; default: no)",
+    )
+    parser.add_argument(
+        "--call-time",
+        action=argparse.BooleanOptionalAction,
+        help="with packages, count calls' duration as time spent (SLA_CALL_TIME; default: no)",
+    )
+    parser.add_argument(
+        "--write-token",
+        action=argparse.BooleanOptionalAction,
+        help="write the environment's token (or OAuth secret) into the file (default: no)",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, metavar="PATH", help="SLA_STATE_DIR (default: the current one)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(".env"), metavar="PATH", help="the file (default: .env)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--non-interactive",
+        action="store_true",
+        help="ask nothing: what the flags leave out takes its default (--pipeline is required)",
+    )
+    parser.set_defaults(run=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        return _refuse(f"{args.out} exists; pass --force to replace it, or --out another path")
+    try:
+        # Any pipeline for now: choosing it is what init is for.
+        settings = load_settings(sla_pipeline="-")
+    except ConfigError as error:
+        return _refuse(str(error))
+    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    if not settings.account_configured or settings.base_url is None:
+        return _refuse(
+            "no amoCRM account is configured: set AMO_SUBDOMAIN or AMO_BASE_URL and a token "
+            "(see the README); `python -m worker sandbox` serves one to try"
+        )
+    try:
+        with app.build_client(settings) as client:
+            account = client.account()
+            pipelines = client.pipelines()
+    except COMMAND_ERRORS as error:
+        return _fail(error)
+    print(f"account «{account.name}» ({account.id}) at {settings.base_url}")
+    return _write_init(args, settings, pipelines)
+
+
+def _refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _write_init(args: argparse.Namespace, settings: Settings, pipelines: list[Pipeline]) -> int:
+    """``init`` once the account's pipelines are read: list, choose, write."""
+    from worker import init  # noqa: PLC0415
+    from worker.envfile import write_private  # noqa: PLC0415
+
+    for line in init.listing(pipelines):
+        print(line)
+    answers = init.Answers(
+        pipeline=args.pipeline,
+        hold=_given(args.hold),
+        acceptance=_given(args.acceptance),
+        accepted=args.accepted,
+        done=_given(args.done),
+        policy=args.policy,
+        packages=args.packages,
+        call_time=args.call_time,
+        write_token=args.write_token,
+    )
+    explicit_state = "sla_state_dir" in settings.model_fields_set
+    state_dir = args.state_dir or (settings.sla_state_dir if explicit_state else None)
+    try:
+        choice = init.choose(
+            pipelines, answers, ask=None if args.non_interactive else input, say=print
+        )
+        text = init.render(
+            choice,
+            settings,
+            pipelines,
+            state_dir=state_dir.absolute() if state_dir is not None else None,
+            today=date.today(),
+        )
+        write_private(args.out, text, replace=args.force)
+    except KeyboardInterrupt:
+        print("\ncancelled: nothing written", file=sys.stderr)
+        return 130
+    except FileExistsError:
+        return _refuse(f"{args.out} exists; pass --force to replace it, or --out another path")
+    except (init.InitError, ValueError, OSError) as error:
+        return _refuse(str(error))
+    print(f"wrote {args.out}: {init.summary(choice)}")
+    if not choice.write_token:
+        print("the token is not in it: keep it in the environment, or run init with --write-token")
+    print(
+        "next: python -m worker provision --dry-run; python -m worker provision; "
+        "python -m worker check"
+    )
+    return 0
+
+
+def _given(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
