@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -25,6 +26,7 @@ from worker.sandbox import READY
 
 ROOT = Path(__file__).resolve().parents[1]
 # Loads the env file into the environment of the command after it, as the README says.
+SH = shutil.which("sh") or "/bin/sh"
 SOURCED = 'set -a; . "$1"; set +a; shift; exec "$@"'
 
 
@@ -107,7 +109,7 @@ def run(sandbox: Sandbox, *args: str, cwd: Path, env: Mapping[str, str] | None =
     environment, or with ``env`` instead."""
     command = [sys.executable, "-m", "worker", *args]
     if env is None:
-        command = ["sh", "-c", SOURCED, "sh", str(sandbox.env_file), *command]
+        command = [SH, "-c", SOURCED, "sh", str(sandbox.env_file), *command]
     started = time.monotonic()
     done = subprocess.run(
         command,
@@ -186,7 +188,11 @@ def test_every_admin_command_runs_against_the_sandbox_and_sigterm_ends_it(
         None,  # the bot's greeting is no reaction
     )
 
-    company = run(sandbox, "explain", "--company", str(romashka), cwd=admin)
+    # The file works as a .env too: the worker reads it from its working directory.
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    (copied / ".env").write_text(sandbox.env_file.read_text(encoding="utf-8"), encoding="utf-8")
+    company = run(sandbox, "explain", "--company", str(romashka), cwd=copied, env=clean_env())
     assert company.code == 0, company.err
     assert "used 2 ч 20 мин of 2 ч in 3 entries, left -20 мин; status Исчерпан" in company.out
 

@@ -225,13 +225,13 @@ def variables(url: str, token: str, state_dir: Path, seeded: Seeded) -> dict[str
     }
 
 
-def env_file_text(url: str, values: Mapping[str, str], *, hook_port: int) -> str:
+def env_file_text(url: str, values: Mapping[str, str], *, path: Path, hook_port: int) -> str:
     hook_secret = TOKEN_PREFIX + "hook-" + secrets.token_hex(12)
     lines = [
         f"{FILE_MARK}: the built-in amoCRM emulator at {url}.",
         "# Written by `python -m worker sandbox` and removed when it stops. The token is the",
         "# emulator's own, made up at start: it opens nothing but this sandbox. Load it with",
-        "#   set -a; . ./sandbox.env; set +a",
+        f"#   set -a; . {path}; set +a",
         "# or copy it to .env in the directory the worker runs in.",
         *(shell_line(key, value) for key, value in values.items()),
         "# Webhooks too: uncomment these three, run `python -m worker webhook register`, then",
@@ -293,9 +293,9 @@ def serve(
     directory = state_dir.absolute()
     wrote = False
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         values = variables(server.url, token, directory, seeded)
-        text = env_file_text(server.url, values, hook_port=_free_port())
+        text = env_file_text(server.url, values, path=env_file, hook_port=_free_port())
+        directory.mkdir(parents=True, exist_ok=True)
         write_private(env_file, text, replace=True)
         wrote = True
         _announce(out, server.url, env_file, values, seeded)
