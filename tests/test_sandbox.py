@@ -97,9 +97,13 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         running.ran.append(Ran(("sandbox", "(until ready)"), 0, "", "", time.monotonic() - started))
         yield running
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a failed test: let the sandbox clean up after itself
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         for ran in running.ran:
             print(f"{ran.seconds:5.1f} s  exit {ran.code}  {' '.join(ran.args)}")
 
