@@ -81,6 +81,7 @@ from amo_client.errors import (
     TransportError,
     Unauthorized,
     UnexpectedAnswer,
+    Unreachable,
     ValidationFailed,
 )
 from amo_client.models import (
@@ -267,6 +268,32 @@ class AmoClient:
             ) from None
 
     # --- account, pipelines, fields ------------------------------------------------------------
+
+    def probe(self, *, within: float = 8.0, attempts: int = 2) -> None:
+        """Raise :class:`Unreachable` unless amoCRM answers within ``within`` seconds over
+        ``attempts`` tries; any HTTP answer will do (the request carries no token). An
+        admin's command asks first, so an address that does not answer is one line, not
+        minutes of retries."""
+        last: httpx.TransportError | None = None
+        for _ in range(attempts):
+            slot = self._limiter.acquire()
+            with self._counter_lock:
+                self.requests_sent += 1
+            try:
+                response = self._http.get("/api/v4/account", timeout=within / attempts)
+            except httpx.TransportError as error:
+                self._observe("GET", None)
+                last = error
+                continue
+            finally:
+                self._limiter.answered(slot)
+            self._observe("GET", response.status_code)
+            return
+        reason = str(last) or type(last).__name__
+        raise Unreachable(
+            f"amoCRM at {self.base_url} does not answer ({reason}, {attempts} tries within "
+            f"{within:g} s): check AMO_SUBDOMAIN or AMO_BASE_URL and the network"
+        )
 
     def account(self) -> Account:
         body = self._call(

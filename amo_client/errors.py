@@ -51,6 +51,10 @@ class TransportError(AmoError):
     """The request got no HTTP answer (after the retries allowed for it)."""
 
 
+class Unreachable(TransportError):
+    """amoCRM gave no answer at all within a short wait (:meth:`AmoClient.probe`)."""
+
+
 class UnexpectedAnswer(AmoError):
     """A success status whose body is not what the call needs (not JSON, no ``_embedded`` list).
 

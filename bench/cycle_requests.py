@@ -53,11 +53,11 @@ from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest
 from bench.fake_process import VirtualClock, run_worker, served_fake
 from sla.policy import Policy, default_policy, load_policy
+from sla.words import duration_text
 from worker.admin import provision
 from worker.cycle import CycleOptions, CycleReport, SyncCycle
 from worker.fields import Ledger
 from worker.ledgers.options import LedgerOptions
-from worker.ledgers.plan import duration_text
 from worker.setup import StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions, TaskPlan

@@ -9,6 +9,7 @@ worker can stop before it sends a single request.
 
 from __future__ import annotations
 
+import difflib
 import re
 import socket
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from string import Formatter
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -626,11 +628,37 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         raise ConfigError(_describe(error)) from None
 
 
+# What pydantic takes for a boolean, as an admin would type it.
+BOOLEAN_WORDS = "true or false (also yes/no, on/off, 1/0)"
+PREFIXES = ("AMO_", "SLA_")
+
+
+def unknown_variables(
+    environ: Mapping[str, str], env_file: Path | None = Path(".env")
+) -> list[str]:
+    """A warning for each ``AMO_``/``SLA_`` variable (in the environment or ``env_file``)
+    that the worker does not read, naming the nearest one it does."""
+    names = {name.upper() for name in environ}
+    if env_file is not None and env_file.is_file():
+        names |= {name.upper() for name in dotenv_values(env_file)}
+    known = sorted(env_name(field) for field in Settings.model_fields)
+    warnings = []
+    for name in sorted(names):
+        if not name.startswith(PREFIXES) or name in known:
+            continue
+        nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {nearest[0]}?" if nearest else "; the README lists every variable"
+        warnings.append(f"{name} is not a variable the worker reads{hint}")
+    return warnings
+
+
 def _describe(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors(include_url=False, include_input=False):
         field = str(item["loc"][0]) if item["loc"] else ""
         message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "bool_parsing":
+            message = f"expected {BOOLEAN_WORDS}"
         if field in Settings.model_fields:
             problems.append(f"{env_name(field)}: {message}")
         else:

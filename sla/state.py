@@ -16,6 +16,8 @@ from enum import Enum, StrEnum
 
 from sla.calendar import BusinessCalendar
 from sla.policy import Policy, RequestClass, Targets, Tariff, normalize_tag
+from sla.tags import tariff_tags
+from sla.words import duration_text, span_text
 
 __all__ = [
     "ClockState",
@@ -272,7 +274,7 @@ class _Derivation:
             lambda: (
                 f"status {status.value}"
                 + (
-                    f"; {remaining_minutes} business min left"
+                    f"; {duration_text(remaining_minutes)} of business time left"
                     if remaining_minutes is not None
                     else ""
                 )
@@ -325,14 +327,8 @@ class _Derivation:
     # --- tags -----------------------------------------------------------------------------------
     def tariff(self) -> Tariff | None:
         lead, policy = self.lead, self.policy
-        carried = {normalize_tag(tag): tag for tag in lead.tags}
         self.note(lambda: "tags: " + (", ".join(f"«{tag}»" for tag in lead.tags) or "none"))
-        matches: list[tuple[Tariff, str]] = []
-        for tariff in policy.tariffs:
-            spellings = [normalize_tag(tag) for tag in tariff.tags]
-            hit = next((carried[tag] for tag in spellings if tag in carried), None)
-            if hit is not None:
-                matches.append((tariff, hit))
+        matches = tariff_tags(policy, lead.tags)
         if matches:
             tariff, tag = matches[0]
             self.note(lambda: f"tariff «{tariff.name}» (tag «{tag}»)")
@@ -629,14 +625,14 @@ class _Derivation:
             return ", ".join(
                 f"{self.t(interval.start)} – "
                 + (self.t(interval.end) if interval.end is not None else "now")
-                + f" ({_duration(calendar.between(interval.start, interval.end or horizon))})"
+                + f" ({span_text(calendar.between(interval.start, interval.end or horizon))})"
                 for interval in intervals
             )
 
         self.note(
             lambda: (
-                f"{label} clock: target {_duration(target)} on {self.calendar_name(calendar)}; "
-                f"counted {counted() or 'nothing'}; used {_duration(used)}; due {self.t(due)}"
+                f"{label} clock: target {span_text(target)} on {self.calendar_name(calendar)}; "
+                f"counted {counted() or 'nothing'}; used {span_text(used)}; due {self.t(due)}"
                 + ("; BREACHED" if breached else "")
                 + (f"; finished {self.t(stop)}" if stop is not None else "")
                 + ("; running" if running else "")
@@ -752,13 +748,6 @@ def _used(
 def _threshold(target: timedelta, fraction: float) -> timedelta:
     seconds = round(target.total_seconds() * fraction, 6)
     return timedelta(seconds=math.ceil(seconds))
-
-
-def _duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" + (f"{seconds:02d}s" if seconds else "")
 
 
 def _waiting_minutes(role: _Role, reaction: ClockState, resolution: ClockState) -> int | None:

@@ -8,7 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from config.reference import markdown_table, readme_section
-from config.settings import ConfigError, Settings, load_settings, task_template_problem
+from config.settings import (
+    ConfigError,
+    Settings,
+    load_settings,
+    task_template_problem,
+    unknown_variables,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,6 +99,7 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("SLA_TASK_TEXT", "Просрочено {deadline}", "SLA_TASK_TEXT: unknown placeholder {deadline}"),
         ("SLA_LOG_LEVEL", "chatty", "SLA_LOG_LEVEL: expected DEBUG"),
         ("SLA_TARIFF_TAGS", "Приоритет=VIP", "SLA_TARIFF_TAGS"),
+        ("SLA_PACKAGES", "maybe", "SLA_PACKAGES: expected true or false (also yes/no, on/off"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -225,3 +232,17 @@ def test_robot_replies_are_switched_on_by_a_setting(monkeypatch: pytest.MonkeyPa
     assert build_policy(load_settings()).robot_replies is False
     configure(monkeypatch, SLA_ROBOT_REPLIES="true")
     assert build_policy(load_settings()).robot_replies is True
+
+
+def test_a_misspelled_variable_is_named_with_the_nearest_known_one(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SLA_HOLD_STAGE=Ждём клиента\nOTHER_THING=1\n")
+    environ = {"SLA_PIPLINE": "Техподдержка", "SLA_PIPELINE": "x", "HOME": "/root"}
+
+    assert unknown_variables(environ, tmp_path / ".env") == [
+        "SLA_HOLD_STAGE is not a variable the worker reads; did you mean SLA_HOLD_STAGES?",
+        "SLA_PIPLINE is not a variable the worker reads; did you mean SLA_PIPELINE?",
+    ]
+    assert unknown_variables({"AMO_COLOUR": "red"}, None) == [
+        "AMO_COLOUR is not a variable the worker reads; the README lists every variable"
+    ]
+    assert unknown_variables({name.upper(): "" for name in Settings.model_fields}, None) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from tests.cycle_kit import (
 from worker import app
 from worker.cli import main
 from worker.fields import FIELD_SPECS as ALL_FIELD_SPECS
+
+original_build_client = app.build_client
 
 # The SLA fields; the ledger fields are needed only with packages or quotas on.
 FIELD_SPECS = tuple(spec for spec in ALL_FIELD_SPECS if spec.ledger is None)
@@ -386,3 +389,130 @@ def test_check_says_how_many_requests_breached_before_the_first_start_and_gets_n
     assert "0 task(s) to create" in out
     assert account.world.fake.tasks == []
     assert account.gets_only()  # check changes nothing in amoCRM
+
+
+def test_check_shows_the_policy_and_the_open_requests_of_each_tariff(
+    account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ok: policy: the built-in CRMBP policy: «Приоритет» (tags: «Приоритет»)" in out
+    tariffs = next(line for line in out.splitlines() if "open request(s) by tariff tag" in line)
+    open_leads = [
+        lead
+        for lead in account.world.fake.leads.values()
+        if lead["status_id"] not in (WON, LOST) and lead["pipeline_id"] == account.world.support.id
+    ]
+    assert f"{len(open_leads)} open request(s)" in tariffs
+    assert "«Приоритет» " in tariffs
+    assert "with no tariff tag: " in tariffs
+    assert "warning:" not in out
+
+
+def test_check_warns_of_a_tag_that_looks_like_a_tariff_spelled_otherwise(
+    account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = account.world
+    for _ in range(2):  # a Latin «e» among the Cyrillic letters
+        world.fake.add_lead(pipeline_id=world.support.id, tags=["Приоритeт"])
+
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "warning: tag «Приоритeт» on 2 open request(s) looks like tariff «Приоритет» "
+        "spelled otherwise" in out
+    )
+
+
+def test_a_stage_typed_with_e_for_yo_is_found_with_a_warning(
+    account: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLA_HOLD_STAGES", HOLD.replace("ё", "е"))
+
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ok: hold stages: Ждём клиента" in out
+    assert "warning: SLA_HOLD_STAGES: 'Ждем клиента' is taken as «Ждём клиента»" in out
+
+
+def test_a_stage_not_found_is_named_with_the_pipelines_real_stages(
+    account: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLA_HOLD_STAGES", "Ждём ответа")
+
+    code = main(["check"])
+
+    problem = next(line for line in capsys.readouterr().out.splitlines() if "problem:" in line)
+    assert code == 1
+    assert "no stage 'Ждём ответа'; its stages are «Новое обращение» (" in problem
+    assert "«Ждём клиента» (" in problem
+
+
+def test_a_pipeline_not_found_is_named_with_the_accounts_pipelines(
+    account: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLA_PIPELINE", "Поддержка")
+
+    code = main(["check"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"no pipeline 'Поддержка'; the account has «{PIPELINE}» (" in out
+
+
+def test_a_misspelled_variable_gets_a_warning_naming_the_nearest_one(
+    account: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLA_PIPLINE", "Поддержка")
+
+    code = main(["check"])
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 0
+    assert {
+        "event": "config_unknown_variable",
+        "problem": "SLA_PIPLINE is not a variable the worker reads; did you mean SLA_PIPELINE?",
+    }.items() <= next(line for line in lines if line["event"] == "config_unknown_variable").items()
+
+
+@pytest.mark.parametrize("answers", ["refused", "silent"])
+def test_an_unreachable_account_is_named_in_one_line_within_ten_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    answers: str,
+) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    if answers == "silent":
+        silent.listen(8)  # connections are taken and never answered
+    else:
+        silent.close()  # nothing listens: refused
+    for name, value in {
+        "AMO_BASE_URL": f"http://127.0.0.1:{port}",
+        "AMO_LONG_LIVED_TOKEN": "token",
+        "SLA_PIPELINE": PIPELINE,
+        "SLA_STATE_DIR": str(tmp_path / "state"),
+        "SLA_LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(app, "build_client", original_build_client)  # on real time
+    started = time.monotonic()
+    try:
+        code = main(["check"])
+    finally:
+        silent.close()
+
+    elapsed = time.monotonic() - started
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert code == 1
+    assert elapsed < 10
+    assert [line["event"] for line in lines] == ["command_failed"]
+    assert lines[0]["error"].startswith(f"amoCRM at http://127.0.0.1:{port} does not answer (")

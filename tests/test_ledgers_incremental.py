@@ -285,3 +285,27 @@ def test_a_company_read_back_as_the_worker_wrote_it_is_not_planned_again(
     cache.companies[read_back.id] = cached
     touched = touched_by(cache, _read_of(read_back))
     assert (read_back.id in touched.companies) is planned
+
+
+def test_the_ledgers_summary_counts_packages_and_the_time_notes_that_count_nothing(
+    tmp_path: Path,
+) -> None:
+    world, _options, cycle, _company, lead = package_world(tmp_path, "10")
+    other = world.fake.add_company("ООО Другой", responsible_user_id=world.agents[1])
+    add_request(world, other)
+    hours_id = world.fake.field_id("Пакет: часов", entity="companies")
+    third = world.fake.add_company("ООО Третий", responsible_user_id=world.agents[1])
+    assert hours_id is not None
+    # Hours without the date they were paid: no package can be told from it.
+    world.fake.update_company(third, by_user=world.agents[1], custom_fields={hours_id: "10"})
+    add_request(world, third)
+    world.fake.add_note(lead, "Время: 90 мин", created_by=world.agents[0])
+    world.fake.add_note(lead, "Время: полтора часа", created_by=world.agents[0])
+
+    cycle.run(world.advance(timedelta(minutes=5)))
+
+    assert cycle.ledgers_summary() == (
+        "ledgers: 3 companies linked to support requests, 1 with an hour package (1 whose "
+        "package fields cannot be read); 1 time entries, 1 time notes that cannot be read "
+        "(each logged as lead_problem)"
+    )

@@ -11,14 +11,17 @@ changes nothing the second time.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError
-from amo_client.models import Account, CustomField, NewCustomField, Webhook
+from amo_client.models import Account, CustomField, Lead, NewCustomField, Webhook
 from config.settings import WEBHOOK_PATH
+from sla.policy import Policy
+from sla.tags import lookalike_tariff, tariff_tags
 from worker.fields import (
     COMPANY_FIELD_SPECS,
     FIELD_SPECS,
@@ -39,6 +42,7 @@ Say = Callable[[str], None]
 class CheckResult:
     problems: tuple[str, ...]
     notes: tuple[str, ...]
+    warnings: tuple[str, ...] = ()  # what works, but likely not as the admin meant
 
     @property
     def ok(self) -> bool:
@@ -59,6 +63,7 @@ def check_account(
     the resolution task, an active user."""
     problems: list[str] = []
     notes: list[str] = []
+    warnings: list[str] = []
     try:
         account = client.account()
     except AmoError as error:
@@ -81,13 +86,14 @@ def check_account(
         company_fields = list(client.iter_company_custom_fields()) if stages.ledgers else []
     except AmoError as error:
         return CheckResult(
-            (*problems, f"pipelines or fields cannot be read: {error}"), tuple(notes)
+            (*problems, f"pipelines or fields cannot be read: {error}"), tuple(notes), ()
         )
     try:
         setup = resolve_setup(stages, pipelines, fields, company_fields)
     except SetupError as error:
         problems.extend(error.problems)
     else:
+        warnings.extend(setup.loose_names)
         names = setup.status_names
         notes.append(f"pipeline «{setup.pipeline_name}» ({setup.pipeline_id})")
         first = setup.roles.first_status_id
@@ -105,7 +111,40 @@ def check_account(
                 f"ledgers on: {', '.join(sorted(setup.ledgers))}; all "
                 f"{len(setup.company_fields.ids)} company fields found with the right types"
             )
-    return CheckResult(tuple(problems), tuple(notes))
+    return CheckResult(tuple(problems), tuple(notes), tuple(warnings))
+
+
+def policy_lines(policy: Policy, source: str, leads: Sequence[Lead]) -> tuple[list[str], list[str]]:
+    """What the policy makes of the open requests: notes (the tariffs and their tags, the
+    requests of each) and warnings (tags that look like a tariff spelled otherwise)."""
+    tariffs = "; ".join(
+        f"«{tariff.name}» (tags: {', '.join(f'«{tag}»' for tag in tariff.tags)})"
+        for tariff in policy.tariffs
+    )
+    fallback = f"«{policy.default_tariff}»" if policy.default_tariff else "«Нет тарифа»"
+    notes = [f"policy: {source}: {tariffs}; a request with no tariff tag gets {fallback}"]
+    counts = Counter(
+        found[0][0].name if (found := tariff_tags(policy, lead.tag_names)) else None
+        for lead in leads
+    )
+    by_tariff = ", ".join(f"«{name}» {counts.get(name, 0)}" for name in policy.tariff_names)
+    notes.append(
+        f"{len(leads)} open request(s) by tariff tag: {by_tariff}; "
+        f"with no tariff tag: {counts.get(None, 0)}"
+    )
+    lookalikes: Counter[tuple[str, str]] = Counter()
+    for lead in leads:
+        for tag in lead.tag_names:
+            tariff = lookalike_tariff(policy, tag)
+            if tariff is not None:
+                lookalikes[(tag, tariff.name)] += 1
+    warnings = [
+        f"tag «{tag}» on {count} open request(s) looks like tariff «{name}» spelled "
+        f"otherwise; it names no tariff (fix the tag in amoCRM, or add the spelling to the "
+        "tariff: SLA_TARIFF_TAGS or the policy file)"
+        for (tag, name), count in sorted(lookalikes.items())
+    ]
+    return notes, warnings
 
 
 def shown_destination(destination: str) -> str:

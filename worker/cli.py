@@ -16,6 +16,7 @@ written).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ import structlog
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError, NotFound
 from amo_client.models import Pipeline
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, Settings, load_settings, unknown_variables
 from sla.policy import Policy
 from worker import admin, app, explain
 from worker.errors import FatalError, is_fatal
@@ -91,14 +92,19 @@ def run_default(args: argparse.Namespace) -> int:
 
 
 def _settings() -> Settings | None:
-    """The settings, or None after one ``config_invalid`` line naming each bad variable."""
+    """The settings, or None after one ``config_invalid`` line naming each bad variable;
+    logging set up as they say, and a warning for each variable the worker does not read."""
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as error:
         configure_logging("auto", "INFO")
         log.error("config_invalid", problems=error.problems)
         _tell(f"error: {error}")
         return None
+    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    for problem in unknown_variables(os.environ):
+        log.warning("config_unknown_variable", problem=problem)
+    return settings
 
 
 def _live_settings() -> Settings | None:
@@ -168,10 +174,13 @@ class Account:
 
 
 @contextmanager
-def _account(settings: Settings, **client_options: Any) -> Iterator[Account]:
-    """The policy and a client for the configured account; the client is closed after."""
+def _account(settings: Settings, *, probe: bool = True, **client_options: Any) -> Iterator[Account]:
+    """The policy and a client for the configured account, which has answered (unless
+    ``probe`` is off); the client is closed after."""
     policy = app.build_policy(settings)
     with app.build_client(settings, **client_options) as client:
+        if probe:
+            client.probe()
         yield Account(settings, policy, client)
 
 
@@ -197,7 +206,7 @@ def _run_service(settings: Settings) -> int:
         register_secret(settings.sla_webhook_secret.get_secret_value())
     metrics = Metrics() if settings.http_server_on else None
     try:
-        with _account(settings, metrics=metrics) as account:
+        with _account(settings, probe=False, metrics=metrics) as account:
             cycle = app.build_cycle(settings, account.client, account.policy)
             service = SyncService(
                 cycle,
@@ -290,9 +299,11 @@ def run_check(args: argparse.Namespace) -> int:
                     account.client, settings.webhook_destination, settings.sla_webhook_url
                 )
                 result = admin.CheckResult(
-                    (*result.problems, *hook.problems), (*result.notes, *hook.notes)
+                    (*result.problems, *hook.problems),
+                    (*result.notes, *hook.notes),
+                    result.warnings,
                 )
-            first_cycle = _first_cycle_notes(account) if result.ok else []
+            first_cycle, warnings = _first_cycle_notes(account) if result.ok else ([], [])
     except ConfigError as error:  # a check lists what it found (exit 1)
         for problem in error.problems:
             print(f"problem: {problem}")
@@ -301,20 +312,25 @@ def run_check(args: argparse.Namespace) -> int:
         return _fail(error)
     for note in (*result.notes, *first_cycle):
         print(f"ok: {note}")
+    for warning in (*result.warnings, *warnings):
+        print(f"warning: {warning}")
     for problem in result.problems:
         print(f"problem: {problem}")
     print("everything is in place" if result.ok else f"{len(result.problems)} problem(s)")
     return 0 if result.ok else 1
 
 
-def _first_cycle_notes(account: Account) -> list[str]:
-    """What the next cycle would do, from a dry run: breaches, tasks, past breaches."""
+def _first_cycle_notes(account: Account) -> tuple[list[str], list[str]]:
+    """What the next cycle would do, from a dry run: the policy's view of the open
+    requests, breaches, tasks, past breaches, the ledgers; and what looks wrong."""
     cycle = app.build_cycle(account.settings, account.client, account.policy, dry_run=True)
     try:
         report = cycle.run(datetime.now(UTC))
     finally:
         cycle.store.close()
-    notes = [
+    source = account.settings.sla_policy_file or "the built-in CRMBP policy"
+    notes, warnings = admin.policy_lines(account.policy, str(source), cycle.open_leads())
+    notes += [
         f"the next cycle computes {report.leads_computed} request(s), "
         f"{report.breached} breached in all, "
         f"{len(report.writes)} to write, {len(report.tasks)} task(s) to create"
@@ -325,7 +341,10 @@ def _first_cycle_notes(account: Account) -> list[str]:
             f"{len(report.past_breaches)} request(s) breached before the worker's first start "
             f"({since}): their fields show it, they get no task (SLA_PAST_BREACH_TASKS)"
         )
-    return notes
+    ledgers = cycle.ledgers_summary()
+    if ledgers is not None:
+        notes.append(ledgers)
+    return notes, warnings
 
 
 def add_provision(commands: Any) -> None:
@@ -666,15 +685,15 @@ def run_company_explain(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
+        if not app.stage_options(settings, app.build_policy(settings)).ledgers:
+            raise ConfigError(
+                [
+                    "SLA_PACKAGES, SLA_POLICY_FILE: no company ledger is on: set "
+                    "SLA_PACKAGES=true for hour packages, or SLA_POLICY_FILE to a policy "
+                    "with quotas (sla/presets/prime_gate.toml)"
+                ]
+            )
         with _account(settings) as account:
-            if not app.stage_options(settings, account.policy).ledgers:
-                raise ConfigError(
-                    [
-                        "SLA_PACKAGES, SLA_POLICY_FILE: no company ledger is on: set "
-                        "SLA_PACKAGES=true for hour packages, or SLA_POLICY_FILE to a policy "
-                        "with quotas (sla/presets/prime_gate.toml)"
-                    ]
-                )
             now = explain.parse_now(args.now, account.policy) if args.now else datetime.now(UTC)
             ledger = statement.read_company_ledger(
                 account.client,
@@ -976,6 +995,7 @@ def run_init(args: argparse.Namespace) -> int:
         )
     try:
         with app.build_client(settings) as client:
+            client.probe()
             account = client.account()
             pipelines = client.pipelines()
     except COMMAND_ERRORS as error:

@@ -435,6 +435,17 @@ class SyncCycle:
             return True
         return self._ledgers.covers(task, planned_now=plan.ledger is not None)
 
+    def open_leads(self) -> list[Lead]:
+        """The open requests the last cycle tracked."""
+        tracked = self._tracked or {}
+        return [item.lead for item in tracked.values() if item.status_id not in (WON, LOST)]
+
+    def ledgers_summary(self) -> str | None:
+        """The ledgers' state after the last cycle (None with the ledgers off)."""
+        if self._ledgers is None or self.setup is None:
+            return None
+        return self._ledgers.summary(self.setup)
+
     def tracked_lead(self, lead_id: int) -> tuple[Lead, list[LeadEvent]] | None:
         item = (self._tracked or {}).get(lead_id)
         return None if item is None else (item.lead, list(item.events))
@@ -567,8 +578,11 @@ class SyncCycle:
                 else []
             )
             setup = resolve_setup(self.options.stages, pipelines, fields, company_fields)
-            if setup != self.setup and self._ledgers is not None:
-                self._ledgers.plan_everything_again()  # the companies, with the new ids
+            if setup != self.setup:
+                for problem in setup.loose_names:
+                    log.warning("setup_name_loose", problem=problem)
+                if self._ledgers is not None:
+                    self._ledgers.plan_everything_again()  # the companies, with the new ids
             self.setup = setup
         return self.setup
 

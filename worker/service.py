@@ -52,6 +52,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from worker.connections import open_file_limit
 from worker.errors import is_fatal
 from worker.health import write_heartbeat
 
@@ -182,15 +183,6 @@ class _Shutdown:
     exit_code: int
 
 
-def _open_file_limit() -> int | None:
-    """The soft limit on open files (None where the platform has none)."""
-    try:
-        import resource  # noqa: PLC0415 - POSIX only
-    except ImportError:
-        return None
-    return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-
-
 class SyncService:
     """Runs ``cycle`` on a schedule until :meth:`request_shutdown`, a signal or a fatal error."""
 
@@ -302,10 +294,12 @@ class SyncService:
         self._scheduler = scheduler
         started: list[Companion] = []
         try:
+            open_files = open_file_limit()
             log.info(
                 "worker_started",
                 pid=os.getpid(),
-                open_files=_open_file_limit(),
+                open_files=open_files[0] if open_files is not None else None,
+                open_files_hard=open_files[1] if open_files is not None else None,
                 poll_interval_s=self._poll_interval,
                 state_dir=str(self._state_dir),
             )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from amo_client.models import CustomField, Pipeline
+from amo_client.models import CustomField, Pipeline, Status
 from sla.state import LOST, WON, StageRoles
 from worker.errors import FatalError
 from worker.fields import (
@@ -55,6 +56,8 @@ class AccountSetup:
         default_factory=lambda: CompanyFieldMap(ids={}, status_enum_ids={})
     )
     ledgers: frozenset[Ledger] = frozenset()
+    # Names that matched only once «ё» and «е» were taken as one letter: worth fixing.
+    loose_names: tuple[str, ...] = ()
 
 
 class SetupError(FatalError, ValueError):
@@ -69,13 +72,39 @@ class SetupError(FatalError, ValueError):
         super().__init__("; ".join(self.problems))
 
 
-def _matches(wanted: str, item_id: int, name: str) -> bool:
+def _plain(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _loose(name: str) -> str:
+    """The name as people type it: case, spaces, and «ё» written as «е» do not matter."""
+    return _plain(name).replace("ё", "е")
+
+
+Named = TypeVar("Named", Pipeline, Status, CustomField)
+
+
+def _find(
+    items: Sequence[Named], wanted: str, variable: str, loose_names: list[str]
+) -> Named | None:
+    """The item whose id or name is ``wanted`` (case and spaces aside); failing that, the
+    one whose name differs only by «ё» and «е», noted in ``loose_names``."""
     wanted = wanted.strip()
-    return wanted == str(item_id) or wanted.casefold() == name.strip().casefold()
+    exact = [i for i in items if wanted == str(i.id) or _plain(wanted) == _plain(i.name)]
+    if exact:
+        return exact[0]
+    loose = [i for i in items if _loose(wanted) == _loose(i.name)]
+    if len(loose) == 1:
+        loose_names.append(
+            f"{variable}: {wanted!r} is taken as «{loose[0].name}» ({loose[0].id}): "
+            "«ё» and «е» differ between them"
+        )
+        return loose[0]
+    return None
 
 
-def find_pipeline(pipelines: Iterable[Pipeline], wanted: str) -> Pipeline | None:
-    return next((p for p in pipelines if _matches(wanted, p.id, p.name)), None)
+def _listed(items: Iterable[Pipeline | Status | CustomField]) -> str:
+    return ", ".join(f"«{i.name}» ({i.id})" for i in items) or "none"
 
 
 def resolve_setup(
@@ -88,22 +117,28 @@ def resolve_setup(
 
     ``company_fields`` matter only with a company ledger switched on."""
     problems: list[str] = []
-    pipeline = find_pipeline(pipelines, options.pipeline)
+    loose_names: list[str] = []
+    pipeline = _find(pipelines, options.pipeline, "SLA_PIPELINE", loose_names)
     if pipeline is None:
-        known = ", ".join(f"{p.name} ({p.id})" for p in pipelines) or "none"
         raise SetupError(
-            [f"SLA_PIPELINE: no pipeline {options.pipeline!r}; the account has {known}"]
+            [
+                f"SLA_PIPELINE: no pipeline {options.pipeline!r}; "
+                f"the account has {_listed(pipelines)}"
+            ]
         )
     statuses = sorted(pipeline.statuses, key=lambda s: (s.sort, s.id))
 
     def stage_ids(variable: str, names: Iterable[str]) -> frozenset[int]:
         found: set[int] = set()
         for name in names:
-            match = next((s.id for s in statuses if _matches(name, s.id, s.name)), None)
+            match = _find(statuses, name, variable, loose_names)
             if match is None:
-                problems.append(f"{variable}: pipeline «{pipeline.name}» has no stage {name!r}")
+                problems.append(
+                    f"{variable}: pipeline «{pipeline.name}» has no stage {name!r}; "
+                    f"its stages are {_listed(statuses)}"
+                )
             else:
-                found.add(match)
+                found.add(match.id)
         return frozenset(found)
 
     open_statuses = [s for s in statuses if s.id not in (WON, LOST)]
@@ -117,7 +152,7 @@ def resolve_setup(
     acceptance = stage_ids("SLA_ACCEPTANCE_STAGES", options.acceptance_stages)
     accepted = stage_ids("SLA_ACCEPTED_STAGE", [options.accepted_stage])
 
-    fields, class_field_id = _resolve_fields(options, lead_fields, problems)
+    fields, class_field_id = _resolve_fields(options, lead_fields, problems, loose_names)
     company_ids, company_enums = _find_fields(
         COMPANY_FIELD_SPECS,
         company_fields,
@@ -146,11 +181,15 @@ def resolve_setup(
         class_field_id=class_field_id,
         company_fields=CompanyFieldMap(ids=company_ids, status_enum_ids=company_enums),
         ledgers=options.ledgers,
+        loose_names=tuple(dict.fromkeys(loose_names)),
     )
 
 
 def _resolve_fields(
-    options: StageOptions, lead_fields: Sequence[CustomField], problems: list[str]
+    options: StageOptions,
+    lead_fields: Sequence[CustomField],
+    problems: list[str],
+    loose_names: list[str],
 ) -> tuple[FieldMap, int | None]:
     ids, status_enum_ids = _find_fields(
         FIELD_SPECS,
@@ -162,9 +201,13 @@ def _resolve_fields(
     )
     class_field_id = None
     if options.class_field is not None:
-        match = next((f for f in lead_fields if _matches(options.class_field, f.id, f.name)), None)
+        match = _find(lead_fields, options.class_field, "SLA_CLASS_FIELD", loose_names)
         if match is None:
-            problems.append(f"SLA_CLASS_FIELD: no lead field {options.class_field!r}")
+            selects = [f for f in lead_fields if f.type in ("select", "multiselect")]
+            problems.append(
+                f"SLA_CLASS_FIELD: no lead field {options.class_field!r}; "
+                f"the select fields are {_listed(selects)}"
+            )
         else:
             class_field_id = match.id
     return FieldMap(ids=ids, status_enum_ids=status_enum_ids), class_field_id

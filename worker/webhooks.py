@@ -1,7 +1,9 @@
 """The worker's HTTP side: amoCRM's webhooks, Prometheus metrics and a health probe.
 
 A small Starlette application served by uvicorn in a thread of the worker's process, beside
-the scheduler (:class:`HttpServer` is a companion of :class:`worker.service.SyncService`):
+the scheduler (:class:`HttpServer` is a companion of :class:`worker.service.SyncService`),
+with its connections capped and their requests held to deadlines (:mod:`worker.connections`),
+so that no client can take the descriptors the sync cycle needs:
 
 * ``POST /amocrm/webhook/{secret}`` (when a secret is set) takes amoCRM's account webhooks:
   form-encoded, in API v2's shape (``leads[status][0][id]=…&account[subdomain]=…``). A hook
@@ -26,7 +28,6 @@ the scheduler (:class:`HttpServer` is a companion of :class:`worker.service.Sync
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import re
 import threading
@@ -45,6 +46,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from worker.connections import (
+    Gate,
+    GuardedServer,
+    Limits,
+    connection_limit,
+    descriptors_in_use,
+    listen,
+    open_file_limit,
+)
 from worker.health import check_health, heartbeat_path
 from worker.metrics import CONTENT_TYPE, Metrics
 
@@ -252,16 +262,21 @@ def build_app(
 
 
 class HttpServer:
-    """uvicorn serving ``app`` on ``host:port`` in a thread of its own; start() waits for the
-    socket and raises OSError when it cannot listen. Port 0 takes any free port."""
+    """uvicorn serving ``app`` on ``host:port`` in a thread of its own, its connections capped
+    and their requests held to deadlines (:mod:`worker.connections`). start() binds the socket
+    and raises OSError when it cannot listen. Port 0 takes any free port."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(self, app: Starlette, host: str, port: int, limits: Limits | None = None) -> None:
         self.host = host
         self._requested_port = self._port = port
-        config = uvicorn.Config(
+        self.limits = limits if limits is not None else Limits()
+        self._config = uvicorn.Config(
             app,
             host=host,
             port=port,
+            loop="asyncio",
+            http="h11",
+            ws="none",
             # The request line holds the webhook's secret: no access log at all.
             access_log=False,
             # Logging is the worker's (JSON, redacted): uvicorn's loggers reach its root handler.
@@ -269,9 +284,10 @@ class HttpServer:
             log_level="warning",
             lifespan="off",
             server_header=False,
+            timeout_keep_alive=self.limits.keep_alive_s,
             timeout_graceful_shutdown=5,
         )
-        self._server = uvicorn.Server(config)
+        self._server: GuardedServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -279,11 +295,10 @@ class HttpServer:
         """The port listened on (the real one when 0 was asked for, once started)."""
         return self._port
 
-    def _bound_port(self) -> int:
-        for server in getattr(self._server, "servers", []):
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        return self._requested_port
+    @property
+    def max_connections(self) -> int | None:
+        """The cap on connections in force (None before start)."""
+        return self._server.gate.limit if self._server is not None else None
 
     @property
     def url(self) -> str:
@@ -291,28 +306,45 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     def start(self) -> None:
-        thread = threading.Thread(target=self._serve, name="http-server", daemon=True)
+        try:
+            listeners = listen(self.host, self._requested_port, self._config.backlog)
+        except OSError as error:
+            raise OSError(
+                f"the HTTP server could not listen on {self.host}:{self._requested_port}: "
+                f"{error.strerror or error}"
+            ) from error
+        # Counted now, after the worker raised its open-file limit and opened its state.
+        limits = open_file_limit()
+        limit = self.limits.max_connections or connection_limit(
+            limits[0] if limits is not None else None, descriptors_in_use()
+        )
+        server = GuardedServer(self._config, Gate(self.limits, limit), listeners)
+        self._server = server
+        self._port = int(listeners[0].getsockname()[1])
+        thread = threading.Thread(target=server.run, name="http-server", daemon=True)
         self._thread = thread
         thread.start()
         deadline = time.monotonic() + _SERVER_START_TIMEOUT
-        while not self._server.started:
+        while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                self._server.should_exit = True
-                raise OSError(f"the HTTP server could not listen on {self.host}:{self.port}")
+                server.should_exit = True
+                for listener in listeners:
+                    listener.close()
+                raise OSError(f"the HTTP server could not start on {self.host}:{self.port}")
             time.sleep(0.01)
-        self._port = self._bound_port()
-        log.info("http_server_started", host=self.host, port=self.port)
-
-    def _serve(self) -> None:
-        # uvicorn exits when it cannot bind; start() reports that.
-        with contextlib.suppress(SystemExit):
-            self._server.run()
+        log.info(
+            "http_server_started",
+            host=self.host,
+            port=self.port,
+            max_connections=limit,
+            open_files=limits[0] if limits is not None else None,
+        )
 
     def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
+        thread, server = self._thread, self._server
+        if thread is None or server is None:
             return
-        self._server.should_exit = True
+        server.should_exit = True
         thread.join(_SERVER_STOP_TIMEOUT)
         self._thread = None
         log.info("http_server_stopped", host=self.host, port=self.port)

@@ -42,72 +42,31 @@ What it reproduces, because clients written against the documentation trip on it
 from __future__ import annotations
 
 import json
-import random
-import re
-import secrets
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import unquote_plus
 
 import httpx
 
-from amo_client.fake.api import Api, Call
-from amo_client.fake.records import (
-    ODD_SHAPES,
-    RANDOM_FAULT_KINDS,
-    AccessToken,
-    AuthorizationCode,
-    Fault,
-    LoggedRequest,
-    OddShape,
-    RandomFaultKind,
-    RefreshToken,
-    TokenGrant,
-    TokenPair,
-)
+from amo_client.fake.api import Api
+from amo_client.fake.faults import Faults
+from amo_client.fake.paging import Call
+from amo_client.fake.records import Fault, LoggedRequest
 from amo_client.fake.replies import (
-    JSON,
     Reply,
     default_error,
-    encode,
     nginx_page,
-    oauth_problem,
     odd_reply,
     problem,
     unauthorized,
 )
 from amo_client.fake.server import FakeServer
 from amo_client.fake.state import AccountState
-
-AUTHORIZATION_CODE_LIFETIME = 20 * 60.0
-SERVER_ERRORS = (500, 502, 503, 504)
-
-
-@dataclass(frozen=True)
-class _Chance:
-    """Faults drawn at random: each request is hit with probability ``rate``."""
-
-    rate: float
-    kinds: tuple[RandomFaultKind, ...]
-    rng: random.Random
-
-    def draw(self) -> tuple[RandomFaultKind, Fault] | None:
-        if self.rng.random() >= self.rate:
-            return None
-        kind = self.rng.choice(self.kinds)
-        if kind == "rate_limited":
-            return kind, Fault("status", 1, reply=default_error(429))
-        if kind == "server_error":
-            return kind, Fault("status", 1, reply=default_error(self.rng.choice(SERVER_ERRORS)))
-        if kind == "disconnect":
-            return kind, Fault("connect", 1)
-        if kind == "odd_answer":
-            return kind, Fault("odd", 1, shape=self.rng.choice(ODD_SHAPES))
-        return kind, Fault("timeout", 1, after_processing=kind == "timeout_after_processing")
+from amo_client.fake.tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -143,7 +102,7 @@ class _Transport(httpx.BaseTransport):
         return self._fake.handle(request)
 
 
-class FakeAmoCRM(AccountState):
+class FakeAmoCRM(Tokens, Faults, AccountState):
     """An amoCRM account in memory, reachable through :attr:`transport` at :attr:`base_url`.
 
     Seed it with :meth:`add_pipeline`, :meth:`add_user`, :meth:`add_custom_field`,
@@ -193,38 +152,27 @@ class FakeAmoCRM(AccountState):
             owner_name=owner_name,
             record_change_events=record_change_events,
         )
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.redirect_uri = redirect_uri
-        self.max_requests_per_second = max_requests_per_second
-        self.block_after_rate_limited = block_after_rate_limited
-        self._monotonic = monotonic
-        self._access_token_lifetime = access_token_lifetime
-        self._refresh_token_lifetime = refresh_token_lifetime
-        self._revoked_refresh_status = revoked_refresh_status
-        self._revoke_access_on_refresh = revoke_access_on_refresh
+        self._start_tokens(
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=redirect_uri,
+            access_token_lifetime=access_token_lifetime,
+            refresh_token_lifetime=refresh_token_lifetime,
+            long_lived_token=long_lived_token,
+            long_lived_token_lifetime=long_lived_token_lifetime,
+            revoked_refresh_status=revoked_refresh_status,
+            revoke_access_on_refresh=revoke_access_on_refresh,
+        )
+        self._start_faults(
+            monotonic=monotonic,
+            max_requests_per_second=max_requests_per_second,
+            block_after_rate_limited=block_after_rate_limited,
+        )
         self._transport = _Transport(self)
         self._api = Api(self)
-
-        self._access_tokens: dict[str, AccessToken] = {}
-        self._refresh_tokens: dict[str, RefreshToken] = {}
-        self._codes: dict[str, AuthorizationCode] = {}
-        self._token_grants: list[TokenGrant] = []
-
-        self._faults: list[Fault] = []
-        self._chance: _Chance | None = None
-        self._faults_injected: Counter[str] = Counter()
-        self._blocked = False
-        self._window: deque[float] = deque()
         self._log: list[LoggedRequest] = []
         self._requests_total = 0
-        self._rate_limited_total = 0
         self._status_counts: Counter[int] = Counter()
-
-        self.long_lived_token = long_lived_token or "fake-ll-" + secrets.token_urlsafe(32)
-        self._access_tokens[self.long_lived_token] = AccessToken(
-            self.long_lived_token, self.api_user_id, self._clock() + long_lived_token_lifetime
-        )
 
     # ------------------------------------------------------------------ transport
 
@@ -291,39 +239,11 @@ class FakeAmoCRM(AccountState):
             return odd_reply(fault.shape, reply, key), None
         return reply, httpx.ReadTimeout("timed out after processing", request=incoming.request)
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        for fault in self._faults:
-            if fault.matches(method, path):
-                fault.remaining -= 1
-                return fault
-        drawn = self._chance.draw() if self._chance is not None else None
-        if drawn is None:
-            return None
-        kind, fault = drawn
-        self._faults_injected[kind] += 1
-        return fault
-
-    def _rate_limited(self) -> bool:
-        limit = self.max_requests_per_second
-        if limit is None:
-            return False
-        now = self._monotonic()
-        while self._window and self._window[0] <= now - 1.0:
-            self._window.popleft()
-        if len(self._window) >= int(limit):
-            self._rate_limited_total += 1
-            threshold = self.block_after_rate_limited
-            if threshold is not None and self._rate_limited_total >= threshold:
-                self._blocked = True
-            return True
-        self._window.append(now)
-        return False
-
     def _serve(self, incoming: _Incoming) -> Reply:
         if incoming.path == "/oauth2/access_token":
             if incoming.method != "POST":
                 return problem(405, f"Method {incoming.method} is not allowed")
-            return self._oauth_token(incoming)
+            return self._oauth_token(incoming.body, incoming.content_type, incoming.content)
         user_id = self._authenticate(incoming.request.headers.get("authorization"))
         if user_id is None:
             return unauthorized()
@@ -336,275 +256,6 @@ class FakeAmoCRM(AccountState):
         )
         return self._api.dispatch(call)
 
-    # ------------------------------------------------------------------ auth
-
-    def _authenticate(self, header: str | None) -> int | None:
-        if not header:
-            return None
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return None
-        token = self._access_tokens.get(value.strip())
-        if token is None or token.revoked or token.expires_at <= self._clock():
-            return None
-        return token.user_id
-
-    def _oauth_token(self, incoming: _Incoming) -> Reply:
-        data: dict[str, Any] = {}
-        if isinstance(incoming.body, dict):
-            data = incoming.body
-        elif "form" in incoming.content_type:
-            data = dict(parse_qsl(incoming.content.decode("utf-8", "replace")))
-        grant_type = str(data.get("grant_type", ""))
-        if (
-            data.get("client_id") != self.client_id
-            or data.get("client_secret") != self.client_secret
-        ):
-            return self._grant_refused(grant_type, 401, "Client authentication failed")
-        if grant_type == "authorization_code":
-            return self._exchange_code(data)
-        if grant_type == "refresh_token":
-            return self._refresh(data)
-        return self._grant_refused(
-            grant_type, 400, "Check that all required parameters have been provided"
-        )
-
-    def _grant_refused(self, grant_type: str, status: int, hint: str) -> Reply:
-        self._token_grants.append(TokenGrant(grant_type, issued=False, hint=hint))
-        return oauth_problem(status, hint)
-
-    def _exchange_code(self, data: Mapping[str, Any]) -> Reply:
-        code = self._codes.get(str(data.get("code", "")))
-        if code is None:
-            return self._grant_refused(
-                "authorization_code", 400, "Cannot decrypt the authorization code"
-            )
-        if code.used:
-            return self._grant_refused(
-                "authorization_code", 400, "Authorization code has been revoked"
-            )
-        if code.expires_at <= self._clock():
-            return self._grant_refused("authorization_code", 400, "Authorization code has expired")
-        if data.get("redirect_uri") != self.redirect_uri:
-            return self._grant_refused("authorization_code", 400, "Invalid redirect URI")
-        code.used = True
-        return self._issue(code.user_id, "authorization_code")
-
-    def _refresh(self, data: Mapping[str, Any]) -> Reply:
-        token = self._refresh_tokens.get(str(data.get("refresh_token", "")))
-        if token is None:
-            return self._grant_refused("refresh_token", 400, "Cannot decrypt the refresh token")
-        if token.used or token.revoked:
-            return self._grant_refused(
-                "refresh_token", self._revoked_refresh_status, "Token has been revoked"
-            )
-        if token.expires_at <= self._clock():
-            return self._grant_refused("refresh_token", 400, "Token has expired")
-        token.used = True
-        if self._revoke_access_on_refresh and token.access_value in self._access_tokens:
-            self._access_tokens[token.access_value].revoked = True
-        return self._issue(token.user_id, "refresh_token")
-
-    def _issue(self, user_id: int, grant_type: str) -> Reply:
-        pair = self._new_pair(user_id)
-        self._token_grants.append(TokenGrant(grant_type, issued=True))
-        body = {
-            "token_type": "Bearer",
-            "expires_in": pair.expires_in,
-            "access_token": pair.access_token,
-            "refresh_token": pair.refresh_token,
-        }
-        return Reply(200, encode(body), JSON)
-
-    def _new_pair(self, user_id: int) -> TokenPair:
-        now = self._clock()
-        access = "fake-at-" + secrets.token_urlsafe(32)
-        refresh = "fake-rt-" + secrets.token_urlsafe(32)
-        self._access_tokens[access] = AccessToken(
-            access, user_id, now + self._access_token_lifetime
-        )
-        self._refresh_tokens[refresh] = RefreshToken(
-            refresh, user_id, now + self._refresh_token_lifetime, access
-        )
-        return TokenPair(access, refresh, int(self._access_token_lifetime))
-
-    def issue_authorization_code(self, *, user_id: int | None = None) -> str:
-        """An authorization code as an admin copies it from amoCRM: single use, valid 20 min."""
-        with self._lock:
-            value = "fake-code-" + secrets.token_urlsafe(24)
-            self._codes[value] = AuthorizationCode(
-                value, user_id or self.api_user_id, self._clock() + AUTHORIZATION_CODE_LIFETIME
-            )
-            return value
-
-    def issue_token_pair(self, *, user_id: int | None = None) -> TokenPair:
-        """A fresh OAuth pair, as if the integration had just been authorized."""
-        with self._lock:
-            return self._new_pair(user_id or self.api_user_id)
-
-    def revoke_tokens(self) -> None:
-        """Revoke every token, the long-lived one included (the integration was uninstalled)."""
-        with self._lock:
-            for access in self._access_tokens.values():
-                access.revoked = True
-            for refresh in self._refresh_tokens.values():
-                refresh.revoked = True
-
-    def expire_access_tokens(self) -> None:
-        """Make every access token expired now; refresh tokens stay usable."""
-        with self._lock:
-            now = self._clock()
-            for access in self._access_tokens.values():
-                access.expires_at = min(access.expires_at, now)
-
-    @property
-    def token_grants(self) -> list[TokenGrant]:
-        with self._lock:
-            return list(self._token_grants)
-
-    @property
-    def refresh_reuse_attempts(self) -> int:
-        """How often a spent (or revoked) refresh token was presented again."""
-        with self._lock:
-            return sum(
-                1
-                for grant in self._token_grants
-                if grant.grant_type == "refresh_token" and grant.hint == "Token has been revoked"
-            )
-
-    # ------------------------------------------------------------------ faults
-
-    def fail_next(
-        self,
-        count: int = 1,
-        *,
-        status: int = 503,
-        body: str | bytes | Mapping[str, Any] | None = None,
-        content_type: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        path: str | re.Pattern[str] | None = None,
-        method: str | None = None,
-    ) -> None:
-        """Answer the next ``count`` matching requests with ``status`` instead of serving them.
-
-        Without ``body`` the answer is what amoCRM's stack sends: nginx HTML for 403/429/5xx,
-        problem JSON otherwise. ``path`` is an exact path or a compiled pattern (searched).
-        """
-        if body is None:
-            reply = default_error(status)
-            if headers:
-                reply = Reply(reply.status, reply.body, reply.content_type, dict(headers))
-        else:
-            if isinstance(body, Mapping):
-                raw, kind = encode(dict(body)), content_type or "application/problem+json"
-            elif isinstance(body, str):
-                raw, kind = body.encode("utf-8"), content_type or "text/html"
-            else:
-                raw, kind = body, content_type or "application/octet-stream"
-            reply = Reply(status, raw, kind, dict(headers or {}))
-        with self._lock:
-            self._faults.append(Fault("status", count, reply=reply, path=path, method=method))
-
-    def odd_answer_next(
-        self,
-        shape: OddShape,
-        count: int = 1,
-        *,
-        path: str | re.Pattern[str] | None = None,
-        method: str | None = None,
-    ) -> None:
-        """Answer the next ``count`` matching requests with a 2xx that breaks the documented shape.
-
-        The request is served first (a write takes effect), then its answer is replaced:
-
-        * ``empty_object``: 200 ``{}``;
-        * ``empty_embedded``: 200 ``{"_embedded": {}}``;
-        * ``null_list``: 200 ``{"_embedded": {"leads": null}}``, the key being the list's own
-          (the last word of the path that is not a number);
-        * ``html``: 200 with an HTML page (a proxy's or a maintenance page);
-        * ``truncated``: the real answer's status, headers and JSON cut in half;
-        * ``list``: 200 with a JSON array (the embedded items, or ``[]``) instead of an object;
-        * ``no_content``: 204 without a body where 200 with a body was due.
-
-        Like :meth:`fail_next` it waits in the same queue of faults, so ``clear_faults``
-        drops it too.
-        """
-        with self._lock:
-            self._faults.append(Fault("odd", count, path=path, method=method, shape=shape))
-
-    def timeout_next(
-        self,
-        count: int = 1,
-        *,
-        path: str | re.Pattern[str] | None = None,
-        method: str | None = None,
-        after_processing: bool = False,
-    ) -> None:
-        """Raise ``httpx.ReadTimeout`` for the next ``count`` matching requests.
-
-        With ``after_processing`` the request takes effect first and only its answer is lost,
-        the case that makes a retried POST create a duplicate.
-        """
-        with self._lock:
-            self._faults.append(
-                Fault("timeout", count, path=path, method=method, after_processing=after_processing)
-            )
-
-    def disconnect_next(
-        self,
-        count: int = 1,
-        *,
-        path: str | re.Pattern[str] | None = None,
-        method: str | None = None,
-    ) -> None:
-        """Raise ``httpx.ConnectError`` for the next ``count`` matching requests."""
-        with self._lock:
-            self._faults.append(Fault("connect", count, path=path, method=method))
-
-    def fault_at_random(
-        self,
-        rate: float,
-        *,
-        kinds: Sequence[RandomFaultKind] = RANDOM_FAULT_KINDS,
-        seed: int | None = None,
-    ) -> None:
-        """From now on hit each request with probability ``rate`` by a fault drawn from ``kinds``.
-
-        A queued fault (:meth:`fail_next` and the others) still goes first. The kinds are those
-        of :data:`RandomFaultKind`; :attr:`faults_injected` counts them, and ``clear_faults``
-        stops the draw. ``seed`` makes the draws repeatable for one order of requests.
-        """
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be within 0..1, not {rate}")
-        unknown = sorted(set(kinds) - set(RANDOM_FAULT_KINDS))
-        if unknown or not kinds:
-            raise ValueError(f"kinds must be some of {', '.join(RANDOM_FAULT_KINDS)}: {unknown}")
-        with self._lock:
-            rng = random.Random(seed)  # noqa: S311 - it draws faults, not secrets
-            self._chance = _Chance(rate, tuple(kinds), rng)
-
-    @property
-    def faults_injected(self) -> dict[str, int]:
-        """How many requests :meth:`fault_at_random` hit, by kind."""
-        with self._lock:
-            return dict(self._faults_injected)
-
-    def clear_faults(self) -> None:
-        """Drop the queued faults and stop :meth:`fault_at_random`."""
-        with self._lock:
-            self._faults.clear()
-            self._chance = None
-
-    def block_account(self, blocked: bool = True) -> None:
-        """While blocked every request gets nginx's HTML 403, as a banned account does."""
-        with self._lock:
-            self._blocked = blocked
-
-    @property
-    def blocked(self) -> bool:
-        with self._lock:
-            return self._blocked
-
     # ------------------------------------------------------------------ inspection
 
     @property
@@ -616,12 +267,6 @@ class FakeAmoCRM(AccountState):
     def requests_total(self) -> int:
         with self._lock:
             return self._requests_total
-
-    @property
-    def rate_limited_total(self) -> int:
-        """How many requests got 429."""
-        with self._lock:
-            return self._rate_limited_total
 
     @property
     def status_counts(self) -> dict[int, int]:

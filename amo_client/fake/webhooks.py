@@ -28,12 +28,15 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+
+from amo_client.fake.records import StoredEvent
+from amo_client.fake.store import NOTE_EVENT_TYPES, AccountStore
 
 SETTINGS = frozenset(
     {
@@ -81,6 +84,14 @@ V2_NOTE_TYPES = {
     "extended_service_message": "25",
     "sms_in": "102",
     "sms_out": "103",
+}
+# The lead events that send a webhook of their own (update_lead comes from the change).
+_LEAD_HOOKS = {
+    "lead_added": "add_lead",
+    "lead_status_changed": "status_lead",
+    "lead_deleted": "delete_lead",
+    "lead_restored": "restore_lead",
+    "entity_responsible_changed": "responsible_lead",
 }
 # amoCRM tries an invalid hook this many times in all: more for a server's error.
 _ATTEMPTS_AFTER_SERVER_ERROR = 5
@@ -295,3 +306,159 @@ def lead_fields(prefix: str, lead: Any) -> list[tuple[str, Any]]:
         (f"{prefix}[date_create]", lead.created_at),
         (f"{prefix}[last_modified]", lead.updated_at),
     ]
+
+
+class AccountWebhooks(AccountStore):
+    """The account's subscriptions, and the hooks its changes send to them."""
+
+    def subscribe_webhook(
+        self, destination: str, settings: Sequence[str], *, sort: int | None = None, by: int = 0
+    ) -> Subscription:
+        """Subscribe ``destination`` to ``settings``; the same destination is updated, and a
+        disabled one stays disabled (only :meth:`enable_webhook` switches it back on)."""
+        with self._lock:
+            now = self.now()
+            known = self._subscriptions.get(destination)
+            if known is not None:
+                known.settings = list(dict.fromkeys(settings))
+                known.sort = sort if sort is not None else known.sort
+                known.updated_at = now
+                return known
+            subscription = Subscription(
+                id=self._new_id("webhook"),
+                destination=destination,
+                settings=list(dict.fromkeys(settings)),
+                sort=sort if sort is not None else 10,
+                created_at=now,
+                updated_at=now,
+                created_by=by,
+            )
+            self._subscriptions[destination] = subscription
+            return subscription
+
+    def unsubscribe_webhook(self, destination: str) -> bool:
+        with self._lock:
+            return self._subscriptions.pop(destination, None) is not None
+
+    def subscriptions(self, destination: str | None = None) -> list[Subscription]:
+        with self._lock:
+            found = sorted(self._subscriptions.values(), key=lambda s: (s.sort, s.id))
+            return [s for s in found if destination is None or s.destination == destination]
+
+    @property
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The subscriptions as ``GET /api/v4/webhooks`` renders them."""
+        return [s.render(self.account_id) for s in self.subscriptions()]
+
+    def enable_webhook(self, destination: str) -> None:
+        """Switch a disabled webhook back on, as the «Включить» button in amoCRM does."""
+        with self._lock:
+            subscription = self._subscriptions[destination]
+            subscription.disabled = False
+            subscription.failures.clear()
+
+    @property
+    def webhook_deliveries(self) -> list[Delivery]:
+        """Every attempt to send a hook, in order."""
+        with self._lock:
+            return list(self._deliveries)
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until every hook due now has been sent and answered; False on timeout."""
+        sender = self._sender
+        return True if sender is None else sender.idle(timeout)
+
+    def stop_webhooks(self) -> None:
+        """Stop sending hooks (the sender's thread ends); subscriptions stay."""
+        with self._lock:
+            sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.close()
+
+    def _hook(self, setting: str, pairs: list[tuple[str, Any]]) -> None:
+        """Send ``pairs`` (and the account's) to every live subscription of ``setting``."""
+        targets = [s for s in self.subscriptions() if setting in s.settings and not s.disabled]
+        if not targets:
+            return
+        body = form(
+            [
+                *pairs,
+                ("account[id]", self.account_id),
+                ("account[subdomain]", self.subdomain),
+                ("account[_links][self]", self.base_url),
+            ]
+        )
+        if self._sender is None:
+            self._sender = HookSender(
+                timeout=lambda: self.webhook_timeout,
+                retry_delays=lambda: self.webhook_retry_delays,
+                on_answer=self._hook_answered,
+                transport=self.webhook_transport,
+            )
+        for subscription in targets:
+            self._sender.send(subscription, setting, body)
+
+    def _hook_answered(self, subscription: Subscription, delivery: Delivery) -> None:
+        with self._lock:
+            self._deliveries.append(delivery)
+            if delivery.valid:
+                return
+            subscription.failures.append(delivery.at)
+            horizon = time.monotonic() - self.webhook_window
+            while subscription.failures and subscription.failures[0] < horizon:
+                subscription.failures.popleft()
+            if len(subscription.failures) > self.webhook_disable_after:
+                subscription.disabled = True
+
+    def _hook_event(self, event: StoredEvent) -> None:
+        """The webhook an event of a lead sends, if any."""
+        if event.entity_type != "lead":
+            return
+        if event.type in NOTE_EVENT_TYPES:
+            self._hook("note_lead", self._note_hook(event))
+            return
+        setting = _LEAD_HOOKS.get(event.type)
+        if setting is None:
+            return
+        entity = self._entities["leads"].get(event.entity_id) or self._trash.get(event.entity_id)
+        if entity is None:
+            return
+        action = setting.removesuffix("_lead")
+        prefix = f"leads[{action}][0]"
+        pairs = lead_fields(prefix, entity)
+        if event.type == "lead_status_changed":
+            after = (event.value_after or [{}])[0].get("lead_status", {})
+            before = (event.value_before or [{}])[0].get("lead_status", {})
+            pairs = [
+                p for p in pairs if p[0] not in (f"{prefix}[status_id]", f"{prefix}[pipeline_id]")
+            ]
+            pairs += [
+                (f"{prefix}[status_id]", after.get("id")),
+                (f"{prefix}[pipeline_id]", after.get("pipeline_id")),
+                (f"{prefix}[old_status_id]", before.get("id")),
+                (f"{prefix}[old_pipeline_id]", before.get("pipeline_id")),
+            ]
+        elif event.type == "entity_responsible_changed":
+            before = (event.value_before or [{}])[0].get("responsible_user", {})
+            pairs.append((f"{prefix}[old_responsible_user_id]", before.get("id")))
+        self._hook(setting, pairs)
+
+    def _note_hook(self, event: StoredEvent) -> list[tuple[str, Any]]:
+        note_id = ((event.value_after or [{}])[0].get("note") or {}).get("id")
+        note = self._notes.get(note_id) if isinstance(note_id, int) else None
+        prefix = "leads[note][0][note]"
+        note_type = note["note_type"] if note is not None else "common"
+        text = (note or {}).get("params", {}).get("text", "")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.created_at))
+        return [
+            (f"{prefix}[id]", note_id),
+            (f"{prefix}[note_type]", V2_NOTE_TYPES.get(note_type, "4")),
+            (f"{prefix}[text]", text),
+            (f"{prefix}[element_id]", event.entity_id),
+            (f"{prefix}[element_type]", 2),
+            (f"{prefix}[main_user_id]", event.created_by),
+            (f"{prefix}[created_by]", event.created_by),
+            (f"{prefix}[date_create]", event.created_at),
+            (f"{prefix}[timestamp_x]", stamp),
+            (f"{prefix}[account_id]", self.account_id),
+        ]

@@ -92,6 +92,7 @@ class LedgerRead:
     left_companies: frozenset[int]  # a request left them this cycle
     notes_cursor: int
     companies_cursor: int
+    unreadable_notes: frozenset[int] = frozenset()  # time notes read that count nothing
 
 
 NOTES_CURSOR = "notes_cursor"

@@ -26,6 +26,7 @@ from sla.ledger import (
     quota_text,
     quota_uses,
 )
+from sla.words import duration_text
 from worker.fields import CompanyField, CompanyFieldMap, SlaField, Value
 from worker.ledgers.cache import LedgerCache, LedgerRead
 from worker.ledgers.company import CompanyWrite, comparable, comparable_value, news, package_of
@@ -263,16 +264,6 @@ def _plans(requests: Mapping[int, RequestFacts]) -> dict[int, str]:
         ):
             latest[facts.company_id] = facts
     return {company_id: facts.tariff for company_id, facts in latest.items() if facts.tariff}
-
-
-def duration_text(minutes: int) -> str:
-    """``5 ч 10 мин``, ``45 мин``, ``2 ч``."""
-    sign = "-" if minutes < 0 else ""
-    hours, rest = divmod(abs(minutes), 60)
-    parts = [f"{hours} ч"] if hours else []
-    if rest or not hours:
-        parts.append(f"{rest} мин")
-    return sign + " ".join(parts)
 
 
 def package_marker(package: Package) -> str:

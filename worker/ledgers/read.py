@@ -240,6 +240,7 @@ def read_ledgers(
             for i, e in cache.entries.items()
             if not held(e.lead_id) and e.at.timestamp() < horizon
         }
+    unreadable_notes: set[int] = set()
     for note in notes:
         found = note.found
         if isinstance(found, TimeEntry):
@@ -249,6 +250,7 @@ def read_ledgers(
         if note.note_id in cache.entries:
             dropped_entries.add(note.note_id)  # edited into something that is no entry
         if isinstance(found, Unreadable) and held(note.lead_id):
+            unreadable_notes.add(note.note_id)
             log.warning(
                 "lead_problem",
                 lead_id=note.lead_id,
@@ -302,4 +304,5 @@ def read_ledgers(
         dropped_companies=gone_companies,
         left_companies=left_companies,
         companies_cursor=companies_cursor,
+        unreadable_notes=frozenset(unreadable_notes),
     )

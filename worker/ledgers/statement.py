@@ -17,6 +17,7 @@ from amo_client.models import Company, Note, OutgoingValue, SelectValue
 from sla.ledger import Package, PackageBalance, Quota, QuotaUse, TimeEntry, Unreadable
 from sla.policy import Policy, normalize_tag
 from sla.state import compute_sla
+from sla.words import duration_text
 from worker.fields import (
     COMPANY_FIELD_SPECS,
     COMPANY_SPEC_BY_KEY,
@@ -29,7 +30,7 @@ from worker.fields import (
 from worker.ledgers.company import package_of
 from worker.ledgers.facts import RequestFacts, entry_of, facts_of
 from worker.ledgers.options import CALL_NOTES, LedgerOptions
-from worker.ledgers.plan import LedgerFigures, LedgerPlan, duration_text, plan_ledgers
+from worker.ledgers.plan import LedgerFigures, LedgerPlan, plan_ledgers
 from worker.mapping import lead_events, lead_facts
 from worker.setup import AccountSetup
 from worker.text import table

@@ -14,6 +14,7 @@ import structlog
 
 from amo_client.client import AmoClient
 from amo_client.models import EntityUpdate, Lead
+from sla.ledger import Package
 from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent, SlaState
 from worker.errors import describe
 from worker.events import by_lead, read_histories
@@ -27,6 +28,7 @@ from worker.ledgers.cache import (
 )
 from worker.ledgers.cache import apply as apply_read
 from worker.ledgers.cache import persist as persist_read
+from worker.ledgers.company import package_of
 from worker.ledgers.facts import RequestFacts, facts_of
 from worker.ledgers.options import LedgerOptions
 from worker.ledgers.plan import LedgerPlan, LedgerPlanner, plan_ledgers, settle_left, touched_by
@@ -61,6 +63,7 @@ class LedgerStep:
         self._check_stop = check_stop
         self._cache: LedgerCache | None = None
         self._planner: LedgerPlanner | None = None
+        self._unreadable_notes: frozenset[int] = frozenset()  # as the last read found them
 
     @property
     def cache(self) -> LedgerCache:
@@ -125,6 +128,7 @@ class LedgerStep:
         # A request the cycle tracks again (reopened, moved back) may hold facts the ledgers
         # kept all along: its fields are planned again all the same.
         again = touched_by(cache, ledger_read, also=new)
+        self._unreadable_notes = ledger_read.unreadable_notes
         apply_read(cache, ledger_read)
         planner.forget(forgotten)
         plan = planner.plan(
@@ -146,6 +150,26 @@ class LedgerStep:
                 for problem in problems:
                     log.warning("company_problem", company_id=company_id, problem=problem)
         return ledger_read, plan
+
+    def summary(self, setup: AccountSetup) -> str:
+        """The ledgers' state after a cycle, for ``check``."""
+        cache = self.cache
+        linked = [
+            cache.companies[i]
+            for i in cache.company_leads
+            if i is not None and i in cache.companies
+        ]
+        packages = [
+            package_of(company, setup.company_fields, self.options.zone) for company in linked
+        ]
+        with_package = sum(1 for package in packages if isinstance(package, Package))
+        broken = sum(1 for package in packages if isinstance(package, str))
+        return (
+            f"ledgers: {len(linked)} companies linked to support requests, {with_package} with "
+            f"an hour package ({broken} whose package fields cannot be read); "
+            f"{len(cache.entries)} time entries, {len(self._unreadable_notes)} time notes "
+            "that cannot be read (each logged as lead_problem)"
+        )
 
     def persist(self, ledger_read: LedgerRead, now: datetime) -> None:
         """Store what was read (inside the cycle's transaction)."""

@@ -20,7 +20,7 @@ import jinja2
 import pygal
 from pygal.style import Style
 
-from worker.ledgers.plan import duration_text
+from sla.words import duration_text
 from worker.sla_report.figures import CompanyHours, Figures, MetCounts
 
 Cell = str | int | Decimal | None
