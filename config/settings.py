@@ -615,14 +615,15 @@ def env_name(field: str) -> str:
     return field.upper()
 
 
-def load_settings(env_file: Path | None = Path(".env")) -> Settings:
-    """Read the settings from the environment (and ``env_file`` when it exists).
+def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Settings:
+    """Read the settings from the environment (and ``env_file`` when it exists);
+    ``overrides`` (by field name) win over both.
 
     Raises :class:`ConfigError` naming every bad variable. Input values are never
     echoed, so a mistyped secret does not end up in a log.
     """
     try:
-        return Settings(_env_file=env_file)
+        return Settings(_env_file=env_file, **overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
 

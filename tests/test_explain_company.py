@@ -202,3 +202,19 @@ def test_without_a_ledger_switched_on_it_says_how_to_switch_one_on(
     assert code == 2
     assert "SLA_PACKAGES" in capsys.readouterr().err
     assert packages.world.fake.request_log == []
+
+
+def test_with_a_ledger_on_a_lead_and_a_backfill_read_the_company_fields_too(
+    packages: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = packages.world
+    company = package_company(world, 2, PAID)
+    lead = request(world, company, "Приоритет", created=at(5, 10, 0), name="Настроить воронку")
+    world.fake.add_note(lead, "Время: 25 мин", created_by=world.agents[0], at=at(5, 10, 30))
+
+    explained = main(["explain", str(lead), "--now", NOW, "--no-trace"])
+
+    out = capsys.readouterr()
+    assert explained == 0, out.err
+    assert '"tariff": "Приоритет"' in out.out
+    assert main(["backfill", "--since", "2025-11-01", "--dry-run"]) == 0, capsys.readouterr()

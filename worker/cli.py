@@ -26,6 +26,7 @@ import structlog
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError, NotFound
+from amo_client.models import Pipeline
 from config.settings import ConfigError, Settings, load_settings, unknown_variables
 from sla.policy import Policy
 from worker import admin, app, explain
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_samples(commands)
     add_report(commands)
     add_backfill(commands)
+    add_sandbox(commands)
+    add_init(commands)
     return parser
 
 
@@ -154,15 +157,15 @@ class Account:
     policy: Policy
     client: AmoClient
 
-    def setup(self, *, companies: bool = False) -> AccountSetup:
-        """The pipeline, stages and fields by id (with the company fields when asked and a
-        ledger is on)."""
+    def setup(self) -> AccountSetup:
+        """The pipeline, stages and fields by id, the company fields too when a ledger is
+        on (the setup needs them then, whatever the command reads)."""
         stages = app.stage_options(self.settings, self.policy)
         return resolve_setup(
             stages,
             self.client.pipelines(),
             list(self.client.iter_lead_custom_fields()),
-            list(self.client.iter_company_custom_fields()) if companies and stages.ledgers else [],
+            list(self.client.iter_company_custom_fields()) if stages.ledgers else [],
         )
 
 
@@ -722,7 +725,7 @@ def run_company_explain(args: argparse.Namespace) -> int:
             ledger = statement.read_company_ledger(
                 account.client,
                 args.company,
-                setup=account.setup(companies=True),
+                setup=account.setup(),
                 policy=account.policy,
                 options=app.ledger_options(settings, account.policy),
                 now=now,
@@ -792,7 +795,7 @@ def run_report(args: argparse.Namespace) -> int:
             out = args.out or Path(f"sla-report-{first}-{last}")
             sources = sla_report.Sources(
                 account.client,
-                account.setup(companies=True),
+                account.setup(),
                 policy,
                 app.ledger_options(settings, policy),
                 cache=settings.sla_state_dir / app.STORE_FILE,
@@ -880,3 +883,207 @@ def _progress(line: str) -> None:
     """Progress for a person at a terminal; nothing when stderr is piped."""
     if sys.stderr.isatty() and not renders_json():
         print(f"  {line}", file=sys.stderr, flush=True)
+
+
+# --- sandbox and init -----------------------------------------------------------------------------
+
+
+def add_sandbox(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "sandbox",
+        help="serve the built-in amoCRM emulator with today's requests, to try every command",
+        description=(
+            "Serve the built-in amoCRM emulator on 127.0.0.1, seeded with support requests of "
+            "the last days (breached, answered, on hold, waiting for acceptance, closed; a "
+            "company with an hour package and time notes) and the SLA fields in place. Write "
+            "the variables that point the worker at it to --env-file and print them as "
+            "`export` lines; run until SIGTERM or Ctrl-C (exit 0), then remove the file. Its "
+            "token is made up at start and opens nothing but the sandbox."
+        ),
+    )
+    parser.add_argument(
+        "--port", type=_port, default=0, help="the port on 127.0.0.1 (default: any free one)"
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=Path("sandbox.env"),
+        metavar="PATH",
+        help="where to write the variables (default: sandbox.env here); load it with "
+        "`set -a; . ./sandbox.env; set +a`",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="PATH",
+        help="SLA_STATE_DIR for the sandbox (default: a new temporary directory, removed at "
+        "the end)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --env-file even if the sandbox did not write it",
+    )
+    parser.set_defaults(run=run_sandbox)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    from worker import sandbox  # noqa: PLC0415 - the emulator is loaded only for the sandbox
+
+    configure_logging("auto", "WARNING")
+    return sandbox.run_until_signalled(
+        sys.stdout,
+        port=args.port,
+        env_file=args.env_file,
+        state_dir=args.state_dir,
+        force=args.force,
+    )
+
+
+def add_init(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "init",
+        help="pick the support pipeline, its stages, the policy and the ledgers; write a .env",
+        description=(
+            "List the account's pipelines and stages with their ids, take the support "
+            "pipeline, its hold, acceptance and extra done stages, the accepted stage, the "
+            "policy and the ledger switches from the flags or by asking, and write them to "
+            "--out, a .env the worker reads. The account and its token come from the "
+            "environment (or ./.env) as for every command; the token goes into the file only "
+            "with --write-token and is never shown. Names that a .env cannot hold as they "
+            "are, or that another pipeline or stage shares, are written as ids."
+        ),
+    )
+    parser.add_argument("--pipeline", metavar="NAME|ID", help="the support pipeline")
+    for option, role in (
+        ("--hold", "a hold stage: the clocks stop"),
+        ("--acceptance", "an acceptance stage: done, waiting for the customer's acceptance"),
+        ("--done", "an extra done stage (142 and 143 always are)"),
+    ):
+        parser.add_argument(option, action="append", metavar="STAGE", help=f"{role}; repeatable")
+    parser.add_argument(
+        "--accepted", metavar="STAGE", help="where accepted requests move (default: 142)"
+    )
+    parser.add_argument(
+        "--policy",
+        metavar="PRESET|FILE",
+        help="crmbp (the built-in policy, the default), another preset of sla/presets "
+        "(prime_gate, hour_packages) or a policy file",
+    )
+    parser.add_argument(
+        "--packages",
+        action=argparse.BooleanOptionalAction,
+        help="track prepaid hour packages (SLA_PACKAGES; default: no)",
+    )
+    parser.add_argument(
+        "--call-time",
+        action=argparse.BooleanOptionalAction,
+        help="with packages, count calls' duration as time spent (SLA_CALL_TIME; default: no)",
+    )
+    parser.add_argument(
+        "--write-token",
+        action=argparse.BooleanOptionalAction,
+        help="write the environment's token (or OAuth secret) into the file (default: no)",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, metavar="PATH", help="SLA_STATE_DIR (default: the current one)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(".env"), metavar="PATH", help="the file (default: .env)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--non-interactive",
+        action="store_true",
+        help="ask nothing: what the flags leave out takes its default (--pipeline is required)",
+    )
+    parser.set_defaults(run=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        return _refuse(f"{args.out} exists; pass --force to replace it, or --out another path")
+    try:
+        # Any pipeline for now: choosing it is what init is for.
+        settings = load_settings(sla_pipeline="-")
+    except ConfigError as error:
+        return _refuse(str(error))
+    configure_logging(settings.sla_log_format.value, settings.sla_log_level)
+    if not settings.account_configured or settings.base_url is None:
+        return _refuse(
+            "no amoCRM account is configured: set AMO_SUBDOMAIN or AMO_BASE_URL and a token "
+            "(see the README); `python -m worker sandbox` serves one to try"
+        )
+    try:
+        with app.build_client(settings) as client:
+            client.probe()
+            account = client.account()
+            pipelines = client.pipelines()
+    except COMMAND_ERRORS as error:
+        return _fail(error)
+    print(f"account «{account.name}» ({account.id}) at {settings.base_url}")
+    return _write_init(args, settings, pipelines)
+
+
+def _refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _write_init(args: argparse.Namespace, settings: Settings, pipelines: list[Pipeline]) -> int:
+    """``init`` once the account's pipelines are read: list, choose, write."""
+    from worker import init  # noqa: PLC0415
+    from worker.envfile import write_private  # noqa: PLC0415
+
+    for line in init.listing(pipelines):
+        print(line)
+    answers = init.Answers(
+        pipeline=args.pipeline,
+        hold=_given(args.hold),
+        acceptance=_given(args.acceptance),
+        accepted=args.accepted,
+        done=_given(args.done),
+        policy=args.policy,
+        packages=args.packages,
+        call_time=args.call_time,
+        write_token=args.write_token,
+    )
+    explicit_state = "sla_state_dir" in settings.model_fields_set
+    state_dir = args.state_dir or (settings.sla_state_dir if explicit_state else None)
+    try:
+        choice = init.choose(
+            pipelines, answers, ask=None if args.non_interactive else input, say=print
+        )
+        text = init.render(
+            choice,
+            settings,
+            pipelines,
+            state_dir=state_dir.absolute() if state_dir is not None else None,
+            today=date.today(),
+        )
+        write_private(args.out, text, replace=args.force)
+    except KeyboardInterrupt:
+        print("\ncancelled: nothing written", file=sys.stderr)
+        return 130
+    except FileExistsError:
+        return _refuse(f"{args.out} exists; pass --force to replace it, or --out another path")
+    except (init.InitError, ValueError, OSError) as error:
+        return _refuse(str(error))
+    print(f"wrote {args.out}: {init.summary(choice)}")
+    if not choice.write_token:
+        print("the token is not in it: keep it in the environment, or run init with --write-token")
+    print(
+        "next: python -m worker provision --dry-run; python -m worker provision; "
+        "python -m worker check"
+    )
+    return 0
+
+
+def _given(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
