@@ -162,12 +162,22 @@ def _older_state_file(path: Path) -> None:
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE leads (id INTEGER PRIMARY KEY, updated_at INTEGER NOT NULL, data TEXT);
+        CREATE TABLE task_ledger (lead_id INTEGER NOT NULL, clock TEXT NOT NULL,
+            state TEXT NOT NULL, task_id INTEGER, claimed_at INTEGER NOT NULL,
+            PRIMARY KEY (lead_id, clock));
         INSERT INTO meta VALUES ('schema_version', '1'), ('events_cursor', '1700000000');
         INSERT INTO leads VALUES (7, 1, '{"id": 7}');
+        INSERT INTO task_ledger VALUES (7, 'reaction', 'created', 900, 1);
         """
     )
     old.commit()
     old.close()
+
+
+def _without_a_log(path: Path) -> bool:
+    """A reader of a WAL database may leave SQLite's index of the log (-shm), never a log."""
+    wal = path.with_name(path.name + "-wal")
+    return not wal.exists() or wal.stat().st_size == 0
 
 
 def test_a_read_only_opening_writes_nothing_to_a_current_state_file(tmp_path: Path) -> None:
@@ -180,25 +190,108 @@ def test_a_read_only_opening_writes_nothing_to_a_current_state_file(tmp_path: Pa
     before = path.read_bytes()
 
     reader = StateStore.read_only(path)
-    assert reader is not None
     assert reader.get_int("events_cursor") == 1_700_000_000
     assert reader.load_leads() == {7: '{"id": 7}'}
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         reader.set_int("events_cursor", 1)
     reader.close()
     assert path.read_bytes() == before
-    # A reader of a WAL database may leave SQLite's index of the log (-shm), never a log.
-    wal = path.with_name(path.name + "-wal")
-    assert not wal.exists() or wal.stat().st_size == 0
+    assert _without_a_log(path)
 
 
-def test_a_read_only_opening_leaves_an_older_state_file_as_it_was(tmp_path: Path) -> None:
-    """The report next to an older worker's state: its cache is not used, and the file is
-    neither migrated nor stamped (the worker that owns it rebuilds it in its own time)."""
+def test_a_read_only_opening_reads_an_older_state_file_as_migrated_and_leaves_it_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """A command next to an older worker's state: the cache reads empty and the record as
+    the worker carries it over, as after its migration; the file is neither migrated nor
+    stamped (the worker that owns it does that in its own time)."""
     path = tmp_path / "s.sqlite3"
     _older_state_file(path)
     before = path.read_bytes()
 
-    assert StateStore.read_only(path) is None
+    reader = StateStore.read_only(path)
+    assert reader.get_meta("schema_version") is None
+    assert reader.get_int("events_cursor") is None
+    assert reader.load_leads() == {}
+    assert reader.load_rows("companies") == {}
+    assert reader.first_start() is None
+    assert [(e.entity, e.entity_id, e.mark, e.task_id) for e in reader.ledger()] == [
+        ("leads", 7, TaskMark.CREATED, 900)
+    ]
+    reader.close()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite3"]
+
+
+def test_a_read_only_opening_refuses_a_newer_state_file_naming_it_and_both_versions(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    newer = StateStore(path)
+    newer.set_meta("schema_version", str(SCHEMA_VERSION + 1))
+    newer.close()
+    before = path.read_bytes()
+
+    with pytest.raises(StateVersionError) as raised:
+        StateStore.read_only(path)
+
+    message = str(raised.value)
+    assert str(path) in message
+    assert f"state schema {SCHEMA_VERSION + 1}" in message
+    assert f"reads schema {SCHEMA_VERSION}" in message
+    assert is_fatal(raised.value)
+    assert path.read_bytes() == before
+    assert _without_a_log(path)
+
+
+def test_a_read_only_opening_of_no_file_creates_none(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "s.sqlite3"
+    with pytest.raises(FileNotFoundError):
+        StateStore.read_only(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_table_the_file_predates_reads_as_empty(tmp_path: Path) -> None:
+    """A file of this version written before the company ledgers and the first start were
+    kept: their tables read as empty, and the file does not get them."""
+    path = tmp_path / "s.sqlite3"
+    early = sqlite3.connect(path)
+    early.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '2'), ('leads_cursor', '1700000000');
+        """
+    )
+    early.commit()
+    early.close()
+    before = path.read_bytes()
+
+    reader = StateStore.read_only(path)
+    assert reader.get_int("leads_cursor") == 1_700_000_000
+    assert reader.load_events() == {}
+    assert reader.load_rows("time_notes") == {}
+    assert reader.first_start() is None
+    assert reader.ledger() == []
+    reader.close()
+    assert path.read_bytes() == before
+
+
+def test_a_read_only_opening_reads_one_snapshot_while_a_cycle_writes(tmp_path: Path) -> None:
+    """``check`` next to the running service: its dry run sees the cursors and the cache of
+    one whole cycle, never the cursors of one and the leads of the next."""
+    path = tmp_path / "s.sqlite3"
+    writer = StateStore(path)
+    with writer.transaction():
+        writer.set_int("leads_cursor", 1)
+        writer.save_leads([StoredLead(7, 1, '{"id": 7}')])
+    reader = StateStore.read_only(path)
+    assert reader.get_int("leads_cursor") == 1
+
+    with writer.transaction():
+        writer.set_int("leads_cursor", 2)
+        writer.save_leads([StoredLead(8, 2, '{"id": 8}')])
+
+    assert reader.get_int("leads_cursor") == 1
+    assert reader.load_leads() == {7: '{"id": 7}'}
+    reader.close()
+    writer.close()

@@ -238,6 +238,21 @@ def open_store(state_dir: Path) -> StateStore:
         raise FatalError(f"SLA_STATE_DIR: {state_dir / STORE_FILE}: {error}") from error
 
 
+def read_store(state_dir: Path) -> StateStore:
+    """The state file for a dry run, read-only (:meth:`StateStore.read_only`): nothing in
+    the state directory is created, migrated or written. No file yet reads as an empty
+    one; a file of a newer worker is refused; an unreadable one is for the admin to fix."""
+    path = state_dir / STORE_FILE
+    try:
+        if state_dir.exists() and not state_dir.is_dir():
+            raise NotADirectoryError(f"{state_dir} is not a directory")
+        return StateStore.read_only(path)
+    except FileNotFoundError:
+        return StateStore(":memory:")
+    except (OSError, sqlite3.Error) as error:
+        raise FatalError(f"SLA_STATE_DIR: {path}: {error}") from error
+
+
 def build_cycle(
     settings: Settings,
     client: AmoClient,
@@ -246,12 +261,15 @@ def build_cycle(
     dry_run: bool = False,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SyncCycle:
+    """The cycle on the state directory; a dry run reads the state file and writes nothing
+    there, and needs no lock: it reads one snapshot, whatever a running cycle writes."""
+    state_dir = settings.sla_state_dir
     return SyncCycle(
         client,
-        open_store(settings.sla_state_dir),
+        read_store(state_dir) if dry_run else open_store(state_dir),
         policy,
         cycle_options(settings, policy),
-        lock_path=settings.sla_state_dir / LOCK_FILE,
+        lock_path=None if dry_run else state_dir / LOCK_FILE,
         dry_run=dry_run,
         wall_clock=wall_clock,
     )

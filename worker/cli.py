@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from worker.errors import FatalError, is_fatal
 from worker.ledgers import statement
 from worker.logs import configure_logging, register_secret, renders_json
 from worker.setup import AccountSetup, resolve_setup
+from worker.store import StateStore
 
 Command = Callable[[argparse.Namespace], int]
 EXIT_CONFIG = 2
@@ -180,6 +182,15 @@ def _account(settings: Settings, *, probe: bool = True, **client_options: Any) -
         yield Account(settings, policy, client)
 
 
+def _refuse_a_newer_state(settings: Settings) -> None:
+    """Raise :class:`worker.store.StateVersionError` before any request when a newer worker
+    wrote the state file. The read-only commands (``check``, ``once --dry-run``, ``report``,
+    ``backfill``) open it with ``mode=ro`` and never migrate it; what else they make of it
+    (none, an older one, one SQLite cannot read) is their own."""
+    with suppress(OSError, sqlite3.Error):
+        StateStore.read_only(settings.sla_state_dir / app.STORE_FILE).close()
+
+
 # --- run ------------------------------------------------------------------------------------------
 
 
@@ -248,6 +259,8 @@ def run_once(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
+        if args.dry_run:
+            _refuse_a_newer_state(settings)
         with _account(settings) as account:
             cycle = app.build_cycle(settings, account.client, account.policy, dry_run=args.dry_run)
             report = cycle.run(datetime.now(UTC))
@@ -282,6 +295,7 @@ def run_check(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
+        _refuse_a_newer_state(settings)
         with _account(settings) as account:
             print("configuration: ok")
             result = admin.check_account(
@@ -782,6 +796,7 @@ def run_report(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     now = datetime.now(UTC)
     try:
+        _refuse_a_newer_state(settings)
         with _account(settings) as account:
             policy = account.policy
             today = now.astimezone(policy.zone).date()
@@ -805,7 +820,7 @@ def run_report(args: argparse.Namespace) -> int:
             period = sla_report.Period(first, last, policy.zone)
             figures, stats = sla_report.collect(sources, period, now)
         written = sla_report.write_report(figures, out, company_id=args.company)
-    except COMMAND_ERRORS as error:
+    except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)
     log.info(
         "report_written",
@@ -842,6 +857,7 @@ def run_backfill(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
+        _refuse_a_newer_state(settings)
         with _account(settings) as account:
             policy = account.policy
             result = backfill(
@@ -855,7 +871,7 @@ def run_backfill(args: argparse.Namespace) -> int:
                 cache=settings.sla_state_dir / app.STORE_FILE,
                 progress=_progress,
             )
-    except COMMAND_ERRORS as error:
+    except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)
     for lead_id, problem in result.skipped.items():
         log.warning("lead_invalid", lead_id=lead_id, problem=problem)

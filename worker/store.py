@@ -16,9 +16,12 @@ is lost, with one exception it cannot see: a task an agent *deleted* in amoCRM l
 no trace, and without the record it is created once more.
 
 Every write is a transaction, so a crash leaves either the old or the new state,
-never half of one. WAL mode lets ``health`` and ``explain`` read while a cycle writes.
-A file written by another schema version is refused (newer) or has its cache rebuilt
-(older); the record is kept whenever its table is readable.
+never half of one. A file written by another schema version is refused (newer) or has
+its cache rebuilt (older); the record is kept whenever its table is readable.
+
+The commands that change nothing (``check``, ``once --dry-run``, ``report``, ``backfill``)
+open the file with :meth:`StateStore.read_only`: never created, migrated or written, read
+as one snapshot while a cycle writes (WAL mode), a newer version's refused.
 """
 
 from __future__ import annotations
@@ -34,53 +37,39 @@ from worker.errors import FatalError
 
 SCHEMA_VERSION = 2
 
-_CACHE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS leads (
-    id INTEGER PRIMARY KEY,
-    updated_at INTEGER NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
-    lead_id INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_lead ON events (lead_id, created_at);
-CREATE TABLE IF NOT EXISTS requests (
-    lead_id INTEGER PRIMARY KEY,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS time_notes (
-    id INTEGER PRIMARY KEY,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS companies (
-    id INTEGER PRIMARY KEY,
-    data TEXT NOT NULL
-);
-"""
-_CACHE_TABLES = ("meta", "leads", "events", "requests", "time_notes", "companies")
+# Each table's columns, by table: the schema as created, and what a read-only opening
+# stands in (empty) for a table a file lacks.
+_CACHE_TABLES = {
+    "meta": "key TEXT PRIMARY KEY, value TEXT NOT NULL",
+    "leads": "id INTEGER PRIMARY KEY, updated_at INTEGER NOT NULL, data TEXT NOT NULL",
+    "events": (
+        "id TEXT PRIMARY KEY, lead_id INTEGER NOT NULL, created_at INTEGER NOT NULL, "
+        "data TEXT NOT NULL"
+    ),
+    "requests": "lead_id INTEGER PRIMARY KEY, data TEXT NOT NULL",
+    "time_notes": "id INTEGER PRIMARY KEY, data TEXT NOT NULL",
+    "companies": "id INTEGER PRIMARY KEY, data TEXT NOT NULL",
+}
+_RECORD_TABLES = {
+    "record_meta": "key TEXT PRIMARY KEY, value TEXT NOT NULL",
+    "task_record": (
+        "entity TEXT NOT NULL, entity_id INTEGER NOT NULL, clock TEXT NOT NULL, "
+        "state TEXT NOT NULL, task_id INTEGER, claimed_at INTEGER NOT NULL, "
+        "PRIMARY KEY (entity, entity_id, clock)"
+    ),
+}
 
-_RECORD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS record_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS task_record (
-    entity TEXT NOT NULL,
-    entity_id INTEGER NOT NULL,
-    clock TEXT NOT NULL,
-    state TEXT NOT NULL,
-    task_id INTEGER,
-    claimed_at INTEGER NOT NULL,
-    PRIMARY KEY (entity, entity_id, clock)
-);
-"""
+
+def _create(tables: dict[str, str], *, temp: bool = False) -> str:
+    kind = "TEMP TABLE" if temp else "TABLE IF NOT EXISTS"
+    return "".join(f"CREATE {kind} {name} ({columns});\n" for name, columns in tables.items())
+
+
+_CACHE_SCHEMA = (
+    _create(_CACHE_TABLES)
+    + "CREATE INDEX IF NOT EXISTS events_by_lead ON events (lead_id, created_at);\n"
+)
+_RECORD_SCHEMA = _create(_RECORD_TABLES)
 # Schema 1 kept the record of lead tasks only.
 _RECORD_FROM_SCHEMA_1 = """
 INSERT OR IGNORE INTO task_record (entity, entity_id, clock, state, task_id, claimed_at)
@@ -94,6 +83,13 @@ _ROW_TABLES = {"requests": "lead_id", "time_notes": "id", "companies": "id"}
 
 class StateVersionError(FatalError):
     """The state file was written by a newer version of the worker."""
+
+
+def _newer(path: Path | None, version: int, hint: str) -> str:
+    return (
+        f"{path} was written by a newer amo-sla (state schema {version}; this one reads "
+        f"schema {SCHEMA_VERSION}): {hint}"
+    )
 
 
 class TaskMark(StrEnum):
@@ -142,36 +138,83 @@ class StateStore:
         self._open_schema()
 
     @classmethod
-    def read_only(cls, path: Path) -> StateStore | None:
-        """The state file opened for reading alone (the report's): nothing is created,
-        migrated or written. None when it is not this version's cache or cannot be read;
-        the caller then reads amoCRM instead."""
+    def read_only(cls, path: Path) -> StateStore:
+        """The state file opened for reading alone (SQLite's ``mode=ro``): nothing in it is
+        created, migrated or written, and every read sees one snapshot, whatever a cycle
+        writes meanwhile.
+
+        A file of this version reads as it is; an older one as the worker reads it after
+        migrating: an empty cache, the record carried over. A table the file lacks reads
+        as empty (a stand-in in SQLite's temporary database, which is not the file).
+        Raises :class:`FileNotFoundError` when there is no file, :class:`StateVersionError`
+        when a newer worker wrote it, and :class:`sqlite3.Error` when SQLite cannot read it.
+        """
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no state file")
         store = cls.__new__(cls)
         store.path = path
+        store._db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         try:
-            store._db = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
-        except sqlite3.Error:
-            return None
-        try:
-            version = store.get_meta("schema_version")
-        except sqlite3.Error:
+            store._db.execute("BEGIN")  # one read transaction: one snapshot until closed
+            store._stand_in_for_missing_tables()
+        except BaseException:
             store.close()
-            return None
-        if version is None or int(version) != SCHEMA_VERSION:
-            store.close()
-            return None
+            raise
         return store
+
+    def _stand_in_for_missing_tables(self) -> None:
+        tables = {
+            str(row[0])
+            for row in self._db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")
+        }
+        version = None
+        if "meta" in tables:
+            row = self._db.execute(
+                "SELECT value FROM main.meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = None if row is None else int(row[0])
+        if version is not None and version > SCHEMA_VERSION:
+            raise StateVersionError(
+                _newer(self.path, version, "it is left as it is; use the amo-sla that wrote it")
+            )
+        older = version is not None and version < SCHEMA_VERSION
+        # Schema 1's record (task_ledger) is read as the worker carries it over.
+        carried = "task_ledger" in tables
+        stand_ins = {
+            **{n: c for n, c in _CACHE_TABLES.items() if older or n not in tables},
+            **{
+                n: c
+                for n, c in _RECORD_TABLES.items()
+                if n not in tables or (carried and n == "task_record")
+            },
+        }
+        # One statement at a time: executescript would commit, ending the snapshot.
+        for statement in _create(stand_ins, temp=True).splitlines():
+            self._db.execute(statement)
+        if carried:
+            if "task_record" in tables:
+                self._db.execute("INSERT INTO temp.task_record SELECT * FROM main.task_record")
+            self._db.execute(
+                "INSERT OR IGNORE INTO temp.task_record "
+                "SELECT 'leads', lead_id, clock, state, task_id, claimed_at FROM main.task_ledger"
+            )
 
     def _open_schema(self) -> None:
         self._db.executescript(_CACHE_SCHEMA)
         version = self.get_meta("schema_version")
         if version is not None and int(version) > SCHEMA_VERSION:
             raise StateVersionError(
-                f"{self.path} was written by a newer amo-sla (state schema {version}, this "
-                f"one reads {SCHEMA_VERSION}): run the newer version, or move the state "
-                "directory away to start from amoCRM again"
+                _newer(
+                    self.path,
+                    int(version),
+                    "run the newer version, or move the state directory away to start from "
+                    "amoCRM again",
+                )
             )
         if version is not None and int(version) < SCHEMA_VERSION:
             # The cache rebuilds itself from amoCRM; the record's table has kept its shape.

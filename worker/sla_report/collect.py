@@ -22,6 +22,7 @@ Requests it spends (amoCRM allows 7 a second):
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -290,9 +291,15 @@ def lead_histories(
 def _cached_histories(
     path: Path | None, wanted: set[int]
 ) -> tuple[dict[int, list[LeadEvent]], int | None]:
-    """The cached histories of the wanted leads, and the feed cursor they are current to."""
-    store = StateStore.read_only(path) if path is not None and path.exists() else None
-    if store is None:
+    """The cached histories of the wanted leads, and the feed cursor they are current to.
+
+    No file, or one SQLite cannot read, is no cache (every history is read from amoCRM);
+    a newer worker's file is refused (:class:`worker.store.StateVersionError`)."""
+    if path is None:
+        return {}, None
+    try:
+        store = StateStore.read_only(path)
+    except (OSError, sqlite3.Error):
         return {}, None
     try:
         cursor = store.get_int(EVENTS_CURSOR)
