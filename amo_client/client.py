@@ -103,7 +103,7 @@ from amo_client.models import (
     User,
     Webhook,
 )
-from amo_client.ratelimit import RateLimiter
+from amo_client.ratelimit import RateLimiter, Slot
 
 log = structlog.get_logger("amo_client")
 
@@ -128,6 +128,9 @@ InvalidHandler = Callable[[InvalidItem], None]
 RequestObserver = Callable[[str, int | None], None]
 # Told of every retry, by reason: rate_limited, server_error, transport, unexpected_answer.
 RetryObserver = Callable[[str], None]
+# Told of every request's rate-limiter slot once it is answered (or failed): when the
+# limiter let it go, when it went on the wire, when its answer came back.
+SlotObserver = Callable[[Slot], None]
 
 
 class AmoClient:
@@ -150,10 +153,12 @@ class AmoClient:
         circuit_cooldown: float = 900.0,
         on_request: RequestObserver | None = None,
         on_retry: RetryObserver | None = None,
+        on_slot: SlotObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._on_request = on_request
         self._on_retry = on_retry
+        self._on_slot = on_slot
         self.credentials = credentials
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -941,6 +946,7 @@ class AmoClient:
             with self._counter_lock:
                 self.requests_sent += 1
             try:
+                self._limiter.sending(slot)
                 response = self._http.request(
                     method, url, params=params, json=json, headers=headers
                 )
@@ -949,6 +955,8 @@ class AmoClient:
                 raise _transport_error(method, path, error) from None
             finally:
                 self._limiter.answered(slot)
+                if self._on_slot is not None:
+                    self._on_slot(slot)
             self._observe(method, response.status_code)
             self._note_server_time(response)
             status = response.status_code

@@ -21,12 +21,14 @@ from collections.abc import Callable
 
 
 class Slot:
-    """One request's place in the window: when it left, and when its answer came back."""
+    """One request's place in the window: when the limiter let it go, when it went on the
+    wire, and when its answer came back."""
 
-    __slots__ = ("answered", "left")
+    __slots__ = ("answered", "left", "sent")
 
     def __init__(self, left: float) -> None:
         self.left = left
+        self.sent: float | None = None  # None until the request is handed to the transport
         self.answered: float | None = None  # None while the request is on its way
 
 
@@ -78,6 +80,12 @@ class RateLimiter:
                     return slot
                 # Sleeping under the lock queues the other threads behind this one, in order.
                 self._sleep(delay)
+
+    def sending(self, slot: Slot) -> None:
+        """The request of ``slot`` goes on the wire now (it may be later than it was let go:
+        a busy machine schedules the sending thread late). The window does not need it: the
+        answer bounds it, and a later send only moves amoCRM's count later."""
+        slot.sent = self._clock()
 
     def answered(self, slot: Slot) -> None:
         """The request of ``slot`` is answered (or failed): its window runs from now.
