@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import random
 import threading
@@ -10,7 +11,8 @@ import httpx
 import pytest
 
 from amo_client.fake import FakeAmoCRM
-from amo_client.ratelimit import RateLimiter
+from amo_client.ratelimit import RateLimiter, Slot
+from bench.client_load import most_in_one_second
 from tests.client_kit import FakeClock, Tap, long_lived_client, make_fake
 
 
@@ -65,6 +67,102 @@ def test_no_429_when_requests_wait_long_between_leaving_and_arriving(
             amo.account()
     assert fake.rate_limited_total == 0
     assert 200 / (clock.monotonic() - began) >= 5.0
+
+
+@pytest.mark.parametrize("late", [0.06, 0.2, 0.9])
+def test_a_slow_send_does_not_let_eight_requests_into_one_second_at_amocrm(late: float) -> None:
+    """The production failure: one request reaches amoCRM late (a busy machine), the seven
+    after it on time, and all eight fall in one of amoCRM's seconds. Every eighth request
+    here takes ``late`` seconds from the limiter's slot to the fake's count (0.06: just past
+    the 50 ms margin of a limiter that counted from its slots); the fake's own stamps never
+    hold eight in a second."""
+    clock = FakeClock()
+    counted: list[float] = []  # the fake's clock, read once per request as it counts it
+
+    def counting() -> float:
+        counted.append(clock.monotonic())
+        return counted[-1]
+
+    fake = FakeAmoCRM(clock=clock.time, monotonic=counting, max_requests_per_second=7)
+    sends = itertools.count()
+
+    def in_transit(request: httpx.Request) -> None:
+        if next(sends) % 8 == 0:
+            clock.advance(late)
+
+    with long_lived_client(fake, clock, transport=Tap(fake.transport, before=in_transit)) as amo:
+        for _ in range(140):
+            amo.account()
+    assert len(counted) == 140
+    assert most_in_one_second(counted) == 7
+    assert fake.rate_limited_total == 0
+
+
+def test_every_request_sent_tells_when_it_was_let_go_sent_and_answered(
+    fake: FakeAmoCRM, clock: FakeClock
+) -> None:
+    """What a bench needs to measure the delays between the limiter and amoCRM: one slot
+    per request sent, a 429's retry and a connection that never opened included."""
+    slots: list[Slot] = []
+    fake.fail_next(1, status=429)
+    fake.disconnect_next(1)
+    tap = Tap(fake.transport, before=lambda request: clock.advance(0.25))
+    with long_lived_client(fake, clock, transport=tap, on_slot=slots.append) as amo:
+        amo.account()
+        amo.account()
+    assert [entry.status or entry.error for entry in fake.request_log] == [
+        429,
+        "ConnectError",
+        200,
+        200,
+    ]
+    assert len(slots) == 4
+    for slot in slots:
+        assert slot.sent is not None
+        assert slot.answered is not None
+        assert slot.left <= slot.sent
+        assert slot.answered - slot.sent == pytest.approx(0.25)
+
+
+def simulate_in_flight(rng: random.Random, in_flight: int, count: int = 500) -> list[float]:
+    """``count`` requests through one limiter, up to ``in_flight`` on their way at once, on
+    a virtual clock: each is sent at once or late after its slot, and amoCRM counts it at
+    any moment between its send and its answer (the earliest, the latest, or between).
+    Returns the moments amoCRM counted them, in the order the slots were given."""
+    clock = FakeClock()
+    due: list[tuple[float, int, Slot]] = []  # answers on their way, by when they come back
+
+    def answer_until(moment: float) -> None:
+        while due and due[0][0] <= moment:
+            at, _, slot = heapq.heappop(due)
+            clock.advance(at - clock.monotonic())
+            limiter.answered(slot)
+        clock.advance(moment - clock.monotonic())
+
+    limiter = RateLimiter(
+        7.0, clock=clock.monotonic, sleep=lambda s: answer_until(clock.monotonic() + s)
+    )
+    counted = []
+    for number in range(count):
+        while len(due) >= in_flight:
+            answer_until(due[0][0])
+        slot = limiter.acquire()
+        sent = slot.left + rng.choice([0.0, 0.0, rng.uniform(0.0, 0.3)])
+        answered = sent + rng.uniform(0.001, 0.4)
+        counted.append(rng.choice([sent, answered, rng.uniform(sent, answered)]))
+        heapq.heappush(due, (answered, number, slot))
+    return counted
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 4, 8])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_requests_late_on_their_way_never_put_eight_in_one_second_at_amocrm(
+    in_flight: int, seed: int
+) -> None:
+    counted = simulate_in_flight(random.Random(seed), in_flight)  # noqa: S311 - not a secret
+    assert most_in_one_second(counted) <= 7
+    if in_flight > 1:
+        assert counted != sorted(counted)  # amoCRM saw them in another order than they left
 
 
 class LockstepClock(FakeClock):
