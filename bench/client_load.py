@@ -123,6 +123,8 @@ def measure(requests: int, threads: int, rate: float) -> Run:
     server = context.Process(target=_serve_fake, args=(port, there), daemon=True)
     server.start()
     try:
+        if not here.poll(120):
+            raise RuntimeError("the fake amoCRM's process did not start serving")
         token, lead_ids = here.recv()
         slots: list[Slot] = []
         amo = AmoClient(
