@@ -144,7 +144,9 @@ def test_write_token_puts_it_in_the_file_alone_and_the_file_is_enough(
     monkeypatch.delenv("AMO_BASE_URL")
     monkeypatch.delenv("AMO_LONG_LIVED_TOKEN")
     assert main(["check"]) == 0, capsys.readouterr()
-    assert (state / "state.sqlite3").exists()
+    assert not state.exists()  # check writes nothing
+    assert main(["once"]) == 0, capsys.readouterr()
+    assert (state / "state.sqlite3").exists()  # the state directory the file names
 
 
 def test_an_existing_file_is_kept_without_force(
