@@ -101,6 +101,7 @@ from amo_client.models import (
     Pipeline,
     Task,
     User,
+    UserGroup,
     Webhook,
 )
 from amo_client.ratelimit import RateLimiter, Slot
@@ -310,6 +311,15 @@ class AmoClient:
         if body is None:
             raise UnexpectedAnswer(204, "GET", "/api/v4/account", "an empty answer")
         return Account.model_validate(body)
+
+    def user_groups(self) -> list[UserGroup]:
+        """The account's groups of users («отделы»)."""
+        body = self._call(
+            "GET", "/api/v4/account", params={"with": "users_groups"}, read=_read_object
+        )
+        if body is None:
+            raise UnexpectedAnswer(204, "GET", "/api/v4/account", "an empty answer")
+        return Account.model_validate(body).embedded.users_groups
 
     def iter_users(self, *, on_invalid: InvalidHandler | None = None) -> Iterator[User]:
         return self._paged(

@@ -29,7 +29,7 @@ PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
 FIRST, IN_WORK, HOLD, ACCEPTANCE = STAGES
 DONE = (WON_STATUS_ID, LOST_STATUS_ID)
-WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.ledger is None)
+WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.needed(frozenset()))
 AGREED_DUE = "SLA: срок по согласованию"
 REPLIES = ("outgoing_chat_message", "outgoing_call", "outgoing_mail", "common_note_added")
 TOPICS = (
@@ -347,7 +347,7 @@ def engine_state(account: Account, lead_id: int, now: float) -> SlaState:
         account.fake,
         lead_id,
         pipeline=account.support.id,
-        reaction_types=account.policy.reaction_event_types,
+        reaction_types=account.policy.conversation_event_types,
     )
     return explain(
         Lead.model_validate(raw),

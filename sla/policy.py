@@ -295,6 +295,12 @@ class Policy:
         """The customer's messages that start a next-response period (none while it is off)."""
         return self.next_response.customer_events if self.next_response else frozenset()
 
+    @property
+    def conversation_event_types(self) -> frozenset[str]:
+        """The reaction types and the customer's messages: what the engine reads of the
+        conversation, on the lead or filed on its contact."""
+        return self.reaction_event_types | self.customer_event_types
+
 
 def _check_tag_owners(policy: Policy) -> None:
     owners: dict[str, str] = {}

@@ -47,7 +47,13 @@ PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
 HOLD, ACCEPTANCE = STAGES[2], STAGES[3]
 WON, LOST = 142, 143
-WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.ledger is None)
+WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.needed(frozenset()))
+# With a policy that has next-response targets (spec §4.1), two more.
+NEXT_RESPONSE_FIELDS = tuple(
+    spec
+    for spec in FIELD_SPECS
+    if spec.written and spec.needed(frozenset(), True) and spec not in WRITTEN_FIELDS
+)
 REACTION_TEXT = "Просрочена реакция: «{lead_name}» (#{lead_id}), тариф «{tariff}», срок {due}."
 RESOLUTION_TEXT = "Просрочено решение: «{lead_name}» (#{lead_id}), тариф «{tariff}», срок {due}."
 
@@ -106,7 +112,13 @@ def make_client(
     )
 
 
-def build_world(*, seed: bool = True, provisioned: bool = True, **fake_options: Any) -> World:
+def build_world(
+    *,
+    seed: bool = True,
+    provisioned: bool = True,
+    policy: Policy | None = None,
+    **fake_options: Any,
+) -> World:
     clock = FakeClock(wall=START.timestamp())
     fake_options.setdefault("max_requests_per_second", 7.0)
     fake = FakeAmoCRM(
@@ -114,10 +126,16 @@ def build_world(*, seed: bool = True, provisioned: bool = True, **fake_options: 
     )
     support = fake.add_pipeline(PIPELINE, STAGES, unsorted=False)
     other = fake.add_pipeline("Продажи", ["Первичный контакт", "Переговоры"])
-    world = World(fake, clock, make_client(fake, clock), support, other, default_policy())
+    policy = policy or default_policy()
+    world = World(fake, clock, make_client(fake, clock), support, other, policy)
     world.agents = (fake.add_user("Анна Смирнова"), fake.add_user("Олег Петров"))
     if provisioned:
-        provision(world.client, dry_run=False, say=lambda line: None)
+        provision(
+            world.client,
+            dry_run=False,
+            say=lambda line: None,
+            next_response=policy.next_response is not None,
+        )
     if seed:
         seed_scenario(world)
     return world
@@ -179,8 +197,13 @@ def seed_scenario(world: World) -> None:
         world.other_leads.append(other)
 
 
-def stage_options() -> StageOptions:
-    return StageOptions(pipeline=PIPELINE, hold_stages=(HOLD,), acceptance_stages=(ACCEPTANCE,))
+def stage_options(*, next_response: bool = False) -> StageOptions:
+    return StageOptions(
+        pipeline=PIPELINE,
+        hold_stages=(HOLD,),
+        acceptance_stages=(ACCEPTANCE,),
+        next_response=next_response,
+    )
 
 
 def task_options() -> TaskOptions:
@@ -200,7 +223,11 @@ def make_cycle(
         StateStore(state_dir / "state.sqlite3"),
         world.policy,
         options
-        or CycleOptions(stages=stage_options(), tasks=task_options(), first_start=WORKER_SINCE),
+        or CycleOptions(
+            stages=stage_options(next_response=world.policy.next_response is not None),
+            tasks=task_options(),
+            first_start=WORKER_SINCE,
+        ),
         lock_path=state_dir / "cycle.lock",
         dry_run=dry_run,
         wall_clock=world.now,
@@ -223,7 +250,7 @@ def contact_replies_of(world: World, lead_id: int) -> list[Event]:
         world.fake,
         lead_id,
         pipeline=world.support.id,
-        reaction_types=world.policy.reaction_event_types,
+        reaction_types=world.policy.conversation_event_types,
     )
 
 
@@ -292,13 +319,14 @@ def engine_state(
     ).state
 
 
-def expected_fields(state: SlaState) -> dict[str, object]:
-    """What spec §5 says the written fields hold for ``state``, by field name."""
+def expected_fields(state: SlaState, *, next_response: bool = False) -> dict[str, object]:
+    """What spec §5 says the written fields hold for ``state``, by field name; with
+    ``next_response``, the next response's two as well (spec §4.1)."""
 
     def unix(moment: datetime | None) -> int | None:
         return None if moment is None else int(moment.timestamp())
 
-    return {
+    fields: dict[str, object] = {
         "SLA: реакция до": unix(state.reaction.due),
         "SLA: решение до": unix(state.resolution.due),
         "SLA: реакция": unix(state.reaction.finished_at),
@@ -307,14 +335,20 @@ def expected_fields(state: SlaState) -> dict[str, object]:
         "SLA: статус": state.status.value,
         "SLA: осталось, мин": state.remaining_minutes,
     }
+    if next_response:
+        fields["SLA: ответ до"] = unix(state.next_response.due)
+        fields["SLA: ответ просрочен"] = state.next_response.breached
+    return fields
 
 
 def stored_fields(world: World, lead_id: int) -> dict[str, object]:
-    """The written SLA fields as amoCRM returns them, read by name (unset: None / False)."""
+    """The written SLA fields as amoCRM returns them, read by name (unset: None / False);
+    with a next-response policy, its two fields too."""
     raw = world.fake.lead(lead_id) or {}
     by_name = {entry["field_name"]: entry["values"] for entry in raw["custom_fields_values"] or ()}
     result: dict[str, object] = {}
-    for spec in WRITTEN_FIELDS:
+    more = NEXT_RESPONSE_FIELDS if world.policy.next_response is not None else ()
+    for spec in (*WRITTEN_FIELDS, *more):
         values = by_name.get(spec.name)
         value = values[0]["value"] if values else None
         if spec.type is FieldType.CHECKBOX:

@@ -38,7 +38,7 @@ from worker.fields import FIELD_SPECS as ALL_FIELD_SPECS
 original_build_client = app.build_client
 
 # The SLA fields; the ledger fields are needed only with packages or quotas on.
-FIELD_SPECS = tuple(spec for spec in ALL_FIELD_SPECS if spec.ledger is None)
+FIELD_SPECS = tuple(spec for spec in ALL_FIELD_SPECS if spec.needed(frozenset()))
 
 
 @dataclass

@@ -193,8 +193,8 @@ def test_an_existing_file_is_kept_without_force(
         ),
         (
             ["--pipeline", PIPELINE, "--policy", "crmbp2"],
-            "--policy: no preset or file 'crmbp2'; the presets are crmbp, hour_packages, "
-            "prime_gate (crmbp is the built-in policy), or give a policy file",
+            "--policy: no preset or file 'crmbp2'; the presets are crmbp, crmbp_next_response, "
+            "hour_packages, prime_gate (crmbp is the built-in policy), or give a policy file",
         ),
     ],
 )
@@ -263,7 +263,7 @@ def test_answers_on_stdin_are_asked_again_until_usable(
         "4",
         "",  # accepted: 142
         "",  # no extra done stage
-        "3",  # policy: the third in the list
+        "4",  # policy: the fourth in the list
         "maybe",  # packages: asked again
         "y",
         "n",  # call time

@@ -260,6 +260,7 @@ def plan_provision(
     fields: Sequence[CustomField],
     field_ids: Mapping[SlaField, int] | None = None,
     ledgers: frozenset[Ledger] = frozenset(),
+    next_response: bool = False,
 ) -> ProvisionPlan:
     """The changes that give the account every SLA field and every status option.
 
@@ -268,7 +269,7 @@ def plan_provision(
     mapped = dict(field_ids or {})
     new_fields = tuple(
         _new_field(spec)
-        for spec in missing_fields(fields, FIELD_SPECS, ledgers)
+        for spec in missing_fields(fields, FIELD_SPECS, ledgers, next_response)
         if spec.key not in mapped
     )
     status_field = _status_field(fields, mapped.get(SlaField.STATUS))
@@ -279,7 +280,9 @@ def plan_provision(
     created = {new.name for new in new_fields}
     kept = tuple(
         sorted(
-            spec.name for spec in FIELD_SPECS if spec.needed(ledgers) and spec.name not in created
+            spec.name
+            for spec in FIELD_SPECS
+            if spec.needed(ledgers, next_response) and spec.name not in created
         )
     )
     return ProvisionPlan(
@@ -321,11 +324,13 @@ def provision(
     say: Say,
     field_ids: Mapping[SlaField, int] | None = None,
     ledgers: frozenset[Ledger] = frozenset(),
+    next_response: bool = False,
 ) -> ProvisionPlan:
     """Create the missing SLA fields and add the missing status options (or only list the
-    changes, with ``dry_run``); with ``ledgers``, their lead and company fields too."""
+    changes, with ``dry_run``); with ``ledgers``, their lead and company fields too; with
+    ``next_response`` (the policy has its targets), its two lead fields."""
     provision_companies(client, dry_run=dry_run, say=say, ledgers=ledgers)
-    plan = plan_provision(list(client.iter_lead_custom_fields()), field_ids, ledgers)
+    plan = plan_provision(list(client.iter_lead_custom_fields()), field_ids, ledgers, next_response)
     for name in plan.kept:
         say(f"exists: «{name}»")
     if plan.empty:

@@ -379,6 +379,7 @@ def run_provision(args: argparse.Namespace) -> int:
                 say=print,
                 field_ids=stages.field_ids,
                 ledgers=stages.ledgers,
+                next_response=stages.next_response,
             )
     except COMMAND_ERRORS as error:
         return _fail(error)
@@ -699,7 +700,7 @@ def run_live_explain(args: argparse.Namespace) -> int:
                 client,
                 lead,
                 pipeline_id=setup.pipeline_id,
-                reaction_types=policy.reaction_event_types,
+                reaction_types=policy.conversation_event_types,
             )
         now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
     except explain.ExplainError as error:

@@ -26,8 +26,8 @@ class Computations:
     def __init__(self) -> None:
         self.computed: set[int] = set()
         self.failed: set[int] = set()
-        self.task_due: set[int] = set()  # the leads whose state calls for a breach task
-        self.breached: set[int] = set()  # the leads with a clock breached
+        self.task_due: set[int] = set()  # the leads whose state owes an escalation task
+        self.breached: set[int] = set()  # the leads with a clock (or a waiting period) breached
         self._again: set[int] = set()  # computed again at the next cycle whatever happens
         self._wakeups = Wakeups()
 
@@ -53,8 +53,9 @@ class Computations:
     def put(self, lead_id: int, state: SlaState) -> None:
         self.computed.add(lead_id)
         self.failed.discard(lead_id)
-        _mark(self.task_due, lead_id, state.reaction_task_due or state.resolution_task_due)
-        _mark(self.breached, lead_id, state.reaction.breached or state.resolution.breached)
+        _mark(self.task_due, lead_id, state.tasks_due)
+        breached = state.reaction.breached or state.resolution.breached
+        _mark(self.breached, lead_id, breached or state.next_response.breached)
         self._wakeups.schedule(lead_id, state.next_change_at)
 
     def fail(self, lead_id: int) -> None:
