@@ -340,6 +340,11 @@ def _first_cycle_notes(account: Account) -> tuple[list[str], list[str]]:
         cycle.store.close()
     source = account.settings.sla_policy_file or "the built-in CRMBP policy"
     notes, warnings = admin.policy_lines(account.policy, str(source), cycle.open_leads())
+    ladder_notes, ladder_warnings = admin.ladder_lines(
+        account.policy, account.settings.sla_supervisor_user_id
+    )
+    notes += ladder_notes
+    warnings += ladder_warnings
     notes += [
         f"the next cycle computes {report.leads_computed} request(s), "
         f"{report.breached} breached in all, "
@@ -635,6 +640,11 @@ def add_explain(commands: Any) -> None:
     )
     parser.add_argument("--class-field", type=int, help="id of the request-class select field")
     parser.add_argument(
+        "--first-start",
+        help="the worker's first start on the account, ISO 8601: escalation steps before it "
+        "are shown as skipped (live, default: SLA_FIRST_START, else the state's)",
+    )
+    parser.add_argument(
         "--json",
         "--no-trace",
         dest="json",
@@ -672,6 +682,7 @@ def run_explain(args: argparse.Namespace) -> int:
             roles=roles,
             agreed_due_field_id=args.agreed_due_field,
             class_field_id=args.class_field,
+            first_start=args.first_start,
         )
     except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -703,6 +714,11 @@ def run_live_explain(args: argparse.Namespace) -> int:
                 reaction_types=policy.conversation_event_types,
             )
         now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
+        first_start = (
+            explain.parse_now(args.first_start, policy)
+            if args.first_start
+            else settings.sla_first_start or _recorded_first_start(settings)
+        )
     except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -716,10 +732,21 @@ def run_live_explain(args: argparse.Namespace) -> int:
         now=now,
         agreed_due_field_id=setup.fields.id_of(SlaField.AGREED_DUE),
         class_field_id=setup.class_field_id,
+        first_start=first_start,
     )
     explanation = replace(explanation, names=explain.Names(setup.status_names, users))
     explain.print_explanation(explanation, sys.stdout, json_only=args.json)
     return 0
+
+
+def _recorded_first_start(settings: Settings) -> datetime | None:
+    """The first start the state directory records, read without writing anything."""
+    store = app.read_store(settings.sla_state_dir)
+    try:
+        recorded = store.first_start()
+    finally:
+        store.close()
+    return None if recorded is None else datetime.fromtimestamp(recorded, UTC)
 
 
 def run_company_explain(args: argparse.Namespace) -> int:
