@@ -22,6 +22,7 @@ from pygal.style import Style
 
 from sla.words import duration_text
 from worker.sla_report.figures import CompanyHours, Figures, MetCounts
+from worker.sla_report.next_response import has_next_response, wait_counts
 
 Cell = str | int | Decimal | None
 
@@ -166,6 +167,8 @@ def tables(figures: Figures) -> list[Table]:
         ),
         breaches_table(figures),
     ]
+    if has_next_response(figures):
+        found.append(next_response_table(figures))
     if figures.hours is not None:
         found.append(hours_table(figures))
     if figures.quotas is not None:
@@ -233,6 +236,23 @@ def breaches_table(figures: Figures) -> Table:
         "(для согласованной даты — календарное от даты).",
         urls=tuple(urls),
         numeric_from=8,
+    )
+
+
+def next_response_table(figures: Figures) -> Table:
+    """Waiting periods for the next answer (spec §4.1) by tariff, responsible and company."""
+    return Table(
+        "next_response",
+        "Следующий ответ клиенту",
+        ("Разрез", "Группа", "Ожиданий", "В срок", "Нарушено", "% в срок", "p90, мин"),
+        tuple(
+            (c.kind, c.label, c.periods, c.met, c.breached, c.met_percent, c.p90)
+            for c in wait_counts(figures)
+        ),
+        note="Ожидание — от первого неотвеченного сообщения клиента после реакции до ответа "
+        "сотрудника (или закрытия); в срок и нарушено — по цели тарифа в рабочих часах; "
+        "p90 — рабочих минут, по завершённым ожиданиям.",
+        numeric_from=2,
     )
 
 
