@@ -1,5 +1,6 @@
-"""The demo end to end, on a virtual clock: both acts run, and their closing tables show the SLA
-fields, the company ledgers (an hour package used up, a quota gone over) and every task."""
+"""The demo end to end, on a virtual clock: the three acts run, and their closing tables show the
+SLA fields, the company ledgers (an hour package used up, a quota gone over), a customer's
+message that waited too long, and every task."""
 
 from __future__ import annotations
 
@@ -42,8 +43,13 @@ def section(output: str, title: str) -> list[str]:
 
 
 def acts(output: str) -> tuple[str, str]:
-    first, second = output.split("\nAct 2:", 1)
+    first, rest = output.split("\nAct 2:", 1)
+    second, _ = rest.split("\nAct 3:", 1)
     return first, second
+
+
+def third_act(output: str) -> str:
+    return output.split("\nAct 3:", 1)[1]
 
 
 def row(lines: list[str], *parts: str) -> list[str]:
@@ -53,8 +59,8 @@ def row(lines: list[str], *parts: str) -> list[str]:
     return re.split(r"\s{2,}", found[0].strip())
 
 
-def test_both_acts_finish_without_a_429(output: str) -> None:
-    assert output.count("0 answered 429.") == 2
+def test_the_acts_finish_without_a_429(output: str) -> None:
+    assert output.count("0 answered 429.") == 3
     assert "breach tasks created:" in output
 
 
@@ -114,6 +120,25 @@ def test_act_two_third_setup_goes_over_the_quota(output: str) -> None:
     assert tasks[0].startswith("  lead 30000005, to Анна Смирнова:")
     assert "3-е по квоте «Настройки»" in tasks[0]
     assert "breach tasks created: none" in second
+
+
+def test_act_three_a_second_message_waits_too_long_and_is_escalated(output: str) -> None:
+    third = third_act(output)
+    assert "crmbp_next_response.toml" in third.splitlines()[0]
+    assert "creating: «SLA: ответ до» (date_time)" in third
+    leads = section(third, "the leads' SLA fields in amoCRM")
+    assert re.split(r"\s{2,}", leads[0].strip())[-2:] == ["SLA: ответ до", "SLA: ответ просрочен"]
+    # Answered by phone at 15:40, two and a half hours late: nothing waits, the breach stays.
+    assert row(leads, "второе сообщение ждёт")[-2:] == ["—", "да"]
+    assert row(leads, "ответ в срок")[-2:] == ["—", "нет"]
+    assert "14:15:02  worker: read 1, wrote 1, tasks 1" in third
+    tasks = section(third, "breach tasks created:")
+    assert len(tasks) == 2
+    assert tasks[0].startswith("  lead 30000001, to Анна Смирнова: Клиент ждёт ответа")
+    assert "[SLA: ответ на сообщение 05.11.2025 12:15:00, срок → ответственный]" in tasks[0]
+    assert tasks[1].startswith("  lead 30000001, to Мария Козлова: Клиент ждёт ответа")
+    assert "срок + 1 ч → руководитель]" in tasks[1]
+    assert "companies' ledger fields" not in third
 
 
 def test_a_company_without_a_package_shows_none(output: str) -> None:
