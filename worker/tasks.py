@@ -294,19 +294,19 @@ class GroupHeads:
         if not self._heads:
             return None
         if self._groups is None:
-            self._groups = self._read()
-        group = self._groups.get(user_id)
+            self._groups = self._read()  # None when the read failed: asked again next time
+        group = (self._groups or {}).get(user_id)
         if group is None:
             return None
         return self._heads.get(str(group)) or self._heads.get(self._names.get(group, ""))
 
-    def _read(self) -> dict[int, int | None]:
+    def _read(self) -> dict[int, int | None] | None:
         try:
             self._names = {group.id: group.name for group in self._client.user_groups()}
             return {user.id: user.rights.group_id for user in self._client.iter_users()}
         except AmoError as error:
             log.warning("group_heads_unread", problem=str(error))
-            return {}
+            return None
 
 
 def ensure_tasks(
