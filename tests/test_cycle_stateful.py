@@ -42,7 +42,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,7 +60,6 @@ from hypothesis.stateful import (
 import amo_client.client as client_module
 from amo_client.fake import PageTurn
 from sla.policy import load_policy
-from sla.state import SlaState
 from tests.asgi_kit import AsgiClient
 from tests.churn_kit import (
     FAULTS,
@@ -71,8 +69,10 @@ from tests.churn_kit import (
     acceptance_notes,
     accepted_by_worker,
     engine_state_without,
+    fired_markers,
     inject_fault,
     live_request_ids,
+    marker_counts,
 )
 from tests.cycle_kit import (
     ACCEPTANCE,
@@ -124,22 +124,6 @@ POLICY = load_policy(
         Path(__file__).resolve().parent.parent / "sla" / "presets" / "crmbp_next_response.toml"
     ).read_text(encoding="utf-8")
 )
-
-
-def fired_markers(state: SlaState) -> set[str]:
-    """The marker lines of the steps the engine says fired (each names its clock, period
-    and step)."""
-    return {step_marker(step, MOSCOW) for step in state.ladder if step.fired}
-
-
-def marker_counts(world: World) -> Counter[tuple[int, str]]:
-    """The worker's tasks in the fake, by lead and marker line."""
-    counts: Counter[tuple[int, str]] = Counter()
-    for task in world.fake.tasks:
-        marker = str(task["text"]).rsplit("\n", 1)[-1]
-        if marker.startswith("[SLA:"):
-            counts[(int(task["entity_id"]), marker)] += 1
-    return counts
 
 
 minutes = st.integers(1, 59).map(lambda n: timedelta(minutes=n))
