@@ -540,3 +540,18 @@ def test_the_readme_lists_the_exit_codes_every_command_uses() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert exit_code_table() in readme
     assert set(EXIT_CODES) == {0, 1, EXIT_CONFIG}
+
+
+def test_after_a_cycle_made_its_tasks_a_dry_run_plans_none_of_them_again(
+    account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check"]) == 0
+    before = capsys.readouterr().out
+    assert "0 task(s) to create" not in before  # the seeded breaches are owed their tasks
+    assert main(["once"]) == 0
+    assert account.world.fake.tasks
+    capsys.readouterr()
+
+    assert main(["check"]) == 0
+
+    assert "0 task(s) to create" in capsys.readouterr().out
