@@ -1,4 +1,5 @@
-"""Fixtures the test modules share: a virtual clock, the fake amoCRM on it and the ways to reach it.
+"""Fixtures the test modules share: a virtual clock, the fake amoCRM on it and the ways to reach
+it, captured logs, clean environments for the worker's commands, and a slow loopback account.
 
 The fake keeps amoCRM's 7 requests a second unless a module's ``fake_options`` mark gives it
 other options (``pytestmark = pytest.mark.fake_options(max_requests_per_second=None)`` for the
@@ -8,15 +9,21 @@ one here: it builds something these do not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+import logging
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import respx
+import structlog
 
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, PipelineRef
+from config.settings import Settings
 from tests.client_kit import (
     BASE_URL,
     START,
@@ -26,6 +33,10 @@ from tests.client_kit import (
     make_fake,
 )
 from tests.fake_kit import CHANNELS, open_channel
+from tests.live_account import LoopbackAccount, loopback_account
+from tests.webhook_kit import SECRET
+from worker import app
+from worker.logs import configure_logging, forget_secrets, register_secret
 
 
 @pytest.fixture
@@ -88,3 +99,61 @@ def mocked_amo(router: respx.MockRouter, clock: FakeClock) -> Iterator[AmoClient
     """The client of ``BASE_URL``, answered by ``router``, pacing itself on ``clock``."""
     with AmoClient(BASE_URL, LongLivedToken("long-lived"), **client_options(clock)) as client:
         yield client
+
+
+@pytest.fixture
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """The structlog entries the test logged."""
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """The JSON log lines the test wrote, the webhook secret registered to be hidden."""
+    stream = io.StringIO()
+    forget_secrets()
+    register_secret(SECRET)
+    configure_logging("json", "INFO", stream)
+    yield stream
+    forget_secrets()
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only what a test sets is seen: no setting's variable, no stray .env."""
+    _unset_settings(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """A clean environment for the worker's commands, whose client paces on a virtual clock."""
+    _unset_settings(monkeypatch, tmp_path)
+    clock = FakeClock()
+    original = app.build_client
+
+    def paced(settings: Settings, **options: Any) -> AmoClient:
+        return original(settings, sleep=clock.sleep, monotonic=clock.monotonic, **options)
+
+    monkeypatch.setattr(app, "build_client", paced)
+    handlers = list(logging.getLogger().handlers)
+    yield
+    # The commands route logs to the captured stderr; leave later tests the usual setup.
+    for handler in logging.getLogger().handlers:
+        if handler not in handlers:
+            logging.getLogger().removeHandler(handler)
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def slow_account() -> Iterator[LoopbackAccount]:
+    """A provisioned account on the loopback fake whose every write takes a second."""
+    with loopback_account(write_delay=1.0) as account:
+        account.provision()
+        yield account
+
+
+def _unset_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env there

@@ -3,13 +3,12 @@ request, for none when several are open, and cost no request of their own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from sla.replies import RequestSpan, attribute
 from tests.cycle_kit import (
@@ -66,12 +65,6 @@ def test_a_contact_reply_counts_for_the_one_request_open_then(
     assert found.lead_id == lead_id
     assert found.candidates == candidates
     assert found.ambiguous == (len(candidates) > 1)
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def contact_world() -> World:

@@ -6,14 +6,13 @@ Expected values are computed by hand from spec §7, not by the worker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from amo_client.errors import ServerError
 from sla.policy import load_policy
@@ -36,12 +35,6 @@ from worker.setup import StageOptions
 
 Logs = list[MutableMapping[str, Any]]
 PRESETS = Path(__file__).resolve().parent.parent / "sla" / "presets"
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def ledger_world(*ledgers: Ledger) -> World:

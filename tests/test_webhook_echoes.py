@@ -15,7 +15,7 @@ from amo_client.client import AmoClient, Written
 from amo_client.fake import FakeAmoCRM
 from amo_client.models import EntityUpdate, NewNote
 from tests.asgi_kit import AsgiClient
-from tests.test_webhooks_endpoint import FORM, SECRET, Triggers
+from tests.webhook_kit import FORM, SECRET, Triggers
 from worker.echoes import OwnWrites
 from worker.webhooks import build_app
 
