@@ -11,16 +11,8 @@ from typing import Any
 import pytest
 
 from sla.replies import RequestSpan, attribute
-from tests.cycle_kit import (
-    World,
-    at,
-    build_world,
-    contact_replies_of,
-    engine_state,
-    expected_fields,
-    make_cycle,
-    stored_fields,
-)
+from tests.cycle_kit import World, at, build_world, make_cycle
+from tests.oracle import contact_replies, engine_state, expected_fields, stored_fields
 from worker.cycle import SyncCycle
 
 Logs = list[MutableMapping[str, Any]]
@@ -219,8 +211,8 @@ def test_explain_finds_the_same_contact_replies_as_the_cycle(tmp_path: Path) -> 
             pipeline_id=world.support.id,
             reaction_types=world.policy.reaction_event_types,
         )
-        assert [e.id for e in found] == [e.id for e in contact_replies_of(world, lead_id)]
-    assert len(contact_replies_of(world, alone)) == 1  # the second reply is ambiguous
+        assert [e.id for e in found] == [e.id for e in contact_replies(world, lead_id)]
+    assert len(contact_replies(world, alone)) == 1  # the second reply is ambiguous
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "from-the-cycle-s-cache"])
@@ -249,7 +241,7 @@ def test_the_report_counts_a_reply_filed_on_the_contact(tmp_path: Path, warm: bo
 
     histories = lead_histories(sources, [lead], world.now(), ReadStats())
 
-    expected = {e.id for e in contact_replies_of(world, lead_id)}
+    expected = {e.id for e in contact_replies(world, lead_id)}
     assert expected
     assert expected <= {event.event_id for event in histories[lead_id]}
 
@@ -342,4 +334,4 @@ def test_a_reply_filed_on_the_company_counts_for_its_one_open_request(
         pipeline_id=world.support.id,
         reaction_types=world.policy.reaction_event_types,
     )
-    assert [e.id for e in explained] == [e.id for e in contact_replies_of(world, lead_id)]
+    assert [e.id for e in explained] == [e.id for e in contact_replies(world, lead_id)]

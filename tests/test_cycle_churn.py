@@ -23,16 +23,14 @@ from tests.cycle_kit import (
     at,
     build_world,
     delete_field,
-    engine_state,
-    expected_fields,
     make_client,
     make_cycle,
     plant_raw_value,
     stage_options,
-    stored_fields,
     task_options,
     tasks_by_lead,
 )
+from tests.oracle import engine_state, expected_fields, stored_fields
 from worker.cycle import CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.setup import SetupError
