@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from sla.policy import default_policy, load_policy
-from tests.test_cycle_cli import Served, clean_environment, serve
+from tests.test_cycle_cli import Served, serve
 from worker.admin import ladder_lines
 from worker.cli import main
 
 PRESET = Path(__file__).resolve().parent.parent / "sla" / "presets" / "crmbp_next_response.toml"
-
-__all__ = ["clean_environment"]  # the command tests' environment, for these too
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 
 @pytest.fixture

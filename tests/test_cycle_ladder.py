@@ -20,13 +20,11 @@ from tests.cycle_kit import (
     World,
     at,
     build_world,
-    engine_state,
-    expected_fields,
     make_cycle,
     stage_options,
-    stored_fields,
     task_options,
 )
+from tests.oracle import engine_state, expected_fields, stored_fields
 from worker.cycle import CycleOptions, SyncCycle
 from worker.store import StateStore
 from worker.tasks import MARKERS, BreachClock

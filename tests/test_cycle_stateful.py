@@ -13,7 +13,7 @@ After every clean cycle (no fault injected, no change between pages):
 
 1. every request of the support pipeline (open or closed, not deleted) holds the fields the
    engine derives from its whole history as amoCRM holds it
-   (:func:`tests.cycle_kit.engine_state`) at the cycle's ``now``, the next response's two
+   (:func:`tests.oracle.engine_state`) at the cycle's ``now``, the next response's two
    included; a request with an event the feed listed late is exempt until a full reconcile
    has run since the feed listed it (the worker only promises to catch it then);
 2. no lead has more than one task per clock, waiting period and step (tasks counted by
@@ -68,7 +68,6 @@ from tests.churn_kit import (
     KillingTransport,
     acceptance_notes,
     accepted_by_worker,
-    engine_state_without,
     fired_markers,
     inject_fault,
     live_request_ids,
@@ -87,13 +86,11 @@ from tests.cycle_kit import (
     World,
     at,
     build_world,
-    engine_state,
-    expected_fields,
     make_client,
     make_cycle,
     stage_options,
-    stored_fields,
 )
+from tests.oracle import engine_state, expected_fields, stored_fields
 from worker.cycle import LAST_FULL_SYNC, CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.tasks import TaskOptions, step_marker
@@ -230,8 +227,8 @@ class CycleMachine(RuleBasedStateMachine):
         for lead_id in self.live_ids():
             for view in (
                 engine_state(self.world, lead_id, now),
-                engine_state_without(self.world, lead_id, now, hidden),
-                engine_state_without(self.world, lead_id, now, every_late),
+                engine_state(self.world, lead_id, now, hidden=hidden),
+                engine_state(self.world, lead_id, now, hidden=every_late),
             ):
                 for marker in fired_markers(view):
                     self.ever_fired.add((lead_id, marker))
