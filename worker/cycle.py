@@ -157,6 +157,9 @@ class CycleReport:
     writes: tuple[PlannedWrite, ...] = ()
     tasks: tuple[TaskPlan, ...] = ()
     breached: int = 0  # tracked requests with a clock breached, as last computed
+    tracked: int = 0  # open and recently closed requests the cycle tracks
+    # The tracked requests breached, by clock (reaction, resolution, next_response).
+    breached_by: Mapping[str, frozenset[int]] = field(default_factory=dict)
     companies_written: int = 0
     ledger: LedgerPlan | None = None
     first_start: datetime | None = None
@@ -526,6 +529,8 @@ class SyncCycle:
             writes=plan.writes,
             tasks=tuple(task_plans),
             breached=len(plan.results.breached),
+            tracked=len(read.tracked),
+            breached_by={k: frozenset(v) for k, v in plan.results.breached_by.items()},
             companies_written=companies_written,
             ledger=plan.ledger,
             first_start=first_start,
