@@ -282,3 +282,25 @@ def test_the_emulator_refuses_a_bad_field_patch(
     (rejected,) = answer.json()["validation-errors"]
     assert [error["path"] for error in rejected["errors"]] == [where]
     assert [value for _, value in options_of(account.field(field_id))] == ["Чат"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="worker/setup.py _find takes the first stage whose id or name is the value, in "
+    "board order: a stage named «60000102» ahead of the stage with id 60000102 takes its "
+    "role, silently (init's own picking puts the id first)",
+)
+def test_a_stage_id_names_that_stage_even_when_another_stage_is_named_by_that_number(
+    account: Account,
+) -> None:
+    account.fake.add_pipeline(
+        "Линия 2", ["60000102", "Ждём клиента"], status_ids=[60000101, 60000102], unsorted=False
+    )
+    provision(account.client, dry_run=False, say=account.say)
+
+    result = check_account(
+        account.client, StageOptions(pipeline="Линия 2", hold_stages=("60000102",))
+    )
+
+    refused = any("60000102" in problem for problem in result.problems)
+    assert refused or "hold stages: Ждём клиента" in result.notes, result
