@@ -284,12 +284,6 @@ def test_the_emulator_refuses_a_bad_field_patch(
     assert [value for _, value in options_of(account.field(field_id))] == ["Чат"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/setup.py _find takes the first stage whose id or name is the value, in "
-    "board order: a stage named «60000102» ahead of the stage with id 60000102 takes its "
-    "role, silently (init's own picking puts the id first)",
-)
 def test_a_stage_id_names_that_stage_even_when_another_stage_is_named_by_that_number(
     account: Account,
 ) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from dotenv import dotenv_values
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError, NotFound
@@ -1061,9 +1062,20 @@ def add_init(commands: Any) -> None:
     parser.set_defaults(run=run_init)
 
 
+# The variables init writes only when asked to (--write-token).
+SECRET_VARIABLES = ("AMO_LONG_LIVED_TOKEN", "AMO_CLIENT_SECRET", "SLA_WEBHOOK_SECRET")
+
+
 def run_init(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         return _refuse(f"{args.out} exists; pass --force to replace it, or --out another path")
+    if args.out.is_file() and args.write_token is not True:
+        held = [name for name in SECRET_VARIABLES if dotenv_values(args.out).get(name)]
+        if held:
+            return _refuse(
+                f"{args.out} holds {', '.join(held)}, which the new file would not: pass "
+                "--write-token to keep it there, or move it to the environment first"
+            )
     try:
         # Any pipeline for now: choosing it is what init is for.
         settings = load_settings(sla_pipeline="-")

@@ -78,7 +78,7 @@ def _plain(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def _loose(name: str) -> str:
+def loose_name(name: str) -> str:
     """The name as people type it: case, spaces, and «ё» written as «е» do not matter."""
     return _plain(name).replace("ё", "е")
 
@@ -92,10 +92,12 @@ def _find(
     """The item whose id or name is ``wanted`` (case and spaces aside); failing that, the
     one whose name differs only by «ё» and «е», noted in ``loose_names``."""
     wanted = wanted.strip()
-    exact = [i for i in items if wanted == str(i.id) or _plain(wanted) == _plain(i.name)]
+    exact = [i for i in items if wanted == str(i.id)] or [
+        i for i in items if _plain(wanted) == _plain(i.name)
+    ]
     if exact:
         return exact[0]
-    loose = [i for i in items if _loose(wanted) == _loose(i.name)]
+    loose = [i for i in items if loose_name(wanted) == loose_name(i.name)]
     if len(loose) == 1:
         loose_names.append(
             f"{variable}: {wanted!r} is taken as «{loose[0].name}» ({loose[0].id}): "
