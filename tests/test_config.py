@@ -242,12 +242,6 @@ def test_a_misspelled_variable_is_named_with_the_nearest_known_one(tmp_path: Pat
     assert unknown_variables({name.upper(): "" for name in Settings.model_fields}, None) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config/settings.py unknown_variables names what python-dotenv took for a name: "
-    "a .env line written `NAME:value` (as YAML writes it) puts the value, a token here, "
-    "into the config_unknown_variable warning",
-)
 def test_a_misspelled_line_holding_the_token_does_not_put_the_token_in_a_warning(
     tmp_path: Path,
 ) -> None:

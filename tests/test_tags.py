@@ -94,12 +94,6 @@ HOUR_PACKAGES = load_policy(
 )  # tariffs «Пакет 10 ч», «Пакет 5 ч», «Пакет 2 ч»
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sla/tags.py lookalike_tariff: an edit or two away is a typo whatever the edit, so "
-    "a negation («не») or another number of hours is taken for a misspelled tariff, and "
-    "check advises adding the tag to that tariff",
-)
 @pytest.mark.parametrize(
     ("policy", "tag"),
     [
@@ -116,12 +110,6 @@ def test_a_tag_that_says_something_else_is_not_taken_for_a_misspelled_tariff(
     assert found is None, found.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sla/tags.py lookalike_tariff returns the first tariff within reach in the "
-    "policy's order, not the nearest: «Пакет 2 часв» (a letter off «Пакет 2 часа») is "
-    "reported as «Пакет 5 ч», two edits away",
-)
 def test_a_misspelled_tag_is_taken_for_the_tariff_it_is_nearest_to() -> None:
     found = lookalike_tariff(HOUR_PACKAGES, "Пакет 2 часв")
     assert found is not None
