@@ -563,12 +563,6 @@ def test_a_request_registered_near_a_clock_change_leaves_at_the_ledgers_change_i
     assert counted(request, quota, change) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sla/ledger.py leaves_window starts at the same date a month on: a request "
-    "registered at 1 March's midnight leaves its window on 29 March (months_before maps 29-31 "
-    "March to 1 March 00:00), but the ledger's change instant is 1 April",
-)
 def test_a_request_registered_at_a_months_first_midnight_leaves_at_the_ledgers_change_instant() -> (
     None
 ):
