@@ -86,6 +86,7 @@ clock on it (seed 003 §3: on days off only emergencies get a reaction).
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -1115,14 +1116,23 @@ def _user_id(value: object, path: str) -> int:
 
 
 def _step_text(value: object, path: str) -> str:
+    """A step's task text: placeholders written bare (``{due}``), so it fills in for any lead
+    (a format such as ``{lead_id:c}`` would fail or run away on a real one)."""
     text = _name(value, path)
     allowed = "allowed: " + ", ".join("{" + name + "}" for name in LADDER_TEXT_SAMPLE)
     try:
-        text.format(**LADDER_TEXT_SAMPLE)
-    except KeyError as error:
-        raise PolicyError(path, f"unknown placeholder {{{error.args[0]}}}; {allowed}") from None
-    except (IndexError, AttributeError, ValueError, TypeError) as error:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as error:
         raise PolicyError(path, f"the text cannot be filled in ({error}); {allowed}") from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in LADDER_TEXT_SAMPLE:
+            raise PolicyError(path, f"unknown placeholder {{{name}}}; {allowed}")
+        if spec or conversion:
+            raise PolicyError(
+                path, f"placeholders are written bare, like {{{name}}}, without a format; {allowed}"
+            )
     return text
 
 

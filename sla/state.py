@@ -361,6 +361,7 @@ class _Derivation:
         next_response, periods = self.next_response(
             tariff, request_class, self.reaction_calendar(targets, emergency), history=history,
             reacted_at=reacted_at, stretches=stretches,
+            reaction_id=reaction_event.event_id if reaction_event else None,
         )  # fmt: skip
         waits = (
             (LadderClock.REACTION, None, reaction, reaction.state.finished_at is None
@@ -791,6 +792,7 @@ class _Derivation:
         history: Sequence[LeadEvent],
         reacted_at: datetime | None,
         stretches: Sequence[_Stretch],
+        reaction_id: str | None = None,
     ) -> tuple[NextResponseState, list[tuple[WaitingPeriod, _Clock]]]:
         """The waiting periods after the reaction, each judged like a clock of its own."""
         found = self.policy.next_response
@@ -803,7 +805,9 @@ class _Derivation:
         self.note(
             lambda: f"next response: target {span_text(target)} on {self.calendar_name(calendar)}"
         )
-        spans = self.waiting_spans(found.customer_events, history, reacted_at, stretches)
+        spans = self.waiting_spans(
+            found.customer_events, history, reacted_at, stretches, reaction_id
+        )
         periods: list[tuple[WaitingPeriod, _Clock]] = []
         for number, (start, end, ended_by) in enumerate(spans, start=1):
             clock = self.timed_clock(
@@ -818,6 +822,7 @@ class _Derivation:
         history: Sequence[LeadEvent],
         reacted_at: datetime | None,
         stretches: Sequence[_Stretch],
+        reaction_id: str | None = None,
     ) -> list[tuple[datetime, datetime | None, str | None]]:
         """(start, end, why it ended) of each waiting period, in order: the first customer
         message after the reaction that nobody answered yet opens one, outside done stages;
@@ -847,7 +852,9 @@ class _Derivation:
                     start = None
                 continue
             if event.type in customer_events:
-                start = self.customer_message(event, moment, start, reacted_at, stretches)
+                # Ordered as the marks are: in the reaction's second, by event id.
+                answered = (moment, event.event_id) > (reacted_at, reaction_id or "\uffff")
+                start = self.customer_message(event, moment, start, answered, stretches)
             elif start is not None and self.is_reply(event):
                 if self.explain:
                     self.note(
@@ -865,11 +872,12 @@ class _Derivation:
         event: LeadEvent,
         moment: datetime,
         start: datetime | None,
-        reacted_at: datetime,
+        after_reaction: bool,
         stretches: Sequence[_Stretch],
     ) -> datetime | None:
-        """Where a customer's message leaves the waiting period: opened by it, or as it was."""
-        if moment <= reacted_at:
+        """Where a customer's message leaves the waiting period: opened by it, or as it was
+        (a message up to the reaction is the reaction clock's)."""
+        if not after_reaction:
             return start
         what = f"customer message {event.type} at {self.t(moment)} (event {event.event_id})"
         if start is not None:

@@ -27,13 +27,6 @@ def event(event_id: str, kind: str, moment: datetime, by: int) -> LeadEvent:
     return LeadEvent(event_id=event_id, type=kind, at=moment, created_by=by)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sla/state.py customer_message drops every message at or before the reaction's "
-    "second (moment <= reacted_at), while a later reply is ordered against a message of its "
-    "second by event id: the same crossing opens a period after a later reply and none "
-    "after the first one",
-)
 def test_a_message_in_the_reactions_second_but_after_it_opens_a_period_like_after_any_reply() -> (
     None
 ):
@@ -90,12 +83,6 @@ def test_a_customer_message_listed_late_gives_the_same_wait_no_second_breach_tas
     assert len(tasks_of(world, lead_id)) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sla/policy.py _step_text checks a text against LADDER_TEXT_SAMPLE's lead_id 1: "
-    "'{lead_id:c}' passes, and worker/tasks.py render_text raises OverflowError for a real "
-    "lead id, out of plan_tasks and so out of every cycle while the step is owed",
-)
 def test_a_step_text_the_policy_accepts_renders_for_a_real_lead() -> None:
     addition = (
         '[[escalation.resolution]]\nat = "breach"\nto = "responsible"\ntext = "{lead_id:c}"\n'
@@ -118,12 +105,6 @@ def test_a_step_text_the_policy_accepts_renders_for_a_real_lead() -> None:
     assert plans
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/tasks.py past_breaches counts any owed step older than the first start, "
-    "an 80% step included: a request only at risk then is logged as «past_breaches» "
-    "(breached before the worker's first start) and listed in the cycle's report",
-)
 def test_a_request_only_at_risk_before_the_first_start_is_no_past_breach() -> None:
     facts = lead("Приоритет", created=MONDAY, status=FIRST)
     # «Приоритет»: 80 % of the hour at 10:48, the breach at 11:00; the worker starts at 10:50.

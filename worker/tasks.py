@@ -126,12 +126,15 @@ def is_news(due: datetime, first_start: datetime | None, options: TaskOptions) -
 def past_breaches(
     states: Mapping[int, SlaState], first_start: datetime | None, options: TaskOptions
 ) -> list[int]:
-    """The leads whose due escalation task is withheld as older than the first start."""
+    """The leads breached before the first start, whose breach task is withheld (an earlier
+    step's task, at a share of the target, is withheld too, but the lead was not breached)."""
     return [
         lead_id
         for lead_id, state in sorted(states.items())
         if any(
-            step.at is not None and not is_news(step.at, first_start, options)
+            step.at is not None
+            and (step.step.after is not None or (step.step.share or 0) >= 1)
+            and not is_news(step.at, first_start, options)
             for step in _owed(state, options)
         )
     ]
