@@ -148,7 +148,10 @@ class StepState:
     """One escalation step of one clock (and waiting period) at ``now``."""
 
     step: LadderStep
-    period: datetime | None  # the waiting period's start (next response), else None
+    # The answer the waiting period followed (next response: the reaction or the reply, or
+    # done stage, that ended the period before), else None. It names the period: a customer
+    # message amoCRM lists late may move the period's start, never the answer before it.
+    period: datetime | None
     at: datetime | None  # the step's instant: the share reached, or the deadline (+ offset)
     fired: bool  # the instant came while the clock waited (a breach step: strictly after)
     owed: bool  # fired, and the clock still waits now: the worker owes its task
@@ -365,10 +368,13 @@ class _Derivation:
         )  # fmt: skip
         waits = (
             (LadderClock.REACTION, None, reaction, reaction.state.finished_at is None
-             and role is not _Role.DONE),
-            (LadderClock.RESOLUTION, None, resolution, resolution.state.finished_at is None),
-            *((LadderClock.NEXT_RESPONSE, period.started_at, clock,
-               period.clock.finished_at is None) for period, clock in periods),
+             and role is not _Role.DONE, None),
+            (LadderClock.RESOLUTION, None, resolution, resolution.state.finished_at is None,
+             None),
+            *((LadderClock.NEXT_RESPONSE, after, clock, period.clock.finished_at is None,
+               period.started_at)
+              for (period, clock), after in zip(periods, _answers_before(periods, reacted_at),
+                                                strict=True)),
         )  # fmt: skip
         ladder, upcoming = self.ladder(waits, registered_at) if targets else ((), ())
 
@@ -907,16 +913,17 @@ class _Derivation:
     # --- the escalation ladder (spec §4.1) ----------------------------------------------------
     def ladder(
         self,
-        waits: Sequence[tuple[LadderClock, datetime | None, _Clock, bool]],
+        waits: Sequence[tuple[LadderClock, datetime | None, _Clock, bool, datetime | None]],
         registered_at: datetime,
     ) -> tuple[tuple[StepState, ...], list[datetime]]:
         """Every step of every clock with a deadline, and the instants steps fire later on.
 
-        ``waits``: per clock (and waiting period) its period start, the clock, and whether
-        it still waits now (unfinished; a reaction also not in a done stage)."""
+        ``waits``: per clock (and waiting period) the answer the period followed, the clock,
+        whether it still waits now (unfinished; a reaction also not in a done stage), and
+        when the wait began (the period's start; None: at registration)."""
         steps: list[StepState] = []
         upcoming: list[datetime] = []
-        for kind, period, clock, waiting in waits:
+        for kind, period, clock, waiting, began in waits:
             state = clock.state
             horizon = state.finished_at or self.now
             for step in self.policy.ladder.of(kind):
@@ -937,7 +944,7 @@ class _Derivation:
                         fired=fired,
                         owed=fired and waiting,
                         due=state.due,
-                        since=period or registered_at,
+                        since=began or registered_at,
                     )
                 )
                 if self.explain:
@@ -948,7 +955,7 @@ class _Derivation:
         self, kind: LadderClock, period: datetime | None, step: StepState, waiting: bool
     ) -> str:
         name = kind.value.replace("_", " ")
-        of = f" of the period from {self.t(period)}" if period is not None else ""
+        of = f" of the wait after the answer at {self.t(period)}" if period is not None else ""
         if step.fired:
             outcome = f"fired at {self.t(step.at)}" + ("" if waiting else " (since answered)")
         elif step.at is None:
@@ -1114,3 +1121,16 @@ def _status(tariff: Tariff | None, reaction: _Clock, resolution: _Clock, role: _
     if reaction.at_risk or resolution.at_risk:
         return SlaStatus.AT_RISK
     return SlaStatus.ON_TIME
+
+
+def _answers_before(
+    periods: Sequence[tuple[WaitingPeriod, object]], reacted_at: datetime | None
+) -> list[datetime | None]:
+    """For each waiting period, the answer it followed: the reaction for the first, then the
+    end of the period before (a reply or a done stage)."""
+    answers: list[datetime | None] = []
+    previous = reacted_at
+    for period, _ in periods:
+        answers.append(previous)
+        previous = period.clock.finished_at
+    return answers

@@ -31,8 +31,9 @@ from worker.tasks import MARKERS, BreachClock
 
 PRESET = Path(__file__).resolve().parent.parent / "sla" / "presets" / "crmbp_next_response.toml"
 POLICY = load_policy(PRESET.read_text(encoding="utf-8"))
-NEXT_RESPONSE_MARKER = "[SLA: ответ на сообщение 05.11.2025 13:00:00, срок → ответственный]"
-ESCALATION_MARKER = "[SLA: ответ на сообщение 05.11.2025 13:00:00, срок + 1 ч → руководитель]"
+# The wait is named by the answer it followed (12:40), not by the message that opened it.
+NEXT_RESPONSE_MARKER = "[SLA: следующий ответ после 05.11.2025 12:40:00, срок → ответственный]"
+ESCALATION_MARKER = "[SLA: следующий ответ после 05.11.2025 12:40:00, срок + 1 ч → руководитель]"
 
 
 def world_and_cycle(

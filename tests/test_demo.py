@@ -187,7 +187,7 @@ def test_act_three_a_second_message_waits_too_long_and_is_escalated(output: str)
     tasks = section(third, "breach tasks created:")
     assert len(tasks) == 2
     assert tasks[0].startswith("  lead 30000001, to Анна Смирнова: Клиент ждёт ответа")
-    assert "[SLA: ответ на сообщение 05.11.2025 12:15:00, срок → ответственный]" in tasks[0]
+    assert "[SLA: следующий ответ после 05.11.2025 11:05:00, срок → ответственный]" in tasks[0]
     assert tasks[1].startswith("  lead 30000001, to Мария Козлова: Клиент ждёт ответа")
     assert "срок + 1 ч → руководитель]" in tasks[1]
     assert "companies' ledger fields" not in third

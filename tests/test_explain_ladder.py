@@ -61,8 +61,8 @@ def test_explain_shows_the_waiting_period_and_its_steps(
     assert "a waiting period starts" in trace
     assert "next response #1 clock: target 2 ч" in trace
     assert (
-        "ladder next response of the period from 2025-10-11 13:00: step «срок → ответственный» "
-        "fired at 2025-10-11 15:00"
+        "ladder next response of the wait after the answer at 2025-10-11 12:20: "
+        "step «срок → ответственный» fired at 2025-10-11 15:00"
     ) in trace
     assert "step «срок + 1 ч → руководитель» fired at 2025-10-11 16:00" in trace
     assert state["waiting_periods"] == [

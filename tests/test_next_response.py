@@ -259,13 +259,15 @@ def test_next_response_steps_fire_once_per_period() -> None:
     ]
     state = state_of(events, now=msk(15, 11, 0, 1))
     steps = steps_of(state, LadderClock.NEXT_RESPONSE)
-    assert [(s.period, s.step.trigger, s.at, s.fired, s.owed) for s in steps] == [
-        (msk(14, 10), "breach", msk(14, 12), True, False),
-        (msk(14, 10), "breach+1h", msk(14, 13), True, False),
-        (msk(14, 15), "breach", msk(14, 17), True, True),
-        (msk(14, 15), "breach+1h", msk(14, 18), True, True),
+    # Each period is named by the answer it followed (the reaction, then 13:30), its
+    # task's «since» by the message that opened it.
+    reacted = state.reaction.finished_at
+    assert [(s.period, s.since, s.step.trigger, s.at, s.fired, s.owed) for s in steps] == [
+        (reacted, msk(14, 10), "breach", msk(14, 12), True, False),
+        (reacted, msk(14, 10), "breach+1h", msk(14, 13), True, False),
+        (msk(14, 13, 30), msk(14, 15), "breach", msk(14, 17), True, True),
+        (msk(14, 13, 30), msk(14, 15), "breach+1h", msk(14, 18), True, True),
     ]
-    assert all(s.since == s.period for s in steps)
 
 
 def test_the_number_of_breached_periods_is_the_number_of_fired_breach_steps() -> None:
@@ -312,9 +314,10 @@ def test_the_explain_dict_lists_periods_and_steps() -> None:
     ]
     ladder = shown["ladder"]
     assert isinstance(ladder, list)
+    assert state.reaction.finished_at is not None
     assert {
         "clock": "next_response",
-        "period": "2025-10-14T11:00:00+03:00",
+        "period": state.reaction.finished_at.isoformat(),
         "step": "breach",
         "to": "responsible",
         "at": "2025-10-14T13:00:00+03:00",

@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-
 from amo_client.models import Lead
 from sla.policy import LadderClock, PolicyError, load_policy
 from sla.state import LeadEvent
@@ -54,12 +52,6 @@ def test_a_message_in_the_reactions_second_but_after_it_opens_a_period_like_afte
     assert [start for start, *_ in spans(first)] == [crossing]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/tasks.py step_key/step_marker name a waiting period by its start: a "
-    "customer message amoCRM lists late, older than the one that opened the period, moves "
-    "the start, and the same unanswered wait gets its breach and escalation tasks again",
-)
 def test_a_customer_message_listed_late_gives_the_same_wait_no_second_breach_task(
     tmp_path: Path,
 ) -> None:

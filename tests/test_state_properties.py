@@ -246,7 +246,8 @@ def test_waiting_periods_never_overlap_and_follow_the_reaction(case: Case, offse
     periods = state.next_response.periods
     if periods:
         assert state.reaction.finished_at is not None
-        assert periods[0].started_at > state.reaction.finished_at
+        # after the reaction: in its second too, when the message's event came after it
+        assert periods[0].started_at >= state.reaction.finished_at
     for earlier, later in itertools.pairwise(periods):
         assert earlier.clock.finished_at is not None
         assert earlier.clock.finished_at <= later.started_at
@@ -276,7 +277,12 @@ def test_each_period_ends_at_the_first_persons_answer_after_its_start(
 @given(case=cases(tariff_tag=True), offset=st.integers(0, 60 * 24 * 30))
 def test_breached_periods_are_as_many_as_fired_breach_steps(case: Case, offset: int) -> None:
     state = compute(case, case.last_event + timedelta(minutes=offset), NEXT_RESPONSE)
-    breached = [p.started_at for p in state.next_response.periods if p.clock.breached]
+    periods = state.next_response.periods
+    # Each period's steps are named by the answer it followed: the reaction, then the end of
+    # the period before.
+    answers = [state.reaction.finished_at, *(p.clock.finished_at for p in periods)]
+    breached = [answers[i] for i, p in enumerate(periods) if p.clock.breached]
+    assert len(set(answers[: len(periods)])) == len(periods)
     fired = [
         step.period
         for step in state.ladder

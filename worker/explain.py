@@ -94,7 +94,7 @@ class Explanation:
         skipped = [
             f"ladder {step.step.clock.value.replace('_', ' ')}"
             + (
-                f" of the period from {step.period:%Y-%m-%d %H:%M}"
+                f" of the wait after the answer at {step.period:%Y-%m-%d %H:%M}"
                 if step.period is not None
                 else ""
             )

@@ -176,7 +176,7 @@ def _legacy(step: LadderStep) -> BreachClock | None:
 
 def step_key(step: StepState) -> str:
     """The task's name in the ledger: ``reaction`` and ``resolution`` for the default breach
-    tasks, else the clock, the waiting period's start and the step:
+    tasks, else the clock, the answer the waiting period followed and the step:
     ``next_response@1762344127:breach>responsible``."""
     legacy = _legacy(step.step)
     if legacy is not None:
@@ -190,10 +190,10 @@ def step_marker(step: StepState, zone: ZoneInfo) -> str:
     legacy = _legacy(step.step)
     if legacy is not None:
         return MARKERS[legacy]
-    period = ""
-    if step.period is not None:
-        period = f" на сообщение {step.period.astimezone(zone):%d.%m.%Y %H:%M:%S}"
-    return f"[SLA: {CLOCK_WORDS[step.step.clock]}{period}, {step.step.label}]"
+    if step.period is not None:  # next response: the wait after an answer
+        after = f"{step.period.astimezone(zone):%d.%m.%Y %H:%M:%S}"
+        return f"[SLA: следующий ответ после {after}, {step.step.label}]"
+    return f"[SLA: {CLOCK_WORDS[step.step.clock]}, {step.step.label}]"
 
 
 def is_ladder_key(clock: str) -> bool:
