@@ -18,8 +18,8 @@ The marker is a short line such as ``[SLA: реакция]``; agents see it as a
 and it lets the worker recognise its own tasks whatever the text template says. The
 breach of the reaction (to the responsible user) and of the resolution (to the
 supervisor) keep the keys and markers they always had; every other step's names its clock,
-its waiting period and the step: ``[SLA: ответ на сообщение 05.11.2025 14:02:07, срок →
-ответственный]``.
+the answer its waiting period followed and the step: ``[SLA: следующий ответ после
+05.11.2025 14:02:07, срок → ответственный]``.
 
 Tasks are for breaches that happen while the worker runs (spec §5): a breach whose
 deadline passed before the worker's first start on the account gets its fields and no
