@@ -423,6 +423,7 @@ def _play(
         quotas=policy.quotas if Ledger.QUOTAS in act.ledgers else (),
         zone=policy.zone,
         at_risk=policy.at_risk_fraction,
+        unit=policy.time_terms.unit_seconds,
     )
     cycle = SyncCycle(
         client,

@@ -369,7 +369,7 @@ def _hours(
             company_hours(
                 company_id,
                 company.name or f"#{company_id}",
-                package_of(company, setup.company_fields, options.zone),
+                package_of(company, setup.company_fields, options.zone, options.unit),
                 by_company.get(company_id, ()),
                 period=period,
                 rates=policy.extra_hour_rates,
