@@ -92,6 +92,8 @@ CALLED_BY_FRAMEWORKS = [
     "log_message",  # http.server
     "do_*",
     "page_rows",  # the report's template
+    "page_headers",
+    "page_urls",
     "teardown",  # hypothesis' state machines
 ]
 FRAMEWORK_DECORATORS = [
