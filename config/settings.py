@@ -61,6 +61,56 @@ def parse_past_breach_tasks(value: str) -> timedelta | None:
     raise ValueError("expected `none`, `all`, or an age such as `90m`, `24h` or `7d`")
 
 
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+def cron_fields(expression: str) -> dict[str, str]:
+    """A five-field cron expression (minute hour day month weekday) as APScheduler's
+    ``CronTrigger`` fields, the weekday read as cron reads it (0 and 7 Sunday, 1 Monday;
+    APScheduler alone would take 0 for Monday). ValueError when it is no such expression."""
+    parts = expression.split()
+    if len(parts) != 5:
+        raise ValueError(f"expected five fields (minute hour day month weekday), got {len(parts)}")
+    fields = dict(zip(_CRON_FIELDS, parts, strict=True))
+    if fields["day_of_week"] != "*":
+        days = sorted(_cron_weekdays(fields["day_of_week"]))
+        fields["day_of_week"] = ",".join(_WEEKDAYS[day] for day in days)
+    return fields
+
+
+def _cron_weekday(text: str) -> int:
+    word = text.strip().lower()
+    if word[:3] in _WEEKDAYS and len(word) >= 3:
+        return _WEEKDAYS.index(word[:3])
+    if word.isdigit() and 0 <= int(word) <= 7:
+        return int(word) % 7
+    raise ValueError(f"{text!r} is not a weekday (0-7 or sun-sat)")
+
+
+def _cron_weekdays(field: str) -> set[int]:
+    days: set[int] = set()
+    for item in field.split(","):
+        span, _, step_text = item.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else 0
+        if step_text and not step:
+            raise ValueError(f"{item!r}: a step is a whole number above 0")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            low, high = span.split("-", 1)
+            first, last = _cron_weekday(low), _cron_weekday(high)
+            last = 7 if high.strip() == "7" else last
+        else:
+            first = last = _cron_weekday(span)
+            if step:
+                last = 6
+        if last < first:
+            raise ValueError(f"{item!r}: a range runs from the first day to the last")
+        days |= {day % 7 for day in range(first, last + 1, step or 1)}
+    return days
+
+
 class AmoDomain(StrEnum):
     AMOCRM_RU = "amocrm.ru"
     AMOCRM_COM = "amocrm.com"
@@ -541,7 +591,7 @@ class Settings(BaseSettings):
         from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - only when set
 
         try:
-            CronTrigger.from_crontab(value.strip())
+            CronTrigger(**cron_fields(value), timezone="UTC")
         except ValueError as error:
             raise ValueError(
                 f"expected a cron expression such as `0 9 1 * *` (minute hour day month "

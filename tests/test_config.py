@@ -11,6 +11,7 @@ from config.reference import markdown_table, readme_section
 from config.settings import (
     ConfigError,
     Settings,
+    cron_fields,
     load_settings,
     task_template_problem,
     unknown_variables,
@@ -296,3 +297,19 @@ def test_mail_settings_read_as_an_admin_writes_them(monkeypatch: pytest.MonkeyPa
     assert settings.sla_smtp_from == "sla@example.com"
     assert settings.sla_provider_name == "ИП Иванов Иван Иванович"
     assert SMTP_PASSWORD not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("weekday", "days"),
+    [("1", "mon"), ("0", "sun"), ("7", "sun"), ("1-5", "mon,tue,wed,thu,fri"),
+     ("*/2", "sun,tue,thu,sat"), ("Mon,fri", "mon,fri"), ("5-7", "sun,fri,sat"), ("*", "*")],
+)  # fmt: skip
+def test_a_schedules_weekdays_read_as_cron_reads_them(weekday: str, days: str) -> None:
+    # APScheduler's own reading would take 1 for Tuesday and refuse 7.
+    assert cron_fields(f"0 9 * * {weekday}")["day_of_week"] == days
+
+
+@pytest.mark.parametrize("expression", ["0 9 * *", "0 9 * * 8", "0 9 * * 5-1", "0 9 * * */0"])
+def test_a_schedule_that_is_no_cron_expression_is_refused(expression: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each says what is wrong in its own words
+        cron_fields(expression)
