@@ -91,17 +91,22 @@ def mail_server(
     *,
     size_limit: int | None = None,
     tls: tuple[Path, Path] | None = None,
+    implicit_tls: bool = False,
     login: tuple[str, str] | None = None,
 ) -> Iterator[Mailbox]:
     """Serve ``mailbox`` on a loopback port until the block ends."""
     box = mailbox or Mailbox()
     options: dict[str, Any] = {}
+    server_options: dict[str, Any] = {}
     if size_limit is not None:
         options["data_size_limit"] = size_limit
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(tls[0]), str(tls[1]))
-        options |= {"tls_context": context, "require_starttls": True}
+        if implicit_tls:  # TLS from the first byte (smtps), no STARTTLS
+            server_options["ssl_context"] = context
+        else:
+            options |= {"tls_context": context, "require_starttls": True}
     if login is not None:
 
         def check(server: Any, session: Any, envelope: Any, _mechanism: str, data: Any) -> Any:
@@ -118,8 +123,10 @@ def mail_server(
             return AuthResult(success=False, handled=False)
 
         options |= {"authenticator": check, "auth_required": True}
+        if implicit_tls:  # aiosmtpd counts only STARTTLS as TLS for AUTH
+            options["auth_require_tls"] = False
     box.port = free_port()
-    controller = Controller(box, hostname="localhost", port=box.port, **options)
+    controller = Controller(box, hostname="localhost", port=box.port, **server_options, **options)
     controller.start()
     try:
         yield box

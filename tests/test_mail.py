@@ -144,6 +144,34 @@ def test_starttls_and_a_login_and_no_password_in_any_log_line(
     assert all("s3cret" not in repr(entry) for entry in logs)
 
 
+# aiosmtpd counts only STARTTLS as TLS for its warning; this connection is TLS throughout.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtps_speaks_tls_from_the_first_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with mail_server(tls=(cert, key), implicit_tls=True, login=("bob", "pw")) as box:
+        server = SmtpServer.from_url(f"smtps://bob:pw@localhost:{box.port}")
+        assert server.security == "tls"
+        mail = message(sender=SENDER, recipient=BOSS, subject="Отчёт", text="x",
+                       message_id=new_message_id(SENDER), date=START)  # fmt: skip
+        send(server, mail)
+    assert [m["Subject"] for m in box.messages] == ["Отчёт"]
+    assert box.logins == ["bob"]
+
+
+def test_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)  # not trusted here: no SSL_CERT_FILE
+    with mail_server(tls=(cert, key)) as box:
+        server = SmtpServer.from_url(f"smtp://bob:pw@localhost:{box.port}")
+        mail = message(sender=SENDER, recipient=BOSS, subject="x", text="x",
+                       message_id=new_message_id(SENDER), date=START)  # fmt: skip
+        with pytest.raises(MailError, match="TLS with localhost"):
+            send(server, mail)
+    assert box.messages == []
+
+
 def test_a_server_without_starttls_is_refused_before_any_password_goes() -> None:
     with mail_server() as box:
         server = SmtpServer.from_url(f"smtp://bob:pw@localhost:{box.port}")

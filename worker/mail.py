@@ -159,8 +159,8 @@ def send(server: SmtpServer, mail: Message, *, timeout: float = TIMEOUT_SECONDS)
         ) from None
     except smtplib.SMTPNotSupportedError:
         raise MailError(
-            f"the server {server.shown()} offers no STARTTLS; use smtps:// (TLS from the "
-            "start) or, for a relay on the same network, smtp+plain://"
+            f"the server {server.shown()} offers no login (AUTH); leave the user and password "
+            "out of SLA_SMTP_URL if it takes mail without one"
         ) from None
     except ssl.SSLError as error:
         raise MailError(f"TLS with {server.shown()} failed: {error.reason or error}") from None
@@ -176,6 +176,11 @@ def _connect(server: SmtpServer, timeout: float) -> smtplib.SMTP:
     try:
         smtp.ehlo()
         if server.security == "starttls":
+            if not smtp.has_extn("starttls"):
+                raise MailError(
+                    f"the server {server.shown()} offers no STARTTLS; use smtps:// (TLS from "
+                    "the start) or, for a relay on the same network, smtp+plain://"
+                )
             smtp.starttls(context=context)
             smtp.ehlo()
     except BaseException:

@@ -51,7 +51,6 @@ class Statement:
     provider: str
     customer: str
     period: str
-    as_of: str  # the instant the balance is given at
     made: str  # the day the statement was made
     terms: TimeTerms
     lines: tuple[Line, ...]
@@ -140,7 +139,6 @@ def statement(figures: Figures, hours: CompanyHours, *, provider: str) -> Statem
         provider=provider,
         customer=hours.name,
         period=figures.period.text(),
-        as_of=_as_of(as_of, figures),
         made=f"{figures.now.astimezone(zone):%d.%m.%Y}",
         terms=figures.time_terms,
         lines=lines,
