@@ -14,6 +14,7 @@ Without Chromium the tests are skipped on a developer's machine and fail in CI (
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from sla.policy import TimeTerms
 from tests.browser_kit import Browser, chromium, find_browser
 from tests.cycle_kit import START
 from tests.report_kit import build_report_world, make_report
@@ -58,7 +60,13 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[StatementFiles, ...]]:
     out = tmp_path_factory.mktemp("report")
-    figures, _ = make_report(build_report_world().world, None, now=START)
+    world = build_report_world().world
+    # The hour-package offer's citations, as sla/presets/hour_packages.toml carries them.
+    world.policy = dataclasses.replace(
+        world.policy,
+        time_terms=TimeTerms(5, "п. 5.2 оферты", "Публичная оферта на оказание услуг поддержки"),
+    )
+    figures, _ = make_report(world, None, now=START)
     done = write_report(
         figures,
         out,
@@ -160,6 +168,7 @@ def test_the_statement_opens_offline_and_its_pdf_is_a4_with_the_totals(
         "Остаток пакета -1 ч 20 мин (-80 мин)",
         "Сверх пакета за период 1 ч 20 мин (80 мин)",
         "К оплате сверх пакета 4 667 ₽",
+        "до целых 5 мин (п. 5.2 оферты)",
         "ООО Ромашка",
         PROVIDER,
     ):
