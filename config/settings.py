@@ -400,8 +400,8 @@ class Settings(BaseSettings):
     )
 
     # --- the report, the customer statements and their delivery by mail ------------------------
-    sla_provider_name: str = Field(
-        "",
+    sla_provider_name: str | None = Field(
+        None,
         description="The provider's name on the customer statements (the party that signs "
         "them), e.g. `ИП Иванов Иван Иванович`.",
     )

@@ -143,7 +143,7 @@ def test_the_demo_ends_with_the_report_of_its_day(output: str) -> None:
     ]
     (text,) = [text for text in pages if '<dd id="customer">ООО Ромашка</dd>' in text]
     assert "(-45 мин) — работы сверх пакета" in text
-    assert "К оплате сверх пакета</dt><dd class=\"due\">2 625 ₽" in text
+    assert 'К оплате сверх пакета</dt><dd class="due">2 625 ₽' in text
 
 
 def test_the_demo_fits_120_columns_and_logs_in_the_storys_time(tmp_path: Path) -> None:

@@ -287,7 +287,7 @@ def _report_schedule(settings: Settings, account: Account) -> ReportSchedule | N
             figures,
             out,
             with_statements=field is not None,
-            provider=settings.sla_provider_name,
+            provider=settings.sla_provider_name or "",
             pdf=True,
             chromium=settings.sla_chromium,
         )
@@ -311,7 +311,7 @@ def _report_schedule(settings: Settings, account: Account) -> ReportSchedule | N
             if field is not None
             else None
         ),
-        provider=settings.sla_provider_name,
+        provider=settings.sla_provider_name or "",
     )
     return delivery.ReportSchedule(
         schedule,
@@ -932,7 +932,7 @@ def run_report(args: argparse.Namespace) -> int:
                 out,
                 company_id=args.company,
                 with_statements=args.statements or args.mail_statements,
-                provider=settings.sla_provider_name,
+                provider=settings.sla_provider_name or "",
                 pdf=True,
                 chromium=settings.sla_chromium,
             )
@@ -992,7 +992,7 @@ def _mail_report(
 
     server = SmtpServer.from_url(url)
     sender = settings.sla_smtp_from or ""
-    provider = settings.sla_provider_name
+    provider = settings.sla_provider_name or ""
     outgoing: list[delivery.Outgoing] = []
     for address in args.mail_to:
         if args.company is not None:
