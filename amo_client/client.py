@@ -40,7 +40,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Generic, TypeVar
 
@@ -133,6 +134,21 @@ RetryObserver = Callable[[str], None]
 SlotObserver = Callable[[Slot], None]
 
 
+@dataclass(frozen=True)
+class Written:
+    """One write amoCRM accepted: the collection (``leads``, ``leads/notes``, ``tasks``), the
+    ids it changed or created, and the span of amoCRM's clock it was stamped within."""
+
+    kind: str
+    ids: tuple[int, ...]
+    since: datetime
+    until: datetime
+
+
+# Told of every write amoCRM accepted (a webhook that only echoes it is no news).
+WriteObserver = Callable[[Written], None]
+
+
 class AmoClient:
     """A client of one amoCRM account. Thread-safe; one per process."""
 
@@ -154,8 +170,10 @@ class AmoClient:
         on_request: RequestObserver | None = None,
         on_retry: RetryObserver | None = None,
         on_slot: SlotObserver | None = None,
+        on_write: WriteObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._on_write = on_write
         self._on_request = on_request
         self._on_retry = on_retry
         self._on_slot = on_slot
@@ -894,10 +912,22 @@ class AmoClient:
         self, method: str, path: str, items: Sequence[Any], key: str, *, exact: bool = True
     ) -> list[Any]:
         """Send a batch; the answer's ``_embedded.<key>`` items, as many as sent if ``exact``."""
+        started = self._monotonic()
         body = self._call(
             method, path, json=items, read=_written_reader(key, len(items) if exact else None)
         )
-        return list(body["_embedded"][key])
+        answer = list(body["_embedded"][key])
+        if self._on_write is not None:
+            # amoCRM stamps the change between the request and its answer; its Date header
+            # has whole seconds, so the span reaches back one more.
+            until = self._server_time or datetime.fromtimestamp(self._clock(), UTC)
+            since = until - timedelta(seconds=self._monotonic() - started + 1)
+            sent = items if method == "PATCH" else answer
+            ids = tuple(
+                i["id"] for i in sent if isinstance(i, dict) and isinstance(i.get("id"), int)
+            )
+            self._on_write(Written(path.removeprefix("/api/v4/"), ids, since, until))
+        return answer
 
     def _call(
         self,

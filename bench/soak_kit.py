@@ -1,7 +1,8 @@
-"""The soak's support pipeline: a seeded account, agents who work it, and the engine as oracle.
+"""The soak's support pipeline: a seeded account, agents who work it, and the verdict on it.
 
 Everything runs on the wall clock: the fake amoCRM stamps what happens with ``time.time()``
-and the worker's ``once`` reads the same clock.
+and the worker's ``once`` reads the same clock. The verdict judges the fields with the tests'
+oracle (:mod:`tests.oracle`), the engine on each lead's whole history as the fake holds it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amo_client.fake import LOST_STATUS_ID, WON_STATUS_ID, FakeAmoCRM, PageTurn, PipelineRef
-from amo_client.models import Event, Lead
 from sla.policy import Policy
-from sla.state import SlaState, StageRoles
-from tests.cycle_kit import contact_replies_in
-from worker.explain import explain
-from worker.fields import FIELD_SPECS, FieldType
+from sla.state import StageRoles
+from tests.oracle import engine_state, expected_fields, stored_fields, support_roles
 from worker.tasks import MARKERS, BreachClock
 from worker.writes import ACCEPTANCE_NOTE
 
@@ -29,7 +27,6 @@ PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
 FIRST, IN_WORK, HOLD, ACCEPTANCE = STAGES
 DONE = (WON_STATUS_ID, LOST_STATUS_ID)
-WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.ledger is None)
 AGREED_DUE = "SLA: срок по согласованию"
 REPLIES = ("outgoing_chat_message", "outgoing_call", "outgoing_mail", "common_note_added")
 TOPICS = (
@@ -55,15 +52,7 @@ class Account:
 
     @property
     def roles(self) -> StageRoles:
-        acceptance = self.support.status(ACCEPTANCE)
-        return StageRoles(
-            pipeline_id=self.support.id,
-            first_status_id=self.support.status(FIRST),
-            hold=frozenset({self.support.status(HOLD)}),
-            done=frozenset({*DONE, acceptance}),
-            acceptance=frozenset({acceptance}),
-            accepted_status_id=WON_STATUS_ID,
-        )
+        return support_roles(self.support, first=FIRST, hold=HOLD, acceptance=ACCEPTANCE)
 
     def support_leads(self) -> dict[int, dict[str, Any]]:
         return {
@@ -335,61 +324,7 @@ def _tags(lead: dict[str, Any] | None) -> set[str]:
     return {str(tag["name"]).casefold() for tag in embedded.get("tags") or ()}
 
 
-# --- the oracle -------------------------------------------------------------------------------
-
-
-def engine_state(account: Account, lead_id: int, now: float) -> SlaState:
-    """The engine on the lead and its whole history as amoCRM holds them."""
-    raw = account.fake.lead(lead_id)
-    assert raw is not None, lead_id
-    events = [Event.model_validate(event) for event in account.fake.lead_events(lead_id)]
-    events += contact_replies_in(
-        account.fake,
-        lead_id,
-        pipeline=account.support.id,
-        reaction_types=account.policy.reaction_event_types,
-    )
-    return explain(
-        Lead.model_validate(raw),
-        events,
-        policy=account.policy,
-        roles=account.roles,
-        now=datetime.fromtimestamp(now, UTC),
-        agreed_due_field_id=account.agreed_field(),
-    ).state
-
-
-def expected_fields(state: SlaState) -> dict[str, object]:
-    """What the written fields must hold for ``state``, by field name (spec §5)."""
-
-    def unix(moment: datetime | None) -> int | None:
-        return None if moment is None else int(moment.timestamp())
-
-    return {
-        "SLA: реакция до": unix(state.reaction.due),
-        "SLA: решение до": unix(state.resolution.due),
-        "SLA: реакция": unix(state.reaction.finished_at),
-        "SLA: реакция просрочена": state.reaction.breached,
-        "SLA: решение просрочено": state.resolution.breached,
-        "SLA: статус": state.status.value,
-        "SLA: осталось, мин": state.remaining_minutes,
-    }
-
-
-def stored_fields(lead: dict[str, Any]) -> dict[str, object]:
-    """The written SLA fields as amoCRM returns them, read by name (unset: None / False)."""
-    by_name = {entry["field_name"]: entry["values"] for entry in lead["custom_fields_values"] or ()}
-    result: dict[str, object] = {}
-    for spec in WRITTEN_FIELDS:
-        values = by_name.get(spec.name)
-        value = values[0]["value"] if values else None
-        if spec.type is FieldType.CHECKBOX:
-            result[spec.name] = bool(value)
-        elif spec.type is FieldType.NUMERIC and value is not None:
-            result[spec.name] = int(value)
-        else:
-            result[spec.name] = value
-    return result
+# --- the verdict -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -462,10 +397,10 @@ def judge(
         for marker in MARKERS.values()
         if marker in str(task["text"])
     )
-    for lead_id, lead in sorted(leads.items()):
-        stored = stored_fields(lead)
-        early = engine_state(account, lead_id, started)
-        late = engine_state(account, lead_id, finished)
+    for lead_id in sorted(leads):
+        stored = stored_fields(account, lead_id)
+        early = engine_state(account, lead_id, datetime.fromtimestamp(started, UTC))
+        late = engine_state(account, lead_id, datetime.fromtimestamp(finished, UTC))
         by_status[str(stored["SLA: статус"])] += 1
         if stored not in (expected_fields(early), expected_fields(late)):
             differences.append(Difference(lead_id, stored, expected_fields(late)))

@@ -387,13 +387,21 @@ def package_balance(
 
 
 def months_before(moment: datetime, months: int) -> datetime:
-    """The same wall time ``months`` calendar months earlier in ``moment``'s zone, on that
-    month's last day when it has no such date (Mar 31 -> Feb 28)."""
+    """The same wall time ``months`` calendar months earlier in ``moment``'s zone; when
+    that month has no such date, the next month's first midnight (Mar 31 -> Mar 1 00:00).
+
+    So the start of a window that ends at ``moment`` never moves back as ``moment`` moves
+    on: clamped to the month's last day instead (Mar 31 -> Feb 28 at the same time), the
+    start would jump back a day at each such midnight, and a request that had left a quota's
+    window would count again for a day."""
     _require_aware(moment, "moment")
     if months < 0:
         raise ValueError(f"months cannot be negative, got {months}")
     day = _add_months(moment.date(), -months)
-    return moment.replace(year=day.year, month=day.month, day=day.day)
+    if day.day == moment.day:
+        return moment.replace(year=day.year, month=day.month, day=day.day)
+    following = day + timedelta(days=1)
+    return datetime.combine(following, time(), moment.tzinfo)
 
 
 @dataclass(frozen=True, slots=True)

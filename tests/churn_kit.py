@@ -1,22 +1,15 @@
-"""Pieces of the stateful cycle test: a worker killed mid-request, the oracle's views of a lead.
-
-The oracle is :func:`tests.cycle_kit.engine_state` (the engine on the lead's whole history as
-the fake holds it); :func:`engine_state_without` is the same with some events left out, the
-history as the worker could see it while those events were not yet listed by the feed.
-"""
+"""Pieces of the stateful cycle test: a worker killed mid-request, faults, and the worker's
+tasks and notes counted in the fake (the fields' oracle is :mod:`tests.oracle`)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 
 import httpx
 
 from amo_client.fake import FakeAmoCRM
-from amo_client.models import Event
 from sla.state import SlaState
-from tests.cycle_kit import ACCEPTANCE, World, lead_of
-from worker.explain import explain
+from tests.cycle_kit import ACCEPTANCE, World
 from worker.tasks import MARKERS, BreachClock
 from worker.writes import ACCEPTANCE_NOTE
 
@@ -66,28 +59,6 @@ def live_request_ids(world: World) -> list[int]:
         for lead_id, raw in world.fake.leads.items()
         if raw["pipeline_id"] == world.support.id
     )
-
-
-def engine_state_without(
-    world: World,
-    lead_id: int,
-    now: datetime,
-    hidden: frozenset[str],
-) -> SlaState:
-    """The engine on the lead's history without the events ``hidden`` (by id)."""
-    events = [
-        Event.model_validate(raw)
-        for raw in world.fake.lead_events(lead_id)
-        if str(raw["id"]) not in hidden
-    ]
-    return explain(
-        lead_of(world, lead_id),
-        events,
-        policy=world.policy,
-        roles=world.roles(),
-        now=now,
-        agreed_due_field_id=world.fake.field_id("SLA: срок по согласованию"),
-    ).state
 
 
 def breached_clocks(state: SlaState) -> set[BreachClock]:

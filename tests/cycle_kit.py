@@ -1,13 +1,12 @@
-"""Shared pieces of the sync-cycle tests: a seeded fake amoCRM, cycles on it, the engine as oracle.
+"""Shared pieces of the sync-cycle tests: a seeded fake amoCRM and cycles on it.
 
 The scenario is a support pipeline on a Wednesday after the November holidays: requests of
 both CRMBP tariffs and both classes, a bot's message and a robot's move that must not count
 as a reaction, a request on hold, resolved ones, one without a tariff, one waiting for the
 customer's acceptance, plus leads of a sales pipeline the worker must never touch.
 
-Expected field values never come from the worker: they are the engine's state for the lead
-and its full event history as the fake holds them, read back by field *name*, so the
-worker's field mapping, diffing and caching are all under test.
+Expected field values never come from the worker: :mod:`tests.oracle` gives them (the
+engine's state for the lead and its whole history as the fake holds them, by field *name*).
 """
 
 from __future__ import annotations
@@ -23,16 +22,12 @@ import httpx
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, LoggedRequest, PipelineRef
-from amo_client.models import Event, Lead
 from sla.policy import Policy, default_policy
-from sla.replies import attribute, counts_on_contact, request_span
-from sla.state import SlaState, StageRoles
+from sla.state import StageRoles
 from tests.client_kit import FakeClock
+from tests.oracle import support_roles
 from worker.admin import provision
 from worker.cycle import CycleOptions, SyncCycle
-from worker.explain import explain
-from worker.fields import FIELD_SPECS, FieldType
-from worker.mapping import lead_events as lead_events_of
 from worker.setup import StageOptions
 from worker.store import StateStore
 from worker.tasks import TaskOptions
@@ -47,7 +42,6 @@ PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
 HOLD, ACCEPTANCE = STAGES[2], STAGES[3]
 WON, LOST = 142, 143
-WRITTEN_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.ledger is None)
 REACTION_TEXT = "Просрочена реакция: «{lead_name}» (#{lead_id}), тариф «{tariff}», срок {due}."
 RESOLUTION_TEXT = "Просрочено решение: «{lead_name}» (#{lead_id}), тариф «{tariff}», срок {due}."
 
@@ -78,17 +72,9 @@ class World:
     def new_client(self) -> AmoClient:
         return make_client(self.fake, self.clock)
 
+    @property
     def roles(self) -> StageRoles:
-        """The stage roles straight from the fake's pipeline, not from the worker's lookup."""
-        acceptance = self.support.status(ACCEPTANCE)
-        return StageRoles(
-            pipeline_id=self.support.id,
-            first_status_id=self.support.status(STAGES[0]),
-            hold=frozenset({self.support.status(HOLD)}),
-            done=frozenset({WON, LOST, acceptance}),
-            acceptance=frozenset({acceptance}),
-            accepted_status_id=WON,
-        )
+        return support_roles(self.support, first=STAGES[0], hold=HOLD, acceptance=ACCEPTANCE)
 
 
 def make_client(
@@ -207,123 +193,7 @@ def make_cycle(
     )
 
 
-# --- the oracle ------------------------------------------------------------------------------
-
-
-def lead_of(world: World, lead_id: int) -> Lead:
-    raw = world.fake.lead(lead_id)
-    assert raw is not None, lead_id
-    return Lead.model_validate(raw)
-
-
-def contact_replies_of(world: World, lead_id: int) -> list[Event]:
-    """The replies filed on the lead's contacts and company that spec §4 gives to this lead,
-    judged among every support request of each of them as amoCRM holds them now."""
-    return contact_replies_in(
-        world.fake,
-        lead_id,
-        pipeline=world.support.id,
-        reaction_types=world.policy.reaction_event_types,
-    )
-
-
-def contact_replies_in(
-    fake: FakeAmoCRM, lead_id: int, *, pipeline: int, reaction_types: frozenset[str]
-) -> list[Event]:
-    """:func:`contact_replies_of` for any fake account (the soak's too)."""
-    found: list[Event] = []
-    raw_lead = fake.lead(lead_id)
-    company = Lead.model_validate(raw_lead).company_id if raw_lead is not None else None
-    owners = [("contact", c, fake.contact_leads(c)) for c in fake.lead_contacts(lead_id)]
-    if company is not None:
-        owners.append(("company", company, fake.company_leads(company)))
-    for entity, owner_id, linked in owners:
-        spans = []
-        for other in linked:
-            raw = fake.lead(other)
-            if raw is None or raw["pipeline_id"] != pipeline:
-                continue
-            lead = Lead.model_validate(raw)
-            history = lead_events_of([Event.model_validate(e) for e in fake.lead_events(other)])
-            closed = lead.closed_at if lead.status_id in (WON, LOST) else None
-            spans.append(
-                request_span(
-                    other,
-                    lead.created_at,
-                    closed,
-                    history,
-                    pipeline_id=pipeline,
-                    contact_id=owner_id,
-                    entity=entity,
-                )
-            )
-        for raw_event in fake.contact_events(owner_id, entity):
-            event = Event.model_validate(raw_event)
-            if not counts_on_contact(event.type, reaction_types):
-                continue
-            judged = attribute(event.created_at, spans)
-            if judged.ambiguous and event.talk_id is not None:
-                talk = fake.talk(event.talk_id) or {}
-                named = talk.get("entity_id") if talk.get("entity_type") == "lead" else None
-                judged = attribute(event.created_at, spans, named=named)
-            if judged.lead_id == lead_id:
-                found.append(event.model_copy(update={"entity_id": lead_id, "entity_type": "lead"}))
-    return found
-
-
-def engine_state(
-    world: World, lead_id: int, now: datetime, *, until: datetime | None = None
-) -> SlaState:
-    """The engine on the lead and its whole history as amoCRM holds them now (with the
-    replies filed on its contacts that are its own); ``until``: without the events made
-    after it."""
-    events = [Event.model_validate(raw) for raw in world.fake.lead_events(lead_id)]
-    events += contact_replies_of(world, lead_id)
-    if until is not None:
-        events = [event for event in events if event.created_at <= until]
-    agreed = world.fake.field_id("SLA: срок по согласованию")
-    return explain(
-        lead_of(world, lead_id),
-        events,
-        policy=world.policy,
-        roles=world.roles(),
-        now=now,
-        agreed_due_field_id=agreed,
-    ).state
-
-
-def expected_fields(state: SlaState) -> dict[str, object]:
-    """What spec §5 says the written fields hold for ``state``, by field name."""
-
-    def unix(moment: datetime | None) -> int | None:
-        return None if moment is None else int(moment.timestamp())
-
-    return {
-        "SLA: реакция до": unix(state.reaction.due),
-        "SLA: решение до": unix(state.resolution.due),
-        "SLA: реакция": unix(state.reaction.finished_at),
-        "SLA: реакция просрочена": state.reaction.breached,
-        "SLA: решение просрочено": state.resolution.breached,
-        "SLA: статус": state.status.value,
-        "SLA: осталось, мин": state.remaining_minutes,
-    }
-
-
-def stored_fields(world: World, lead_id: int) -> dict[str, object]:
-    """The written SLA fields as amoCRM returns them, read by name (unset: None / False)."""
-    raw = world.fake.lead(lead_id) or {}
-    by_name = {entry["field_name"]: entry["values"] for entry in raw["custom_fields_values"] or ()}
-    result: dict[str, object] = {}
-    for spec in WRITTEN_FIELDS:
-        values = by_name.get(spec.name)
-        value = values[0]["value"] if values else None
-        if spec.type is FieldType.CHECKBOX:
-            result[spec.name] = bool(value)
-        elif spec.type is FieldType.NUMERIC and value is not None:
-            result[spec.name] = int(value)
-        else:
-            result[spec.name] = value
-    return result
+# --- what the fake holds ---------------------------------------------------------------------
 
 
 def sla_values_of(world: World, lead_id: int) -> list[Any]:

@@ -1,34 +1,21 @@
-"""Shared pieces of the fake amoCRM's own tests: a settable clock and the two ways in.
+"""Shared pieces of the fake amoCRM's own tests: the two ways in, and reading list answers.
 
 Every behaviour of the fake must be the same through the in-process ``httpx`` transport and
 through the loopback HTTP server that soak runs and worker processes use; tests that take
-the ``channel`` fixture run once per way in.
+the ``api`` fixture (``tests/conftest.py``) run once per way in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from amo_client.fake import FakeAmoCRM
 
-START = 1_700_000_000.0
 CHANNELS = ("transport", "server")
-
-
-@dataclass
-class Clocks:
-    wall: float = START
-    mono: float = 100.0
-
-
-def make_fake(clocks: Clocks, **options: Any) -> FakeAmoCRM:
-    options.setdefault("max_requests_per_second", None)
-    return FakeAmoCRM(clock=lambda: clocks.wall, monotonic=lambda: clocks.mono, **options)
 
 
 @contextmanager

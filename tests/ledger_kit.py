@@ -2,7 +2,8 @@
 
 Nothing here reads the worker's cache or store. The rules are :mod:`sla.ledger`'s (the spec's,
 tested on their own); this module feeds them from the fake's leads, notes, companies and tasks
-and turns their answers into the values the fields must hold, by field *name*.
+and turns their answers into the values the fields must hold, by field *name*, in the form
+:func:`tests.oracle.read_fields` reads them back (the SLA fields' oracle is :mod:`tests.oracle`).
 
 The worker reads back only as far as :attr:`worker.ledgers.options.LedgerOptions.horizon`: it may or
 may not know a closed request registered before it, or a time entry made before it. Every
@@ -114,34 +115,6 @@ def ledger_options(
 
 
 # --- reading the fake ------------------------------------------------------------------------
-
-
-def _value(entry: Mapping[str, Any]) -> object:
-    first = entry["values"][0]
-    if entry["field_type"] == "select":
-        return first["enum_id"]
-    if entry["field_type"] == "numeric":
-        return int(Decimal(str(first["value"]).replace(",", ".")))
-    if entry["field_type"] == "checkbox":
-        return bool(first["value"])
-    return first["value"]
-
-
-def fields_by_name(raw: Mapping[str, Any] | None) -> dict[str, object]:
-    """An entity's custom fields as amoCRM returns them, by name (numbers as ints)."""
-    return {
-        str(entry["field_name"]): _value(entry)
-        for entry in (raw or {}).get("custom_fields_values") or ()
-        if entry["values"]
-    }
-
-
-def company_fields(world: World, company_id: int) -> dict[str, object]:
-    return fields_by_name(world.fake.company(company_id))
-
-
-def lead_fields(world: World, lead_id: int) -> dict[str, object]:
-    return fields_by_name(world.fake.lead(lead_id))
 
 
 @dataclass(frozen=True)
@@ -260,7 +233,6 @@ class View:
 class Truth:
     """Spec §7 at ``now`` over the fake's state, from the ``certain`` and ``every`` views."""
 
-    world: World
     now: datetime
     options: LedgerOptions
     certain: View
@@ -294,7 +266,7 @@ class Truth:
                     "Пакет: действует до": midnight(balance.valid_to),
                     "Пакет: израсходовано, мин": balance.used_minutes,
                     "Пакет: остаток, мин": balance.remaining_minutes,
-                    "Пакет: статус": self.status_enum(balance.status.value),
+                    "Пакет: статус": balance.status.value,
                 }
         if self.options.quotas:
             requests = [r.quota_request() for r in view.requests.values()]
@@ -337,12 +309,6 @@ class Truth:
     def over_quotas(self, view: View, lead_id: int) -> set[str]:
         uses = quota_uses(self.options.quotas, [r.quota_request() for r in view.requests.values()])
         return {use.quota.name for use in uses.get(lead_id, ()) if use.over}
-
-    def status_enum(self, status: str) -> int:
-        fake = self.world.fake
-        field_id = fake.field_id("Пакет: статус", entity="companies")
-        assert field_id is not None
-        return fake.enum_id(field_id, status, entity="companies")
 
     # --- what both views agree on ---------------------------------------------------------
 
@@ -424,7 +390,6 @@ def truth(world: World, now: datetime, options: LedgerOptions) -> Truth:
     ]
     companies = set(world.fake.companies)
     return Truth(
-        world=world,
         now=now,
         options=options,
         certain=View(known, certain_entries),

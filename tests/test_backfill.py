@@ -15,7 +15,8 @@ import worker.backfill as backfill_module
 from amo_client.fake import LoggedRequest
 from amo_client.models import Lead
 from sla.state import SlaState
-from tests.cycle_kit import MOSCOW, engine_state, expected_fields, plant_raw_value, stored_fields
+from tests.cycle_kit import MOSCOW, plant_raw_value
+from tests.oracle import engine_state, expected_fields, stored_fields
 from tests.report_kit import account_setup as report_setup
 from tests.report_kit import build_report_world
 from worker.backfill import backfill

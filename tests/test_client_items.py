@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import respx
 from structlog.testing import capture_logs
 
-from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.errors import InvalidItem
-from tests.client_kit import BASE_URL, FakeClock
 
 STAMP = 1_700_000_000
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE_URL) as mock:
-        yield mock
-
-
-@pytest.fixture
-def amo(clock: FakeClock) -> Iterator[AmoClient]:
-    with AmoClient(
-        BASE_URL,
-        LongLivedToken("long-lived"),
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        clock=clock.time,
-    ) as client:
-        yield client
 
 
 def lead(lead_id: int, **changes: Any) -> dict[str, Any]:
@@ -53,7 +33,7 @@ def page(key: str, items: list[Any]) -> dict[str, Any]:
 
 
 def test_a_lead_that_does_not_fit_is_reported_by_id_and_the_others_arrive(
-    router: respx.MockRouter, amo: AmoClient
+    router: respx.MockRouter, mocked_amo: AmoClient
 ) -> None:
     router.get("/api/v4/leads").respond(
         200,
@@ -70,7 +50,7 @@ def test_a_lead_that_does_not_fit_is_reported_by_id_and_the_others_arrive(
     )
     invalid: list[InvalidItem] = []
 
-    found = [item.id for item in amo.iter_leads(on_invalid=invalid.append)]
+    found = [item.id for item in mocked_amo.iter_leads(on_invalid=invalid.append)]
 
     assert found == [1, 4]
     assert [(item.kind, item.item_id) for item in invalid] == [
@@ -84,11 +64,11 @@ def test_a_lead_that_does_not_fit_is_reported_by_id_and_the_others_arrive(
 
 
 def test_without_a_callback_an_invalid_item_is_a_logged_warning(
-    router: respx.MockRouter, amo: AmoClient
+    router: respx.MockRouter, mocked_amo: AmoClient
 ) -> None:
     router.get("/api/v4/leads").respond(200, json=page("leads", [lead(1), {"id": 9}]))
     with capture_logs() as logs:
-        found = [item.id for item in amo.iter_leads()]
+        found = [item.id for item in mocked_amo.iter_leads()]
     assert found == [1]
     warnings = [entry for entry in logs if entry["event"] == "item_invalid"]
     assert len(warnings) == 1
@@ -97,17 +77,19 @@ def test_without_a_callback_an_invalid_item_is_a_logged_warning(
     assert "created_at" in warnings[0]["problem"]
 
 
-def test_a_problem_lists_at_most_three_places(router: respx.MockRouter, amo: AmoClient) -> None:
+def test_a_problem_lists_at_most_three_places(
+    router: respx.MockRouter, mocked_amo: AmoClient
+) -> None:
     router.get("/api/v4/leads").respond(200, json=page("leads", [{"id": "x"}]))
     invalid: list[InvalidItem] = []
-    assert list(amo.iter_leads(on_invalid=invalid.append)) == []
+    assert list(mocked_amo.iter_leads(on_invalid=invalid.append)) == []
     assert invalid[0].item_id == "x"
     assert invalid[0].problem.count(": ") == 3
     assert invalid[0].problem.endswith("more")
 
 
 def listing(
-    amo: AmoClient, kind: str
+    mocked_amo: AmoClient, kind: str
 ) -> tuple[str, str, dict[str, Any], Callable[[Callable[[InvalidItem], None]], list[Any]]]:
     """The path, key and one valid item of a list, and a call that reads it."""
     if kind == "event":
@@ -122,50 +104,50 @@ def listing(
             "/api/v4/events",
             "events",
             valid,
-            lambda report: list(amo.iter_events(on_invalid=report)),
+            lambda report: list(mocked_amo.iter_events(on_invalid=report)),
         )
     if kind == "task":
         return (
             "/api/v4/tasks",
             "tasks",
             {"id": 5},
-            lambda report: list(amo.iter_tasks(on_invalid=report)),
+            lambda report: list(mocked_amo.iter_tasks(on_invalid=report)),
         )
     if kind == "company":
         return (
             "/api/v4/companies",
             "companies",
             {"id": 6},
-            lambda report: list(amo.iter_companies(on_invalid=report)),
+            lambda report: list(mocked_amo.iter_companies(on_invalid=report)),
         )
     if kind == "user":
         return (
             "/api/v4/users",
             "users",
             {"id": 7, "name": "Агент"},
-            lambda report: list(amo.iter_users(on_invalid=report)),
+            lambda report: list(mocked_amo.iter_users(on_invalid=report)),
         )
     if kind == "pipeline":
         return (
             "/api/v4/leads/pipelines",
             "pipelines",
             {"id": 8, "name": "Поддержка"},
-            (lambda report: amo.pipelines(on_invalid=report)),
+            (lambda report: mocked_amo.pipelines(on_invalid=report)),
         )
     valid = {"id": 9, "name": "SLA", "type": "date_time"}
     return (
         "/api/v4/leads/custom_fields",
         "custom_fields",
         valid,
-        lambda report: list(amo.iter_lead_custom_fields(on_invalid=report)),
+        lambda report: list(mocked_amo.iter_lead_custom_fields(on_invalid=report)),
     )
 
 
 @pytest.mark.parametrize("kind", ["event", "task", "company", "user", "pipeline", "custom_field"])
 def test_every_list_skips_and_reports_an_item_that_does_not_fit(
-    router: respx.MockRouter, amo: AmoClient, kind: str
+    router: respx.MockRouter, mocked_amo: AmoClient, kind: str
 ) -> None:
-    path, key, valid, read = listing(amo, kind)
+    path, key, valid, read = listing(mocked_amo, kind)
     router.get(path).respond(
         200, json=page(key, [{"id": 404, "name": ["?"], "created_at": "never"}, valid])
     )

@@ -3,7 +3,6 @@ a lead's company, company reads and writes, tasks on companies."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
@@ -13,23 +12,7 @@ from amo_client.client import IDS_PER_REQUEST, AmoClient
 from amo_client.errors import InvalidItem
 from amo_client.fake import FakeAmoCRM, PipelineRef
 from amo_client.models import EntityUpdate, Lead, NewTask, Note, SelectValue
-from tests.client_kit import START, FakeClock, long_lived_client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
-
-
-@pytest.fixture
-def amo(fake: FakeAmoCRM, clock: FakeClock) -> Iterator[AmoClient]:
-    with long_lived_client(fake, clock) as client:
-        yield client
-
-
-@pytest.fixture
-def agent(fake: FakeAmoCRM) -> int:
-    return fake.add_user("Оператор")
+from tests.client_kit import START, FakeClock
 
 
 def moment(offset: float) -> datetime:

@@ -10,39 +10,9 @@ import httpx
 import pytest
 import respx
 
-from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, PageTurn, PipelineRef
-from tests.client_kit import BASE_URL, FakeClock, long_lived_client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе", "Ждём клиента"])
-
-
-@pytest.fixture
-def amo(fake: FakeAmoCRM, clock: FakeClock) -> Iterator[AmoClient]:
-    with long_lived_client(fake, clock) as client:
-        yield client
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE_URL, assert_all_called=False) as mocked:
-        yield mocked
-
-
-@pytest.fixture
-def mocked_amo(router: respx.MockRouter, clock: FakeClock) -> Iterator[AmoClient]:
-    with AmoClient(
-        BASE_URL,
-        LongLivedToken("long-lived-token-value"),
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        clock=clock.time,
-    ) as client:
-        yield client
+from tests.client_kit import BASE_URL, FakeClock
 
 
 def query_of(request: httpx.Request) -> dict[str, str]:

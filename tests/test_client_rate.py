@@ -16,11 +16,6 @@ from bench.client_load import most_in_one_second
 from tests.client_kit import FakeClock, Tap, long_lived_client, make_fake
 
 
-@pytest.fixture
-def fake(clock: FakeClock) -> FakeAmoCRM:
-    return make_fake(clock, max_requests_per_second=7)
-
-
 def test_full_speed_requests_meet_no_429_and_keep_close_to_seven_a_second(
     fake: FakeAmoCRM, clock: FakeClock
 ) -> None:

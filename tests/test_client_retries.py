@@ -38,12 +38,8 @@ COOLDOWN = 900.0
 
 
 @pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
-
-
-@pytest.fixture
 def amo(fake: FakeAmoCRM, clock: FakeClock) -> Iterator[AmoClient]:
+    """The client of ``fake`` with six attempts a request and a ``COOLDOWN``-second circuit."""
     with long_lived_client(fake, clock, max_attempts=6, circuit_cooldown=COOLDOWN) as client:
         yield client
 

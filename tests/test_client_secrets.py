@@ -26,10 +26,7 @@ from tests.client_kit import FakeClock, client_options, make_fake, seeded_pair
 
 CLIENT_SECRET = "cs-Zq8WlV3nT0pXr5kYb2Hj9sMd4Fg7Ce1Ua6Io0Py"
 
-
-@pytest.fixture
-def fake(clock: FakeClock) -> FakeAmoCRM:
-    return make_fake(clock, client_secret=CLIENT_SECRET)
+pytestmark = pytest.mark.fake_options(client_secret=CLIENT_SECRET)
 
 
 class Run:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,18 +15,7 @@ from amo_client.client import AmoClient
 from amo_client.errors import ValidationFailed
 from amo_client.fake import FakeAmoCRM, PipelineRef
 from amo_client.models import EntityUpdate, NewCustomField, NewTask, SelectValue
-from tests.client_kit import BASE_URL, FakeClock, long_lived_client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
-
-
-@pytest.fixture
-def amo(fake: FakeAmoCRM, clock: FakeClock) -> Iterator[AmoClient]:
-    with long_lived_client(fake, clock) as client:
-        yield client
+from tests.client_kit import BASE_URL, FakeClock
 
 
 def sent_bodies(fake: FakeAmoCRM, method: str, path: str) -> list[Any]:

@@ -17,15 +17,9 @@ from config.settings import (
     unknown_variables,
 )
 
+pytestmark = pytest.mark.usefixtures("clean_environment")
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Only what a test sets is seen; no stray .env is read."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:

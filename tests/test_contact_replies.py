@@ -3,25 +3,16 @@ request, for none when several are open, and cost no request of their own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from sla.replies import RequestSpan, attribute
-from tests.cycle_kit import (
-    World,
-    at,
-    build_world,
-    contact_replies_of,
-    engine_state,
-    expected_fields,
-    make_cycle,
-    stored_fields,
-)
+from tests.cycle_kit import World, at, build_world, make_cycle
+from tests.oracle import contact_replies, engine_state, expected_fields, stored_fields
 from worker.cycle import SyncCycle
 
 Logs = list[MutableMapping[str, Any]]
@@ -66,12 +57,6 @@ def test_a_contact_reply_counts_for_the_one_request_open_then(
     assert found.lead_id == lead_id
     assert found.candidates == candidates
     assert found.ambiguous == (len(candidates) > 1)
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def contact_world() -> World:
@@ -226,8 +211,8 @@ def test_explain_finds_the_same_contact_replies_as_the_cycle(tmp_path: Path) -> 
             pipeline_id=world.support.id,
             reaction_types=world.policy.reaction_event_types,
         )
-        assert [e.id for e in found] == [e.id for e in contact_replies_of(world, lead_id)]
-    assert len(contact_replies_of(world, alone)) == 1  # the second reply is ambiguous
+        assert [e.id for e in found] == [e.id for e in contact_replies(world, lead_id)]
+    assert len(contact_replies(world, alone)) == 1  # the second reply is ambiguous
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "from-the-cycle-s-cache"])
@@ -256,7 +241,7 @@ def test_the_report_counts_a_reply_filed_on_the_contact(tmp_path: Path, warm: bo
 
     histories = lead_histories(sources, [lead], world.now(), ReadStats())
 
-    expected = {e.id for e in contact_replies_of(world, lead_id)}
+    expected = {e.id for e in contact_replies(world, lead_id)}
     assert expected
     assert expected <= {event.event_id for event in histories[lead_id]}
 
@@ -349,4 +334,4 @@ def test_a_reply_filed_on_the_company_counts_for_its_one_open_request(
         pipeline_id=world.support.id,
         reaction_types=world.policy.reaction_event_types,
     )
-    assert [e.id for e in explained] == [e.id for e in contact_replies_of(world, lead_id)]
+    assert [e.id for e in explained] == [e.id for e in contact_replies(world, lead_id)]

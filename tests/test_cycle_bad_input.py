@@ -9,15 +9,8 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from amo_client.fake.replies import ItemError, validation_failed
-from tests.cycle_kit import (
-    build_world,
-    engine_state,
-    expected_fields,
-    make_cycle,
-    plant_raw_value,
-    sla_values_of,
-    stored_fields,
-)
+from tests.cycle_kit import build_world, make_cycle, plant_raw_value, sla_values_of
+from tests.oracle import engine_state, expected_fields, stored_fields
 
 
 def test_a_field_holding_the_wrong_type_skips_that_lead_and_logs_its_id(tmp_path: Path) -> None:

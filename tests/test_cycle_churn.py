@@ -6,14 +6,13 @@ Every expectation is the engine's state on the lead's whole history as the fake 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 
 from amo_client.errors import ServerError, UnexpectedAnswer
 from amo_client.fake import PageTurn
@@ -24,28 +23,20 @@ from tests.cycle_kit import (
     at,
     build_world,
     delete_field,
-    engine_state,
-    expected_fields,
     make_client,
     make_cycle,
     plant_raw_value,
     stage_options,
-    stored_fields,
     task_options,
     tasks_by_lead,
 )
+from tests.oracle import engine_state, expected_fields, stored_fields
 from worker.cycle import CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.setup import SetupError
 from worker.writes import ACCEPTANCE_NOTE, SERVICE, acceptance_note, ensure_acceptance_notes
 
 Logs = list[MutableMapping[str, Any]]
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def matches_engine(world: World, lead_id: int, now: datetime) -> bool:

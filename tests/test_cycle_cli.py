@@ -4,7 +4,6 @@ on loopback HTTP, configured through the environment exactly as an admin would."
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -13,12 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
-from amo_client.client import AmoClient
 from amo_client.fake import FakeServer
-from config.settings import Settings
-from tests.client_kit import FakeClock
 from tests.cycle_kit import (
     ACCEPTANCE,
     HOLD,
@@ -34,6 +29,8 @@ from worker import app
 from worker.cli import EXIT_CONFIG, main
 from worker.errors import EXIT_CODES, exit_code_table
 from worker.fields import FIELD_SPECS as ALL_FIELD_SPECS
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 original_build_client = app.build_client
 
@@ -57,28 +54,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    # The commands' client paces itself on a virtual clock: nothing here waits for real.
-    clock = FakeClock()
-    original = app.build_client
-
-    def paced(settings: Settings, **options: Any) -> AmoClient:
-        return original(settings, sleep=clock.sleep, monotonic=clock.monotonic, **options)
-
-    monkeypatch.setattr(app, "build_client", paced)
-    handlers = list(logging.getLogger().handlers)
-    yield
-    # The commands route logs to the captured stderr; leave later tests the usual setup.
-    for handler in logging.getLogger().handlers:
-        if handler not in handlers:
-            logging.getLogger().removeHandler(handler)
-    structlog.reset_defaults()
 
 
 def serve(
@@ -540,3 +515,18 @@ def test_the_readme_lists_the_exit_codes_every_command_uses() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert exit_code_table() in readme
     assert set(EXIT_CODES) == {0, 1, EXIT_CONFIG}
+
+
+def test_after_a_cycle_made_its_tasks_a_dry_run_plans_none_of_them_again(
+    account: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check"]) == 0
+    before = capsys.readouterr().out
+    assert "0 task(s) to create" not in before  # the seeded breaches are owed their tasks
+    assert main(["once"]) == 0
+    assert account.world.fake.tasks
+    capsys.readouterr()
+
+    assert main(["check"]) == 0
+
+    assert "0 task(s) to create" in capsys.readouterr().out

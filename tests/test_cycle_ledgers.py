@@ -6,14 +6,13 @@ Expected values are computed by hand from spec §7, not by the worker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from amo_client.errors import ServerError
 from sla.policy import load_policy
@@ -28,6 +27,7 @@ from tests.cycle_kit import (
     make_cycle,
     task_options,
 )
+from tests.oracle import company_fields, lead_fields
 from worker.admin import provision
 from worker.cycle import CycleOptions, SyncCycle
 from worker.fields import Ledger
@@ -36,12 +36,6 @@ from worker.setup import StageOptions
 
 Logs = list[MutableMapping[str, Any]]
 PRESETS = Path(__file__).resolve().parent.parent / "sla" / "presets"
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def ledger_world(*ledgers: Ledger) -> World:
@@ -72,31 +66,6 @@ def ledger_cycle(
         ),
     )
     return make_cycle(world, state_dir, options=options)
-
-
-def company_fields(world: World, company_id: int) -> dict[str, object]:
-    raw = world.fake.company(company_id) or {}
-    found: dict[str, object] = {}
-    for entry in raw.get("custom_fields_values") or ():
-        found[entry["field_name"]] = _value(entry)
-    return found
-
-
-def _value(entry: dict[str, Any]) -> object:
-    first = entry["values"][0]
-    if entry["field_type"] == "select":
-        return first["enum_id"]
-    if entry["field_type"] == "numeric":
-        return int(float(first["value"]))  # amoCRM sends numbers as text
-    return first["value"]
-
-
-def lead_field(world: World, lead_id: int, name: str) -> object:
-    raw = world.fake.lead(lead_id) or {}
-    for entry in raw.get("custom_fields_values") or ():
-        if entry["field_name"] == name:
-            return _value(entry)
-    return None
 
 
 def package_company(world: World, hours: float, paid: datetime) -> int:
@@ -155,16 +124,11 @@ def test_time_notes_fill_the_package_until_it_runs_out(tmp_path: Path) -> None:
 
     fields = company_fields(world, company)
     valid_to = int(datetime(2025, 12, 3, tzinfo=MOSCOW).timestamp())
-    at_risk = world.fake.enum_id(
-        world.fake.field_id("Пакет: статус", entity="companies") or 0,
-        "Под угрозой",
-        entity="companies",
-    )
     assert fields["Пакет: действует до"] == valid_to
     assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (115, 5)
-    assert fields["Пакет: статус"] == at_risk
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 115
-    assert not lead_field(world, lead_id, "Пакет: исчерпан")
+    assert fields["Пакет: статус"] == "Под угрозой"
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 115
+    assert not lead_fields(world, lead_id)["Пакет: исчерпан"]
     assert package_tasks(world, company) == []
 
     log_time(world, lead_id, "Время: 10 мин — проверка", at(5, 13, 0))
@@ -173,7 +137,7 @@ def test_time_notes_fill_the_package_until_it_runs_out(tmp_path: Path) -> None:
 
     fields = company_fields(world, company)
     assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (125, -5)
-    assert lead_field(world, lead_id, "Пакет: исчерпан") is True
+    assert lead_fields(world, lead_id)["Пакет: исчерпан"] is True
     tasks = package_tasks(world, company)
     assert len(tasks) == 1
     assert "израсходовано 2 ч 5 мин из 2 ч" in tasks[0]
@@ -193,7 +157,7 @@ def test_the_policys_unit_rounds_every_entry_and_a_restart_counts_in_the_unit_of
 
     fields = company_fields(world, company)
     assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (135, -15)
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 135
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 135
     cycle.store.close()
 
     # The policy changes to 1-minute units: the entries the state kept count in the new unit.
@@ -201,7 +165,7 @@ def test_the_policys_unit_rounds_every_entry_and_a_restart_counts_in_the_unit_of
     run_at(again, world, at(5, 12, 5))
     fields = company_fields(world, company)
     assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (112, 8)
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 112
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 112
 
 
 def test_an_edited_note_changes_its_entry_and_a_deleted_one_removes_it(tmp_path: Path) -> None:
@@ -220,7 +184,7 @@ def test_an_edited_note_changes_its_entry_and_a_deleted_one_removes_it(tmp_path:
     run_at(cycle, world, at(5, 12, 35))
 
     assert company_fields(world, company)["Пакет: израсходовано, мин"] == 45
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 45
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 45
 
 
 def test_an_unreadable_time_note_is_a_problem_naming_the_lead_and_the_note(
@@ -307,14 +271,14 @@ def test_the_third_setup_of_a_two_setup_plan_goes_over_its_quota(tmp_path: Path)
     cycle = ledger_cycle(world, tmp_path, Ledger.QUOTAS)
     run_at(cycle, world, at(5, 12, 0))
 
-    over = {i: bool(lead_field(world, i, "Квота: сверх лимита")) for i in (first, second, third)}
+    over = {i: bool(lead_fields(world, i)["Квота: сверх лимита"]) for i in (first, second, third)}
     assert over == {first: False, second: False, third: True}
     quota_tasks = [t for t in world.fake.tasks if "[Квота: Настройки]" in str(t["text"])]
     assert [t["entity_id"] for t in quota_tasks] == [third]
     assert "3-е по квоте «Настройки»" in str(quota_tasks[0]["text"])
     summary = company_fields(world, company)["Квоты"]
     assert str(summary).startswith("Настройки: 3 из 2")
-    assert not lead_field(world, old, "Квота: сверх лимита")
+    assert not lead_fields(world, old)["Квота: сверх лимита"]
 
 
 def test_a_request_without_a_company_is_a_problem_and_counts_toward_nothing(
@@ -326,7 +290,7 @@ def test_a_request_without_a_company_is_a_problem_and_counts_toward_nothing(
 
     problems = [e for e in logs if e["event"] == "lead_problem" and e["lead_id"] == orphan]
     assert any("no company" in str(e["problem"]) for e in problems)
-    assert not lead_field(world, orphan, "Квота: сверх лимита")
+    assert not lead_fields(world, orphan)["Квота: сверх лимита"]
 
 
 def test_ledgers_off_spend_nothing_on_notes_or_companies(tmp_path: Path) -> None:
@@ -386,14 +350,14 @@ def test_the_exhausted_flag_leaves_a_request_once_it_is_closed_or_in_acceptance(
     log_time(world, working, "Время: 2 ч 30 мин", at(5, 10, 30))
     cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
     run_at(cycle, world, at(5, 12, 0))
-    assert lead_field(world, checked, "Пакет: исчерпан") is True
+    assert lead_fields(world, checked)["Пакет: исчерпан"] is True
 
     acceptance = world.support.status(STAGES[3])
     world.fake.move_lead(checked, acceptance, by_user=world.agents[0], at=at(5, 12, 10))
     run_at(cycle, world, at(5, 12, 20))
 
-    assert not lead_field(world, checked, "Пакет: исчерпан")
-    assert lead_field(world, working, "Пакет: исчерпан") is True
+    assert not lead_fields(world, checked)["Пакет: исчерпан"]
+    assert lead_fields(world, working)["Пакет: исчерпан"] is True
 
 
 def test_ledgers_switched_on_later_count_every_open_request_and_the_closed_ones(
@@ -417,7 +381,7 @@ def test_ledgers_switched_on_later_count_every_open_request_and_the_closed_ones(
 
     fields = company_fields(world, company)
     assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (60, 60)
-    assert lead_field(world, quiet, "SLA: затрачено, мин") == 40
+    assert lead_fields(world, quiet)["SLA: затрачено, мин"] == 40
 
 
 def test_old_request_closed_keeps_its_entries_in_the_package(tmp_path: Path) -> None:
@@ -455,13 +419,13 @@ def test_spent_minutes_of_a_long_open_request_do_not_shrink(tmp_path: Path) -> N
     log_time(world, lead_id, "Время: 1 ч", at(5, 10, 30))
     cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES)
     run_at(cycle, world, at(5, 12, 0))
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 60
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 60
 
     later = datetime(2026, 1, 20, 12, 0, tzinfo=MOSCOW)  # 76 days later, still open
     log_time(world, lead_id, "Время: 10 мин", later.timestamp() - 600)
     run_at(cycle, world, later.timestamp())
     run_at(cycle, world, later.timestamp() + 300)
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 70
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 70
 
 
 def thirty_minutes_logged(tmp_path: Path) -> tuple[World, int, int, SyncCycle]:
@@ -492,7 +456,7 @@ def test_a_company_deleted_in_amocrm_is_dropped_at_the_next_full_reconcile(
     run_at(cycle, world, at(5, 18, 20))
 
     assert not [line for line in logs if line["event"] == "company_invalid"]
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 70
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 70
     assert cycle.store.load_rows("companies") == {}
 
 
@@ -552,7 +516,7 @@ def test_a_reopened_old_request_counts_its_earlier_entries(tmp_path: Path) -> No
     log_time(world, old, "Время: 10 мин", at(5, 12, 20))
     run_at(cycle, world, at(5, 12, 30))
     run_at(cycle, world, at(5, 12, 35))
-    assert lead_field(world, old, "SLA: затрачено, мин") == 50
+    assert lead_fields(world, old)["SLA: затрачено, мин"] == 50
     assert company_fields(world, company)["Пакет: израсходовано, мин"] == 10
 
 
@@ -573,12 +537,12 @@ def test_spent_minutes_of_a_request_closed_today_agree_after_a_lost_state(
     world.fake.move_lead(lead_id, 142, by_user=world.agents[0], at=later + 60)
     run_at(cycle, world, later + 300)
     run_at(cycle, world, later + 600)
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 70
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 70
 
     lost = ledger_cycle(world, tmp_path / "b", Ledger.PACKAGES)
     run_at(lost, world, later + 900)
     run_at(lost, world, later + 1200)
-    assert lead_field(world, lead_id, "SLA: затрачено, мин") == 70
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 70
 
 
 def test_time_notes_of_leads_outside_the_ledgers_do_not_stay_forever(tmp_path: Path) -> None:
@@ -695,8 +659,8 @@ def test_a_closed_request_moved_into_the_pipeline_counts_from_its_move_at_the_fi
     cycle = ledger_cycle(world, tmp_path, Ledger.QUOTAS)
     run_at(cycle, world, at(5, 12, 0))
 
-    assert not lead_field(world, first, "Квота: сверх лимита")
-    assert lead_field(world, second, "Квота: сверх лимита")
+    assert not lead_fields(world, first)["Квота: сверх лимита"]
+    assert lead_fields(world, second)["Квота: сверх лимита"]
     assert str(company_fields(world, company)["Квоты"]).startswith("Настройки: 3 из 2")
 
 

@@ -10,7 +10,7 @@ After every clean cycle (no fault injected, no change between pages):
 
 1. every request of the support pipeline (open or closed, not deleted) holds the fields the
    engine derives from its whole history as amoCRM holds it
-   (:func:`tests.cycle_kit.engine_state`) at the cycle's ``now``; a request with an event the
+   (:func:`tests.oracle.engine_state`) at the cycle's ``now``; a request with an event the
    feed listed late is exempt until a full reconcile has run since the feed listed it (the
    worker only promises to catch it then);
 2. no lead has more than one task per clock (tasks counted by their marker lines);
@@ -63,7 +63,6 @@ from tests.churn_kit import (
     acceptance_notes,
     accepted_by_worker,
     breached_clocks,
-    engine_state_without,
     inject_fault,
     live_request_ids,
     task_counts,
@@ -80,13 +79,11 @@ from tests.cycle_kit import (
     World,
     at,
     build_world,
-    engine_state,
-    expected_fields,
     make_client,
     make_cycle,
     stage_options,
-    stored_fields,
 )
+from tests.oracle import engine_state, expected_fields, stored_fields
 from worker.cycle import LAST_FULL_SYNC, CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.tasks import BreachClock, TaskOptions
@@ -216,8 +213,8 @@ class CycleMachine(RuleBasedStateMachine):
         for lead_id in self.live_ids():
             for view in (
                 engine_state(self.world, lead_id, now),
-                engine_state_without(self.world, lead_id, now, hidden),
-                engine_state_without(self.world, lead_id, now, every_late),
+                engine_state(self.world, lead_id, now, hidden=hidden),
+                engine_state(self.world, lead_id, now, hidden=every_late),
             ):
                 for clock in breached_clocks(view):
                     self.ever_breached.add((lead_id, clock))

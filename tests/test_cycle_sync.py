@@ -14,15 +14,13 @@ from tests.cycle_kit import (
     World,
     at,
     build_world,
-    engine_state,
-    expected_fields,
     make_client,
     make_cycle,
     sla_values_of,
-    stored_fields,
     tasks_by_lead,
     writes,
 )
+from tests.oracle import engine_state, expected_fields, stored_fields
 
 
 def assert_fields_match_engine(world: World, now: datetime) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from amo_client.errors import AmoError
 from tests.client_kit import Tap
-from tests.cycle_kit import World, build_world, engine_state, make_client, make_cycle, task_posts
+from tests.cycle_kit import World, build_world, make_client, make_cycle, task_posts
+from tests.oracle import engine_state
 from worker.store import StateStore, TaskMark
 
 

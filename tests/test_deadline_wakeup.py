@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sla.state import SlaStatus
-from tests.cycle_kit import MOSCOW, World, build_world, make_cycle, stored_fields
+from tests.cycle_kit import MOSCOW, World, build_world, make_cycle
+from tests.oracle import stored_fields
 from worker.tasks import MARKERS, BreachClock
 
 # Wednesday 5 November 2025 (the world's clock starts at 12:00): a Приоритет typical request

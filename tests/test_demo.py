@@ -7,30 +7,81 @@ import io
 import json
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import structlog
 
+from amo_client.fake import FakeAmoCRM
+from sla.policy import Policy
+from sla.state import StageRoles
 from tests.client_kit import FakeClock
+from tests.oracle import engine_state, expected_fields, stored_fields, support_roles
+from worker import demo
+from worker.cycle import CycleOptions
 from worker.demo import Pacing, run_demo
 from worker.logs import configure_logging
 
 
+@dataclass(frozen=True)
+class DemoAccount:
+    """One act's account, as the oracle takes it."""
+
+    act: demo.Act
+
+    @property
+    def fake(self) -> FakeAmoCRM:
+        return self.act.fake
+
+    @property
+    def policy(self) -> Policy:
+        return self.act.policy
+
+    @property
+    def roles(self) -> StageRoles:
+        first, _, hold, acceptance = demo.STAGES
+        return support_roles(self.act.support, first=first, hold=hold, acceptance=acceptance)
+
+
+@dataclass(frozen=True)
+class Played:
+    output: str
+    accounts: list[DemoAccount]  # act 1's, act 2's
+
+
 @pytest.fixture(scope="module")
-def output(tmp_path_factory: pytest.TempPathFactory) -> str:
+def played(tmp_path_factory: pytest.TempPathFactory) -> Played:
     clock = FakeClock()
     out = io.StringIO()
     state_dir: Path = tmp_path_factory.mktemp("demo")
-    code = run_demo(
-        out,
-        state_dir=state_dir,
-        pacing=Pacing(clock.sleep, clock.monotonic),
-        report_dir=state_dir / "report",
-        wide=True,
-    )
+    accounts: list[DemoAccount] = []
+
+    def kept(seeder: Callable[[FakeAmoCRM], demo.Act]) -> Callable[[FakeAmoCRM], demo.Act]:
+        def seed(fake: FakeAmoCRM) -> demo.Act:
+            accounts.append(DemoAccount(seeder(fake)))
+            return accounts[-1].act
+
+        return seed
+
+    with pytest.MonkeyPatch.context() as patch:  # the acts' emulators, for the oracle
+        patch.setattr(demo, "seed", kept(demo.seed))
+        patch.setattr(demo, "seed_quotas", kept(demo.seed_quotas))
+        code = run_demo(
+            out,
+            state_dir=state_dir,
+            pacing=Pacing(clock.sleep, clock.monotonic),
+            report_dir=state_dir / "report",
+            wide=True,
+        )
     assert code == 0
-    return out.getvalue()
+    return Played(out.getvalue(), accounts)
+
+
+@pytest.fixture(scope="module")
+def output(played: Played) -> str:
+    return played.output
 
 
 def section(output: str, title: str) -> list[str]:
@@ -171,3 +222,23 @@ def test_the_demo_fits_120_columns_and_logs_in_the_storys_time(tmp_path: Path) -
     stamps = [json.loads(line)["timestamp"] for line in logs.getvalue().splitlines()]
     assert len(stamps) > 20
     assert {stamp[:10] for stamp in stamps} == {"2025-11-05"}
+
+
+@pytest.mark.parametrize("act", [1, 2])
+def test_each_acts_table_shows_the_fields_the_engine_gives_its_requests(
+    played: Played, act: int
+) -> None:
+    text = acts(played.output)[act - 1]
+    shown = re.search(r"the leads' SLA fields in amoCRM at (\d\d):(\d\d):(\d\d):", text)
+    assert shown is not None
+    hour, minute, second = (int(part) for part in shown.groups())
+    at = demo.DEMO_START.replace(hour=hour, minute=minute, second=second)
+    account = played.accounts[act - 1]
+    for sample in account.act.samples:
+        stored = stored_fields(account, sample.lead_id)
+        closed_at = (account.fake.lead(sample.lead_id) or {})["closed_at"]
+        if closed_at and closed_at < (at - CycleOptions.history_horizon).timestamp():
+            assert not any(stored.values()), sample.about  # closed before the worker's horizon
+            continue
+        expected = expected_fields(engine_state(account, sample.lead_id, at))
+        assert stored == expected, sample.about

@@ -14,12 +14,13 @@ import pytest
 from tests.cycle_kit import LOST, MOSCOW, World, at
 from tests.test_cycle_cli import (
     Served,
-    clean_environment,  # noqa: F401 - autouse here too
     serve,
 )
 from worker.admin import provision
 from worker.cli import main
 from worker.fields import Ledger
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 PRIME_GATE = Path(__file__).resolve().parent.parent / "sla" / "presets" / "prime_gate.toml"
 PAID = datetime(2025, 11, 3, 15, 0, tzinfo=MOSCOW)

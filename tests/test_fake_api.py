@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -11,47 +9,10 @@ import pytest
 
 from amo_client.fake import LOST_STATUS_ID, WON_STATUS_ID, FakeAmoCRM, PipelineRef
 from amo_client.fake.query import as_ints, as_strings, lookup, parse_query
+from tests.client_kit import START, FakeClock
+from tests.fake_kit import embedded
 
-START = 1_700_000_000.0
-
-
-@dataclass
-class Clocks:
-    wall: float = START
-    mono: float = 100.0
-
-
-@pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
-
-
-@pytest.fixture
-def fake(clocks: Clocks) -> FakeAmoCRM:
-    return FakeAmoCRM(
-        clock=lambda: clocks.wall, monotonic=lambda: clocks.mono, max_requests_per_second=None
-    )
-
-
-@pytest.fixture
-def api(fake: FakeAmoCRM) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=fake.base_url,
-        transport=fake.transport,
-        headers={"Authorization": f"Bearer {fake.long_lived_token}"},
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе", "Ждём клиента"])
-
-
-def embedded(response: httpx.Response, key: str) -> list[dict[str, Any]]:
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["_embedded"][key]
-    return items
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 
 # ---------------------------------------------------------------- paging and 204
@@ -109,6 +70,7 @@ def test_a_missing_lead_by_id_is_204(api: httpx.Client, support: PipelineRef) ->
     assert response.content == b""
 
 
+@pytest.mark.parametrize("api", ["transport"], indirect=True)  # links name fake.base_url
 def test_a_lead_by_id_carries_tags_fields_and_companies(
     fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef
 ) -> None:
@@ -297,16 +259,17 @@ def test_values_of_the_wrong_kind_are_rejected(
     assert error["errors"][0]["path"] == bad_path
 
 
+@pytest.mark.parametrize("api", ["transport"], indirect=True)  # links name fake.base_url
 def test_values_are_stored_and_returned_as_amocrm_does(
     fake: FakeAmoCRM,
     api: httpx.Client,
     support: PipelineRef,
     sla_fields: dict[str, int],
-    clocks: Clocks,
+    clock: FakeClock,
 ) -> None:
     lead_id = fake.add_lead("Обращение", pipeline_id=support.id)
     risk = fake.enum_id(sla_fields["status"], "Под угрозой")
-    clocks.wall += 60
+    clock.wall += 60
     response = api.patch(
         "/api/v4/leads",
         json=[
@@ -323,7 +286,7 @@ def test_values_are_stored_and_returned_as_amocrm_does(
     )
     assert embedded(response, "leads")[0] == {
         "id": lead_id,
-        "updated_at": int(clocks.wall),
+        "updated_at": int(clock.wall),
         "_links": {"self": {"href": f"{fake.base_url}/api/v4/leads/{lead_id}"}},
     }
     lead = api.get(f"/api/v4/leads/{lead_id}").json()
@@ -334,7 +297,7 @@ def test_values_are_stored_and_returned_as_amocrm_does(
     assert values[sla_fields["status"]] == [
         {"value": "Под угрозой", "enum_id": risk, "enum_code": None}
     ]
-    assert lead["updated_at"] == int(clocks.wall)
+    assert lead["updated_at"] == int(clock.wall)
     assert lead["updated_by"] == fake.api_user_id
 
 
@@ -343,7 +306,7 @@ def test_null_values_clear_and_an_unchanged_write_changes_nothing(
     api: httpx.Client,
     support: PipelineRef,
     sla_fields: dict[str, int],
-    clocks: Clocks,
+    clock: FakeClock,
 ) -> None:
     lead_id = fake.add_lead(
         "Обращение", pipeline_id=support.id, custom_fields={sla_fields["left"]: 15}
@@ -354,15 +317,15 @@ def test_null_values_clear_and_an_unchanged_write_changes_nothing(
             "custom_fields_values": [{"field_id": sla_fields["due"], "values": [{"value": 5}]}],
         }
     ]
-    clocks.wall += 10
+    clock.wall += 10
     api.patch("/api/v4/leads", json=write)
     events_after_first = len(fake.lead_events(lead_id))
-    clocks.wall += 10
+    clock.wall += 10
     again = api.patch("/api/v4/leads", json=write)
     assert again.status_code == 200
     assert fake.lead(lead_id)["updated_at"] == int(START) + 10  # type: ignore[index]
     assert len(fake.lead_events(lead_id)) == events_after_first
-    clocks.wall += 10
+    clock.wall += 10
     clear = [
         {"id": lead_id, "custom_fields_values": [{"field_id": sla_fields["left"], "values": None}]}
     ]
@@ -398,7 +361,7 @@ def test_tags_are_replaced_added_and_removed(
 
 
 def test_a_move_records_lead_status_changed(
-    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, clocks: Clocks
+    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, clock: FakeClock
 ) -> None:
     agent = fake.add_user("Оператор Анна")
     lead_id = fake.add_lead("Обращение", pipeline_id=support.id)
@@ -413,7 +376,7 @@ def test_a_move_records_lead_status_changed(
     assert moves[0]["value_after"] == [
         {"lead_status": {"id": support.status("В работе"), "pipeline_id": support.id}}
     ]
-    clocks.wall += 3600
+    clock.wall += 3600
     response = api.patch("/api/v4/leads", json=[{"id": lead_id, "status_id": WON_STATUS_ID}])
     assert response.status_code == 200
     moves = fake.lead_events(lead_id, "lead_status_changed")
@@ -421,7 +384,7 @@ def test_a_move_records_lead_status_changed(
     assert moves[-1]["value_after"][0]["lead_status"] == {"id": 142, "pipeline_id": support.id}
     lead = fake.lead(lead_id)
     assert lead is not None
-    assert lead["closed_at"] == int(clocks.wall)
+    assert lead["closed_at"] == int(clock.wall)
     fake.move_lead(lead_id, support.status("В работе"), by_user=0)
     lead = fake.lead(lead_id)
     assert lead is not None
@@ -447,7 +410,7 @@ def test_pipelines_end_with_142_and_143(api: httpx.Client, support: PipelineRef)
 
 
 def test_lead_filters(
-    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, clocks: Clocks
+    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, clock: FakeClock
 ) -> None:
     sales = fake.add_pipeline("Продажи", ["Лид"])
     in_new = fake.add_lead("Новое", pipeline_id=support.id)

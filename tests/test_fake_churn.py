@@ -4,43 +4,16 @@ one second. Each test runs through the in-process transport and the loopback ser
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from amo_client.fake import WON_STATUS_ID, FakeAmoCRM, PageTurn, PipelineRef
-from tests.fake_kit import CHANNELS, START, Clocks, embedded, ids_of, make_fake, open_channel
+from tests.client_kit import START, FakeClock
+from tests.fake_kit import embedded, ids_of
 
-
-@pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
-
-
-@pytest.fixture
-def fake(clocks: Clocks) -> FakeAmoCRM:
-    return make_fake(clocks)
-
-
-@pytest.fixture(params=CHANNELS)
-def api(request: pytest.FixtureRequest, fake: FakeAmoCRM) -> Iterator[httpx.Client]:
-    with (
-        open_channel(fake, request.param) as open_client,
-        open_client(fake.long_lived_token) as client,
-    ):
-        yield client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе", "Ждём клиента"])
-
-
-@pytest.fixture
-def agent(fake: FakeAmoCRM) -> int:
-    return fake.add_user("Оператор")
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 
 def lead_event_types(api: httpx.Client, lead_id: int) -> list[str]:
@@ -55,7 +28,7 @@ def lead_event_types(api: httpx.Client, lead_id: int) -> list[str]:
 
 
 def test_a_deleted_lead_leaves_the_list_and_answers_204_by_id(
-    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, agent: int, clocks: Clocks
+    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, agent: int, clock: FakeClock
 ) -> None:
     kept = fake.add_lead("Остаётся", pipeline_id=support.id)
     gone = fake.add_lead("Удалят", pipeline_id=support.id)
@@ -216,7 +189,7 @@ def test_stages_are_edited_through_the_api_too(
 
 
 def test_a_late_event_is_missed_by_a_cursor_just_after_its_created_at(
-    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, agent: int, clocks: Clocks
+    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, agent: int, clock: FakeClock
 ) -> None:
     lead_id = fake.add_lead("Обращение", pipeline_id=support.id, record_added_event=False)
     reply = fake.add_event(
@@ -226,14 +199,14 @@ def test_a_late_event_is_missed_by_a_cursor_just_after_its_created_at(
         at=START,
         visible_after=timedelta(seconds=90),
     )
-    clocks.wall = START + 5
+    clock.wall = START + 5
     since_before = {"filter[created_at][from]": int(START) - 60}
     assert api.get("/api/v4/events", params=since_before).status_code == 204
     assert api.get(f"/api/v4/events/{reply}").status_code == 204
     assert fake.unindexed_event_ids == [reply]
-    cursor = int(clocks.wall)  # a reader moves its cursor to the time of its read
+    cursor = int(clock.wall)  # a reader moves its cursor to the time of its read
 
-    clocks.wall = START + 120
+    clock.wall = START + 120
     after_cursor = api.get("/api/v4/events", params={"filter[created_at][from]": cursor})
     assert after_cursor.status_code == 204
     listed = embedded(api.get("/api/v4/events", params=since_before), "events")
@@ -312,12 +285,12 @@ def test_a_lead_created_mid_read_repeats_a_lead_on_the_next_page_when_newest_fir
 
 
 def test_two_updates_within_one_second_share_updated_at_and_both_land(
-    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, clocks: Clocks
+    fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef, clock: FakeClock
 ) -> None:
     lead_id = fake.add_lead("Обращение", pipeline_id=support.id, created_at=START - 100)
-    clocks.wall = START + 0.2
+    clock.wall = START + 0.2
     first = api.patch(f"/api/v4/leads/{lead_id}", json={"name": "Не работает вход"})
-    clocks.wall = START + 0.7
+    clock.wall = START + 0.7
     second = api.patch(f"/api/v4/leads/{lead_id}", json={"price": 500})
     assert first.json()["updated_at"] == second.json()["updated_at"] == int(START)
     lead = api.get(f"/api/v4/leads/{lead_id}").json()

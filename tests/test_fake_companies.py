@@ -4,45 +4,18 @@ loopback server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from amo_client.fake import FakeAmoCRM, PipelineRef
-from tests.fake_kit import CHANNELS, START, Clocks, embedded, ids_of, make_fake, open_channel
+from tests.client_kit import START, FakeClock
+from tests.fake_kit import embedded, ids_of
+
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 COMPANIES = "/api/v4/companies"
-
-
-@pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
-
-
-@pytest.fixture
-def fake(clocks: Clocks) -> FakeAmoCRM:
-    return make_fake(clocks)
-
-
-@pytest.fixture(params=CHANNELS)
-def api(request: pytest.FixtureRequest, fake: FakeAmoCRM) -> Iterator[httpx.Client]:
-    with (
-        open_channel(fake, request.param) as open_client,
-        open_client(fake.long_lived_token) as client,
-    ):
-        yield client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
-
-
-@pytest.fixture
-def agent(fake: FakeAmoCRM) -> int:
-    return fake.add_user("Оператор")
 
 
 @pytest.fixture
@@ -180,7 +153,7 @@ def test_companies_are_listed_by_id_and_updated_at(
 
 
 def test_a_patch_writes_every_kind_of_field_and_a_date_as_unix_seconds(
-    fake: FakeAmoCRM, api: httpx.Client, clocks: Clocks, fields: dict[str, int]
+    fake: FakeAmoCRM, api: httpx.Client, clock: FakeClock, fields: dict[str, int]
 ) -> None:
     company_id = fake.add_company("ООО Ромашка", created_at=START - 60)
     plan = fake.enum_id(fields["plan"], "Базовый", entity="companies")

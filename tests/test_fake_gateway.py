@@ -5,52 +5,19 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 
 from amo_client.fake import FakeAmoCRM, PipelineRef, TokenGrant
+from tests.client_kit import START, FakeClock, make_fake
 
-START = 1_700_000_000.0
-
-
-@dataclass
-class Clocks:
-    wall: float = START
-    mono: float = 100.0
-
-
-@pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
-
-
-def make_fake(clocks: Clocks, **options: Any) -> FakeAmoCRM:
-    return FakeAmoCRM(clock=lambda: clocks.wall, monotonic=lambda: clocks.mono, **options)
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 
 def client(fake: FakeAmoCRM, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=fake.base_url, transport=fake.transport, headers=headers)
-
-
-@pytest.fixture
-def fake(clocks: Clocks) -> FakeAmoCRM:
-    return make_fake(clocks, max_requests_per_second=None)
-
-
-@pytest.fixture
-def api(fake: FakeAmoCRM) -> Iterator[httpx.Client]:
-    with client(fake, fake.long_lived_token) as http:
-        yield http
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
 
 
 def oauth(http: httpx.Client, fake: FakeAmoCRM, **grant: str) -> httpx.Response:
@@ -61,12 +28,12 @@ def oauth(http: httpx.Client, fake: FakeAmoCRM, **grant: str) -> httpx.Response:
 # ---------------------------------------------------------------- rate limit
 
 
-def test_the_eighth_request_within_a_second_gets_an_html_429(clocks: Clocks) -> None:
-    fake = make_fake(clocks)
+def test_the_eighth_request_within_a_second_gets_an_html_429(clock: FakeClock) -> None:
+    fake = make_fake(clock)
     with client(fake, fake.long_lived_token) as http:
         statuses = []
         for _ in range(8):
-            clocks.mono += 0.125
+            clock.mono += 0.125
             statuses.append(http.get("/api/v4/account"))
         assert [r.status_code for r in statuses] == [200] * 7 + [429]
         limited = statuses[-1]
@@ -75,31 +42,31 @@ def test_the_eighth_request_within_a_second_gets_an_html_429(clocks: Clocks) -> 
         assert limited.text.startswith("<html>")
         assert "429 Too Many Requests" in limited.text
         assert fake.rate_limited_total == 1
-        clocks.mono += 0.125  # the first request (at +0.125) is now a second old
+        clock.mono += 0.125  # the first request (at +0.125) is now a second old
         assert http.get("/api/v4/account").status_code == 200
         assert http.get("/api/v4/account").status_code == 429
-        clocks.mono += 1.0
+        clock.mono += 1.0
         assert http.get("/api/v4/account").status_code == 200
         assert fake.rate_limited_total == 2
         assert fake.status_counts == {200: 9, 429: 2}
 
 
-def test_rejected_requests_do_not_use_up_the_window(clocks: Clocks) -> None:
-    fake = make_fake(clocks, max_requests_per_second=2)
+def test_rejected_requests_do_not_use_up_the_window(clock: FakeClock) -> None:
+    fake = make_fake(clock, max_requests_per_second=2)
     with client(fake, fake.long_lived_token) as http:
         codes = [http.get("/api/v4/account").status_code for _ in range(5)]
         assert codes == [200, 200, 429, 429, 429]
-        clocks.mono += 1.0
+        clock.mono += 1.0
         assert [http.get("/api/v4/account").status_code for _ in range(2)] == [200, 200]
 
 
-def test_too_many_429s_get_the_account_blocked(clocks: Clocks) -> None:
-    fake = make_fake(clocks, max_requests_per_second=1, block_after_rate_limited=3)
+def test_too_many_429s_get_the_account_blocked(clock: FakeClock) -> None:
+    fake = make_fake(clock, max_requests_per_second=1, block_after_rate_limited=3)
     with client(fake, fake.long_lived_token) as http:
         codes = [http.get("/api/v4/account").status_code for _ in range(5)]
         assert codes == [200, 429, 429, 429, 403]
         assert fake.blocked
-        clocks.mono += 10
+        clock.mono += 10
         blocked = http.get("/api/v4/account")
         assert blocked.status_code == 403
         assert blocked.headers["content-type"] == "text/html"
@@ -107,8 +74,8 @@ def test_too_many_429s_get_the_account_blocked(clocks: Clocks) -> None:
         assert http.get("/api/v4/account").status_code == 200
 
 
-def test_rate_limit_is_per_account_across_threads(clocks: Clocks) -> None:
-    fake = make_fake(clocks, max_requests_per_second=7)
+def test_rate_limit_is_per_account_across_threads(clock: FakeClock) -> None:
+    fake = make_fake(clock, max_requests_per_second=7)
     results: list[int] = []
     lock = threading.Lock()
 
@@ -142,13 +109,13 @@ def test_requests_without_a_valid_token_get_401_json(fake: FakeAmoCRM) -> None:
         assert wrong.get("/api/v4/leads").status_code == 401
 
 
-def test_access_tokens_expire(clocks: Clocks) -> None:
-    fake = make_fake(clocks, max_requests_per_second=None, access_token_lifetime=3600)
+def test_access_tokens_expire(clock: FakeClock) -> None:
+    fake = make_fake(clock, max_requests_per_second=None, access_token_lifetime=3600)
     pair = fake.issue_token_pair()
     assert pair.expires_in == 3600
     with client(fake, pair.access_token) as http:
         assert http.get("/api/v4/account").status_code == 200
-        clocks.wall += 3600
+        clock.wall += 3600
         assert http.get("/api/v4/account").status_code == 401
     fake.expire_access_tokens()
     with client(fake, fake.long_lived_token) as http:
@@ -198,8 +165,8 @@ def test_refresh_tokens_are_single_use_along_a_chain(fake: FakeAmoCRM) -> None:
     )
 
 
-def test_old_access_token_can_be_kept_alive_until_expiry(clocks: Clocks) -> None:
-    fake = make_fake(clocks, max_requests_per_second=None, revoke_access_on_refresh=False)
+def test_old_access_token_can_be_kept_alive_until_expiry(clock: FakeClock) -> None:
+    fake = make_fake(clock, max_requests_per_second=None, revoke_access_on_refresh=False)
     pair = fake.issue_token_pair()
     with client(fake) as anonymous:
         refreshed = oauth(
@@ -210,8 +177,8 @@ def test_old_access_token_can_be_kept_alive_until_expiry(clocks: Clocks) -> None
         assert http.get("/api/v4/account").status_code == 200
 
 
-def test_oauth_refusals(clocks: Clocks) -> None:
-    fake = make_fake(clocks, max_requests_per_second=None, revoked_refresh_status=401)
+def test_oauth_refusals(clock: FakeClock) -> None:
+    fake = make_fake(clock, max_requests_per_second=None, revoked_refresh_status=401)
     pair = fake.issue_token_pair()
     with client(fake) as anonymous:
         wrong_secret = anonymous.post(
@@ -227,7 +194,7 @@ def test_oauth_refusals(clocks: Clocks) -> None:
         unknown = oauth(anonymous, fake, grant_type="refresh_token", refresh_token="garbage")
         assert unknown.json()["hint"] == "Cannot decrypt the refresh token"
         code = fake.issue_authorization_code()
-        clocks.wall += 20 * 60
+        clock.wall += 20 * 60
         late = oauth(anonymous, fake, grant_type="authorization_code", code=code)
         assert late.json()["hint"] == "Authorization code has expired"
         form = anonymous.post(
@@ -273,6 +240,7 @@ def test_fail_next_answers_with_amocrm_error_pages(
     assert (broken.status_code, broken.json()) == (500, {"title": "oops"})
 
 
+@pytest.mark.parametrize("api", ["transport"], indirect=True)
 def test_timeouts_and_connection_errors_are_raised_by_the_transport(
     fake: FakeAmoCRM, api: httpx.Client, support: PipelineRef
 ) -> None:

@@ -4,49 +4,16 @@ through the in-process transport and the loopback server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from amo_client.fake import FakeAmoCRM, PipelineRef
-from tests.fake_kit import CHANNELS, START, Clocks, embedded, ids_of, make_fake, open_channel
+from tests.client_kit import START, FakeClock
+from tests.fake_kit import embedded, ids_of
+
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 NOTES = "/api/v4/leads/notes"
-
-
-@pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
-
-
-@pytest.fixture
-def fake(clocks: Clocks) -> FakeAmoCRM:
-    return make_fake(clocks)
-
-
-@pytest.fixture(params=CHANNELS)
-def api(request: pytest.FixtureRequest, fake: FakeAmoCRM) -> Iterator[httpx.Client]:
-    with (
-        open_channel(fake, request.param) as open_client,
-        open_client(fake.long_lived_token) as client,
-    ):
-        yield client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
-
-
-@pytest.fixture
-def agent(fake: FakeAmoCRM) -> int:
-    return fake.add_user("Оператор")
-
-
-@pytest.fixture
-def lead_id(fake: FakeAmoCRM, support: PipelineRef) -> int:
-    return fake.add_lead("Не работает вход", pipeline_id=support.id, created_at=START - 600)
 
 
 def note_ids(api: httpx.Client, **params: object) -> list[int]:
@@ -151,7 +118,7 @@ def test_filter_created_at_is_silently_ignored(
 
 
 def test_order_by_updated_at_follows_edits(
-    fake: FakeAmoCRM, api: httpx.Client, clocks: Clocks, lead_id: int, agent: int
+    fake: FakeAmoCRM, api: httpx.Client, clock: FakeClock, lead_id: int, agent: int
 ) -> None:
     first = fake.add_note(lead_id, "Первая", created_by=agent, at=START)
     second = fake.add_note(lead_id, "Вторая", created_by=agent, at=START + 10)
@@ -258,11 +225,11 @@ def test_notes_posted_by_the_api_record_one_event_each(
 
 
 def test_a_patch_edits_notes_and_bumps_updated_at(
-    fake: FakeAmoCRM, api: httpx.Client, clocks: Clocks, lead_id: int, agent: int
+    fake: FakeAmoCRM, api: httpx.Client, clock: FakeClock, lead_id: int, agent: int
 ) -> None:
     note_id = fake.add_note(lead_id, "Принято", created_by=agent, at=START)
     same = fake.add_note(lead_id, "Без изменений", created_by=agent, at=START)
-    clocks.wall += 90
+    clock.wall += 90
 
     response = api.patch(
         NOTES,

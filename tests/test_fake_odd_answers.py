@@ -5,32 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from amo_client.fake import ODD_SHAPES, FakeAmoCRM, PipelineRef
-from tests.fake_kit import CHANNELS, Clocks, ids_of, make_fake, open_channel
+from tests.fake_kit import ids_of
 
-
-@pytest.fixture
-def fake() -> FakeAmoCRM:
-    return make_fake(Clocks())
-
-
-@pytest.fixture(params=CHANNELS)
-def api(request: pytest.FixtureRequest, fake: FakeAmoCRM) -> Iterator[httpx.Client]:
-    with (
-        open_channel(fake, request.param) as open_client,
-        open_client(fake.long_lived_token) as client,
-    ):
-        yield client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 
 @pytest.fixture

@@ -3,39 +3,17 @@ by kind, through both ways in."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from amo_client.fake import RANDOM_FAULT_KINDS, FakeAmoCRM, PipelineRef, RandomFaultKind
-from tests.fake_kit import CHANNELS, Clocks, ids_of, make_fake, open_channel
+from tests.fake_kit import ids_of
+
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 TASK = {"text": "Перезвонить", "complete_till": 1_700_003_600, "entity_type": "leads"}
-
-
-@pytest.fixture
-def fake() -> FakeAmoCRM:
-    return make_fake(Clocks())
-
-
-@pytest.fixture(params=CHANNELS)
-def api(request: pytest.FixtureRequest, fake: FakeAmoCRM) -> Iterator[httpx.Client]:
-    with (
-        open_channel(fake, request.param) as open_client,
-        open_client(fake.long_lived_token) as client,
-    ):
-        yield client
-
-
-@pytest.fixture
-def support(fake: FakeAmoCRM) -> PipelineRef:
-    return fake.add_pipeline("Поддержка", ["Новое", "В работе"])
-
-
-@pytest.fixture
-def lead_id(fake: FakeAmoCRM, support: PipelineRef) -> int:
-    return fake.add_lead("Обращение", pipeline_id=support.id)
 
 
 def outcome(call: Callable[[], httpx.Response]) -> int | str:

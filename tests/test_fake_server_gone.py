@@ -14,13 +14,13 @@ import httpx
 import pytest
 
 from amo_client.fake import PageTurn
-from tests.fake_kit import Clocks, make_fake
+from tests.client_kit import FakeClock, make_fake
 
 
 def test_a_client_gone_before_its_answer_leaves_no_traceback(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    fake = make_fake(Clocks())
+    fake = make_fake(FakeClock(), max_requests_per_second=None)
     support = fake.add_pipeline("Поддержка", ["Новое"])
     for number in range(3):
         fake.add_lead(f"Обращение {number}", pipeline_id=support.id)
@@ -55,11 +55,11 @@ def test_a_client_gone_before_its_answer_leaves_no_traceback(
 def test_the_served_fake_dates_its_answers_by_its_own_clock_alone() -> None:
     """One ``Date`` header, the fake's (a virtual clock may be years off the machine's):
     the client reads amoCRM's clock from it, and two would read as none."""
-    clocks = Clocks()
-    fake = make_fake(clocks)
+    clock = FakeClock()
+    fake = make_fake(clock, max_requests_per_second=None)
     with fake.serve() as server, httpx.Client() as client:
         answer = client.get(
             f"{server.url}/api/v4/leads",
             headers={"Authorization": f"Bearer {fake.long_lived_token}"},
         )
-    assert answer.headers.get_list("date") == [formatdate(clocks.wall, usegmt=True)]
+    assert answer.headers.get_list("date") == [formatdate(clock.wall, usegmt=True)]

@@ -12,14 +12,12 @@ import httpx
 import pytest
 
 from amo_client.fake import FakeAmoCRM
-from tests.fake_kit import CHANNELS, START, Clocks, make_fake, open_channel
+from tests.client_kit import START, FakeClock, make_fake
+from tests.fake_kit import CHANNELS, open_channel
+
+pytestmark = pytest.mark.fake_options(max_requests_per_second=None)  # raw clients never wait
 
 Open = Callable[[str | None], httpx.Client]
-
-
-@pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
 
 
 @pytest.fixture(params=CHANNELS)
@@ -45,8 +43,7 @@ def status_with(open_client: Open, access_token: str) -> int:
 
 
 @pytest.fixture
-def strict(clocks: Clocks, channel: str) -> Iterator[tuple[FakeAmoCRM, Open]]:
-    fake = make_fake(clocks)
+def strict(fake: FakeAmoCRM, channel: str) -> Iterator[tuple[FakeAmoCRM, Open]]:
     with open_channel(fake, channel) as open_client:
         yield fake, open_client
 
@@ -72,17 +69,22 @@ def test_the_second_holder_finds_the_refresh_token_spent_and_its_access_token_re
 
 
 def test_kept_access_tokens_serve_the_other_holder_until_they_expire(
-    clocks: Clocks, channel: str
+    clock: FakeClock, channel: str
 ) -> None:
-    fake = make_fake(clocks, revoke_access_on_refresh=False, access_token_lifetime=3600)
+    fake = make_fake(
+        clock,
+        max_requests_per_second=None,
+        revoke_access_on_refresh=False,
+        access_token_lifetime=3600,
+    )
     with open_channel(fake, channel) as open_client:
         pair = fake.issue_token_pair()
-        clocks.wall = START + 600
+        clock.wall = START + 600
         renewed = refresh(open_client, fake, pair.refresh_token)
         assert renewed.status_code == 200
         assert status_with(open_client, pair.access_token) == 200
         assert refresh(open_client, fake, pair.refresh_token).status_code == 400
-        clocks.wall = START + 3600
+        clock.wall = START + 3600
         assert status_with(open_client, pair.access_token) == 401
         assert status_with(open_client, renewed.json()["access_token"]) == 200
 

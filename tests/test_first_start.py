@@ -19,15 +19,8 @@ import pytest
 import structlog
 
 from sla.state import SlaStatus
-from tests.cycle_kit import (
-    World,
-    build_world,
-    engine_state,
-    make_cycle,
-    stage_options,
-    stored_fields,
-    task_options,
-)
+from tests.cycle_kit import World, build_world, make_cycle, stage_options, task_options
+from tests.oracle import engine_state, stored_fields
 from worker.cycle import LAST_FULL_SYNC, CycleOptions, SyncCycle
 from worker.report import print_plan
 from worker.store import StateStore

@@ -20,14 +20,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from tests.live_account import ROOT
-from tests.test_webhooks_endpoint import (
+from tests.webhook_kit import (
     FORM,
     SECRET,
     SUBDOMAIN,
     Triggers,
     amo_hook,
     lines,
-    log_stream,
     rejections,
 )
 from worker.connections import (
@@ -43,7 +42,6 @@ from worker.connections import (
 from worker.webhooks import BODY_TIMEOUT_S as HOOK_BODY_TIMEOUT_S
 from worker.webhooks import HttpServer, build_app
 
-__all__ = ["log_stream"]  # a fixture these tests share with the endpoint's
 QUICK = Limits(head_timeout_s=0.6, body_timeout_s=0.8, keep_alive_s=1)
 TIMEOUT_408 = b"HTTP/1.1 408 "
 

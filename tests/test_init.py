@@ -4,27 +4,23 @@ flags (and from answers), what it refuses, and that the token is never shown."""
 from __future__ import annotations
 
 import io
-import logging
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import structlog
 from dotenv import dotenv_values
 
 from amo_client.auth import LongLivedToken
 from amo_client.client import AmoClient
 from amo_client.fake import FakeAmoCRM, PipelineRef
-from config.settings import Settings
-from tests.client_kit import FakeClock
-from worker import app
 from worker.admin import provision
 from worker.cli import main
 from worker.fields import Ledger
 from worker.init import Answers, InitError, choose, presets
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
@@ -38,26 +34,6 @@ class Account:
     odd: PipelineRef  # names a .env cannot hold as they are
     token: str
     url: str
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    clock = FakeClock()
-    original = app.build_client
-
-    def paced(settings: Settings, **options: Any) -> AmoClient:
-        return original(settings, sleep=clock.sleep, monotonic=clock.monotonic, **options)
-
-    monkeypatch.setattr(app, "build_client", paced)
-    handlers = list(logging.getLogger().handlers)
-    yield
-    for handler in logging.getLogger().handlers:
-        if handler not in handlers:
-            logging.getLogger().removeHandler(handler)
-    structlog.reset_defaults()
 
 
 @pytest.fixture

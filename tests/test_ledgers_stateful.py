@@ -20,7 +20,7 @@ state, never from the worker's cache), at the cycle's ``now``:
    every request was linked elsewhere holds no used minutes and no quota use;
 2. every open request holds «SLA: затрачено, мин» (its rounded entries, empty at 0), «Пакет:
    исчерпан» (its company's package used up or expired) and «Квота: сверх лимита» (over one
-   of :func:`sla.ledger.quota_uses`);
+   of :func:`sla.ledger.quota_uses`), and the SLA fields :mod:`tests.oracle` expects of it;
 3. there is at most one package task per company and package and at most one quota task per
    request and quota; a package task exists only for a package that was used up while valid
    at some cycle's ``now``, a quota task only for a request that was open and over at some
@@ -64,13 +64,8 @@ from amo_client.fake import PageTurn
 from tests.churn_kit import FAULTS, ODD_SHAPES, Killed, KillingTransport, inject_fault
 from tests.cycle_kit import LOST, MOSCOW, STAGES, WON, World, make_client, make_cycle
 from tests.ledger_kit import (
-    EXHAUSTED,
-    OVER,
     QUOTA_TAGS,
-    SPENT,
-    company_fields,
     is_lead_note,
-    lead_fields,
     ledger_options,
     ledger_world,
     package_task_counts,
@@ -79,6 +74,7 @@ from tests.ledger_kit import (
     refuse_tasks,
     truth,
 )
+from tests.oracle import company_fields, engine_state, expected_fields, lead_fields
 from worker.cycle import CycleOptions, SyncCycle
 from worker.errors import is_fatal
 from worker.fields import Ledger
@@ -610,13 +606,13 @@ class LedgerMachine(RuleBasedStateMachine):
                 stored,
                 quotas,
             )
-        defaults: dict[str, object] = {SPENT: None, EXHAUSTED: False, OVER: False}
         for lead_id, request in seen.certain.requests.items():
             if not request.open:
                 continue
-            expected = seen.lead_expected(lead_id)
+            sla = expected_fields(engine_state(world, lead_id, now))
+            expected = sla | seen.lead_expected(lead_id)
             stored = lead_fields(world, lead_id)
-            actual = {name: stored.get(name, defaults[name]) for name in expected}
+            actual = {name: stored[name] for name in expected}
             assert actual == expected, (
                 f"open lead {lead_id} at {now.isoformat()}: {actual} != {expected}"
             )

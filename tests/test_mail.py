@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from tests.cycle_kit import MOSCOW, START
 from tests.mail_kit import Mailbox, free_port, mail_server, self_signed
@@ -37,12 +36,6 @@ EVER = datetime(2025, 1, 1, tzinfo=MOSCOW)  # the worker's first start on the ac
 OCTOBER = Period(date(2025, 10, 1), date(2025, 10, 31), MOSCOW)
 
 Logs = list[MutableMapping[str, Any]]
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,12 @@ import pytest
 
 from tests.test_cycle_cli import (
     Served,
-    clean_environment,  # noqa: F401 - autouse here too
     serve,
 )
 from worker.cli import main
 from worker.store import SCHEMA_VERSION
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 COMMANDS = {
     "check": ["check"],

@@ -13,11 +13,7 @@ import pytest
 
 from tests.cycle_kit import MOSCOW, at
 from tests.mail_kit import Mailbox, free_port, mail_server
-from tests.test_cycle_cli import (
-    Served,
-    clean_environment,  # noqa: F401 - autouse here too
-    serve,
-)
+from tests.test_cycle_cli import Served, serve
 from worker.admin import provision
 from worker.cli import main
 from worker.fields import Ledger
@@ -25,6 +21,8 @@ from worker.fields import Ledger
 PERIOD = ["--from", "2025-11-01", "--to", "2025-11-05"]
 SENDER = "sla@support.example"
 BOSS = "boss@example.com"
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from amo_client.errors import (
     AuthorizationRequired,
@@ -105,12 +104,6 @@ class Running:
 
 
 Logs = list[MutableMapping[str, Any]]
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def start(cycle: FakeCycle, state_dir: Path, poll: float, margin: float = 0.2) -> Running:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cycle_cli import Served, clean_environment, serve
+from tests.test_cycle_cli import Served, serve
 from worker.cli import main
 from worker.webhooks import WEBHOOK_EVENTS
 
-__all__ = ["clean_environment"]  # the autouse fixture: a clean environment for each test
+pytestmark = pytest.mark.usefixtures("cli_environment")
+
 
 SECRET = "cli-" + "0123456789abcdef" * 2
 PUBLIC = "https://sla.example.com"

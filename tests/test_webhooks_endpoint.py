@@ -7,52 +7,14 @@ import io
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from tests.asgi_kit import AsgiClient
-from worker.logs import configure_logging, forget_secrets, register_secret
+from tests.webhook_kit import FORM, SECRET, SUBDOMAIN, Triggers, amo_hook, rejections
 from worker.metrics import Metrics
 from worker.webhooks import MAX_BODY_BYTES, HttpServer, build_app, parse_form
-
-SECRET = "s3cret-" + "x" * 30
-SUBDOMAIN = "example"
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def amo_hook(subdomain: str = SUBDOMAIN, lead_id: int = 30_000_001) -> str:
-    """A status-change hook as amoCRM sends it (API v2 shape, form-encoded)."""
-    return urlencode(
-        {
-            "leads[status][0][id]": str(lead_id),
-            "leads[status][0][status_id]": "60000002",
-            "leads[status][0][pipeline_id]": "7000001",
-            "leads[status][0][old_status_id]": "60000001",
-            "leads[status][0][old_pipeline_id]": "7000001",
-            "account[id]": "31000001",
-            "account[subdomain]": subdomain,
-        }
-    )
-
-
-class Triggers:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    forget_secrets()
-    register_secret(SECRET)
-    configure_logging("json", "INFO", stream)
-    yield stream
-    forget_secrets()
 
 
 @pytest.fixture
@@ -72,14 +34,6 @@ def client(triggers: Triggers, metrics: Metrics) -> Iterator[AsgiClient]:
     )
     with AsgiClient(app) as test_client:
         yield test_client
-
-
-def lines(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-
-
-def rejections(stream: io.StringIO) -> list[dict[str, object]]:
-    return [line for line in lines(stream) if line["event"] == "webhook_rejected"]
 
 
 def test_a_good_hook_is_answered_200_and_triggers_a_cycle(

@@ -13,21 +13,19 @@ from pathlib import Path
 import pytest
 
 from tests.asgi_kit import AsgiClient
-from tests.test_webhooks_endpoint import (
+from tests.webhook_kit import (
     FORM,
     SECRET,
     SUBDOMAIN,
     Triggers,
     amo_hook,
     lines,
-    log_stream,
     rejections,
 )
 from worker.metrics import Metrics
 from worker.webhooks import HttpServer, build_app
 
 HOOK = amo_hook()
-__all__ = ["log_stream"]  # a fixture these tests share with the endpoint's
 
 
 def errors(stream: io.StringIO) -> list[dict[str, object]]:

@@ -10,20 +10,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.asgi_kit import AsgiClient
-from tests.test_webhooks_endpoint import (
+from tests.webhook_kit import (
     FORM,
     SECRET,
     SUBDOMAIN,
     Triggers,
     amo_hook,
-    log_stream,
     rejections,
 )
 from worker.metrics import Metrics
 from worker.webhooks import build_app
 
 HOOK = amo_hook()
-__all__ = ["log_stream"]
 
 
 def app() -> AsgiClient:

@@ -7,32 +7,22 @@ The worker talks to the fake amoCRM over loopback HTTP; the fake answers each ba
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.live_account import LoopbackAccount, WorkerProcess, loopback_account
+from tests.live_account import LoopbackAccount, WorkerProcess
 from worker.writes import WRITE_BATCH
 
 LEADS = 4 * WRITE_BATCH
 
 
-@pytest.fixture
-def account() -> Iterator[LoopbackAccount]:
-    with loopback_account(write_delay=1.0) as account:
-        account.provision()
-        yield account
-
-
 def test_sigterm_mid_batch_finishes_the_batch_writes_no_other_and_exits_0(
-    account: LoopbackAccount, tmp_path: Path
+    slow_account: LoopbackAccount, tmp_path: Path
 ) -> None:
-    leads = account.add_leads(LEADS)
+    leads = slow_account.add_leads(LEADS)
     worker = WorkerProcess(
-        ["run"], account.env(tmp_path / "state", SLA_LOG_FORMAT="json"), cwd=tmp_path
+        ["run"], slow_account.env(tmp_path / "state", SLA_LOG_FORMAT="json"), cwd=tmp_path
     )
-    account.fake.wait_for_write()
+    slow_account.fake.wait_for_write()
     worker.process.send_signal(signal.SIGTERM)
     finished = worker.finish()
 
@@ -43,14 +33,14 @@ def test_sigterm_mid_batch_finishes_the_batch_writes_no_other_and_exits_0(
     assert entries[-1]["reason"] == "SIGTERM"
     assert entries[-1]["exit_code"] == 0
     # The batch in flight was answered and taken in, and then no further batch went out.
-    (batch,) = account.lead_write_batches()
+    (batch,) = slow_account.lead_write_batches()
     assert len(batch) == WRITE_BATCH
     assert set(batch) <= set(leads)
-    assert account.leads_with_sla_fields() == set(batch)
+    assert slow_account.leads_with_sla_fields() == set(batch)
     assert {entry["lead_id"] for entry in finished.events("lead_written")} == set(batch)
     assert names.index("shutdown_requested") < names.index("lead_written")
     (done,) = finished.events("cycle_done")
     assert done["leads_written"] == WRITE_BATCH
     assert done["stopped_early"] is True
     assert done["tasks_created"] == 0
-    assert account.fake.tasks == []
+    assert slow_account.fake.tasks == []

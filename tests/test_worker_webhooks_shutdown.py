@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 
-from tests.live_account import LoopbackAccount, WorkerProcess, loopback_account
+from tests.live_account import LoopbackAccount, WorkerProcess
 from worker.writes import WRITE_BATCH
 
 SECRET = "shutdown-" + "abcdef0123456789" * 2
@@ -24,20 +23,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def account() -> Iterator[LoopbackAccount]:
-    with loopback_account(write_delay=1.0) as account:
-        account.provision()
-        yield account
-
-
 def test_sigterm_finishes_the_batch_then_stops_the_server_and_exits_0(
-    account: LoopbackAccount, tmp_path: Path
+    slow_account: LoopbackAccount, tmp_path: Path
 ) -> None:
-    leads = account.add_leads(3 * WRITE_BATCH)
+    leads = slow_account.add_leads(3 * WRITE_BATCH)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = account.env(
+    env = slow_account.env(
         tmp_path / "state",
         SLA_LOG_FORMAT="json",
         SLA_HTTP_LISTEN=f"127.0.0.1:{port}",
@@ -45,7 +37,7 @@ def test_sigterm_finishes_the_batch_then_stops_the_server_and_exits_0(
         SLA_METRICS="true",
     )
     worker = WorkerProcess(["run"], env, cwd=tmp_path)
-    account.fake.wait_for_write()
+    slow_account.fake.wait_for_write()
 
     hook = urlencode({"leads[update][0][id]": str(leads[0]), "account[subdomain]": "example"})
     form = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -66,7 +58,7 @@ def test_sigterm_finishes_the_batch_then_stops_the_server_and_exits_0(
     assert names[-1] == "shutdown_complete"
     assert names.index("http_server_started") < names.index("shutdown_requested")
     # The batch in flight was taken in, then the server stopped, and nothing else was written.
-    (batch,) = account.lead_write_batches()
+    (batch,) = slow_account.lead_write_batches()
     assert len(batch) == WRITE_BATCH
     last_written = max(i for i, name in enumerate(names) if name == "lead_written")
     assert last_written < names.index("http_server_stopped")

@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 
 from amo_client.auth import FileTokenStore, LongLivedToken, OAuthApp, OAuthTokens
-from amo_client.client import AmoClient, Credentials
+from amo_client.client import AmoClient, Credentials, WriteObserver
 from config.settings import ConfigError, Settings, parse_listen, parse_past_breach_tasks
 from sla.policy import Policy, PolicyError, RequestClass, default_policy, load_policy
 from worker.cycle import CycleOptions, SyncCycle
+from worker.echoes import OwnWrites
 from worker.errors import FatalError
 from worker.fields import Ledger, SlaField
 from worker.ledgers.options import LedgerOptions
@@ -56,6 +57,7 @@ def build_client(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     metrics: Metrics | None = None,
+    on_write: WriteObserver | None = None,
 ) -> AmoClient:
     if settings.base_url is None:
         raise ValueError("no amoCRM account is configured")
@@ -68,6 +70,7 @@ def build_client(
         max_requests_per_second=settings.amo_max_requests_per_second,
         on_request=metrics.api_request if metrics is not None else None,
         on_retry=metrics.api_retry if metrics is not None else None,
+        on_write=on_write,
     )
 
 
@@ -77,6 +80,7 @@ def http_server(
     trigger: Callable[[], object],
     metrics: Metrics | None,
     subdomain: str | None,
+    echoes: OwnWrites | None = None,
 ) -> HttpServer:
     """The server of webhooks, metrics and /healthz, as the settings switch them on."""
     secret = None
@@ -97,6 +101,7 @@ def http_server(
         metrics=metrics,
         serve_metrics=settings.sla_metrics,
         health=health,
+        echoes=echoes,
     )
     return HttpServer(web, host, port)
 

@@ -209,15 +209,22 @@ def _run_service_from_env() -> int:
 
 
 def _run_service(settings: Settings) -> int:
-    from worker.metrics import Metrics  # noqa: PLC0415 - the server's pieces only when it runs
+    from worker.echoes import OwnWrites  # noqa: PLC0415 - the server's pieces only when it runs
+    from worker.metrics import Metrics  # noqa: PLC0415
     from worker.service import SyncService  # noqa: PLC0415 - the scheduler only when it runs
 
     configure_logging(settings.sla_log_format.value, settings.sla_log_level)
     if settings.sla_webhook_secret is not None:
         register_secret(settings.sla_webhook_secret.get_secret_value())
     metrics = Metrics() if settings.http_server_on else None
+    echoes = OwnWrites() if settings.webhooks_on else None
     try:
-        with _account(settings, probe=False, metrics=metrics) as account:
+        with _account(
+            settings,
+            probe=False,
+            metrics=metrics,
+            on_write=echoes.record if echoes is not None else None,
+        ) as account:
             schedule = _report_schedule(settings, account)
             cycle = app.build_cycle(settings, account.client, account.policy)
             service = SyncService(
@@ -235,7 +242,11 @@ def _run_service(settings: Settings) -> int:
                     subdomain = settings.account_subdomain or account.client.account().subdomain
                 service.add_companion(
                     app.http_server(
-                        settings, trigger=service.trigger, metrics=metrics, subdomain=subdomain
+                        settings,
+                        trigger=service.trigger,
+                        metrics=metrics,
+                        subdomain=subdomain,
+                        echoes=echoes,
                     )
                 )
             if schedule is not None:

@@ -497,10 +497,12 @@ class SyncCycle:
                 )
         else:
             plan.results.again(w.lead_id for w in plan.writes)
-        created = created_tasks(self.store, task_plans) if not self.dry_run else set()
+        created = created_tasks(self.store, task_plans)
         self._tasks_open = {
             key: task for task in task_plans if (key := _task_key(task)) not in created
         }
+        if self.dry_run:  # what a real cycle would create: the ledger's tasks are made
+            task_plans = [task for task in task_plans if _task_key(task) not in created]
         return CycleReport(
             started_at=started,
             finished_at=self.wall_clock(),

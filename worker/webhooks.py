@@ -55,6 +55,7 @@ from worker.connections import (
     listen,
     open_file_limit,
 )
+from worker.echoes import OwnWrites
 from worker.health import check_health, heartbeat_path
 from worker.metrics import CONTENT_TYPE, Metrics
 
@@ -204,6 +205,7 @@ def build_app(
     serve_metrics: bool = False,
     health: Health | None = None,
     max_body: int = MAX_BODY_BYTES,
+    echoes: OwnWrites | None = None,
 ) -> Starlette:
     """The ASGI application; the webhook route exists only with ``secret`` (and ``subdomain``)."""
     expected = secret.encode() if secret else None
@@ -232,6 +234,10 @@ def build_app(
             return rejected(refusal.status, refusal.reason, request, refusal.size)
         if metrics is not None:
             metrics.webhook_received()
+        if echoes is not None and echoes.only_echoes(pairs):
+            # amoCRM telling of the worker's own write: nothing to read again.
+            log.debug("webhook_echo", events=hook_summary(pairs), bytes=size)
+            return PlainTextResponse("ok")
         log.debug("webhook_received", events=hook_summary(pairs), bytes=size)
         trigger()
         return PlainTextResponse("ok")
