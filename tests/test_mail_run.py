@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.live_account import LoopbackAccount, WorkerProcess, loopback_account
-from tests.mail_kit import Mailbox, mail_server
+from tests.mail_kit import Mailbox, mail_server, self_signed
 from worker.store import MailMark, StateStore
 
 SENDER = "sla@support.example"
@@ -121,3 +121,25 @@ def test_a_kill_between_the_send_and_its_record_never_sends_it_twice(
     finally:
         store.close()
     assert (entry.recipient, entry.mark) == (BOSS, MailMark.UNKNOWN)
+
+
+def test_the_smtp_password_is_in_no_line_the_worker_writes(
+    account: LoopbackAccount, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    password = "Zq8vK2mN5pR7tW1x-smtp"
+    box = Mailbox()
+    with mail_server(box, tls=(cert, key), login=("sla", password)):
+        env = worker_env(account, tmp_path / "state", box)
+        env["SLA_SMTP_URL"] = f"smtp://sla:{password}@localhost:{box.port}"
+        env["SSL_CERT_FILE"] = str(cert)  # the test's certificate is trusted
+        worker = WorkerProcess(["run"], env, cwd=tmp_path)
+        wait_for(worker, "report_mail_sent", timeout=90)
+        worker.process.send_signal(signal.SIGTERM)
+        finished = worker.finish(timeout=60)
+
+    assert finished.code == 0
+    assert box.logins == ["sla"]
+    assert password not in finished.stderr
+    assert password not in finished.stdout
+    assert f"localhost:{box.port} (starttls)" in finished.stderr  # the log names the host

@@ -191,7 +191,13 @@ class Postman:
             )
             return False
         self.store.mark_mail(key, recipient, MailMark.SENT, self._at())
-        log.info("report_mail_sent", key=key, recipient=recipient, message_id=message_id)
+        log.info(
+            "report_mail_sent",
+            key=key,
+            recipient=recipient,
+            message_id=message_id,
+            server=self.server.shown(),
+        )
         return True
 
     def done(self, key: str, recipient: str) -> bool:
