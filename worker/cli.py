@@ -866,8 +866,12 @@ def add_report(commands: Any) -> None:
         description=(
             "Recompute every support request registered in the period from its history in "
             "amoCRM and write report.html (one self-contained page) and one CSV per table "
-            "into --out. Without dates: the last full calendar month. With --company: that "
-            "company's statement of hours alone."
+            "into --out, with the previous period of the same length for the trend and the "
+            "open requests at risk or breached now. Without dates: the last full calendar "
+            "month. With --company: that company's statement for the customer alone (HTML, "
+            "PDF when Chromium is there, CSV); --statements: every company's. --mail-to sends "
+            "what was written over SLA_SMTP_URL, by hand (the schedule's record is not "
+            "consulted: what it left unknown can be sent again this way)."
         ),
     )
     parser.add_argument("--from", dest="first", type=_day, metavar="DATE", help="first day")
