@@ -102,6 +102,7 @@ from amo_client.models import (
     Pipeline,
     Task,
     User,
+    UserGroup,
     Webhook,
 )
 from amo_client.ratelimit import RateLimiter, Slot
@@ -143,6 +144,7 @@ class Written:
     ids: tuple[int, ...]
     since: datetime
     until: datetime
+    moved: tuple[int, ...] = ()  # the leads the write moved to another stage
 
 
 # Told of every write amoCRM accepted (a webhook that only echoes it is no news).
@@ -174,6 +176,8 @@ class AmoClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._on_write = on_write
+        # This thread's last attempt: when it went out and amoCRM's clock on its answer.
+        self._attempt = threading.local()
         self._on_request = on_request
         self._on_retry = on_retry
         self._on_slot = on_slot
@@ -328,6 +332,15 @@ class AmoClient:
         if body is None:
             raise UnexpectedAnswer(204, "GET", "/api/v4/account", "an empty answer")
         return Account.model_validate(body)
+
+    def user_groups(self) -> list[UserGroup]:
+        """The account's groups of users («отделы»)."""
+        body = self._call(
+            "GET", "/api/v4/account", params={"with": "users_groups"}, read=_read_object
+        )
+        if body is None:
+            raise UnexpectedAnswer(204, "GET", "/api/v4/account", "an empty answer")
+        return Account.model_validate(body).embedded.users_groups
 
     def iter_users(self, *, on_invalid: InvalidHandler | None = None) -> Iterator[User]:
         return self._paged(
@@ -912,21 +925,26 @@ class AmoClient:
         self, method: str, path: str, items: Sequence[Any], key: str, *, exact: bool = True
     ) -> list[Any]:
         """Send a batch; the answer's ``_embedded.<key>`` items, as many as sent if ``exact``."""
-        started = self._monotonic()
         body = self._call(
             method, path, json=items, read=_written_reader(key, len(items) if exact else None)
         )
         answer = list(body["_embedded"][key])
         if self._on_write is not None:
-            # amoCRM stamps the change between the request and its answer; its Date header
-            # has whole seconds, so the span reaches back one more.
-            until = self._server_time or datetime.fromtimestamp(self._clock(), UTC)
-            since = until - timedelta(seconds=self._monotonic() - started + 1)
+            # amoCRM stamps the change between the last attempt's request and its answer
+            # (the attempts before it changed nothing); the answer's Date header has whole
+            # seconds, so the span reaches back one more.
+            last = self._attempt
+            until = getattr(last, "answered", None) or datetime.fromtimestamp(self._clock(), UTC)
+            took = self._monotonic() - getattr(last, "sent", self._monotonic())
+            since = until - timedelta(seconds=took + 1)
             sent = items if method == "PATCH" else answer
             ids = tuple(
                 i["id"] for i in sent if isinstance(i, dict) and isinstance(i.get("id"), int)
             )
-            self._on_write(Written(path.removeprefix("/api/v4/"), ids, since, until))
+            moved = tuple(
+                i["id"] for i in sent if isinstance(i, dict) and "status_id" in i and i["id"] in ids
+            )
+            self._on_write(Written(path.removeprefix("/api/v4/"), ids, since, until, moved))
         return answer
 
     def _call(
@@ -977,6 +995,7 @@ class AmoClient:
                 self.requests_sent += 1
             try:
                 self._limiter.sending(slot)
+                self._attempt.sent, self._attempt.answered = self._monotonic(), None
                 response = self._http.request(
                     method, url, params=params, json=json, headers=headers
                 )
@@ -988,7 +1007,7 @@ class AmoClient:
                 if self._on_slot is not None:
                     self._on_slot(slot)
             self._observe(method, response.status_code)
-            self._note_server_time(response)
+            self._attempt.answered = self._note_server_time(response)
             status = response.status_code
             if status == 429:
                 raise RateLimited(status, method, path, "too many requests")
@@ -1013,16 +1032,19 @@ class AmoClient:
             outcome = state.outcome
             self._on_retry(_retry_reason(outcome.exception() if outcome is not None else None))
 
-    def _note_server_time(self, response: httpx.Response) -> None:
+    def _note_server_time(self, response: httpx.Response) -> datetime | None:
+        """amoCRM's clock on the answer (its Date header), kept as the latest known."""
         stamp = response.headers.get("date")
         if not stamp:
-            return
+            return None
         try:
             moment = parsedate_to_datetime(stamp)
         except (TypeError, ValueError):
-            return
-        if moment.tzinfo is not None:
-            self._server_time = moment
+            return None
+        if moment.tzinfo is None:
+            return None
+        self._server_time = moment
+        return moment
 
     def _retrying(self, method: str) -> Retrying:
         idempotent = method.upper() != "POST"

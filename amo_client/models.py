@@ -194,6 +194,14 @@ class NewCustomField(_Model):
 class UserRights(_Model):
     is_active: bool = True
     is_admin: bool = False
+    group_id: int | None = None  # the user's group («отдел»); None or 0: the default one
+
+
+class UserGroup(_Model):
+    """A group of users («отдел»): ``GET /api/v4/account?with=users_groups``."""
+
+    id: int
+    name: str = ""
 
 
 class User(_Model):
@@ -211,6 +219,7 @@ class TaskType(_Model):
 class AccountEmbedded(_Model):
     datetime_settings: dict[str, Any] | None = None
     task_types: list[TaskType] = Field(default_factory=list)
+    users_groups: list[UserGroup] = Field(default_factory=list)
 
 
 class Webhook(_Model):

@@ -797,6 +797,7 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
 # What pydantic takes for a boolean, as an admin would type it.
 BOOLEAN_WORDS = "true or false (also yes/no, on/off, 1/0)"
 PREFIXES = ("AMO_", "SLA_")
+VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 
 def unknown_variables(
@@ -811,6 +812,14 @@ def unknown_variables(
     warnings = []
     for name in sorted(names):
         if not name.startswith(PREFIXES) or name in known:
+            continue
+        if not VARIABLE_NAME.fullmatch(name):
+            # Not a name a shell would take (`NAME:value`, a stray space): what follows the
+            # prefix may be a value, a token even, so none of it is shown.
+            warnings.append(
+                f"a variable starting {name[:4]} is not written NAME=value (the rest of the "
+                "line is not shown: it may hold a secret)"
+            )
             continue
         nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         hint = f"; did you mean {nearest[0]}?" if nearest else "; the README lists every variable"

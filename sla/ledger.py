@@ -524,14 +524,30 @@ def quota_text(summary: Sequence[QuotaSummary]) -> str:
 def leaves_window(registered_at: datetime, months: int) -> datetime:
     """The first instant at which a request registered at ``registered_at`` is no longer
     inside a ``months``-month window ending then (:func:`quota_summary`'s
-    ``(months_before(now), now]``), in ``registered_at``'s zone."""
+    ``(months_before(now), now]``), in ``registered_at``'s zone.
+
+    The window's start moves on at the same wall time, or jumps to a month's first midnight
+    (:func:`months_before`), so the instant is one of those on the days ``months`` months
+    later: the registration's wall time, or a midnight."""
     _require_aware(registered_at, "registered_at")
-    day = _add_months(registered_at.date(), months)
-    moment = registered_at.replace(year=day.year, month=day.month, day=day.day)
-    while _utc(months_before(moment, months)) < _utc(registered_at):
-        # The month had no such day (Mar 31 + 1 month): the window passes it at a midnight.
-        moment = datetime.combine(moment.date() + timedelta(days=1), time(), moment.tzinfo)
-    return moment
+    zone = registered_at.tzinfo
+    first = registered_at.date() + timedelta(days=28 * months)
+    candidates = []
+    for offset in range(3 * months + 2):
+        day = first + timedelta(days=offset)
+        candidates += [
+            registered_at.replace(year=day.year, month=day.month, day=day.day),
+            datetime.combine(day, time(), zone),
+        ]
+    return min(
+        (
+            moment
+            for moment in candidates
+            if _utc(moment) > _utc(registered_at)
+            and _utc(months_before(moment, months)) >= _utc(registered_at)
+        ),
+        key=_utc,
+    )
 
 
 def ledger_change_at(

@@ -74,6 +74,21 @@ value is a :class:`PolicyError` that names the key)::
     contract = "Публичная оферта на оказание услуг технической поддержки"
                                           # optional: the contract the statement names
 
+    [next_response]                       # optional (spec §4.1); without it: off
+    customer_events = ["incoming_chat_message", "incoming_mail", "incoming_call"]
+    [next_response.targets]               # business time a customer waits for the next answer
+    "Приоритет" = "2h"                    # one target for both classes, or per class:
+    "По факту" = { typical = "8h", non_standard = "16h" }
+
+    [[escalation.reaction]]               # optional: the ladder of one clock (reaction,
+    at = "80%"                            # resolution, next_response); "80%" of the target,
+    to = "responsible"                    # "breach", "breach + 2h" (business time after it);
+    text = "Реакция под угрозой: «{lead_name}» (#{lead_id}), срок {due}"
+    [escalation.group_heads]              # who heads each group of users, by name or id
+    "Поддержка" = 9100003                 # to: responsible, supervisor, group_head, a user id
+
+The last two are described at the end of this module.
+
 Tags are compared ignoring case, surrounding spaces and repeated inner spaces
 (:func:`normalize_tag`). A tag may belong to one tariff, one class or the
 emergency list, never to two of them; a quota's tag is no tariff's tag and no
@@ -99,8 +114,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sla.calendar import BusinessCalendar, OpenHours, ProductionCalendar
 
 __all__ = [
+    "DEFAULT_CUSTOMER_EVENT_TYPES",
     "DEFAULT_REACTION_EVENT_TYPES",
+    "Assignee",
+    "AssigneeKind",
     "Goals",
+    "Ladder",
+    "LadderClock",
+    "LadderStep",
+    "NextResponse",
     "Policy",
     "PolicyError",
     "Quota",
@@ -300,6 +322,10 @@ class Policy:
     # The report's goals, and the time entries' unit and the statement's citations.
     goals: Goals = field(default_factory=Goals)
     time_terms: TimeTerms = field(default_factory=TimeTerms)
+    # Spec §4.1 (beyond the seeds): the next-response clock (None: off) and the escalation
+    # ladder; see the section at the end of the module.
+    next_response: NextResponse | None = None
+    ladder: Ladder = field(default_factory=lambda: Ladder())  # noqa: PLW0108 - defined below
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tariffs", tuple(self.tariffs))
@@ -328,6 +354,7 @@ class Policy:
         _check_tag_owners(self)
         _check_quotas(self)
         _check_goals(self)
+        _check_next_response(self)
         for hours, rate in self.extra_hour_rates.items():
             if not hours > 0 or not rate > 0:
                 raise PolicyError(
@@ -348,6 +375,17 @@ class Policy:
     @property
     def tariff_names(self) -> tuple[str, ...]:
         return tuple(tariff.name for tariff in self.tariffs)
+
+    @property
+    def customer_event_types(self) -> frozenset[str]:
+        """The customer's messages that start a next-response period (none while it is off)."""
+        return self.next_response.customer_events if self.next_response else frozenset()
+
+    @property
+    def conversation_event_types(self) -> frozenset[str]:
+        """The reaction types and the customer's messages: what the engine reads of the
+        conversation, on the lead or filed on its contact."""
+        return self.reaction_event_types | self.customer_event_types
 
 
 def _check_tag_owners(policy: Policy) -> None:
@@ -454,6 +492,8 @@ _ROOT_KEYS = (
     "extra_hour_rates",
     "goals",
     "time_entries",
+    "next_response",
+    "escalation",
 )
 _PRODUCTION_KEYS = ("extra_days_off", "extra_working_days", "shorten_pre_holiday")
 _CALENDAR_KEYS = ("workdays", "non_working_days", "zone", "shorten_pre_holiday")
@@ -678,6 +718,8 @@ def load_policy(text: str) -> Policy:
     extra_hour_rates = _read_rates(root.table("extra_hour_rates", None))
     goals = _read_goals(root.table("goals", _GOALS_KEYS))
     time_terms = _read_time_terms(root.table("time_entries", _TIME_TERMS_KEYS))
+    next_response = _read_next_response(root.table("next_response", _NEXT_RESPONSE_KEYS))
+    ladder = _read_ladder(root.table("escalation", _ESCALATION_KEYS))
     return Policy(
         tariffs=tariffs,
         class_tags=class_tags,
@@ -695,6 +737,8 @@ def load_policy(text: str) -> Policy:
         extra_hour_rates=extra_hour_rates,
         goals=goals,
         time_terms=time_terms,
+        next_response=next_response,
+        ladder=ladder,
     )
 
 
@@ -860,6 +904,370 @@ def _read_time_terms(table: _Table | None) -> TimeTerms:
         unit_clause=table.get("unit_clause", _text, "").strip(),
         contract=table.get("contract", _text, "").strip(),
     )
+
+
+# ---------------------------------------------------------------------------
+# Beyond the seeds (spec §4.1): next response and the escalation ladder
+#
+# Next response: after the reaction, a customer's message (an event of
+# ``customer_events``) that waits for a person opens a waiting period; more of them
+# while it waits open no other; a person's reply of a reaction type (a robot's only with
+# ``robot_replies``) ends it, and so does a done stage. A period is judged against its
+# tariff's ``next_response`` target, in business time on the reaction's calendar, paused
+# on hold. A tariff (or class) without a target has no periods.
+#
+# The escalation ladder: steps per clock (``reaction``, ``resolution``, ``next_response``),
+# each at a share of the target used (``at = "80%"``) or at business time after the
+# deadline (``at = "breach"``, ``at = "breach + 2h"``), each giving a task to someone
+# (``to``: ``"responsible"``, ``"supervisor"`` (SLA_SUPERVISOR_USER_ID), ``"group_head"``
+# (the head of the responsible user's group, from ``group_heads``), or a user id) with a
+# ``text``. A step fires at most once per lead, clock and waiting period. A clock the
+# ``[escalation]`` table does not list keeps its default step: the task at its breach, to
+# the responsible user (reaction, next response) or to the supervisor (resolution);
+# ``reaction = []`` gives a clock no step at all.
+
+DEFAULT_CUSTOMER_EVENT_TYPES = frozenset(
+    {"incoming_chat_message", "incoming_mail", "incoming_call"}
+)
+# A step's text may use these placeholders (``since``: when the clock or period began).
+LADDER_TEXT_SAMPLE: Mapping[str, object] = {
+    "lead_id": 1,
+    "lead_name": "x",
+    "tariff": "x",
+    "request_class": "x",
+    "due": "x",
+    "since": "x",
+}
+
+
+class LadderClock(StrEnum):
+    REACTION = "reaction"
+    RESOLUTION = "resolution"
+    NEXT_RESPONSE = "next_response"
+
+
+class AssigneeKind(StrEnum):
+    RESPONSIBLE = "responsible"  # the lead's responsible user
+    SUPERVISOR = "supervisor"  # SLA_SUPERVISOR_USER_ID (no task while it is not set)
+    GROUP_HEAD = "group_head"  # the head of the responsible user's group (group_heads)
+    USER = "user"  # a fixed user
+
+
+@dataclass(frozen=True)
+class Assignee:
+    kind: AssigneeKind
+    user_id: int | None = None  # the fixed user's id (kind USER)
+
+    @property
+    def key(self) -> str:
+        return f"user{self.user_id}" if self.kind is AssigneeKind.USER else self.kind.value
+
+    @property
+    def label(self) -> str:
+        if self.kind is AssigneeKind.USER:
+            return f"пользователь {self.user_id}"
+        return _ASSIGNEE_LABELS[self.kind]
+
+
+_ASSIGNEE_LABELS = {
+    AssigneeKind.RESPONSIBLE: "ответственный",
+    AssigneeKind.SUPERVISOR: "руководитель",
+    AssigneeKind.GROUP_HEAD: "руководитель группы",
+}
+RESPONSIBLE = Assignee(AssigneeKind.RESPONSIBLE)
+SUPERVISOR = Assignee(AssigneeKind.SUPERVISOR)
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    """One step of a clock's ladder: when (``share`` of the target used, or ``after`` this
+    much business time past the deadline; zero: at the breach), who, and what."""
+
+    clock: LadderClock
+    share: float | None = None
+    after: timedelta | None = None
+    to: Assignee = RESPONSIBLE
+    text: str | None = None  # None: the worker's text for the clock's breach
+
+    def __post_init__(self) -> None:
+        if (self.share is None) == (self.after is None):
+            raise PolicyError(self.path, "a step needs either a share or a time after the breach")
+        if self.share is not None and not 0 < self.share <= 1:
+            raise PolicyError(
+                f"{self.path}.at", f"a share must be over 0 and at most 100%, got {self.share}"
+            )
+        if self.after is not None and self.after < timedelta(0):
+            raise PolicyError(f"{self.path}.at", "a step cannot come before the breach")
+        if self.to.kind is AssigneeKind.USER and (self.to.user_id or 0) <= 0:
+            raise PolicyError(f"{self.path}.to", "a user id must be a positive number")
+
+    @property
+    def path(self) -> str:
+        return f"escalation.{self.clock.value}"
+
+    @property
+    def at_breach(self) -> bool:
+        return self.after is not None and self.after == timedelta(0)
+
+    @property
+    def trigger(self) -> str:
+        """The step's ``at`` as the policy file spells it: ``80%``, ``breach``, ``breach+2h``."""
+        if self.share is not None:
+            return f"{_share_text(self.share)}%"
+        return "breach" if self.at_breach else f"breach+{_duration_text(self.after)}"
+
+    @property
+    def key(self) -> str:
+        """Names the step among its clock's: ``80%>responsible``, ``breach+2h>user9100003``."""
+        return f"{self.trigger}>{self.to.key}"
+
+    @property
+    def label(self) -> str:
+        """The step for people: «80 % срока → ответственный», «срок + 2 ч → руководитель»."""
+        if self.share is not None:
+            when = f"{_share_text(self.share)} % срока"
+        elif self.at_breach or self.after is None:
+            when = "срок"
+        else:
+            when = f"срок + {_hours_text(self.after)}"
+        return f"{when} → {self.to.label}"
+
+
+def _share_text(share: float) -> str:
+    return f"{round(share * 100, 2):g}"
+
+
+def _duration_text(span: timedelta | None) -> str:
+    seconds = int(span.total_seconds()) if span is not None else 0
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    parts.append(f"{seconds}s" if seconds else "")
+    return "".join(parts) or "0m"
+
+
+def _hours_text(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours} ч" if hours else "", f"{minutes} мин" if minutes else ""]
+    parts.append(f"{seconds} с" if seconds else "")
+    return " ".join(part for part in parts if part)
+
+
+DEFAULT_STEPS: Mapping[LadderClock, tuple[LadderStep, ...]] = MappingProxyType(
+    {
+        LadderClock.REACTION: (LadderStep(LadderClock.REACTION, after=timedelta(0)),),
+        LadderClock.RESOLUTION: (
+            LadderStep(LadderClock.RESOLUTION, after=timedelta(0), to=SUPERVISOR),
+        ),
+        LadderClock.NEXT_RESPONSE: (LadderStep(LadderClock.NEXT_RESPONSE, after=timedelta(0)),),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """The escalation steps of every clock; a clock not given keeps its default step."""
+
+    steps: Mapping[LadderClock, tuple[LadderStep, ...]] = field(default_factory=dict)
+    group_heads: Mapping[str, int] = field(default_factory=dict)  # group name or id: user id
+
+    def __post_init__(self) -> None:
+        steps = {clock: tuple(self.steps.get(clock, DEFAULT_STEPS[clock])) for clock in LadderClock}
+        object.__setattr__(self, "steps", MappingProxyType(steps))
+        object.__setattr__(self, "group_heads", MappingProxyType(dict(self.group_heads)))
+        for clock, found in steps.items():
+            keys: set[str] = set()
+            for index, step in enumerate(found):
+                if step.clock is not clock:
+                    raise PolicyError(
+                        f"escalation.{clock.value}[{index}]", f"a step of {step.clock.value}"
+                    )
+                if step.key in keys:
+                    raise PolicyError(
+                        f"escalation.{clock.value}[{index}]",
+                        f"a second step at {step.trigger!r} for {step.to.label}",
+                    )
+                keys.add(step.key)
+        for group, user_id in self.group_heads.items():
+            if user_id <= 0:
+                raise PolicyError(f"escalation.group_heads.{_key(group)}", "expected a user id")
+
+    def of(self, clock: LadderClock) -> tuple[LadderStep, ...]:
+        return self.steps[clock]
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.steps.items()), tuple(sorted(self.group_heads.items()))))
+
+
+@dataclass(frozen=True)
+class NextResponse:
+    """The next-response targets by tariff name and class (a pair not listed: none)."""
+
+    targets: Mapping[tuple[str, RequestClass], timedelta]
+    customer_events: frozenset[str] = DEFAULT_CUSTOMER_EVENT_TYPES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", MappingProxyType(dict(self.targets)))
+        object.__setattr__(self, "customer_events", frozenset(self.customer_events))
+        if not self.customer_events:
+            raise PolicyError("next_response.customer_events", "name at least one event type")
+
+    def target(self, tariff: str, kind: RequestClass) -> timedelta | None:
+        return self.targets.get((tariff, kind))
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.targets.items())), self.customer_events))
+
+
+def _check_next_response(policy: Policy) -> None:
+    found = policy.next_response
+    if found is None:
+        if (
+            policy.ladder.steps[LadderClock.NEXT_RESPONSE]
+            != DEFAULT_STEPS[LadderClock.NEXT_RESPONSE]
+        ):
+            raise PolicyError(
+                "escalation.next_response",
+                "next response is off: give [next_response.targets] first",
+            )
+        return
+    for tariff, _kind in found.targets:
+        if tariff not in policy.tariff_names:
+            raise PolicyError(
+                f"next_response.targets.{_key(tariff)}",
+                f"no tariff is named {tariff!r} ({_listing(policy.tariff_names)})",
+            )
+    overlap = found.customer_events & policy.reaction_event_types
+    if overlap:
+        raise PolicyError(
+            "next_response.customer_events",
+            f"{sorted(overlap)[0]!r} is a reaction event type too",
+        )
+
+
+_NEXT_RESPONSE_KEYS = ("customer_events", "targets")
+_ESCALATION_KEYS = (*(clock.value for clock in LadderClock), "group_heads")
+_STEP_KEYS = ("at", "to", "text")
+_AT_SHARE = re.compile(r"^(\d+(?:[.,]\d+)?)%$")
+_AT_BREACH = re.compile(r"^breach(?:\+(.+))?$")
+
+
+def _read_next_response(table: _Table | None) -> NextResponse | None:
+    if table is None:
+        return None
+    events = table.get("customer_events", _texts, tuple(sorted(DEFAULT_CUSTOMER_EVENT_TYPES)))
+    for index, event_type in enumerate(events):
+        if not re.fullmatch(r"[a-z0-9_]+", event_type):
+            raise PolicyError(
+                f"{table.at('customer_events')}[{index}]",
+                f'expected an amoCRM event type like "incoming_chat_message", got {event_type!r}',
+            )
+    targets_table = table.sub("targets", None)
+    targets: dict[tuple[str, RequestClass], timedelta] = {}
+    for tariff in targets_table.data:
+        name = _name(tariff, targets_table.at(tariff))
+        value = targets_table.data[tariff]
+        if isinstance(value, dict):
+            per_class = targets_table.sub(tariff, _CLASS_KEYS)
+            for kind in RequestClass:
+                target = per_class.get(kind.value, _duration, None)
+                if target is not None:
+                    targets[(name, kind)] = target
+        else:
+            target = _duration(value, targets_table.at(tariff))
+            for kind in RequestClass:
+                targets[(name, kind)] = target
+    if not targets:
+        raise PolicyError(targets_table.path, "give at least one tariff its target")
+    return NextResponse(targets=targets, customer_events=frozenset(events))
+
+
+def _read_ladder(table: _Table | None) -> Ladder:
+    if table is None:
+        return Ladder()
+    steps: dict[LadderClock, tuple[LadderStep, ...]] = {}
+    for clock in LadderClock:
+        raw = table.data.get(clock.value, _MISSING)
+        if raw is _MISSING:
+            continue
+        path = table.at(clock.value)
+        if not isinstance(raw, list):
+            raise PolicyError(path, f"expected a list of steps ([[{path}]]), got {_describe(raw)}")
+        steps[clock] = tuple(
+            _read_step(clock, _Table(item, f"{path}[{index}]", _STEP_KEYS))
+            for index, item in enumerate(raw)
+        )
+    heads: dict[str, int] = {}
+    heads_table = table.table("group_heads", None)
+    if heads_table is not None:
+        for group, user_id in heads_table.data.items():
+            path = heads_table.at(group)
+            heads[_name(group, path)] = _user_id(user_id, path)
+    try:
+        return Ladder(steps=steps, group_heads=heads)
+    except PolicyError as error:
+        raise PolicyError(error.key, error.problem) from None
+
+
+def _read_step(clock: LadderClock, table: _Table) -> LadderStep:
+    share, after = table.need("at", _step_at)
+    to = table.need("to", _assignee)
+    text = table.need("text", _step_text)
+    try:
+        return LadderStep(clock, share=share, after=after, to=to, text=text)
+    except PolicyError as error:
+        raise PolicyError(table.path, error.problem) from None
+
+
+def _step_at(value: object, path: str) -> tuple[float | None, timedelta | None]:
+    hint = 'expected "80%", "breach" or "breach + 2h"'
+    if not isinstance(value, str):
+        raise PolicyError(path, f"{hint}, got {_describe(value)}")
+    compact = "".join(value.split()).lower()
+    share = _AT_SHARE.match(compact)
+    if share is not None:
+        percent = float(share.group(1).replace(",", "."))
+        if not 0 < percent <= 100:
+            raise PolicyError(path, f"a share must be over 0% and at most 100%, got {value!r}")
+        return percent / 100, None
+    breach = _AT_BREACH.match(compact)
+    if breach is None:
+        raise PolicyError(path, f"{hint}, got {value!r}")
+    if breach.group(1) is None:
+        return None, timedelta(0)
+    try:
+        return None, _duration(breach.group(1), path)
+    except PolicyError as error:
+        raise PolicyError(path, f"{hint}: {error.problem}") from None
+
+
+def _assignee(value: object, path: str) -> Assignee:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Assignee(AssigneeKind.USER, _user_id(value, path))
+    kinds = [kind.value for kind in AssigneeKind if kind is not AssigneeKind.USER]
+    if isinstance(value, str) and value.strip() in kinds:
+        return Assignee(AssigneeKind(value.strip()))
+    raise PolicyError(path, f"expected {', '.join(kinds)} or a user id, got {_describe(value)}")
+
+
+def _user_id(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PolicyError(path, f"expected a user id, got {_describe(value)}")
+    return value
+
+
+def _step_text(value: object, path: str) -> str:
+    text = _name(value, path)
+    allowed = "allowed: " + ", ".join("{" + name + "}" for name in LADDER_TEXT_SAMPLE)
+    try:
+        text.format(**LADDER_TEXT_SAMPLE)
+    except KeyError as error:
+        raise PolicyError(path, f"unknown placeholder {{{error.args[0]}}}; {allowed}") from None
+    except (IndexError, AttributeError, ValueError, TypeError) as error:
+        raise PolicyError(path, f"the text cannot be filled in ({error}); {allowed}") from None
+    return text
 
 
 # ---------------------------------------------------------------------------

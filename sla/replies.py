@@ -1,5 +1,5 @@
 """Replies amoCRM files on the contact (or the company) rather than the lead (spec §4,
-"Where the reaction is filed").
+"Where the reaction is filed"), and the customer's messages filed there (spec §4.1).
 
 A chat message, call or e-mail filed on a contact counts for the contact's support
 request that was open at that instant (registered, and linked to the contact, at or
@@ -20,13 +20,23 @@ from sla.state import LOST, STATUS_CHANGED, WON, LeadEvent
 
 _CLOSED = frozenset({WON, LOST})
 
-# What amoCRM may file on a contact: messages, calls and e-mails (a note on a contact is
-# about the person, not about a request).
-CONTACT_REPLY_TYPES = frozenset({"outgoing_chat_message", "outgoing_call", "outgoing_mail"})
+# What amoCRM may file on a contact: messages, calls and e-mails, both ways (a note on a
+# contact is about the person, not about a request).
+CONTACT_REPLY_TYPES = frozenset(
+    {
+        "outgoing_chat_message",
+        "outgoing_call",
+        "outgoing_mail",
+        "incoming_chat_message",
+        "incoming_call",
+        "incoming_mail",
+    }
+)
 
 
 def counts_on_contact(event_type: str, reaction_types: Iterable[str]) -> bool:
-    """Whether a contact's event of ``event_type`` can be a request's reaction."""
+    """Whether a contact's event of ``event_type`` can be a request's: a reaction (or a
+    customer's message, when ``reaction_types`` holds the customer's types too)."""
     return event_type in CONTACT_REPLY_TYPES and event_type in set(reaction_types)
 
 

@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 
 from sla.calendar import BusinessCalendar
-from sla.policy import Policy, RequestClass, Targets, Tariff, normalize_tag
+from sla.policy import (
+    LadderClock,
+    LadderStep,
+    Policy,
+    RequestClass,
+    Targets,
+    Tariff,
+    normalize_tag,
+)
 from sla.tags import tariff_tags
 from sla.words import duration_text, span_text
 
@@ -23,9 +31,12 @@ __all__ = [
     "ClockState",
     "LeadEvent",
     "LeadFacts",
+    "NextResponseState",
     "SlaState",
     "SlaStatus",
     "StageRoles",
+    "StepState",
+    "WaitingPeriod",
     "compute_sla",
     "state_as_dict",
 ]
@@ -100,6 +111,52 @@ class ClockState:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingPeriod:
+    """One next-response period (spec §4.1): from the first customer message nobody had
+    answered to a person's reply (``ended_by`` ``reply``) or a done stage (``done``)."""
+
+    started_at: datetime
+    clock: ClockState  # finished_at: when the period ended (None: the customer still waits)
+    ended_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NextResponseState:
+    target: timedelta | None = None  # None: off, no tariff, or no target for the tariff
+    periods: tuple[WaitingPeriod, ...] = ()
+
+    @property
+    def waiting(self) -> WaitingPeriod | None:
+        """The period still open, if any (only the last one can be)."""
+        last = self.periods[-1] if self.periods else None
+        return last if last is not None and last.clock.finished_at is None else None
+
+    @property
+    def due(self) -> datetime | None:
+        """The open period's due instant («SLA: ответ до»); None on hold, as other clocks."""
+        waiting = self.waiting
+        return waiting.clock.due if waiting is not None else None
+
+    @property
+    def breached(self) -> bool:
+        """Whether any period of the request was breached («SLA: ответ просрочен»)."""
+        return any(period.clock.breached for period in self.periods)
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    """One escalation step of one clock (and waiting period) at ``now``."""
+
+    step: LadderStep
+    period: datetime | None  # the waiting period's start (next response), else None
+    at: datetime | None  # the step's instant: the share reached, or the deadline (+ offset)
+    fired: bool  # the instant came while the clock waited (a breach step: strictly after)
+    owed: bool  # fired, and the clock still waits now: the worker owes its task
+    due: datetime | None  # the clock's (or period's) due, for the task's text
+    since: datetime  # when the clock (or period) began, for the task's text
+
+
+@dataclass(frozen=True, slots=True)
 class SlaState:
     lead_id: int
     registered_at: datetime
@@ -116,6 +173,13 @@ class SlaState:
     accept_now: bool
     trace: tuple[str, ...]  # human-readable derivation, when asked for (explain)
     problems: tuple[str, ...]  # bad-input findings for the worker to log
+    next_response: NextResponseState = NextResponseState()
+    ladder: tuple[StepState, ...] = ()  # every step of every clock with a deadline
+
+    @property
+    def tasks_due(self) -> bool:
+        """Whether any escalation step owes a task now."""
+        return any(step.owed for step in self.ladder)
 
 
 class _Role(Enum):
@@ -146,6 +210,9 @@ class _Clock:
     state: ClockState
     at_risk: bool
     at_risk_at: datetime | None
+    # What the ladder needs to place its steps: the calendar and the running stretches.
+    calendar: BusinessCalendar | None = None
+    intervals: tuple[_Interval, ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -187,6 +254,30 @@ def state_as_dict(state: SlaState) -> dict[str, object]:
         "resolution_breached": state.resolution.breached,
         "status": state.status.value,
         "remaining_minutes": state.remaining_minutes,
+        "next_response_due": iso(state.next_response.due),
+        "next_response_breached": state.next_response.breached,
+        "waiting_periods": [
+            {
+                "started_at": iso(period.started_at),
+                "due": iso(period.clock.due),
+                "ended_at": iso(period.clock.finished_at),
+                "ended_by": period.ended_by,
+                "breached": period.clock.breached,
+            }
+            for period in state.next_response.periods
+        ],
+        "ladder": [
+            {
+                "clock": step.step.clock.value,
+                "period": iso(step.period),
+                "step": step.step.trigger,
+                "to": step.step.to.key,
+                "at": iso(step.at),
+                "fired": step.fired,
+                "owed": step.owed,
+            }
+            for step in state.ladder
+        ],
         "next_change_at": iso(state.next_change_at),
     }
 
@@ -267,6 +358,18 @@ class _Derivation:
         reaction = self.reaction_clock(targets, emergency, registered_at, reacted_at, stretches)
         resolution = self.resolution_clock(targets, registered_at, resolved_at, stretches)
         accept_now, accept_at = self.acceptance(stretches, targets)
+        next_response, periods = self.next_response(
+            tariff, request_class, self.reaction_calendar(targets, emergency), history=history,
+            reacted_at=reacted_at, stretches=stretches,
+        )  # fmt: skip
+        waits = (
+            (LadderClock.REACTION, None, reaction, reaction.state.finished_at is None
+             and role is not _Role.DONE),
+            (LadderClock.RESOLUTION, None, resolution, resolution.state.finished_at is None),
+            *((LadderClock.NEXT_RESPONSE, period.started_at, clock,
+               period.clock.finished_at is None) for period, clock in periods),
+        )  # fmt: skip
+        ladder, upcoming = self.ladder(waits, registered_at) if targets else ((), ())
 
         status = _status(tariff, reaction, resolution, role)
         remaining_minutes = _waiting_minutes(role, reaction.state, resolution.state)
@@ -280,7 +383,13 @@ class _Derivation:
                 )
             )
         )
-        next_change_at = self.next_change(status, (reaction, resolution), accept_now, accept_at)
+        next_change_at = self.next_change(
+            status,
+            (reaction, resolution),
+            accept_now,
+            accept_at,
+            [*upcoming, *(_breach_instant(clock) for _, clock in periods)],
+        )
 
         return SlaState(
             lead_id=lead.lead_id,
@@ -300,6 +409,8 @@ class _Derivation:
             accept_now=accept_now,
             trace=tuple(self.trace),
             problems=tuple(self.problems),
+            next_response=next_response,
+            ladder=ladder,
         )
 
     def next_change(
@@ -308,8 +419,12 @@ class _Derivation:
         clocks: tuple[_Clock, _Clock],
         accept_now: bool,
         accept_at: datetime | None,
+        more: Sequence[datetime | None] = (),
     ) -> datetime | None:
+        """The next instant the state changes by itself: a due or at-risk instant, an
+        acceptance, and ``more`` (a waiting period's breach, an escalation step's instant)."""
         candidates = [accept_at] if accept_at is not None and not accept_now else []
+        candidates += [moment for moment in more if moment is not None]
         for clock in clocks:
             state = clock.state
             if state.finished_at is not None or state.breached or state.due is None:
@@ -532,14 +647,23 @@ class _Derivation:
         reacted_at: datetime | None,
         stretches: Sequence[_Stretch],
     ) -> _Clock:
-        if targets is None:
+        calendar = self.reaction_calendar(targets, emergency)
+        if targets is None or calendar is None:
             return self.untimed_clock("reaction", registered_at, reacted_at, stretches)
-        calendar = targets.calendar
-        if emergency and self.policy.emergency_reaction_calendar is not None:
-            calendar = self.policy.emergency_reaction_calendar
         return self.timed_clock(
             "reaction", calendar, targets.reaction, (registered_at, reacted_at), stretches
         )
+
+    def reaction_calendar(
+        self, targets: Targets | None, emergency: bool
+    ) -> BusinessCalendar | None:
+        """The calendar of the reaction (and of the next responses): an emergency's own
+        where the policy has one."""
+        if targets is None:
+            return None
+        if emergency and self.policy.emergency_reaction_calendar is not None:
+            return self.policy.emergency_reaction_calendar
+        return targets.calendar
 
     def resolution_clock(
         self,
@@ -584,7 +708,7 @@ class _Derivation:
             )
         )
         state = ClockState(None, agreed, resolved_at, breached, running, used, None)
-        return _Clock(state, False, None)
+        return _Clock(state, False, None, targets.calendar)
 
     def untimed_clock(
         self,
@@ -647,7 +771,7 @@ class _Derivation:
             used=used,
             remaining=max(target - used, timedelta(0)),
         )
-        return _Clock(state, running and used >= threshold, at_risk_at)
+        return _Clock(state, running and used >= threshold, at_risk_at, calendar, tuple(intervals))
 
     def calendar_name(self, calendar: BusinessCalendar) -> str:
         for name, candidate in self.policy.calendars.items():
@@ -656,6 +780,176 @@ class _Derivation:
         workdays = str(calendar.workday_hours) or "closed"
         days_off = str(calendar.non_working_hours) or "closed"
         return f"calendar workdays {workdays}, days off {days_off}"
+
+    # --- next response (spec §4.1) ----------------------------------------------------------
+    def next_response(
+        self,
+        tariff: Tariff | None,
+        request_class: RequestClass,
+        calendar: BusinessCalendar | None,
+        *,
+        history: Sequence[LeadEvent],
+        reacted_at: datetime | None,
+        stretches: Sequence[_Stretch],
+    ) -> tuple[NextResponseState, list[tuple[WaitingPeriod, _Clock]]]:
+        """The waiting periods after the reaction, each judged like a clock of its own."""
+        found = self.policy.next_response
+        if found is None:
+            return NextResponseState(), []
+        target = found.target(tariff.name, request_class) if tariff is not None else None
+        if target is None or calendar is None:
+            self.note("next response: no target for this tariff and class")
+            return NextResponseState(), []
+        self.note(
+            lambda: f"next response: target {span_text(target)} on {self.calendar_name(calendar)}"
+        )
+        spans = self.waiting_spans(found.customer_events, history, reacted_at, stretches)
+        periods: list[tuple[WaitingPeriod, _Clock]] = []
+        for number, (start, end, ended_by) in enumerate(spans, start=1):
+            clock = self.timed_clock(
+                f"next response #{number}", calendar, target, (start, end), stretches
+            )
+            periods.append((WaitingPeriod(start, clock.state, ended_by), clock))
+        return NextResponseState(target, tuple(period for period, _ in periods)), periods
+
+    def waiting_spans(
+        self,
+        customer_events: frozenset[str],
+        history: Sequence[LeadEvent],
+        reacted_at: datetime | None,
+        stretches: Sequence[_Stretch],
+    ) -> list[tuple[datetime, datetime | None, str | None]]:
+        """(start, end, why it ended) of each waiting period, in order: the first customer
+        message after the reaction that nobody answered yet opens one, outside done stages;
+        a person's reply or the entry into a done stage closes it."""
+        if reacted_at is None:
+            if self.explain and any(e.type in customer_events for e in history):
+                self.note("customer messages before the reaction: the reaction clock covers them")
+            return []
+        done_entries = [
+            stretch.start
+            for index, stretch in enumerate(stretches)
+            if stretch.role is _Role.DONE and index and stretches[index - 1].role is not _Role.DONE
+        ]
+        marks: list[tuple[datetime, int, LeadEvent | None]] = [
+            (moment.astimezone(self.zone), 0, None) for moment in done_entries
+        ]
+        marks += [(event.at.astimezone(self.zone), 1, event) for event in history]
+        marks.sort(key=lambda mark: (mark[0], mark[1], mark[2].event_id if mark[2] else ""))
+        spans: list[tuple[datetime, datetime | None, str | None]] = []
+        start: datetime | None = None
+        for moment, _, event in marks:
+            if event is None:
+                if start is not None:
+                    if self.explain:
+                        self.note(f"the waiting period ends: a done stage at {self.t(moment)}")
+                    spans.append((start, moment, "done"))
+                    start = None
+                continue
+            if event.type in customer_events:
+                start = self.customer_message(event, moment, start, reacted_at, stretches)
+            elif start is not None and self.is_reply(event):
+                if self.explain:
+                    self.note(
+                        f"the waiting period ends: {event.type} at {self.t(moment)} by user "
+                        f"{event.created_by} (event {event.event_id})"
+                    )
+                spans.append((start, moment, "reply"))
+                start = None
+        if start is not None:
+            spans.append((start, None, None))
+        return spans
+
+    def customer_message(
+        self,
+        event: LeadEvent,
+        moment: datetime,
+        start: datetime | None,
+        reacted_at: datetime,
+        stretches: Sequence[_Stretch],
+    ) -> datetime | None:
+        """Where a customer's message leaves the waiting period: opened by it, or as it was."""
+        if moment <= reacted_at:
+            return start
+        what = f"customer message {event.type} at {self.t(moment)} (event {event.event_id})"
+        if start is not None:
+            self.note(lambda: f"{what}: the customer waits already since {self.t(start)}")
+            return start
+        if _role_at(stretches, moment) is _Role.DONE:
+            self.note(lambda: f"{what}: in a done stage, no waiting period")
+            return None
+        self.note(lambda: f"{what}: a waiting period starts")
+        return moment
+
+    def is_reply(self, event: LeadEvent) -> bool:
+        """A person's answer of a reaction type (a robot's message only with robot replies)."""
+        if event.type not in self.policy.reaction_event_types:
+            return False
+        if event.created_by != 0:
+            return True
+        if self.policy.robot_replies and event.type in ROBOT_REPLY_TYPES:
+            return True
+        if self.explain:
+            self.note(
+                f"not an answer: {event.type} at {self.t(event.at)} by a robot "
+                f"(event {event.event_id})"
+            )
+        return False
+
+    # --- the escalation ladder (spec §4.1) ----------------------------------------------------
+    def ladder(
+        self,
+        waits: Sequence[tuple[LadderClock, datetime | None, _Clock, bool]],
+        registered_at: datetime,
+    ) -> tuple[tuple[StepState, ...], list[datetime]]:
+        """Every step of every clock with a deadline, and the instants steps fire later on.
+
+        ``waits``: per clock (and waiting period) its period start, the clock, and whether
+        it still waits now (unfinished; a reaction also not in a done stage)."""
+        steps: list[StepState] = []
+        upcoming: list[datetime] = []
+        for kind, period, clock, waiting in waits:
+            state = clock.state
+            horizon = state.finished_at or self.now
+            for step in self.policy.ladder.of(kind):
+                if state.due is None and state.target is None:
+                    continue  # no deadline: no tariff, or an agreement with no date yet
+                if step.share is not None and state.target is None:
+                    continue  # a share of an agreed date means nothing
+                at = _step_instant(step, clock)
+                after_deadline = step.share is None
+                fired = at is not None and (at < horizon if after_deadline else at <= horizon)
+                if waiting and at is not None and not fired:
+                    upcoming.append(at + _TICK if after_deadline else at)
+                steps.append(
+                    StepState(
+                        step=step,
+                        period=period,
+                        at=at.astimezone(self.zone) if at is not None else None,
+                        fired=fired,
+                        owed=fired and waiting,
+                        due=state.due,
+                        since=period or registered_at,
+                    )
+                )
+                if self.explain:
+                    self.note(self.step_line(kind, period, steps[-1], waiting))
+        return tuple(steps), upcoming
+
+    def step_line(
+        self, kind: LadderClock, period: datetime | None, step: StepState, waiting: bool
+    ) -> str:
+        name = kind.value.replace("_", " ")
+        of = f" of the period from {self.t(period)}" if period is not None else ""
+        if step.fired:
+            outcome = f"fired at {self.t(step.at)}" + ("" if waiting else " (since answered)")
+        elif step.at is None:
+            outcome = "paused with its clock" if waiting else "never reached"
+        elif waiting:
+            outcome = f"due at {self.t(step.at)}"
+        else:
+            outcome = "never reached: the clock stopped first"
+        return f"ladder {name}{of}: step «{step.step.label}» {outcome}"
 
     # --- acceptance -----------------------------------------------------------------------------
     def acceptance(
@@ -676,6 +970,42 @@ class _Derivation:
             )
         )
         return accept_now, deadline
+
+
+def _role_at(stretches: Sequence[_Stretch], moment: datetime) -> _Role:
+    """The stage role the lead was in at ``moment`` (a stretch starting then counts)."""
+    role = stretches[0].role
+    for stretch in stretches:
+        if stretch.start > moment:
+            break
+        role = stretch.role
+    return role
+
+
+def _step_instant(step: LadderStep, clock: _Clock) -> datetime | None:
+    """When the clock has used the step's share of its target, or reached its deadline plus
+    the step's business time (an agreed date plus it, on the clock's calendar); None while
+    the clock waits on hold short of it, or stopped short of it."""
+    state, calendar = clock.state, clock.calendar
+    if calendar is None:
+        return None
+    if state.target is None:  # an agreed date
+        if state.due is None or step.after is None:
+            return None
+        return calendar.add(state.due, step.after) if step.after else state.due
+    if step.share is not None:
+        amount = _threshold(state.target, step.share)
+    else:
+        amount = state.target + (step.after or timedelta(0))
+    return _reach(calendar, clock.intervals, amount)
+
+
+def _breach_instant(clock: _Clock) -> datetime | None:
+    """When a running, not yet breached waiting period turns breached."""
+    state = clock.state
+    if not state.running or state.breached or state.due is None:
+        return None
+    return state.due + _TICK
 
 
 def _stretch_line(t: Callable[[datetime | None], str], stretch: _Stretch) -> str:

@@ -9,8 +9,8 @@ import httpx
 
 from amo_client.fake import FakeAmoCRM
 from sla.state import SlaState
-from tests.cycle_kit import ACCEPTANCE, World
-from worker.tasks import MARKERS, BreachClock
+from tests.cycle_kit import ACCEPTANCE, MOSCOW, World
+from worker.tasks import step_marker
 from worker.writes import ACCEPTANCE_NOTE
 
 
@@ -61,13 +61,10 @@ def live_request_ids(world: World) -> list[int]:
     )
 
 
-def breached_clocks(state: SlaState) -> set[BreachClock]:
-    found: set[BreachClock] = set()
-    if state.reaction.breached:
-        found.add(BreachClock.REACTION)
-    if state.resolution.breached:
-        found.add(BreachClock.RESOLUTION)
-    return found
+def fired_markers(state: SlaState) -> set[str]:
+    """The marker lines of the escalation steps the engine says fired (each marker names its
+    clock, waiting period and step)."""
+    return {step_marker(step, MOSCOW) for step in state.ladder if step.fired}
 
 
 def acceptance_notes(world: World) -> Counter[int]:
@@ -92,13 +89,13 @@ def accepted_by_worker(world: World) -> Counter[int]:
     return moves
 
 
-def task_counts(world: World) -> Counter[tuple[int, BreachClock]]:
-    """The worker's tasks in the fake, by lead and clock, found by their marker lines."""
-    counts: Counter[tuple[int, BreachClock]] = Counter()
+def marker_counts(world: World) -> Counter[tuple[int, str]]:
+    """The worker's escalation tasks in the fake, by lead and marker line."""
+    counts: Counter[tuple[int, str]] = Counter()
     for task in world.fake.tasks:
-        for clock, marker in MARKERS.items():
-            if marker in str(task["text"]):
-                counts[(int(task["entity_id"]), clock)] += 1
+        marker = str(task["text"]).rsplit("\n", 1)[-1]
+        if marker.startswith("[SLA:"):
+            counts[(int(task["entity_id"]), marker)] += 1
     return counts
 
 

@@ -92,7 +92,13 @@ def make_client(
     )
 
 
-def build_world(*, seed: bool = True, provisioned: bool = True, **fake_options: Any) -> World:
+def build_world(
+    *,
+    seed: bool = True,
+    provisioned: bool = True,
+    policy: Policy | None = None,
+    **fake_options: Any,
+) -> World:
     clock = FakeClock(wall=START.timestamp())
     fake_options.setdefault("max_requests_per_second", 7.0)
     fake = FakeAmoCRM(
@@ -100,10 +106,16 @@ def build_world(*, seed: bool = True, provisioned: bool = True, **fake_options: 
     )
     support = fake.add_pipeline(PIPELINE, STAGES, unsorted=False)
     other = fake.add_pipeline("Продажи", ["Первичный контакт", "Переговоры"])
-    world = World(fake, clock, make_client(fake, clock), support, other, default_policy())
+    policy = policy or default_policy()
+    world = World(fake, clock, make_client(fake, clock), support, other, policy)
     world.agents = (fake.add_user("Анна Смирнова"), fake.add_user("Олег Петров"))
     if provisioned:
-        provision(world.client, dry_run=False, say=lambda line: None)
+        provision(
+            world.client,
+            dry_run=False,
+            say=lambda line: None,
+            next_response=policy.next_response is not None,
+        )
     if seed:
         seed_scenario(world)
     return world
@@ -165,8 +177,13 @@ def seed_scenario(world: World) -> None:
         world.other_leads.append(other)
 
 
-def stage_options() -> StageOptions:
-    return StageOptions(pipeline=PIPELINE, hold_stages=(HOLD,), acceptance_stages=(ACCEPTANCE,))
+def stage_options(*, next_response: bool = False) -> StageOptions:
+    return StageOptions(
+        pipeline=PIPELINE,
+        hold_stages=(HOLD,),
+        acceptance_stages=(ACCEPTANCE,),
+        next_response=next_response,
+    )
 
 
 def task_options() -> TaskOptions:
@@ -186,7 +203,11 @@ def make_cycle(
         StateStore(state_dir / "state.sqlite3"),
         world.policy,
         options
-        or CycleOptions(stages=stage_options(), tasks=task_options(), first_start=WORKER_SINCE),
+        or CycleOptions(
+            stages=stage_options(next_response=world.policy.next_response is not None),
+            tasks=task_options(),
+            first_start=WORKER_SINCE,
+        ),
         lock_path=state_dir / "cycle.lock",
         dry_run=dry_run,
         wall_clock=world.now,

@@ -32,7 +32,13 @@ from worker.mapping import lead_events as lead_events_of
 
 AGREED_DUE = "SLA: срок по согласованию"  # typed by people, read by the engine
 # The fields spec §5 has the worker write on every request (the ledgers' come with them).
-SLA_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.ledger is None)
+SLA_FIELDS = tuple(spec for spec in FIELD_SPECS if spec.written and spec.needed(frozenset()))
+# With a policy that has next-response targets (spec §4.1), two more.
+NEXT_RESPONSE_FIELDS = tuple(
+    spec
+    for spec in FIELD_SPECS
+    if spec.written and spec.needed(frozenset(), True) and spec not in SLA_FIELDS
+)
 
 
 class SupportAccount(Protocol):
@@ -94,14 +100,15 @@ def engine_state(
     ).state
 
 
-def expected_fields(state: SlaState) -> dict[str, object]:
+def expected_fields(state: SlaState, *, next_response: bool = False) -> dict[str, object]:
     """What spec §5 says the written SLA fields hold for ``state``, by field name, in the form
-    :func:`stored_fields` reads them."""
+    :func:`stored_fields` reads them; with ``next_response``, the next response's two as well
+    (spec §4.1)."""
 
     def unix(moment: datetime | None) -> int | None:
         return None if moment is None else int(moment.timestamp())
 
-    return {
+    fields: dict[str, object] = {
         "SLA: реакция до": unix(state.reaction.due),
         "SLA: решение до": unix(state.resolution.due),
         "SLA: реакция": unix(state.reaction.finished_at),
@@ -110,11 +117,17 @@ def expected_fields(state: SlaState) -> dict[str, object]:
         "SLA: статус": state.status.value,
         "SLA: осталось, мин": state.remaining_minutes,
     }
+    if next_response:
+        fields["SLA: ответ до"] = unix(state.next_response.due)
+        fields["SLA: ответ просрочен"] = state.next_response.breached
+    return fields
 
 
 def stored_fields(account: SupportAccount, lead_id: int) -> dict[str, object]:
-    """The written SLA fields of the lead as amoCRM returns them, by name."""
-    return read_fields(account.fake.lead(lead_id), SLA_FIELDS)
+    """The written SLA fields of the lead as amoCRM returns them, by name; with a policy that
+    has next-response targets, its two fields too."""
+    more = NEXT_RESPONSE_FIELDS if account.policy.next_response is not None else ()
+    return read_fields(account.fake.lead(lead_id), (*SLA_FIELDS, *more))
 
 
 def lead_fields(account: SupportAccount, lead_id: int) -> dict[str, object]:
@@ -154,7 +167,7 @@ def contact_replies(account: SupportAccount, lead_id: int) -> list[Event]:
     """The replies filed on the lead's contacts and company that spec §4 gives to this lead,
     judged among every support request of each of them as amoCRM holds them now."""
     fake, pipeline = account.fake, account.roles.pipeline_id
-    reaction_types = account.policy.reaction_event_types
+    reaction_types = account.policy.conversation_event_types
     found: list[Event] = []
     raw_lead = fake.lead(lead_id)
     company = Lead.model_validate(raw_lead).company_id if raw_lead is not None else None

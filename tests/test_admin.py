@@ -116,7 +116,9 @@ def test_provision_completes_the_status_field_mapped_by_id(account: Account) -> 
     assert account.fake.field_id(STATUS) is None  # mapped by id: not created by name
     created = {f.name for f in account.client.iter_lead_custom_fields()}
     assert {
-        spec.name for spec in FIELD_SPECS if spec.key is not SlaField.STATUS and spec.ledger is None
+        spec.name
+        for spec in FIELD_SPECS
+        if spec.key is not SlaField.STATUS and spec.needed(frozenset())
     } <= created
 
 
@@ -280,3 +282,19 @@ def test_the_emulator_refuses_a_bad_field_patch(
     (rejected,) = answer.json()["validation-errors"]
     assert [error["path"] for error in rejected["errors"]] == [where]
     assert [value for _, value in options_of(account.field(field_id))] == ["Чат"]
+
+
+def test_a_stage_id_names_that_stage_even_when_another_stage_is_named_by_that_number(
+    account: Account,
+) -> None:
+    account.fake.add_pipeline(
+        "Линия 2", ["60000102", "Ждём клиента"], status_ids=[60000101, 60000102], unsorted=False
+    )
+    provision(account.client, dry_run=False, say=account.say)
+
+    result = check_account(
+        account.client, StageOptions(pipeline="Линия 2", hold_stages=("60000102",))
+    )
+
+    refused = any("60000102" in problem for problem in result.problems)
+    assert refused or "hold stages: Ждём клиента" in result.notes, result

@@ -307,3 +307,15 @@ def test_a_schedules_weekdays_read_as_cron_reads_them(weekday: str, days: str) -
 def test_a_schedule_that_is_no_cron_expression_is_refused(expression: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each says what is wrong in its own words
         cron_fields(expression)
+
+
+def test_a_misspelled_line_holding_the_token_does_not_put_the_token_in_a_warning(
+    tmp_path: Path,
+) -> None:
+    token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJhbW8ifQ.c2lnbmF0dXJl"
+    (tmp_path / ".env").write_text(f"AMO_SUBDOMAIN=example\nAMO_LONG_LIVED_TOKEN:{token}\n")
+
+    warnings = unknown_variables({}, tmp_path / ".env")
+
+    assert warnings  # the line is still worth a warning
+    assert token.upper() not in " ".join(warnings).upper()

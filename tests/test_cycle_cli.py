@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("cli_environment")
 original_build_client = app.build_client
 
 # The SLA fields; the ledger fields are needed only with packages or quotas on.
-FIELD_SPECS = tuple(spec for spec in ALL_FIELD_SPECS if spec.ledger is None)
+FIELD_SPECS = tuple(spec for spec in ALL_FIELD_SPECS if spec.needed(frozenset()))
 
 
 @dataclass

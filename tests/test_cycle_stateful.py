@@ -1,23 +1,28 @@
 """The sync cycle under random agent and robot churn, faults and kills (a hypothesis state machine).
 
 The rules act on the fake amoCRM on a virtual clock: requests created, answered, moved,
-closed, reopened, deleted, restored and retagged, agreed dates typed, stages added, time
-passed over working hours, weekends and holidays; cycles run clean, with data changing
-between the pages of a read, with injected faults, and killed at a random request, after
-which a new worker starts on the same state directory or on an empty one.
+closed, reopened, deleted, restored and retagged, agreed dates typed, stages added,
+customers writing again (chat, e-mail, calls; on the lead or its contact), time passed
+over working hours, weekends and holidays; cycles run clean, with data changing between
+the pages of a read, with injected faults, and killed at a random request, after which a
+new worker starts on the same state directory or on an empty one. The policy is the
+example preset with next response and an escalation ladder
+(``sla/presets/crmbp_next_response.toml``): several steps per clock and per waiting period.
 
 After every clean cycle (no fault injected, no change between pages):
 
 1. every request of the support pipeline (open or closed, not deleted) holds the fields the
    engine derives from its whole history as amoCRM holds it
-   (:func:`tests.oracle.engine_state`) at the cycle's ``now``; a request with an event the
-   feed listed late is exempt until a full reconcile has run since the feed listed it (the
-   worker only promises to catch it then);
-2. no lead has more than one task per clock (tasks counted by their marker lines);
-3. every task's lead and clock was breached at some cycle's ``now``, by the engine on the
-   whole history, or on the history without the events the feed listed late (a task made
-   while a late reaction was not yet listed was right when it was made);
-4. every request (under the precondition of 1) whose engine state calls for a task has one;
+   (:func:`tests.oracle.engine_state`) at the cycle's ``now``, the next response's two
+   included; a request with an event the feed listed late is exempt until a full reconcile
+   has run since the feed listed it (the worker only promises to catch it then);
+2. no lead has more than one task per clock, waiting period and step (tasks counted by
+   their marker lines, which name all three);
+3. every task's step fired at some cycle's ``now``, by the engine on the whole history, or
+   on the history without the events the feed listed late (a task made while a late reply
+   was not yet listed was right when it was made);
+4. every request (under the precondition of 1) whose engine state owes a step's task has
+   it;
 5. every time the worker moved a lead out of the acceptance stage it left one acceptance note;
 6. every webhook the fake amoCRM sent for these changes (it is subscribed to the worker's
    endpoint, :mod:`worker.webhooks`, called in process) was answered 200, and a cycle run
@@ -54,6 +59,7 @@ from hypothesis.stateful import (
 
 import amo_client.client as client_module
 from amo_client.fake import PageTurn
+from sla.policy import load_policy
 from tests.asgi_kit import AsgiClient
 from tests.churn_kit import (
     FAULTS,
@@ -62,15 +68,16 @@ from tests.churn_kit import (
     KillingTransport,
     acceptance_notes,
     accepted_by_worker,
-    breached_clocks,
+    fired_markers,
     inject_fault,
     live_request_ids,
-    task_counts,
+    marker_counts,
 )
 from tests.cycle_kit import (
     ACCEPTANCE,
     HOLD,
     LOST,
+    MOSCOW,
     REACTION_TEXT,
     RESOLUTION_TEXT,
     STAGES,
@@ -86,7 +93,7 @@ from tests.cycle_kit import (
 from tests.oracle import engine_state, expected_fields, stored_fields
 from worker.cycle import LAST_FULL_SYNC, CycleOptions, SyncCycle
 from worker.errors import is_fatal
-from worker.tasks import BreachClock, TaskOptions
+from worker.tasks import TaskOptions, step_marker
 from worker.webhooks import WEBHOOK_EVENTS, build_app
 
 EXAMPLES = int(os.environ.get("SLA_STATEFUL_EXAMPLES", "25"))
@@ -107,7 +114,14 @@ TAG_SETS: tuple[tuple[str, ...], ...] = (
     (" по факту ", "авария"),
 )
 REPLIES = ("outgoing_chat_message", "outgoing_call", "common_note_added")
+CHANNELS = ("chat", "chat", "mail", "call")
 LATENESS = (0, 0, 0, 90, 600)  # seconds between an event and the feed listing it
+POLICY = load_policy(
+    (
+        Path(__file__).resolve().parent.parent / "sla" / "presets" / "crmbp_next_response.toml"
+    ).read_text(encoding="utf-8")
+)
+
 
 minutes = st.integers(1, 59).map(lambda n: timedelta(minutes=n))
 hours = st.integers(1, 30).map(lambda n: timedelta(hours=n))
@@ -130,7 +144,7 @@ class CycleMachine(RuleBasedStateMachine):
         client_module.LEADS_PAGE = PAGE  # type: ignore[misc]
         client_module.EVENTS_PAGE = PAGE  # type: ignore[misc]
         self.root = Path(tempfile.mkdtemp(prefix="sla-stateful-"))
-        self.world: World = build_world(seed=False)
+        self.world: World = build_world(seed=False, policy=POLICY)
         self.options = self.cycle_options(timedelta(hours=6))
         self.dirs = 0
         self.cycle = self.start_worker(lose_state=True)
@@ -138,7 +152,7 @@ class CycleMachine(RuleBasedStateMachine):
         self.stages = [self.world.support.status(name) for name in STAGES]
         self.late: list[Late] = []
         self.fulls: list[datetime] = []  # when full reconciles ran, as the stores recorded them
-        self.ever_breached: set[tuple[int, BreachClock]] = set()
+        self.ever_fired: set[tuple[int, str]] = set()  # (lead, marker) of steps that fired
         self.hooks = 0  # hooks the endpoint took since the last hooked cycle
         self.pinned = True  # the first start pinned before every request (no past breach)
         self.first_start: datetime | None = None  # the first start the first state recorded
@@ -177,7 +191,7 @@ class CycleMachine(RuleBasedStateMachine):
     # --- the worker ------------------------------------------------------------------------
     def cycle_options(self, full_every: timedelta, *, pinned: bool = True) -> CycleOptions:
         return CycleOptions(
-            stages=stage_options(),
+            stages=stage_options(next_response=True),
             tasks=TaskOptions(
                 reaction_text=REACTION_TEXT,
                 resolution_text=RESOLUTION_TEXT,
@@ -205,7 +219,7 @@ class CycleMachine(RuleBasedStateMachine):
                 self.fulls.append(moment)
 
     def note_breaches(self, now: datetime) -> None:
-        """Remember which clocks the engine calls breached at ``now`` (whole or listed history)."""
+        """Remember which steps the engine calls fired at ``now`` (whole or listed history)."""
         hidden = frozenset(
             late.event_id for late in self.late if late.event_id in self.unlisted_ids()
         )
@@ -216,8 +230,8 @@ class CycleMachine(RuleBasedStateMachine):
                 engine_state(self.world, lead_id, now, hidden=hidden),
                 engine_state(self.world, lead_id, now, hidden=every_late),
             ):
-                for clock in breached_clocks(view):
-                    self.ever_breached.add((lead_id, clock))
+                for marker in fired_markers(view):
+                    self.ever_fired.add((lead_id, marker))
 
     def unlisted_ids(self) -> set[str]:
         return set(self.world.fake.unindexed_event_ids)
@@ -331,6 +345,77 @@ class CycleMachine(RuleBasedStateMachine):
         finally:
             fake.replies_filed_on = "lead"
         self.world.advance(second)
+
+    @precondition(lambda self: self.requests)
+    @rule(
+        index=st.integers(0, 50),
+        channel=st.sampled_from(CHANNELS),
+        late=st.sampled_from(LATENESS),
+        on_contact=st.booleans(),
+    )
+    def customer_writes(self, index: int, channel: str, late: int, on_contact: bool) -> None:
+        """The customer writes again: on the lead, listed by the feed at once or late, or on
+        the request's own contact (a contact of no other request, so never ambiguous)."""
+        fake = self.world.fake
+        lead_id = self.pick_live(index)
+        if lead_id is None:
+            return
+        if not on_contact:
+            event_id = fake.add_event(
+                lead_id,
+                {"chat": "incoming_chat_message", "mail": "incoming_mail"}.get(
+                    channel, "incoming_call"
+                ),
+                created_by=0,
+                visible_after=late or None,
+            )
+            if late:
+                now = self.world.now()
+                self.late.append(Late(event_id, lead_id, now + timedelta(seconds=late)))
+            return
+        second = timedelta(seconds=1)
+        if not fake.lead_contacts(lead_id):
+            self.world.advance(second)
+            fake.link_contact(lead_id, fake.add_contact(f"Клиент {lead_id}"), by=0)
+        self.world.advance(second)
+        fake.replies_filed_on = "contact"
+        try:
+            fake.customer_writes(lead_id, channel, talk_about_lead=True)
+        finally:
+            fake.replies_filed_on = "lead"
+        self.world.advance(second)
+
+    @precondition(lambda self: self.requests)
+    @rule(
+        index=st.integers(0, 50),
+        kind=st.sampled_from(REPLIES),
+        gap=minutes,
+        channel=st.sampled_from(CHANNELS),
+        by_robot=st.booleans(),
+        wait=st.none() | hours,
+    )
+    def conversation(
+        self,
+        *,
+        index: int,
+        kind: str,
+        gap: timedelta,
+        channel: str,
+        by_robot: bool,
+        wait: timedelta | None,
+    ) -> None:
+        """Someone answers (an agent, or a chat bot whose answer is none), and after ``gap``
+        the customer writes again: a waiting period, if the request was answered; then
+        ``wait`` passes."""
+        lead_id = self.pick_live(index)
+        if lead_id is None:
+            return
+        by = 0 if by_robot else self.world.agents[index % 2]
+        self.world.fake.add_event(lead_id, kind, created_by=by)
+        self.world.advance(gap)
+        self.world.fake.customer_writes(lead_id, channel)
+        if wait is not None:
+            self.world.advance(wait)
 
     @precondition(lambda self: self.requests)
     @rule(index=st.integers(0, 50))
@@ -644,15 +729,15 @@ class CycleMachine(RuleBasedStateMachine):
         assert not refused, f"hooks the endpoint did not take: {refused}"
         disagreeing = self.cycle.disagreements(now)
         assert not disagreeing, f"kept results differ from a full recompute: {disagreeing}"
-        counts = task_counts(world)
+        counts = marker_counts(world)
         # The first start: as the first state recorded it (a killed cycle's too), and as
         # the current one believes it (found again in amoCRM after a lost state).
         believed = datetime.fromtimestamp(self.cycle.store.first_start() or 0, UTC)
         original = self.note_first_start() or believed
         doubled = {key: n for key, n in counts.items() if n > 1}
-        assert not doubled, f"more than one task per lead and clock: {doubled}"
-        unfounded = sorted(set(counts) - self.ever_breached)
-        assert not unfounded, f"tasks for clocks never breached: {unfounded}"
+        assert not doubled, f"more than one task per lead, clock, period and step: {doubled}"
+        unfounded = sorted(set(counts) - self.ever_fired)
+        assert not unfounded, f"tasks for steps that never fired: {unfounded}"
         notes, accepted = acceptance_notes(world), accepted_by_worker(world)
         assert notes == accepted, f"acceptance notes {dict(notes)} for moves {dict(accepted)}"
         for lead_id in live_request_ids(world):
@@ -660,24 +745,23 @@ class CycleMachine(RuleBasedStateMachine):
                 continue
             state = engine_state(world, lead_id, now, until=self.settled_at(lead_id))
             status = (world.fake.lead(lead_id) or {})["status_id"]
-            assert stored_fields(world, lead_id) == expected_fields(state), (
+            wanted = expected_fields(state, next_response=True)
+            assert stored_fields(world, lead_id) == wanted, (
                 f"{'closed' if status in (WON, LOST) else 'open'} lead {lead_id} at "
-                f"{now.isoformat()}: {stored_fields(world, lead_id)} != {expected_fields(state)}"
+                f"{now.isoformat()}: {stored_fields(world, lead_id)} != {wanted}"
             )
-            for clock, due_now, due in (
-                (BreachClock.REACTION, state.reaction_task_due, state.reaction.due),
-                (BreachClock.RESOLUTION, state.resolution_task_due, state.resolution.due),
-            ):
-                if not due_now or due is None:
+            for step in state.ladder:
+                if not step.owed or step.at is None:
                     continue
-                if self.pinned or due >= believed:
-                    assert counts[(lead_id, clock)] == 1, f"no {clock} task: {lead_id}"
-                elif due < original:  # spec §5: a breach from before the first start
-                    assert counts[(lead_id, clock)] == 0, f"a {clock} task for a past breach"
+                key = (lead_id, step_marker(step, MOSCOW))
+                if self.pinned or step.at >= believed:
+                    assert counts[key] == 1, f"no task: {key}"
+                elif step.at < original:  # spec §5: a step from before the first start
+                    assert counts[key] == 0, f"a task for a past step: {key}"
 
     @invariant()
     def tasks_never_doubled(self) -> None:
-        counts = task_counts(self.world)
+        counts = marker_counts(self.world)
         assert all(n == 1 for n in counts.values()), counts
 
 

@@ -1,5 +1,6 @@
-"""The demo end to end, on a virtual clock: both acts run, and their closing tables show the SLA
-fields, the company ledgers (an hour package used up, a quota gone over) and every task."""
+"""The demo end to end, on a virtual clock: the three acts run, and their closing tables show the
+SLA fields, the company ledgers (an hour package used up, a quota gone over), a customer's
+message that waited too long, and every task."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class DemoAccount:
 @dataclass(frozen=True)
 class Played:
     output: str
-    accounts: list[DemoAccount]  # act 1's, act 2's
+    accounts: list[DemoAccount]  # act 1's, act 2's, act 3's
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,7 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Played:
     with pytest.MonkeyPatch.context() as patch:  # the acts' emulators, for the oracle
         patch.setattr(demo, "seed", kept(demo.seed))
         patch.setattr(demo, "seed_quotas", kept(demo.seed_quotas))
+        patch.setattr(demo, "seed_conversation", kept(demo.seed_conversation))
         code = run_demo(
             out,
             state_dir=state_dir,
@@ -93,8 +95,13 @@ def section(output: str, title: str) -> list[str]:
 
 
 def acts(output: str) -> tuple[str, str]:
-    first, second = output.split("\nAct 2:", 1)
+    first, rest = output.split("\nAct 2:", 1)
+    second, _ = rest.split("\nAct 3:", 1)
     return first, second
+
+
+def third_act(output: str) -> str:
+    return output.split("\nAct 3:", 1)[1]
 
 
 def row(lines: list[str], *parts: str) -> list[str]:
@@ -104,8 +111,8 @@ def row(lines: list[str], *parts: str) -> list[str]:
     return re.split(r"\s{2,}", found[0].strip())
 
 
-def test_both_acts_finish_without_a_429(output: str) -> None:
-    assert output.count("0 answered 429.") == 2
+def test_the_acts_finish_without_a_429(output: str) -> None:
+    assert output.count("0 answered 429.") == 3
     assert "breach tasks created:" in output
 
 
@@ -167,6 +174,25 @@ def test_act_two_third_setup_goes_over_the_quota(output: str) -> None:
     assert "breach tasks created: none" in second
 
 
+def test_act_three_a_second_message_waits_too_long_and_is_escalated(output: str) -> None:
+    third = third_act(output)
+    assert "crmbp_next_response.toml" in third.splitlines()[0]
+    assert "creating: «SLA: ответ до» (date_time)" in third
+    leads = section(third, "the leads' SLA fields in amoCRM")
+    assert re.split(r"\s{2,}", leads[0].strip())[-2:] == ["SLA: ответ до", "SLA: ответ просрочен"]
+    # Answered by phone at 15:40, two and a half hours late: nothing waits, the breach stays.
+    assert row(leads, "второе сообщение ждёт")[-2:] == ["—", "да"]
+    assert row(leads, "ответ в срок")[-2:] == ["—", "нет"]
+    assert "14:15:02  worker: read 1, wrote 1, tasks 1" in third
+    tasks = section(third, "breach tasks created:")
+    assert len(tasks) == 2
+    assert tasks[0].startswith("  lead 30000001, to Анна Смирнова: Клиент ждёт ответа")
+    assert "[SLA: ответ на сообщение 05.11.2025 12:15:00, срок → ответственный]" in tasks[0]
+    assert tasks[1].startswith("  lead 30000001, to Мария Козлова: Клиент ждёт ответа")
+    assert "срок + 1 ч → руководитель]" in tasks[1]
+    assert "companies' ledger fields" not in third
+
+
 def test_a_company_without_a_package_shows_none(output: str) -> None:
     first, _ = acts(output)
     companies = section(first, "the companies' ledger fields in amoCRM")
@@ -224,11 +250,11 @@ def test_the_demo_fits_120_columns_and_logs_in_the_storys_time(tmp_path: Path) -
     assert {stamp[:10] for stamp in stamps} == {"2025-11-05"}
 
 
-@pytest.mark.parametrize("act", [1, 2])
+@pytest.mark.parametrize("act", [1, 2, 3])
 def test_each_acts_table_shows_the_fields_the_engine_gives_its_requests(
     played: Played, act: int
 ) -> None:
-    text = acts(played.output)[act - 1]
+    text = (*acts(played.output), third_act(played.output))[act - 1]
     shown = re.search(r"the leads' SLA fields in amoCRM at (\d\d):(\d\d):(\d\d):", text)
     assert shown is not None
     hour, minute, second = (int(part) for part in shown.groups())
@@ -240,5 +266,8 @@ def test_each_acts_table_shows_the_fields_the_engine_gives_its_requests(
         if closed_at and closed_at < (at - CycleOptions.history_horizon).timestamp():
             assert not any(stored.values()), sample.about  # closed before the worker's horizon
             continue
-        expected = expected_fields(engine_state(account, sample.lead_id, at))
+        next_response = account.policy.next_response is not None
+        expected = expected_fields(
+            engine_state(account, sample.lead_id, at), next_response=next_response
+        )
         assert stored == expected, sample.about

@@ -39,6 +39,14 @@ def explain(
 
 def test_priority_typical_sample(capsys: pytest.CaptureFixture[str]) -> None:
     result, trace = explain(capsys, "priority_typical", "2025-10-12T16:00:00+03:00")
+    # The built-in policy: no next response, and a task at each clock's breach.
+    assert result.pop("waiting_periods") == []
+    assert (result.pop("next_response_due"), result.pop("next_response_breached")) == (None, False)
+    ladder = result.pop("ladder")
+    assert [(s["clock"], s["step"], s["to"], s["at"], s["fired"]) for s in ladder] == [
+        ("reaction", "breach", "responsible", "2025-10-11T12:30:00+03:00", False),
+        ("resolution", "breach", "supervisor", "2025-10-12T17:30:00+03:00", False),
+    ]
     assert result == {
         "registered_at": "2025-10-10T17:30:00+03:00",
         "tariff": "Приоритет",

@@ -169,8 +169,8 @@ def test_an_existing_file_is_kept_without_force(
         ),
         (
             ["--pipeline", PIPELINE, "--policy", "crmbp2"],
-            "--policy: no preset or file 'crmbp2'; the presets are crmbp, hour_packages, "
-            "prime_gate (crmbp is the built-in policy), or give a policy file",
+            "--policy: no preset or file 'crmbp2'; the presets are crmbp, crmbp_next_response, "
+            "hour_packages, prime_gate (crmbp is the built-in policy), or give a policy file",
         ),
     ],
 )
@@ -239,7 +239,7 @@ def test_answers_on_stdin_are_asked_again_until_usable(
         "4",
         "",  # accepted: 142
         "",  # no extra done stage
-        "3",  # policy: the third in the list
+        "4",  # policy: the fourth in the list
         "maybe",  # packages: asked again
         "y",
         "n",  # call time
@@ -310,3 +310,52 @@ def test_flags_answer_their_questions_and_the_rest_is_asked() -> None:
     assert (choice.packages, choice.call_time, choice.write_token) == (False, False, False)
     with pytest.raises(InitError, match="required with --non-interactive"):
         choose(pipelines, Answers(), ask=None, say=lambda _line: None)
+
+
+def test_a_line_break_in_a_stage_name_sets_no_variable_in_the_file(
+    account: Account, capsys: pytest.CaptureFixture[str]
+) -> None:
+    account.fake.add_pipeline(
+        "Линия 2", ["Новое", "Ждём\nAMO_BASE_URL=https://elsewhere.example #"], unsorted=False
+    )
+
+    code = init("--pipeline", "Линия 2")
+
+    assert code == 0, capsys.readouterr().err
+    written = values(Path(".env"))
+    assert written["AMO_BASE_URL"] == account.url
+
+
+def test_a_stage_init_writes_by_name_is_the_stage_the_worker_finds(
+    account: Account, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = account.fake.add_pipeline(
+        "Линия 3", ["Новое", "Ждём клиента", "Ждём  клиента"], unsorted=False
+    )
+
+    code = init("--pipeline", "Линия 3", "--hold", "Ждём  клиента")
+
+    assert code == 0, capsys.readouterr().err
+    # The worker takes the two names for one: the file names the stage by its id.
+    assert values(Path(".env"))["SLA_HOLD_STAGES"] == str(line.status("Ждём  клиента"))
+    main(["check"])
+    assert "ok: hold stages: Ждём  клиента" in capsys.readouterr().out
+
+
+def test_init_force_over_the_dotenv_that_holds_the_token_keeps_the_token(
+    account: Account, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(".env").write_text(
+        f"AMO_BASE_URL={account.url}\nAMO_LONG_LIVED_TOKEN={account.token}\nSLA_PIPELINE=Продажи\n",
+        encoding="utf-8",
+    )
+    monkeypatch.delenv("AMO_BASE_URL")
+    monkeypatch.delenv("AMO_LONG_LIVED_TOKEN")
+
+    code = init("--pipeline", PIPELINE, "--force")
+
+    capsys.readouterr()
+    if code == 0:
+        assert values(Path(".env")).get("AMO_LONG_LIVED_TOKEN") == account.token
+    else:  # refused: the file is as it was
+        assert values(Path(".env"))["AMO_LONG_LIVED_TOKEN"] == account.token

@@ -10,6 +10,7 @@ skipped hours).
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ from decimal import Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from hypothesis import assume, given, settings
+import pytest
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from sla.ledger import (
@@ -483,3 +485,100 @@ def test_a_company_ledger_holds_until_its_change_instant(
 def _entering_and_leaving_at(found: Sequence[QuotaRequest], moment: datetime) -> bool:
     """Whether one request enters a window at ``moment`` as another leaves it."""
     return any(r.registered_at == moment for r in found)
+
+
+# ---------------------------------------------------------------------------
+# Quota windows across clock changes and month ends
+
+BERLIN, MOSCOW = ZONES[1], ZONES[0]
+# The days Berlin's clocks change, 2023-2026 (last Sundays of March and October).
+CLOCK_CHANGE_DAYS = [
+    day
+    for year in range(2023, 2027)
+    for month in (3, 10)
+    for day in [date(year, month, 31) - timedelta(days=(date(year, month, 31).weekday() + 1) % 7)]
+]
+
+
+def counted(request: QuotaRequest, quota: Quota, moment: datetime) -> int:
+    """How many requests ``quota_summary`` counts at ``moment``, on the account's clock."""
+    (summary,) = quota_summary(
+        [quota], [request], company_id=7, plan="Микробизнес", now=moment.astimezone(BERLIN)
+    )
+    return summary.used
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sla/ledger.py months_before keeps the wall time: a month earlier it can fall in "
+    "Berlin's skipped hour (read an hour late) or its repeated hour (met twice), so the "
+    "window's start, as an instant, moves back and a request that left counts again",
+)
+@settings(max_examples=300)
+@given(
+    day=st.sampled_from(CLOCK_CHANGE_DAYS),
+    months=st.integers(1, 12),
+    offset=st.integers(0, 4 * 3600),
+    step=st.integers(1, 3600),
+)
+# 30 April 02:30 -> 03:10: a month earlier, 02:30 is in 30 March's skipped hour.
+@example(day=date(2025, 3, 30), months=1, offset=5400, step=2400)
+def test_a_windows_start_as_an_instant_never_moves_back_in_a_zone_with_clock_changes(
+    day: date, months: int, offset: int, step: int
+) -> None:
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    assume(day.day <= calendar.monthrange(year, month + 1)[1])
+    # The same wall hours, ``months`` months after the clock change: the window opens in it.
+    first = datetime(year, month + 1, day.day, 1, tzinfo=BERLIN).astimezone(UTC)
+    moment = (first + timedelta(seconds=offset)).astimezone(BERLIN)
+    later = (moment.astimezone(UTC) + timedelta(seconds=step)).astimezone(BERLIN)
+    assert months_before(later, months).astimezone(UTC) >= months_before(moment, months).astimezone(
+        UTC
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sla/ledger.py leaves_window adds months to the wall time and keeps its fold: "
+    "for a request registered in the repeated hour it names an instant the request is still "
+    "counted at, and after the skipped hour one it already left at",
+)
+@pytest.mark.parametrize(
+    ("registered", "months"),
+    [
+        (datetime(2025, 10, 26, 2, 30, fold=1, tzinfo=BERLIN), 1),  # the repeated hour
+        (datetime(2025, 12, 29, 2, 15, tzinfo=BERLIN), 3),  # ends on 29 March's skipped hour
+    ],
+)
+def test_a_request_registered_near_a_clock_change_leaves_at_the_ledgers_change_instant(
+    registered: datetime, months: int
+) -> None:
+    quota = replace(SETUPS, months=months)
+    request = QuotaRequest(1, 7, "Микробизнес", frozenset({"настройка"}), registered)
+    after = registered.astimezone(UTC) + timedelta(seconds=1)  # on the timeline
+    change = ledger_change_at(None, [quota], [request], zone=BERLIN, now=after)
+    assert change is not None
+    assert counted(request, quota, change - timedelta(seconds=1)) == 1
+    assert counted(request, quota, change) == 0
+
+
+def test_a_request_registered_at_a_months_first_midnight_leaves_at_the_ledgers_change_instant() -> (
+    None
+):
+    quota = replace(SETUPS, months=1)
+    registered = datetime(2025, 3, 1, tzinfo=MOSCOW)
+    request = QuotaRequest(1, 7, "Микробизнес", frozenset({"настройка"}), registered)
+
+    def used(moment: datetime) -> int:
+        (summary,) = quota_summary(
+            [quota], [request], company_id=7, plan="Микробизнес", now=moment.astimezone(MOSCOW)
+        )
+        return summary.used
+
+    change = ledger_change_at(
+        None, [quota], [request], zone=MOSCOW, now=registered + timedelta(seconds=1)
+    )
+    assert change is not None
+    assert used(change - timedelta(seconds=1)) == 1
+    assert used(change) == 0

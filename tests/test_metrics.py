@@ -3,27 +3,18 @@ the service's cycle reports."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from amo_client.fake import FakeAmoCRM
 from tests.client_kit import FakeClock, long_lived_client, make_fake
+from tests.cycle_kit import build_world, make_cycle
+from tests.oracle import engine_state
 from worker.metrics import Metrics
-
-
-@dataclass(frozen=True)
-class Deadline:
-    breached: bool
-
-
-@dataclass(frozen=True)
-class State:
-    reaction: Deadline
-    resolution: Deadline
-
-
-def state(reaction: bool = False, resolution: bool = False) -> State:
-    return State(Deadline(reaction), Deadline(resolution))
+from worker.service import SyncService
 
 
 def test_two_instances_do_not_share_a_registry() -> None:
@@ -67,18 +58,24 @@ def test_cycles_leads_breaches_and_tasks() -> None:
         finished_at=1000.0,
         skipped=False,
         stopped=False,
-        states={1: state(reaction=True), 2: state(), 3: state()},
+        tracked=3,
+        breached={"reaction": {1}, "resolution": set()},
         **common,
     )
     metrics.cycle_done(
         finished_at=1300.0,
         skipped=False,
         stopped=False,
-        states={1: state(reaction=True), 2: state(reaction=True, resolution=True)},
+        tracked=2,
+        breached={"reaction": {1, 2}, "resolution": {2}, "next_response": {2}},
         **common,
     )
-    metrics.cycle_done(finished_at=1400.0, skipped=True, stopped=False, states=None, **common)
-    metrics.cycle_done(finished_at=1500.0, skipped=False, stopped=True, states=None, **common)
+    metrics.cycle_done(
+        finished_at=1400.0, skipped=True, stopped=False, tracked=None, breached=None, **common
+    )
+    metrics.cycle_done(
+        finished_at=1500.0, skipped=False, stopped=True, tracked=None, breached=None, **common
+    )
     metrics.cycle_failed()
 
     assert metrics.value("amo_sla_cycles_total", {"outcome": "ok"}) == 2
@@ -91,6 +88,7 @@ def test_cycles_leads_breaches_and_tasks() -> None:
     assert metrics.value("amo_sla_leads_breached", {"deadline": "reaction"}) == 2
     assert metrics.value("amo_sla_breaches_flagged_total", {"deadline": "reaction"}) == 2
     assert metrics.value("amo_sla_breaches_flagged_total", {"deadline": "resolution"}) == 1
+    assert metrics.value("amo_sla_leads_breached", {"deadline": "next_response"}) == 1
     assert metrics.value("amo_sla_tasks_created_total") == 3
     assert metrics.value("amo_sla_leads_written_total") == 6
 
@@ -109,3 +107,32 @@ def test_the_exposition_names_every_metric() -> None:
         "amo_sla_webhooks_received_total",
     ):
         assert name in text, name
+
+
+def test_a_real_cycle_run_by_the_service_sets_the_breach_gauges(tmp_path: Path) -> None:
+    world = build_world()
+    cycle = make_cycle(world, tmp_path)
+    metrics = Metrics()
+    service = SyncService(cycle, poll_interval=600, state_dir=tmp_path, observer=metrics)
+    thread = threading.Thread(target=lambda: service.run(install_signal_handlers=False))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while metrics.value("amo_sla_cycles_total", {"outcome": "ok"}) < 1:
+            assert time.monotonic() < deadline, "no cycle finished"
+            time.sleep(0.02)
+    finally:
+        service.request_shutdown()
+        thread.join(10)
+    now = datetime.now(UTC)
+    states = {
+        i: engine_state(world, i, now)
+        for i in world.fake.leads
+        if cycle.tracked_lead(i) is not None
+    }
+
+    assert metrics.value("amo_sla_leads_tracked") == len(states)
+    for deadline_name in ("reaction", "resolution"):
+        breached = {i for i, s in states.items() if getattr(s, deadline_name).breached}
+        assert breached
+        assert metrics.value("amo_sla_leads_breached", {"deadline": deadline_name}) == len(breached)

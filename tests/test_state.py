@@ -771,6 +771,30 @@ def test_explain_dict_has_the_documented_keys_in_iso() -> None:
         "resolution_breached": False,
         "status": "В срок",
         "remaining_minutes": None,
+        # The built-in policy has no next response; its ladder is a task at each breach.
+        "next_response_due": None,
+        "next_response_breached": False,
+        "waiting_periods": [],
+        "ladder": [
+            {
+                "clock": "reaction",
+                "period": None,
+                "step": "breach",
+                "to": "responsible",
+                "at": "2025-10-11T12:30:00+03:00",
+                "fired": False,
+                "owed": False,
+            },
+            {
+                "clock": "resolution",
+                "period": None,
+                "step": "breach",
+                "to": "supervisor",
+                "at": "2025-10-12T17:30:00+03:00",
+                "fired": False,
+                "owed": False,
+            },
+        ],
         # The resolution reaches 80 % of 12 h (9 h 36 min) on Sunday at 15:06.
         "next_change_at": "2025-10-12T15:06:00+03:00",
     }

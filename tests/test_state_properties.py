@@ -1,20 +1,24 @@
 """Properties of the SLA state over random histories (hypothesis).
 
 Histories: a lead registered at a random minute of autumn 2025, moved between running,
-hold and done stages by people or robots, with random chat messages, calls and notes.
+hold and done stages by people or robots, with random chat messages, calls, notes and
+customer messages. The next-response properties run under the example preset that turns
+next response and a ladder on (``sla/presets/crmbp_next_response.toml``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sla.policy import default_policy
+from sla.policy import LadderClock, Policy, default_policy, load_policy
 from sla.state import LeadEvent, LeadFacts, SlaState, SlaStatus, StageRoles, compute_sla
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -31,7 +35,21 @@ ROLES = StageRoles(
 START = datetime(2025, 9, 1, tzinfo=MSK)
 TARIFF_SPELLINGS = ("Приоритет", "приоритет", " ПРИОРИТЕТ ", "По факту", "по  факту", "ПО ФАКТУ ")
 OTHER_TAGS = ("Доработка", "Нестандартное", "Типовое", "авария", "VIP", "Сайт", "")
-ACTIONS = ("outgoing_chat_message", "incoming_chat_message", "outgoing_call", "common_note_added")
+ACTIONS = (
+    "outgoing_chat_message",
+    "incoming_chat_message",
+    "incoming_chat_message",
+    "incoming_mail",
+    "incoming_call",
+    "outgoing_call",
+    "common_note_added",
+    "task_added",
+)
+NEXT_RESPONSE = load_policy(
+    (
+        Path(__file__).resolve().parent.parent / "sla" / "presets" / "crmbp_next_response.toml"
+    ).read_text(encoding="utf-8")
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ def cases(draw: st.DrawFn, *, tariff_tag: bool | None = None) -> Case:
         tags.insert(draw(st.integers(0, len(tags))), draw(st.sampled_from(TARIFF_SPELLINGS)))
     events: list[LeadEvent] = []
     moment, status = created, FIRST
-    for index in range(draw(st.integers(0, 8))):
+    for index in range(draw(st.integers(0, 12))):
         moment += timedelta(minutes=draw(st.integers(0, 60 * 24 * 4)))
         by = draw(st.sampled_from((0, 0, 9100001)))
         if draw(st.booleans()):
@@ -85,13 +103,16 @@ def cases(draw: st.DrawFn, *, tariff_tag: bool | None = None) -> Case:
     return Case(facts, tuple(events), moment)
 
 
-def compute(case: Case, now: datetime) -> SlaState:
-    return compute_sla(case.facts, case.events, default_policy(), ROLES, now)
+def compute(case: Case, now: datetime, policy: Policy | None = None) -> SlaState:
+    return compute_sla(case.facts, case.events, policy or default_policy(), ROLES, now)
 
 
 def observable(state: SlaState) -> tuple[object, ...]:
     """Everything the worker writes or acts on."""
     return (
+        state.next_response.due,
+        state.next_response.breached,
+        frozenset((step.step, step.period) for step in state.ladder if step.owed),
         state.reaction.due,
         state.reaction.finished_at,
         state.reaction.breached,
@@ -118,28 +139,36 @@ def test_due_does_not_depend_on_now_while_nothing_happens(
     assert second.registered_at == first.registered_at
 
 
+POLICIES = st.sampled_from([None, NEXT_RESPONSE])
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     case=cases(),
     offset=st.integers(0, 60 * 24 * 30),
     share=st.floats(min_value=0, max_value=1, exclude_max=True),
+    policy=POLICIES,
 )
-def test_nothing_changes_before_next_change_at(case: Case, offset: int, share: float) -> None:
+def test_nothing_changes_before_next_change_at(
+    case: Case, offset: int, share: float, policy: Policy | None
+) -> None:
     now = case.last_event + timedelta(minutes=offset)
-    state = compute(case, now)
+    state = compute(case, now, policy)
     horizon = state.next_change_at or now + timedelta(days=60)
     assert horizon > now
     seconds = int((horizon - now).total_seconds() * share)
-    later = compute(case, now + timedelta(seconds=seconds))
+    later = compute(case, now + timedelta(seconds=seconds), policy)
     assert observable(later) == observable(state)
 
 
 @settings(max_examples=300, deadline=None)
-@given(case=cases(), offset=st.integers(0, 60 * 24 * 30))
-def test_the_state_does_change_at_next_change_at(case: Case, offset: int) -> None:
-    state = compute(case, case.last_event + timedelta(minutes=offset))
+@given(case=cases(), offset=st.integers(0, 60 * 24 * 30), policy=POLICIES)
+def test_the_state_does_change_at_next_change_at(
+    case: Case, offset: int, policy: Policy | None
+) -> None:
+    state = compute(case, case.last_event + timedelta(minutes=offset), policy)
     if state.next_change_at is not None:
-        assert observable(compute(case, state.next_change_at)) != observable(state)
+        assert observable(compute(case, state.next_change_at, policy)) != observable(state)
 
 
 @settings(max_examples=300, deadline=None)
@@ -198,3 +227,72 @@ def test_the_trace_changes_nothing_but_the_trace(case: Case, offset: int) -> Non
     assert plain.trace == ()
     assert explained.trace
     assert replace(explained, trace=()) == plain
+
+
+# --- next response (spec §4.1) -------------------------------------------------------------
+
+
+def person_replies(case: Case) -> list[datetime]:
+    """The instants of a person's answers of a reaction type (the preset has no robot
+    replies)."""
+    types = NEXT_RESPONSE.reaction_event_types
+    return sorted(e.at for e in case.events if e.type in types and e.created_by != 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cases(tariff_tag=True), offset=st.integers(0, 60 * 24 * 30))
+def test_waiting_periods_never_overlap_and_follow_the_reaction(case: Case, offset: int) -> None:
+    state = compute(case, case.last_event + timedelta(minutes=offset), NEXT_RESPONSE)
+    periods = state.next_response.periods
+    if periods:
+        assert state.reaction.finished_at is not None
+        assert periods[0].started_at > state.reaction.finished_at
+    for earlier, later in itertools.pairwise(periods):
+        assert earlier.clock.finished_at is not None
+        assert earlier.clock.finished_at <= later.started_at
+    assert all(p.clock.finished_at is not None for p in periods[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cases(tariff_tag=True), offset=st.integers(0, 60 * 24 * 30))
+def test_each_period_ends_at_the_first_persons_answer_after_its_start(
+    case: Case, offset: int
+) -> None:
+    state = compute(case, case.last_event + timedelta(minutes=offset), NEXT_RESPONSE)
+    replies = person_replies(case)
+    for period in state.next_response.periods:
+        end = period.clock.finished_at
+        between = [at for at in replies if period.started_at < at and (end is None or at < end)]
+        assert not between, (period, between)
+        if period.ended_by == "reply":
+            assert end in replies
+        elif period.ended_by == "done":
+            assert end is not None
+        else:
+            assert end is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cases(tariff_tag=True), offset=st.integers(0, 60 * 24 * 30))
+def test_breached_periods_are_as_many_as_fired_breach_steps(case: Case, offset: int) -> None:
+    state = compute(case, case.last_event + timedelta(minutes=offset), NEXT_RESPONSE)
+    breached = [p.started_at for p in state.next_response.periods if p.clock.breached]
+    fired = [
+        step.period
+        for step in state.ladder
+        if step.step.clock is LadderClock.NEXT_RESPONSE and step.step.at_breach and step.fired
+    ]
+    assert fired == breached
+    owed = [p for p in state.ladder if p.owed]
+    assert all(step.fired for step in owed)
+    assert state.next_response.breached is bool(breached)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cases(tariff_tag=True), offset=st.integers(0, 60 * 24 * 30))
+def test_next_response_changes_nothing_of_the_other_clocks(case: Case, offset: int) -> None:
+    now = case.last_event + timedelta(minutes=offset)
+    plain, with_periods = compute(case, now), compute(case, now, NEXT_RESPONSE)
+    assert (with_periods.reaction, with_periods.resolution) == (plain.reaction, plain.resolution)
+    assert with_periods.status is plain.status
+    assert with_periods.remaining_minutes == plain.remaining_minutes

@@ -1,10 +1,11 @@
 from dataclasses import replace
+from importlib import resources
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sla.policy import default_policy
+from sla.policy import Policy, default_policy, load_policy
 from sla.tags import _within, lookalike_tariff, tariff_tags
 
 POLICY = default_policy()  # tariffs «Приоритет» and «По факту»
@@ -86,3 +87,30 @@ def test_one_letter_changed_in_a_tariff_tag_looks_like_that_tariff(
     else:
         assert found is not None
         assert found.name == spelling
+
+
+HOUR_PACKAGES = load_policy(
+    (resources.files("sla.presets") / "hour_packages.toml").read_text(encoding="utf-8")
+)  # tariffs «Пакет 10 ч», «Пакет 5 ч», «Пакет 2 ч»
+
+
+@pytest.mark.parametrize(
+    ("policy", "tag"),
+    [
+        (POLICY, "Не приоритет"),
+        (POLICY, "Не по факту"),
+        (HOUR_PACKAGES, "Пакет 20 ч"),
+        (HOUR_PACKAGES, "Пакет 1 ч"),
+    ],
+)
+def test_a_tag_that_says_something_else_is_not_taken_for_a_misspelled_tariff(
+    policy: Policy, tag: str
+) -> None:
+    found = lookalike_tariff(policy, tag)
+    assert found is None, found.name
+
+
+def test_a_misspelled_tag_is_taken_for_the_tariff_it_is_nearest_to() -> None:
+    found = lookalike_tariff(HOUR_PACKAGES, "Пакет 2 часв")
+    assert found is not None
+    assert found.name == "Пакет 2 ч"

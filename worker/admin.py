@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError
 from amo_client.models import Account, CustomField, Lead, NewCustomField, Webhook
 from config.settings import WEBHOOK_PATH
-from sla.policy import Policy
+from sla.policy import AssigneeKind, LadderClock, LadderStep, Policy, RequestClass
 from sla.tags import lookalike_tariff, tariff_tags
 from worker.fields import (
     COMPANY_FIELD_SPECS,
@@ -147,6 +148,87 @@ def policy_lines(policy: Policy, source: str, leads: Sequence[Lead]) -> tuple[li
     return notes, warnings
 
 
+CLOCK_NAMES = {
+    LadderClock.REACTION: "reaction",
+    LadderClock.RESOLUTION: "resolution",
+    LadderClock.NEXT_RESPONSE: "next response",
+}
+
+
+def ladder_lines(policy: Policy, supervisor_user_id: int | None) -> tuple[list[str], list[str]]:
+    """The next-response targets and the escalation ladder as ``check`` prints them (notes),
+    and the steps that cannot reach anyone as configured (warnings)."""
+    notes: list[str] = []
+    warnings: list[str] = []
+    found = policy.next_response
+    if found is None:
+        notes.append("next response: off (the policy has no [next_response] table)")
+    else:
+        targets = []
+        for tariff in policy.tariff_names:
+            per_class = [
+                f"{kind.value} {_span(target)}"
+                for kind in RequestClass
+                if (target := found.target(tariff, kind)) is not None
+            ]
+            targets.append(f"«{tariff}» {', '.join(per_class) or 'none'}")
+        events = ", ".join(sorted(found.customer_events))
+        notes.append(f"next response: {'; '.join(targets)} (customer messages: {events})")
+    for clock in LadderClock:
+        if clock is LadderClock.NEXT_RESPONSE and found is None:
+            continue
+        steps = policy.ladder.of(clock)
+        notes += [
+            f"escalation, {CLOCK_NAMES[clock]}: {_step_text(step, supervisor_user_id)}"
+            for step in steps
+        ] or [f"escalation, {CLOCK_NAMES[clock]}: no steps"]
+        for step in steps:
+            if step.text is None:
+                continue  # the default ladder: no supervisor, no resolution task, as always
+            if step.to.kind is AssigneeKind.SUPERVISOR and supervisor_user_id is None:
+                warnings.append(
+                    f"escalation, {CLOCK_NAMES[clock]}: step «{step.trigger}» goes to the "
+                    "supervisor, but SLA_SUPERVISOR_USER_ID is not set: it creates no task"
+                )
+            if step.to.kind is AssigneeKind.GROUP_HEAD and not policy.ladder.group_heads:
+                warnings.append(
+                    f"escalation, {CLOCK_NAMES[clock]}: step «{step.trigger}» goes to the "
+                    "head of the responsible user's group, but [escalation.group_heads] names "
+                    "none: it goes to the supervisor, else the responsible user"
+                )
+    return notes, warnings
+
+
+def _step_text(step: LadderStep, supervisor_user_id: int | None) -> str:
+    if step.share is not None:
+        when = f"at {step.trigger} of the target"
+    elif step.at_breach or step.after is None:
+        when = "at the breach"
+    else:
+        when = f"{_span(step.after)} after the breach"
+    kind = step.to.kind
+    if kind is AssigneeKind.SUPERVISOR:
+        who = (
+            f"the supervisor ({supervisor_user_id})"
+            if supervisor_user_id is not None
+            else "the supervisor (SLA_SUPERVISOR_USER_ID not set: no task)"
+        )
+    elif kind is AssigneeKind.GROUP_HEAD:
+        who = "the head of the responsible user's group"
+    elif kind is AssigneeKind.USER:
+        who = f"user {step.to.user_id}"
+    else:
+        who = "the responsible user"
+    text = "the default text" if step.text is None else f"«{step.text}»"
+    return f"{when} → {who}: {text}"
+
+
+def _span(span: timedelta) -> str:
+    minutes = int(span.total_seconds()) // 60
+    hours, rest = divmod(minutes, 60)
+    return f"{hours}h{rest:02d}m" if rest else f"{hours}h"
+
+
 def shown_destination(destination: str) -> str:
     """The webhook's address with its secret masked, for the admin's eyes and the logs."""
     base, sep, _ = destination.rpartition(WEBHOOK_PATH)
@@ -260,6 +342,7 @@ def plan_provision(
     fields: Sequence[CustomField],
     field_ids: Mapping[SlaField, int] | None = None,
     ledgers: frozenset[Ledger] = frozenset(),
+    next_response: bool = False,
 ) -> ProvisionPlan:
     """The changes that give the account every SLA field and every status option.
 
@@ -268,7 +351,7 @@ def plan_provision(
     mapped = dict(field_ids or {})
     new_fields = tuple(
         _new_field(spec)
-        for spec in missing_fields(fields, FIELD_SPECS, ledgers)
+        for spec in missing_fields(fields, FIELD_SPECS, ledgers, next_response)
         if spec.key not in mapped
     )
     status_field = _status_field(fields, mapped.get(SlaField.STATUS))
@@ -279,7 +362,9 @@ def plan_provision(
     created = {new.name for new in new_fields}
     kept = tuple(
         sorted(
-            spec.name for spec in FIELD_SPECS if spec.needed(ledgers) and spec.name not in created
+            spec.name
+            for spec in FIELD_SPECS
+            if spec.needed(ledgers, next_response) and spec.name not in created
         )
     )
     return ProvisionPlan(
@@ -321,11 +406,13 @@ def provision(
     say: Say,
     field_ids: Mapping[SlaField, int] | None = None,
     ledgers: frozenset[Ledger] = frozenset(),
+    next_response: bool = False,
 ) -> ProvisionPlan:
     """Create the missing SLA fields and add the missing status options (or only list the
-    changes, with ``dry_run``); with ``ledgers``, their lead and company fields too."""
+    changes, with ``dry_run``); with ``ledgers``, their lead and company fields too; with
+    ``next_response`` (the policy has its targets), its two lead fields."""
     provision_companies(client, dry_run=dry_run, say=say, ledgers=ledgers)
-    plan = plan_provision(list(client.iter_lead_custom_fields()), field_ids, ledgers)
+    plan = plan_provision(list(client.iter_lead_custom_fields()), field_ids, ledgers, next_response)
     for name in plan.kept:
         say(f"exists: «{name}»")
     if plan.empty:

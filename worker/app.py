@@ -163,10 +163,12 @@ def ledgers(settings: Settings, policy: Policy) -> frozenset[Ledger]:
 
 
 def stage_options(settings: Settings, policy: Policy) -> StageOptions:
+    # Every field but the next response's can be mapped by id (SLA_FIELD_*); those two are
+    # found by name.
     field_ids = {
         key: value
         for key in SlaField
-        if (value := getattr(settings, f"sla_field_{key.value}")) is not None
+        if (value := getattr(settings, f"sla_field_{key.value}", None)) is not None
     }
     return StageOptions(
         pipeline=settings.sla_pipeline or "",
@@ -178,6 +180,7 @@ def stage_options(settings: Settings, policy: Policy) -> StageOptions:
         class_field=settings.sla_class_field,
         field_ids=field_ids,
         ledgers=ledgers(settings, policy),
+        next_response=policy.next_response is not None,
     )
 
 

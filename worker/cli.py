@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from dotenv import dotenv_values
 
 from amo_client.client import AmoClient
 from amo_client.errors import AmoError, NotFound
@@ -433,6 +434,11 @@ def _first_cycle_notes(account: Account) -> tuple[list[str], list[str]]:
         cycle.store.close()
     source = account.settings.sla_policy_file or "the built-in CRMBP policy"
     notes, warnings = admin.policy_lines(account.policy, str(source), cycle.open_leads())
+    ladder_notes, ladder_warnings = admin.ladder_lines(
+        account.policy, account.settings.sla_supervisor_user_id
+    )
+    notes += ladder_notes
+    warnings += ladder_warnings
     notes += [
         f"the next cycle computes {report.leads_computed} request(s), "
         f"{report.breached} breached in all, "
@@ -472,6 +478,7 @@ def run_provision(args: argparse.Namespace) -> int:
                 say=print,
                 field_ids=stages.field_ids,
                 ledgers=stages.ledgers,
+                next_response=stages.next_response,
             )
     except COMMAND_ERRORS as error:
         return _fail(error)
@@ -727,6 +734,11 @@ def add_explain(commands: Any) -> None:
     )
     parser.add_argument("--class-field", type=int, help="id of the request-class select field")
     parser.add_argument(
+        "--first-start",
+        help="the worker's first start on the account, ISO 8601: escalation steps before it "
+        "are shown as skipped (live, default: SLA_FIRST_START, else the state's)",
+    )
+    parser.add_argument(
         "--json",
         "--no-trace",
         dest="json",
@@ -764,6 +776,7 @@ def run_explain(args: argparse.Namespace) -> int:
             roles=roles,
             agreed_due_field_id=args.agreed_due_field,
             class_field_id=args.class_field,
+            first_start=args.first_start,
         )
     except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -792,9 +805,14 @@ def run_live_explain(args: argparse.Namespace) -> int:
                 client,
                 lead,
                 pipeline_id=setup.pipeline_id,
-                reaction_types=policy.reaction_event_types,
+                reaction_types=policy.conversation_event_types,
             )
         now = explain.parse_now(args.now, policy) if args.now else datetime.now(UTC)
+        first_start = (
+            explain.parse_now(args.first_start, policy)
+            if args.first_start
+            else settings.sla_first_start or _recorded_first_start(settings)
+        )
     except explain.ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -808,10 +826,21 @@ def run_live_explain(args: argparse.Namespace) -> int:
         now=now,
         agreed_due_field_id=setup.fields.id_of(SlaField.AGREED_DUE),
         class_field_id=setup.class_field_id,
+        first_start=first_start,
     )
     explanation = replace(explanation, names=explain.Names(setup.status_names, users))
     explain.print_explanation(explanation, sys.stdout, json_only=args.json)
     return 0
+
+
+def _recorded_first_start(settings: Settings) -> datetime | None:
+    """The first start the state directory records, read without writing anything."""
+    store = app.read_store(settings.sla_state_dir)
+    try:
+        recorded = store.first_start()
+    finally:
+        store.close()
+    return None if recorded is None else datetime.fromtimestamp(recorded, UTC)
 
 
 def run_company_explain(args: argparse.Namespace) -> int:
@@ -1244,9 +1273,20 @@ def add_init(commands: Any) -> None:
     parser.set_defaults(run=run_init)
 
 
+# The variables init writes only when asked to (--write-token).
+SECRET_VARIABLES = ("AMO_LONG_LIVED_TOKEN", "AMO_CLIENT_SECRET", "SLA_WEBHOOK_SECRET")
+
+
 def run_init(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         return _refuse(f"{args.out} exists; pass --force to replace it, or --out another path")
+    if args.out.is_file() and args.write_token is not True:
+        held = [name for name in SECRET_VARIABLES if dotenv_values(args.out).get(name)]
+        if held:
+            return _refuse(
+                f"{args.out} holds {', '.join(held)}, which the new file would not: pass "
+                "--write-token to keep it there, or move it to the environment first"
+            )
     try:
         # Any pipeline for now: choosing it is what init is for.
         settings = load_settings(sla_pipeline="-")

@@ -19,6 +19,9 @@ from datetime import UTC, datetime
 from sla.state import SlaState
 from worker.wakeups import Wakeups
 
+# The clocks a lead's state is breached on, as the metrics label them.
+CLOCKS = ("reaction", "resolution", "next_response")
+
 
 class Computations:
     """The tracked leads computed, those that could not be, and what their last states say."""
@@ -26,8 +29,9 @@ class Computations:
     def __init__(self) -> None:
         self.computed: set[int] = set()
         self.failed: set[int] = set()
-        self.task_due: set[int] = set()  # the leads whose state calls for a breach task
-        self.breached: set[int] = set()  # the leads with a clock breached
+        self.task_due: set[int] = set()  # the leads whose state owes an escalation task
+        # The leads with each clock breached (the next response: any waiting period).
+        self.breached_by: dict[str, set[int]] = {clock: set() for clock in CLOCKS}
         self._again: set[int] = set()  # computed again at the next cycle whatever happens
         self._wakeups = Wakeups()
 
@@ -42,6 +46,11 @@ class Computations:
         return wanted
 
     @property
+    def breached(self) -> frozenset[int]:
+        """The leads with any clock breached."""
+        return frozenset().union(*self.breached_by.values())
+
+    @property
     def pending(self) -> frozenset[int]:
         """The leads to be computed again at the next cycle whatever happens."""
         return frozenset(self._again)
@@ -53,8 +62,10 @@ class Computations:
     def put(self, lead_id: int, state: SlaState) -> None:
         self.computed.add(lead_id)
         self.failed.discard(lead_id)
-        _mark(self.task_due, lead_id, state.reaction_task_due or state.resolution_task_due)
-        _mark(self.breached, lead_id, state.reaction.breached or state.resolution.breached)
+        _mark(self.task_due, lead_id, state.tasks_due)
+        _mark(self.breached_by["reaction"], lead_id, state.reaction.breached)
+        _mark(self.breached_by["resolution"], lead_id, state.resolution.breached)
+        _mark(self.breached_by["next_response"], lead_id, state.next_response.breached)
         self._wakeups.schedule(lead_id, state.next_change_at)
 
     def fail(self, lead_id: int) -> None:
@@ -66,7 +77,8 @@ class Computations:
             self.computed.discard(lead_id)
             self._wakeups.discard(lead_id)
             self.task_due.discard(lead_id)
-            self.breached.discard(lead_id)
+            for breached in self.breached_by.values():
+                breached.discard(lead_id)
             self.failed.discard(lead_id)
 
     def next_change_at(self) -> datetime | None:

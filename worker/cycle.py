@@ -86,11 +86,12 @@ from worker.replies import CONTACT_LINKS, contact_replies
 from worker.setup import AccountSetup, StageOptions, resolve_setup
 from worker.store import StateStore, StoredEvent, StoredLead
 from worker.tasks import (
-    BreachClock,
+    GroupHeads,
     TaskOptions,
     TaskPlan,
     created_tasks,
     ensure_tasks,
+    is_ladder_key,
     past_breaches,
     plan_tasks,
 )
@@ -156,6 +157,9 @@ class CycleReport:
     writes: tuple[PlannedWrite, ...] = ()
     tasks: tuple[TaskPlan, ...] = ()
     breached: int = 0  # tracked requests with a clock breached, as last computed
+    tracked: int = 0  # open and recently closed requests the cycle tracks
+    # The tracked requests breached, by clock (reaction, resolution, next_response).
+    breached_by: Mapping[str, frozenset[int]] = field(default_factory=dict)
     companies_written: int = 0
     ledger: LedgerPlan | None = None
     first_start: datetime | None = None
@@ -214,7 +218,7 @@ class _Parsed:
     ledger_current: Mapping[int, Value]  # the ledger fields' values (with the ledgers on)
     name: str  # "" for a lead with nothing to write, no task and no move due
     accept_now: bool
-    task_state: SlaState | None  # the state, when it calls for a breach task
+    task_state: SlaState | None  # the state, when it calls for an escalation task
     facts: RequestFacts | None = None  # kept when they differ from the ledger cache's
 
 
@@ -246,7 +250,7 @@ def _parse(
     current = current_values(lead, setup.fields)
     sla_values = differing(current, desired_values(state, setup.fields))
     ledger_current = shared.ledger_values(current) if ledgers else _NOTHING
-    task_due = state.reaction_task_due or state.resolution_task_due
+    task_due = state.tasks_due
     if not sla_values and not state.accept_now and not task_due:
         return shared.quiet(ledger_current)
     return _Parsed(
@@ -305,7 +309,7 @@ class SyncCycle:
         self._stop = threading.Event()
         ledger_events = LEDGER_EVENTS if options.ledgers.packages else frozenset()
         self._event_types = sorted(
-            policy.reaction_event_types | STRUCTURAL_EVENTS | CONTACT_LINKS | ledger_events
+            policy.conversation_event_types | STRUCTURAL_EVENTS | CONTACT_LINKS | ledger_events
         )
         self._ledgers = (
             LedgerStep(client, store, options.ledgers, self._check_stop)
@@ -317,6 +321,9 @@ class SyncCycle:
         # The tasks planned and not yet created (refused, or a stop came first), by
         # (entity type, id, clock): offered again until created or no longer owed.
         self._tasks_open: dict[tuple[str, int, str], TaskPlan] = {}
+        # Who heads each user's group, read when a step first goes to one; read again
+        # after every full reconcile.
+        self._heads = GroupHeads(client, policy.ladder.group_heads)
 
     # --- the Cycle protocol -----------------------------------------------------------------
     def request_stop(self) -> None:
@@ -355,7 +362,11 @@ class SyncCycle:
         leads whose breach task is withheld as older than the first start."""
         due = dict(sorted(plan.due.items()))
         fresh = plan_tasks(
-            due, lambda lead_id: read.tracked[lead_id].lead, self.options.tasks, first_start
+            due,
+            lambda lead_id: read.tracked[lead_id].lead,
+            self.options.tasks,
+            first_start,
+            head_of=self._heads,
         )
         withheld = tuple(past_breaches(due, first_start, self.options.tasks))
         if plan.ledger is not None:
@@ -390,7 +401,7 @@ class SyncCycle:
                 if lead_id not in results.failed:
                     found.append(lead_id)
                 continue
-            task_due = fresh.reaction_task_due or fresh.resolution_task_due
+            task_due = fresh.tasks_due
             if (
                 lead_id not in results.computed
                 or differing(current, desired_values(fresh, setup.fields))
@@ -429,7 +440,7 @@ class SyncCycle:
         plan is no longer owed), or the lead is no longer tracked."""
         if task.entity_type == "leads" and task.entity_id not in read.tracked:
             return True
-        if task.clock in BREACH_CLOCKS:
+        if task.entity_type == "leads" and is_ladder_key(task.clock):
             return task.entity_id in plan.computed
         if self._ledgers is None:
             return True
@@ -518,6 +529,8 @@ class SyncCycle:
             writes=plan.writes,
             tasks=tuple(task_plans),
             breached=len(plan.results.breached),
+            tracked=len(read.tracked),
+            breached_by={k: frozenset(v) for k, v in plan.results.breached_by.items()},
             companies_written=companies_written,
             ledger=plan.ledger,
             first_start=first_start,
@@ -580,6 +593,7 @@ class SyncCycle:
                 else []
             )
             setup = resolve_setup(self.options.stages, pipelines, fields, company_fields)
+            self._heads = GroupHeads(self.client, self.policy.ladder.group_heads)
             if setup != self.setup:
                 for problem in setup.loose_names:
                     log.warning("setup_name_loose", problem=problem)
@@ -685,7 +699,7 @@ class SyncCycle:
             kept.others,
             self._with_events(tracked, parsed, setup, forgotten, touched),
             pipeline_id=setup.pipeline_id,
-            reaction_types=self.policy.reaction_event_types,
+            reaction_types=self.policy.conversation_event_types,
             talk_lead=functools.cache(self.client.talk_lead_id),
         )
         self._with_events(tracked, by_lead(replies).items(), setup, forgotten, touched)
@@ -982,9 +996,6 @@ def _reread_from(last_full: int | None, options: CycleOptions) -> int | None:
     if last_full is None:
         return None
     return last_full - int(options.full_reconcile_interval.total_seconds())
-
-
-BREACH_CLOCKS = frozenset(clock.value for clock in BreachClock)
 
 
 def _task_key(task: TaskPlan) -> tuple[str, int, str]:

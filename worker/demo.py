@@ -16,6 +16,10 @@ regulation and quotas belong to plans CRMBP's tariffs do not have:
    time in notes until its 2-hour package runs out; ``explain --company`` then audits it.
 2. A second account under the Prime Gate preset (``sla/presets/prime_gate.toml``): the
    third set-up in 12 months on the «Микробизнес» plan goes over its two free ones.
+
+A third goes beyond the seeds (spec §4.1), under ``sla/presets/crmbp_next_response.toml``:
+a customer's second message waits too long for an answer; the worker flags it, gives the
+agent a task, and an hour later escalates to the supervisor.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ DEMO_START = datetime(2025, 11, 5, 10, 30, tzinfo=MOSCOW)
 WIDTH = 120  # columns of the terminal the story is told to, unless --wide
 DEMO_END = datetime(2025, 11, 5, 17, 5, tzinfo=MOSCOW)
 QUOTAS_END = datetime(2025, 11, 5, 11, 35, tzinfo=MOSCOW)
+CONVERSATION_END = datetime(2025, 11, 5, 16, 30, tzinfo=MOSCOW)
 PACKAGE_PAID = datetime(2025, 11, 1, tzinfo=MOSCOW)  # the transferred working Saturday
 DEMO_POLL_INTERVAL = timedelta(hours=1)
 PIPELINE = "Техподдержка"
@@ -117,6 +122,7 @@ class Act:
     ledgers: frozenset[Ledger]
     end: datetime
     companies: list[int] = field(default_factory=list)
+    supervisor: int | None = None  # SLA_SUPERVISOR_USER_ID
 
 
 def seed(fake: FakeAmoCRM) -> Act:
@@ -318,6 +324,59 @@ def seed_quotas(fake: FakeAmoCRM) -> Act:
     )
 
 
+def seed_conversation(fake: FakeAmoCRM) -> Act:
+    """Act 3: two «Приоритет» requests answered at once; the customers write again. One
+    follow-up is answered within the 2 business hours, the other waits too long."""
+    support = fake.add_pipeline(PIPELINE, STAGES, unsorted=False)
+    anna = fake.add_user("Анна Смирнова")
+    oleg = fake.add_user("Олег Петров")
+    maria = fake.add_user("Мария Козлова")  # the supervisor
+    samples: list[Sample] = []
+
+    def lead(name: str, about: str, user: int) -> int:
+        lead_id = fake.add_lead(name, pipeline_id=support.id, tags=["Приоритет"],
+                                created_at=_at(5, 10, 0), responsible_user_id=user)  # fmt: skip
+        samples.append(Sample(lead_id, about))
+        return lead_id
+
+    order = lead("Не сохраняется заказ", "второе сообщение ждёт", anna)
+    fake.add_event(order, "outgoing_chat_message", created_by=anna, at=_at(5, 10, 10))
+    price = lead("Не обновляются цены", "ответ в срок", oleg)
+    fake.add_event(price, "outgoing_chat_message", created_by=oleg, at=_at(5, 10, 20))
+
+    def writes(lead_id: int, channel: str, moment: datetime) -> Callable[[], object]:
+        return lambda: fake.customer_writes(lead_id, channel, at=moment.timestamp())
+
+    def answers(lead_id: int, kind: str, user: int, moment: datetime) -> Callable[[], object]:
+        return lambda: fake.add_event(lead_id, kind, created_by=user, at=moment.timestamp())
+
+    text = resources.files("sla.presets").joinpath("crmbp_next_response.toml")
+    happenings = [
+        Happening(_today(10, 40), "клиент пишет в чат по «Не сохраняется заказ»",
+                  writes(order, "chat", _today(10, 40))),
+        Happening(_today(11, 5), "Анна отвечает клиенту по «Не сохраняется заказ»",
+                  answers(order, "outgoing_chat_message", anna, _today(11, 5))),
+        Happening(_today(12, 15), "клиент снова пишет, письмом: «заказ всё ещё не сохраняется»",
+                  writes(order, "mail", _today(12, 15))),
+        Happening(_today(12, 30), "клиент пишет в чат по «Не обновляются цены»",
+                  writes(price, "chat", _today(12, 30))),
+        Happening(_today(13, 10), "Олег отвечает по «Не обновляются цены»",
+                  answers(price, "outgoing_chat_message", oleg, _today(13, 10))),
+        Happening(_today(15, 40), "Анна наконец звонит клиенту по «Не сохраняется заказ»",
+                  answers(order, "outgoing_call", anna, _today(15, 40))),
+    ]  # fmt: skip
+    return Act(
+        fake=fake,
+        support=support,
+        samples=samples,
+        happenings=happenings,
+        policy=load_policy(text.read_text(encoding="utf-8")),
+        ledgers=frozenset(),
+        end=CONVERSATION_END,
+        supervisor=maria,
+    )
+
+
 @dataclass(frozen=True)
 class Pacing:
     """How the client paces its requests and the emulator measures their rate: real time,
@@ -336,7 +395,7 @@ def run_demo(
     log: Callable[[Callable[[], datetime]], None] | None = None,
     wide: bool = False,
 ) -> int:
-    """Both acts; the first ends by writing the SLA report of its day into ``report_dir``
+    """The three acts; the first ends by writing the SLA report of its day into ``report_dir``
     (default: ``amo-sla-demo-report`` in the system's temporary directory, kept). ``log``
     sets up logging on the story's clock; ``wide`` prints every field in one table."""
     clock = SimulatedClock(DEMO_START)
@@ -388,6 +447,22 @@ def run_demo(
             quotas, clock, directory / "prime-gate", out, pace=pace, audit=False, width=width
         ):
             return 1
+        clock.now = DEMO_START
+        conversation = seed_conversation(emulator("Интегратор: поддержка чата"))
+        print(
+            "\nAct 3: beyond the seeds, a third account under sla/presets/crmbp_next_response"
+            ".toml: after the first answer,\nevery customer message waits at most 2 business "
+            "hours for the next one («SLA: ответ до»). When it waits\nlonger, the field «SLA: "
+            "ответ просрочен» is set, the agent gets a task, and an hour later the supervisor\n"
+            "(SLA_SUPERVISOR_USER_ID, Мария Козлова) gets one too: the policy's escalation "
+            "ladder.\n",
+            file=out,
+        )
+        if not _play(
+            conversation, clock, directory / "conversation", out, pace=pace, audit=False,
+            width=width,
+        ):  # fmt: skip
+            return 1
     print(f"\nThe SLA report of act 1's support day: {report_dir / 'report.html'}", file=out)
     return 0
 
@@ -416,8 +491,9 @@ def _play(
     )
     directory.mkdir(parents=True, exist_ok=True)
     print("$ python -m worker provision", file=out)
+    next_response = policy.next_response is not None
     provision(client, dry_run=False, say=lambda line: print(f"  {line}", file=out),
-              ledgers=act.ledgers)  # fmt: skip
+              ledgers=act.ledgers, next_response=next_response)  # fmt: skip
     ledger_options = LedgerOptions(
         packages=Ledger.PACKAGES in act.ledgers,
         quotas=policy.quotas if Ledger.QUOTAS in act.ledgers else (),
@@ -435,11 +511,13 @@ def _play(
                 hold_stages=(STAGES[2],),
                 acceptance_stages=(STAGES[3],),
                 ledgers=act.ledgers,
+                next_response=next_response,
             ),
             tasks=TaskOptions(
                 reaction_text=REACTION_TASK,
                 resolution_text=RESOLUTION_TASK,
                 display_zone=policy.zone,
+                supervisor_user_id=act.supervisor,
             ),
             ledgers=ledger_options,
         ),
@@ -557,6 +635,7 @@ LEDGER_COLUMNS: Mapping[Ledger, tuple[SlaField, ...]] = {
     Ledger.PACKAGES: (SlaField.SPENT_MINUTES, SlaField.PACKAGE_EXHAUSTED),
     Ledger.QUOTAS: (SlaField.QUOTA_OVER,),
 }
+NEXT_RESPONSE_COLUMNS = (SlaField.NEXT_RESPONSE_DUE, SlaField.NEXT_RESPONSE_BREACHED)
 
 
 def _print_tables(
@@ -584,6 +663,8 @@ def _print_tables(
     stage_names = {**setup.status_names, 142: "Успешно", 143: "Закрыто"}
     headers, rows = lead_field_rows(leads, setup.fields, zone, about, stage_names)
     extra = [key for ledger in sorted(act.ledgers) for key in LEDGER_COLUMNS[ledger]]
+    if act.policy.next_response is not None:
+        extra += NEXT_RESPONSE_COLUMNS
     headers += [SPEC_BY_KEY[key].name for key in extra]
     for lead, row in zip(leads, rows, strict=True):
         for key in extra:
@@ -593,6 +674,21 @@ def _print_tables(
     print(f"\nthe leads' SLA fields in amoCRM at {now.astimezone(MOSCOW):%H:%M:%S}:", file=out)
     _print_table(headers, rows, out, width, keep=2)
 
+    if act.companies:
+        _print_companies(act, client, setup, out, users=users, width=width)
+    _print_tasks(act, out, users=users)
+
+
+def _print_companies(
+    act: Act,
+    client: AmoClient,
+    setup: AccountSetup,
+    out: TextIO,
+    *,
+    users: Mapping[int, str],
+    width: int | None,
+) -> None:
+    zone = act.policy.zone
     specs = [spec for spec in COMPANY_FIELD_SPECS if spec.needed(act.ledgers)]
     company_rows = [
         [
@@ -605,6 +701,8 @@ def _print_tables(
     print("\nthe companies' ledger fields in amoCRM:", file=out)
     _print_table(["company", "responsible", *(s.name for s in specs)], company_rows, out, width)
 
+
+def _print_tasks(act: Act, out: TextIO, *, users: Mapping[int, str]) -> None:
     breach: list[str] = []
     ledger: list[str] = []
     for task in act.fake.tasks:

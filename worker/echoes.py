@@ -4,9 +4,11 @@ amoCRM sends ``update_lead`` (and ``status_lead``, ``note_lead``) for the worker
 PATCHes and notes like for anyone's. A hook is an echo when every change it reports is one
 of those writes: a lead the worker wrote, stamped (``last_modified``) within the span
 amoCRM took to accept the write, or a note the worker created. Anything else in the same
-hook (another lead, another moment, an action the worker never takes) starts a cycle as
-before. The span has whole seconds, so a person's change to the same lead within the
-second of the worker's write is taken for an echo; the next poll reads it.
+hook (another lead, another moment, a stage change the write did not make, an action the
+worker never takes) starts a cycle as before. The span is the last attempt of the write,
+from its request to its answer, a second wider for the answer's whole-second Date; a
+person's change to the same lead's fields within it is taken for an echo, and the next
+poll reads it.
 """
 
 from __future__ import annotations
@@ -83,13 +85,22 @@ def _echoes(entity: str, action: str, fields: dict[str, str], kept: Sequence[Wri
         return False
     lead_id = _number(fields.get("[id]"))
     stamp = _number(fields.get("[last_modified]") or fields.get("[updated_at]"))
-    if lead_id is None or stamp is None:
+    if lead_id is None or stamp is None or stamp > LATEST_STAMP:
         return False
     moment = datetime.fromtimestamp(stamp, UTC)
     return any(
-        w.kind == "leads" and lead_id in w.ids and w.since <= moment <= w.until for w in kept
+        w.kind == "leads"
+        # A stage change echoes only a write that moved the lead.
+        and lead_id in (w.moved if action == "status" else w.ids)
+        and w.since <= moment <= w.until
+        for w in kept
     )
 
 
+# A hook's numbers as amoCRM writes them; anything else is no echo.
+NUMBER = re.compile(r"[0-9]{1,12}")
+LATEST_STAMP = 253_402_300_799  # 9999-12-31 23:59:59 UTC
+
+
 def _number(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
+    return int(text) if text is not None and NUMBER.fullmatch(text) else None

@@ -6,9 +6,11 @@ a ``GET /api/v4/leads/{id}`` response and a ``GET /api/v4/events`` response
 empty 204 reply), computes the state the worker would write, and prints:
 
 the trace, one line per step (tags matched, the event counted as the reaction, robot
-events skipped, the stretches each clock counted, problems; stages and users by name when
-the live account is read), then the state as JSON (``sla.state.state_as_dict``). ``--json``
-prints the JSON alone, to pipe it.
+events skipped, the stretches each clock counted, each next-response waiting period and
+each escalation step: fired, due, or skipped as before the worker's first start (given by
+``--first-start``; live, the state's or SLA_FIRST_START); problems; stages and users by
+name when the live account is read), then the state as JSON
+(``sla.state.state_as_dict``). ``--json`` prints the JSON alone, to pipe it.
 
 ``python -m worker explain --company ID`` prints a company's statement
 (:mod:`worker.ledgers.statement`).
@@ -72,13 +74,36 @@ class Explanation:
     state: SlaState
     notes: tuple[str, ...]  # how the inputs were read (before the engine's own trace)
     names: Names = field(default_factory=Names)
+    first_start: datetime | None = None  # the worker's first start on the account, if known
 
     def as_json(self) -> str:
         return json.dumps(state_as_dict(self.state), ensure_ascii=False, indent=2)
 
     @property
     def trace(self) -> tuple[str, ...]:
-        return tuple(self.names.named(line) for line in (*self.notes, *self.state.trace))
+        lines = (*self.notes, *self.state.trace, *self.first_start_lines())
+        return tuple(self.names.named(line) for line in lines)
+
+    def first_start_lines(self) -> list[str]:
+        """Each fired step that came before the worker's first start: it gets no task."""
+        first = self.first_start
+        if first is None:
+            return []
+        zone = self.state.registered_at.tzinfo
+        shown = first.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        skipped = [
+            f"ladder {step.step.clock.value.replace('_', ' ')}"
+            + (
+                f" of the period from {step.period:%Y-%m-%d %H:%M}"
+                if step.period is not None
+                else ""
+            )
+            + f": step «{step.step.label}» at {step.at:%Y-%m-%d %H:%M}, before the worker's "
+            f"first start ({shown}): skipped, no task"
+            for step in self.state.ladder
+            if step.fired and step.at is not None and step.at < first
+        ]
+        return skipped or [f"the worker's first start {shown}: no step came before it"]
 
 
 def read_lead(path: Path) -> Lead:
@@ -159,9 +184,11 @@ def explain(
     now: datetime,
     agreed_due_field_id: int | None = None,
     class_field_id: int | None = None,
+    first_start: datetime | None = None,
 ) -> Explanation:
     """The state the worker would compute for ``lead``. Without an agreed-date field id the
-    field named «SLA: срок по согласованию» is used when the lead has one."""
+    field named «SLA: срок по согласованию» is used when the lead has one; with the worker's
+    ``first_start``, the escalation steps it skips as older are named."""
     notes: list[str] = []
     if agreed_due_field_id is None:
         named = next(
@@ -176,7 +203,7 @@ def explain(
         notes.append(f"{len(events) - len(own)} events of other entities ignored")
     facts = lead_facts(lead, agreed_due_field_id=agreed_due_field_id, class_field_id=class_field_id)
     state = compute_sla(facts, lead_events(own), policy, roles, now, explain=True)
-    return Explanation(state, tuple(notes))
+    return Explanation(state, tuple(notes), first_start=first_start)
 
 
 def explain_files(
@@ -188,6 +215,7 @@ def explain_files(
     roles: RoleOptions | None = None,
     agreed_due_field_id: int | None = None,
     class_field_id: int | None = None,
+    first_start: str | None = None,
 ) -> Explanation:
     policy = read_policy(policy_path)
     lead = read_lead(lead_path)
@@ -201,6 +229,7 @@ def explain_files(
         now=parse_now(now, policy),
         agreed_due_field_id=agreed_due_field_id,
         class_field_id=class_field_id,
+        first_start=parse_now(first_start, policy) if first_start else None,
     )
 
 

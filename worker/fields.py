@@ -1,7 +1,8 @@
 """The fields the worker reads and writes, and which of them an entity needs changed.
 
-Lead fields carry a request's SLA (always) and its share of the company ledgers (when
-packages or quotas are on); company fields carry the company's hour package and quotas.
+Lead fields carry a request's SLA (always), its next response (when the policy has
+next-response targets) and its share of the company ledgers (when packages or quotas are
+on); company fields carry the company's hour package and quotas.
 
 A value is compared in the form amoCRM sends it back: date_time as unix
 seconds, checkbox as a bool, select as its enum id, numeric as a whole number.
@@ -36,6 +37,8 @@ class SlaField(StrEnum):
     SPENT_MINUTES = "spent_minutes"
     PACKAGE_EXHAUSTED = "package_exhausted"
     QUOTA_OVER = "quota_over"
+    NEXT_RESPONSE_DUE = "next_response_due"
+    NEXT_RESPONSE_BREACHED = "next_response_breached"
 
 
 class Ledger(StrEnum):
@@ -75,9 +78,14 @@ class FieldSpec(Generic[K]):
     written: bool = True  # False: typed by people, only read by the worker
     ledger: Ledger | None = None  # needed only while this ledger is on
     options: tuple[str, ...] = ()  # a select's options
+    # Needed only while the policy has next-response targets; written (empty) whenever the
+    # account has it, so switching next response off clears what it showed.
+    next_response: bool = False
 
-    def needed(self, ledgers: frozenset[Ledger]) -> bool:
-        return self.ledger is None or self.ledger in ledgers
+    def needed(self, ledgers: frozenset[Ledger], next_response: bool = False) -> bool:
+        return (self.ledger is None or self.ledger in ledgers) and (
+            next_response or not self.next_response
+        )
 
 
 STATUS_OPTIONS: tuple[str, ...] = tuple(status.value for status in SlaStatus)
@@ -97,6 +105,13 @@ FIELD_SPECS: tuple[FieldSpec[SlaField], ...] = (
         SlaField.PACKAGE_EXHAUSTED, "Пакет: исчерпан", FieldType.CHECKBOX, ledger=Ledger.PACKAGES
     ),
     FieldSpec(SlaField.QUOTA_OVER, "Квота: сверх лимита", FieldType.CHECKBOX, ledger=Ledger.QUOTAS),
+    FieldSpec(SlaField.NEXT_RESPONSE_DUE, "SLA: ответ до", FieldType.DATE_TIME, next_response=True),
+    FieldSpec(
+        SlaField.NEXT_RESPONSE_BREACHED,
+        "SLA: ответ просрочен",
+        FieldType.CHECKBOX,
+        next_response=True,
+    ),
 )
 PACKAGE_STATUS_OPTIONS: tuple[str, ...] = tuple(status.value for status in PackageStatus)
 SPEC_BY_KEY: Mapping[SlaField, FieldSpec[SlaField]] = {spec.key: spec for spec in FIELD_SPECS}
@@ -180,6 +195,8 @@ def desired_values(state: SlaState, fields: FieldMap) -> dict[int, Value]:
         SlaField.RESOLUTION_BREACHED: state.resolution.breached,
         SlaField.STATUS: fields.status_enum_ids.get(state.status.value),
         SlaField.REMAINING_MINUTES: state.remaining_minutes,
+        SlaField.NEXT_RESPONSE_DUE: _unix(state.next_response.due),
+        SlaField.NEXT_RESPONSE_BREACHED: state.next_response.breached,
     }
     return {
         field_id: value

@@ -11,6 +11,7 @@ switches. It writes them as a ``.env`` the worker reads from its working directo
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +24,7 @@ from config.settings import Settings
 from sla.policy import Policy, PolicyError, default_policy, load_policy
 from sla.state import LOST, WON
 from worker.envfile import UnsafeValue, plain_line
+from worker.setup import loose_name as _loose
 
 Ask = Callable[[str], str]  # one answer to a prompt; EOFError when there is none
 Say = Callable[[str], None]
@@ -360,8 +362,7 @@ def _reference(item: Pipeline | Status, siblings: Sequence[Pipeline | Status]) -
     clashes = [
         other
         for other in siblings
-        if other.id != item.id
-        and (other.name.strip().casefold() == name.casefold() or str(other.id) == name)
+        if other.id != item.id and (_loose(other.name) == _loose(name) or str(other.id) == name)
     ]
     if item.id in (WON, LOST) or clashes or not name or "," in name:
         return str(item.id)
@@ -465,7 +466,15 @@ def render(
         lines.append(plain_line("SLA_CALL_TIME", "true"))
     if state_dir is not None:
         lines += ["", plain_line("SLA_STATE_DIR", str(state_dir))]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_one_line(line) if line.startswith("#") else line for line in lines) + "\n"
+
+
+def _one_line(comment: str) -> str:
+    """A comment with the account's names in it kept to one line: a line break or another
+    control character in a name (any text amoCRM holds) becomes a space."""
+    return "".join(
+        " " if unicodedata.category(char) in {"Cc", "Zl", "Zp"} else char for char in comment
+    )
 
 
 def summary(choice: Choice) -> str:

@@ -29,8 +29,8 @@ Names (all prefixed ``amo_sla_``):
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Final, Protocol
+from collections.abc import Collection, Mapping
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -38,19 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 PREFIX: Final = "amo_sla_"
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 _DURATION_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-DEADLINES: Final = ("reaction", "resolution")
-
-
-class _Deadline(Protocol):
-    @property
-    def breached(self) -> bool: ...
-
-
-class _State(Protocol):
-    @property
-    def reaction(self) -> _Deadline: ...
-    @property
-    def resolution(self) -> _Deadline: ...
+DEADLINES: Final = ("reaction", "resolution", "next_response")
 
 
 class Metrics:
@@ -148,7 +136,8 @@ class Metrics:
         stopped: bool,
         leads_written: int,
         tasks_created: int,
-        states: Mapping[int, _State] | None,
+        tracked: int | None,
+        breached: Mapping[str, Collection[int]] | None,
     ) -> None:
         if skipped:
             self.cycles.labels("skipped").inc()
@@ -161,17 +150,18 @@ class Metrics:
             return
         self.cycles.labels("ok").inc()
         self.last_good_cycle.set(finished_at)
-        if states is not None:
-            self._count_states(states)
+        if tracked is not None:
+            self.leads_tracked.set(tracked)
+        if breached is not None:
+            self._count_breaches(breached)
 
     def cycle_failed(self) -> None:
         self.cycles.labels("failed").inc()
 
-    def _count_states(self, states: Mapping[int, _State]) -> None:
-        self.leads_tracked.set(len(states))
+    def _count_breaches(self, breached: Mapping[str, Collection[int]]) -> None:
         with self._lock:
             for deadline in DEADLINES:
-                now = {i for i, s in states.items() if getattr(s, deadline).breached}
+                now = set(breached.get(deadline, ()))
                 new = now - self._breached[deadline]
                 if new:
                     self.breaches_flagged.labels(deadline).inc(len(new))

@@ -38,12 +38,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import structlog
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
@@ -131,7 +131,8 @@ class CycleObserver(Protocol):
         stopped: bool,
         leads_written: int,
         tasks_created: int,
-        states: Any,
+        tracked: int | None,
+        breached: Mapping[str, Collection[int]] | None,
     ) -> None: ...
     def cycle_failed(self) -> None: ...
     def webhook_cycle(self) -> None: ...
@@ -399,7 +400,8 @@ class SyncService:
                 stopped=bool(getattr(report, "stopped_early", False)),
                 leads_written=report.leads_written,
                 tasks_created=report.tasks_created,
-                states=getattr(report, "states", None),
+                tracked=getattr(report, "tracked", None),
+                breached=getattr(report, "breached_by", None),
             )
         log.info("cycle_done", **summary)
         return _Ran(now, report)

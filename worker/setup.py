@@ -41,6 +41,7 @@ class StageOptions:
     class_field: str | None = None
     field_ids: Mapping[SlaField, int] = field(default_factory=dict)
     ledgers: frozenset[Ledger] = frozenset()  # the company ledgers switched on
+    next_response: bool = False  # the policy has next-response targets (spec §4.1)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class AccountSetup:
     ledgers: frozenset[Ledger] = frozenset()
     # Names that matched only once «ё» and «е» were taken as one letter: worth fixing.
     loose_names: tuple[str, ...] = ()
+    next_response: bool = False
 
 
 class SetupError(FatalError, ValueError):
@@ -76,7 +78,7 @@ def _plain(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def _loose(name: str) -> str:
+def loose_name(name: str) -> str:
     """The name as people type it: case, spaces, and «ё» written as «е» do not matter."""
     return _plain(name).replace("ё", "е")
 
@@ -90,10 +92,12 @@ def _find(
     """The item whose id or name is ``wanted`` (case and spaces aside); failing that, the
     one whose name differs only by «ё» and «е», noted in ``loose_names``."""
     wanted = wanted.strip()
-    exact = [i for i in items if wanted == str(i.id) or _plain(wanted) == _plain(i.name)]
+    exact = [i for i in items if wanted == str(i.id)] or [
+        i for i in items if _plain(wanted) == _plain(i.name)
+    ]
     if exact:
         return exact[0]
-    loose = [i for i in items if _loose(wanted) == _loose(i.name)]
+    loose = [i for i in items if loose_name(wanted) == loose_name(i.name)]
     if len(loose) == 1:
         loose_names.append(
             f"{variable}: {wanted!r} is taken as «{loose[0].name}» ({loose[0].id}): "
@@ -182,6 +186,7 @@ def resolve_setup(
         company_fields=CompanyFieldMap(ids=company_ids, status_enum_ids=company_enums),
         ledgers=options.ledgers,
         loose_names=tuple(dict.fromkeys(loose_names)),
+        next_response=options.next_response,
     )
 
 
@@ -198,6 +203,7 @@ def _resolve_fields(
         ledgers=options.ledgers,
         entity="lead",
         problems=problems,
+        next_response=options.next_response,
     )
     class_field_id = None
     if options.class_field is not None:
@@ -221,12 +227,18 @@ def _find_fields(
     ledgers: frozenset[Ledger],
     entity: str,
     problems: list[str],
+    next_response: bool = False,
 ) -> tuple[dict[K, int], dict[str, int]]:
     by_id = {f.id: f for f in fields}
     ids: dict[K, int] = {}
     status_enum_ids: dict[str, int] = {}
     for spec in specs:
-        if not spec.needed(ledgers):
+        if not spec.needed(ledgers, next_response):
+            if spec.next_response:
+                # Kept when the account has it: written empty, it shows next response is off.
+                kept = _present(spec, fields, by_id, configured_ids.get(spec.key))
+                if kept is not None:
+                    ids[spec.key] = kept
             continue
         variable = f"SLA_FIELD_{spec.key.value.upper()}"
         configured = configured_ids.get(spec.key)
@@ -238,7 +250,8 @@ def _find_fields(
         else:
             found = next((f for f in fields if f.name.strip() == spec.name), None)
             if found is None:
-                how = f" or set {variable}" if entity == "lead" and spec.ledger is None else ""
+                mappable = entity == "lead" and spec.ledger is None and not spec.next_response
+                how = f" or set {variable}" if mappable else ""
                 problems.append(
                     f"{entity} field «{spec.name}» is missing: run `python -m worker provision`"
                     + how
@@ -254,6 +267,20 @@ def _find_fields(
         if spec.options:
             status_enum_ids = _status_enums(found, spec.options, problems)
     return ids, status_enum_ids
+
+
+def _present(
+    spec: FieldSpec[K],
+    fields: Sequence[CustomField],
+    by_id: Mapping[int, CustomField],
+    configured: int | None,
+) -> int | None:
+    """The id of a field the worker does not need, when the account has it as it should be."""
+    if configured is not None:
+        found = by_id.get(configured)
+    else:
+        found = next((f for f in fields if f.name.strip() == spec.name), None)
+    return found.id if found is not None and found.type == spec.type.value else None
 
 
 def _status_enums(
@@ -273,7 +300,11 @@ def missing_fields(
     fields: Sequence[CustomField],
     specs: Sequence[FieldSpec[K]],
     ledgers: frozenset[Ledger] = frozenset(),
+    next_response: bool = False,
 ) -> list[FieldSpec[K]]:
-    """The fields of ``specs`` needed with ``ledgers`` that the account lacks, by name."""
+    """The fields of ``specs`` needed with ``ledgers`` (and next response) that the account
+    lacks, by name."""
     names = {f.name.strip() for f in fields}
-    return [spec for spec in specs if spec.needed(ledgers) and spec.name not in names]
+    return [
+        spec for spec in specs if spec.needed(ledgers, next_response) and spec.name not in names
+    ]

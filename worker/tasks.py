@@ -1,4 +1,8 @@
-"""Breach tasks, created exactly once per lead and clock.
+"""Escalation tasks, created exactly once per lead, clock, waiting period and step.
+
+The engine says which steps of the escalation ladder (spec §4.1; by default one step, the
+breach of each clock) owe a task now (:attr:`sla.state.StepState.owed`); this module names
+each task (its ledger key and marker), picks its assignee and text, and creates it.
 
 Two guards make "exactly once" hold across crashes, restarts and a lost state
 directory:
@@ -11,7 +15,11 @@ directory:
    text ends with. Only when none is found is it created.
 
 The marker is a short line such as ``[SLA: реакция]``; agents see it as a label,
-and it lets the worker recognise its own tasks whatever the text template says.
+and it lets the worker recognise its own tasks whatever the text template says. The
+breach of the reaction (to the responsible user) and of the resolution (to the
+supervisor) keep the keys and markers they always had; every other step's names its clock,
+its waiting period and the step: ``[SLA: ответ на сообщение 05.11.2025 14:02:07, срок →
+ответственный]``.
 
 Tasks are for breaches that happen while the worker runs (spec §5): a breach whose
 deadline passed before the worker's first start on the account gets its fields and no
@@ -34,9 +42,10 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from amo_client.client import AmoClient
-from amo_client.errors import ValidationFailed
+from amo_client.errors import AmoError, ValidationFailed
 from amo_client.models import Lead, NewTask
-from sla.state import SlaState
+from sla.policy import AssigneeKind, LadderClock, LadderStep
+from sla.state import SlaState, StepState
 from worker.store import StateStore, TaskMark
 
 log = structlog.get_logger("worker.tasks")
@@ -53,6 +62,15 @@ MARKERS: Mapping[BreachClock, str] = {
     BreachClock.REACTION: "[SLA: реакция]",
     BreachClock.RESOLUTION: "[SLA: решение]",
 }
+CLOCK_WORDS: Mapping[LadderClock, str] = {
+    LadderClock.REACTION: "реакция",
+    LadderClock.RESOLUTION: "решение",
+    LadderClock.NEXT_RESPONSE: "ответ",
+}
+NEXT_RESPONSE_TEXT = (
+    "Клиент ждёт ответа по обращению «{lead_name}» (#{lead_id}) с {since}, тариф «{tariff}»: "
+    "срок ответа истёк {due}."
+)
 
 
 @dataclass(frozen=True)
@@ -67,14 +85,24 @@ class TaskOptions:
     # zero (the default) gives none, None gives all.
     past_breach_age: timedelta | None = timedelta(0)
     display_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
+    # The text of the next-response breach task of the default ladder.
+    next_response_text: str = NEXT_RESPONSE_TEXT
+
+    def default_text(self, clock: LadderClock) -> str:
+        """The text of a step the policy gives none: the default ladder's breach tasks."""
+        if clock is LadderClock.REACTION:
+            return self.reaction_text
+        if clock is LadderClock.RESOLUTION:
+            return self.resolution_text
+        return self.next_response_text
 
 
 @dataclass(frozen=True)
 class TaskPlan:
     """A task the worker owes: on a lead (``entity_type`` ``leads``) or a company.
 
-    ``clock`` names it among the entity's tasks (a :class:`BreachClock`, or a ledger's key
-    such as ``package:2025-11-05``); the last line of ``text`` is its marker."""
+    ``clock`` names it among the entity's tasks (a ladder step's :func:`step_key`, or a
+    ledger's key such as ``package:2025-11-05``); the last line of ``text`` is its marker."""
 
     entity_id: int
     clock: str
@@ -88,8 +116,8 @@ class TaskPlan:
 
 
 def is_news(due: datetime, first_start: datetime | None, options: TaskOptions) -> bool:
-    """Whether a breach of a clock due at ``due`` gets a task: it happened after the first
-    start, or the admin asked for past breaches of its age."""
+    """Whether a step whose instant is ``due`` (a breach: the deadline) gets a task: it came
+    after the first start, or the admin asked for past ones of its age (spec §5)."""
     if first_start is None or due >= first_start or options.past_breach_age is None:
         return True
     return first_start - due <= options.past_breach_age
@@ -98,13 +126,13 @@ def is_news(due: datetime, first_start: datetime | None, options: TaskOptions) -
 def past_breaches(
     states: Mapping[int, SlaState], first_start: datetime | None, options: TaskOptions
 ) -> list[int]:
-    """The leads whose due breach task is withheld as older than the first start."""
+    """The leads whose due escalation task is withheld as older than the first start."""
     return [
         lead_id
         for lead_id, state in sorted(states.items())
         if any(
-            due is not None and not is_news(due, first_start, options)
-            for due in _task_dues(state, options)
+            step.at is not None and not is_news(step.at, first_start, options)
+            for step in _owed(state, options)
         )
     ]
 
@@ -120,13 +148,57 @@ def created_tasks(store: StateStore, plans: Sequence[TaskPlan]) -> set[tuple[str
     }
 
 
-def _task_dues(state: SlaState, options: TaskOptions) -> list[datetime | None]:
-    dues: list[datetime | None] = []
-    if state.reaction_task_due:
-        dues.append(state.reaction.due)
-    if options.supervisor_user_id is not None and state.resolution_task_due:
-        dues.append(state.resolution.due)
-    return dues
+def _owed(state: SlaState, options: TaskOptions) -> list[StepState]:
+    """The steps that owe a task now and have someone to give it to (a supervisor step
+    waits for SLA_SUPERVISOR_USER_ID)."""
+    return [
+        step
+        for step in state.ladder
+        if step.owed
+        and step.at is not None
+        and (step.step.to.kind is not AssigneeKind.SUPERVISOR or options.supervisor_user_id)
+    ]
+
+
+def _legacy(step: LadderStep) -> BreachClock | None:
+    """The two breach tasks the worker always made keep their keys and markers."""
+    if not step.at_breach:
+        return None
+    if step.clock is LadderClock.REACTION and step.to.kind is AssigneeKind.RESPONSIBLE:
+        return BreachClock.REACTION
+    if step.clock is LadderClock.RESOLUTION and step.to.kind is AssigneeKind.SUPERVISOR:
+        return BreachClock.RESOLUTION
+    return None
+
+
+def step_key(step: StepState) -> str:
+    """The task's name in the ledger: ``reaction`` and ``resolution`` for the default breach
+    tasks, else the clock, the waiting period's start and the step:
+    ``next_response@1762344127:breach>responsible``."""
+    legacy = _legacy(step.step)
+    if legacy is not None:
+        return legacy.value
+    period = f"@{int(step.period.timestamp())}" if step.period is not None else ""
+    return f"{step.step.clock.value}{period}:{step.step.key}"
+
+
+def step_marker(step: StepState, zone: ZoneInfo) -> str:
+    """The task's last line, by which the worker finds it in amoCRM after a lost state."""
+    legacy = _legacy(step.step)
+    if legacy is not None:
+        return MARKERS[legacy]
+    period = ""
+    if step.period is not None:
+        period = f" на сообщение {step.period.astimezone(zone):%d.%m.%Y %H:%M:%S}"
+    return f"[SLA: {CLOCK_WORDS[step.step.clock]}{period}, {step.step.label}]"
+
+
+def is_ladder_key(clock: str) -> bool:
+    """Whether a lead task's key is an escalation step's (not a ledger's)."""
+    return clock.split(":", 1)[0].split("@", 1)[0] in {c.value for c in LadderClock}
+
+
+HeadOf = Callable[[int], int | None]  # a user's group head, if the account names one
 
 
 def plan_tasks(
@@ -134,62 +206,107 @@ def plan_tasks(
     lead_of: Callable[[int], Lead],
     options: TaskOptions,
     first_start: datetime | None = None,
+    head_of: HeadOf = lambda user_id: None,
 ) -> list[TaskPlan]:
-    """The breach tasks the states call for (before the ledger is consulted).
+    """The escalation tasks the states call for (before the ledger is consulted).
 
-    ``lead_of`` is asked only for the leads whose state has a task due, one at a time."""
+    ``lead_of`` is asked only for the leads whose state owes a task, one at a time;
+    ``head_of`` only for a step that goes to the head of the responsible user's group."""
     plans: list[TaskPlan] = []
     for lead_id, state in sorted(states.items()):
-        reaction = (
-            state.reaction_task_due
-            and state.reaction.due is not None
-            and is_news(state.reaction.due, first_start, options)
-        )
-        resolution = (
-            options.supervisor_user_id is not None
-            and state.resolution_task_due
-            and state.resolution.due is not None
-            and is_news(state.resolution.due, first_start, options)
-        )
-        if not (reaction or resolution):
+        steps = [
+            step
+            for step in _owed(state, options)
+            if step.at is not None and is_news(step.at, first_start, options)
+        ]
+        if not steps:
             continue
         lead = lead_of(lead_id)
-        if reaction and state.reaction.due is not None:
+        for step in steps:
+            text = step.step.text or options.default_text(step.step.clock)
             plans.append(
                 TaskPlan(
                     lead_id,
-                    BreachClock.REACTION,
-                    lead.responsible_user_id,
-                    render_text(options.reaction_text, lead, state, state.reaction.due, options)
+                    step_key(step),
+                    _assignee(step.step, lead, options, head_of),
+                    render_text(text, lead, state, step.due, options, since=step.since)
                     + "\n"
-                    + MARKERS[BreachClock.REACTION],
-                )
-            )
-        supervisor = options.supervisor_user_id
-        if resolution and supervisor is not None and state.resolution.due is not None:
-            plans.append(
-                TaskPlan(
-                    lead_id,
-                    BreachClock.RESOLUTION,
-                    supervisor,
-                    render_text(options.resolution_text, lead, state, state.resolution.due, options)
-                    + "\n"
-                    + MARKERS[BreachClock.RESOLUTION],
+                    + step_marker(step, options.display_zone),
                 )
             )
     return plans
 
 
+def _assignee(step: LadderStep, lead: Lead, options: TaskOptions, head_of: HeadOf) -> int:
+    """Who gets the step's task; a group without a head named in the policy escalates to the
+    supervisor, or without one to the responsible user."""
+    kind = step.to.kind
+    if kind is AssigneeKind.USER and step.to.user_id is not None:
+        return step.to.user_id
+    if kind is AssigneeKind.SUPERVISOR and options.supervisor_user_id is not None:
+        return options.supervisor_user_id
+    if kind is AssigneeKind.GROUP_HEAD:
+        head = head_of(lead.responsible_user_id)
+        if head is not None:
+            return head
+        return options.supervisor_user_id or lead.responsible_user_id
+    return lead.responsible_user_id
+
+
 def render_text(
-    template: str, lead: Lead, state: SlaState, due: datetime, options: TaskOptions
+    template: str,
+    lead: Lead,
+    state: SlaState,
+    due: datetime | None,
+    options: TaskOptions,
+    *,
+    since: datetime | None = None,
 ) -> str:
+    def shown(moment: datetime | None) -> str:
+        return (
+            "—"
+            if moment is None
+            else moment.astimezone(options.display_zone).strftime("%d.%m.%Y %H:%M")
+        )
+
     return template.format(
         lead_id=lead.id,
         lead_name=lead.name or f"#{lead.id}",
         tariff=state.tariff or "—",
         request_class="нестандартное" if state.request_class == "non_standard" else "типовое",
-        due=due.astimezone(options.display_zone).strftime("%d.%m.%Y %H:%M"),
+        due=shown(due),
+        since=shown(since or state.registered_at),
     )
+
+
+class GroupHeads:
+    """The head of each user's group, as the policy's ``group_heads`` names them by the
+    group's name or id; the account's users and groups are read at the first question
+    (two requests), and a failed read names no head."""
+
+    def __init__(self, client: AmoClient, heads: Mapping[str, int]) -> None:
+        self._client = client
+        self._heads = heads
+        self._groups: dict[int, int | None] | None = None  # user id: group id
+        self._names: dict[int, str] = {}  # group id: name
+
+    def __call__(self, user_id: int) -> int | None:
+        if not self._heads:
+            return None
+        if self._groups is None:
+            self._groups = self._read()  # None when the read failed: asked again next time
+        group = (self._groups or {}).get(user_id)
+        if group is None:
+            return None
+        return self._heads.get(str(group)) or self._heads.get(self._names.get(group, ""))
+
+    def _read(self) -> dict[int, int | None] | None:
+        try:
+            self._names = {group.id: group.name for group in self._client.user_groups()}
+            return {user.id: user.rights.group_id for user in self._client.iter_users()}
+        except AmoError as error:
+            log.warning("group_heads_unread", problem=str(error))
+            return None
 
 
 def ensure_tasks(

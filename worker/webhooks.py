@@ -7,10 +7,11 @@ so that no client can take the descriptors the sync cycle needs:
 
 * ``POST /amocrm/webhook/{secret}`` (when a secret is set) takes amoCRM's account webhooks:
   form-encoded, in API v2's shape (``leads[status][0][id]=…&account[subdomain]=…``). A hook
-  is only a hint that something changed: nothing in it is trusted or used beyond the account
-  it names. A good one triggers the sync cycle (debounced and rate-capped by the service)
-  and is answered ``200`` at once; amoCRM waits two seconds and disables a hook that fails
-  too often, so no amoCRM work is ever done while it waits.
+  is only a hint that something changed: the cycle it triggers reads amoCRM as usual, and
+  nothing in it is read as data. A good one triggers the sync cycle (debounced and
+  rate-capped by the service), unless it only echoes the worker's own writes
+  (:mod:`worker.echoes`), and is answered ``200`` at once; amoCRM waits two seconds and
+  disables a hook that fails too often, so no amoCRM work is ever done while it waits.
 
   - a wrong secret (compared in constant time), or another account's ``account[subdomain]``:
     ``404``, and nothing runs;

@@ -33,6 +33,7 @@ WRITE_BATCH = 50
 BREACH_FLAGS = {
     "reaction": SlaField.REACTION_BREACHED,
     "resolution": SlaField.RESOLUTION_BREACHED,
+    "next_response": SlaField.NEXT_RESPONSE_BREACHED,
 }
 # The worker's notes are service messages under this name: amoCRM shows who wrote them, and
 # they are no person's note, so they never count as a reaction.

@@ -55,7 +55,10 @@ class AccountHandlers(Handlers):
             body["is_api_filter_enabled"] = self.state.api_filter_enabled
         embedded: dict[str, Any] = {}
         if "users_groups" in with_:
-            embedded["users_groups"] = [{"id": 0, "name": "Отдел продаж", "uuid": None}]
+            embedded["users_groups"] = [
+                {"id": group_id, "name": name, "uuid": None}
+                for group_id, name in sorted(self.state._user_groups.items())
+            ]
         if "task_types" in with_:
             embedded["task_types"] = copy.deepcopy(self.state._task_types)
         if "datetime_settings" in with_:

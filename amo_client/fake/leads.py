@@ -455,6 +455,30 @@ class AccountLeads(AccountChanges):
                 )
             return self.add_event(lead_id, event_type, created_by=created_by, at=at)
 
+    def customer_writes(
+        self,
+        lead_id: int,
+        channel: str = "chat",
+        *,
+        at: float | None = None,
+        created_by: int = 0,
+        talk_about_lead: bool = False,
+    ) -> str:
+        """The customer writes about a lead: an ``incoming_chat_message`` (``chat``), an
+        ``incoming_mail`` (``mail``) or an ``incoming_call`` (``call``), filed where this
+        account files replies (:meth:`reply`). amoCRM records a customer's message as made by
+        no user (``created_by`` 0); a call answered by an agent may name them."""
+        kinds = {"chat": "incoming_chat_message", "mail": "incoming_mail", "call": "incoming_call"}
+        if channel not in kinds:
+            raise ValueError(f"channel {channel!r}: expected one of {', '.join(kinds)}")
+        return self.reply(
+            lead_id,
+            kinds[channel],
+            created_by=created_by,
+            at=at,
+            talk_about_lead=talk_about_lead,
+        )
+
     def _talk_for(self, contact_id: int, lead_id: int) -> int:
         for talk in self._talks.values():
             if talk["contact_id"] == contact_id and talk["entity_id"] == lead_id:

@@ -77,8 +77,11 @@ class AccountStore:
             "event": 1,
             "talk": 1_001,
             "webhook": 1,
+            "group": 1,
         }
         self._users: dict[int, dict[str, Any]] = {}
+        # Groups of users («отделы») by id; every account has group 0.
+        self._user_groups: dict[int, str] = {0: "Отдел продаж"}
         self._pipelines: dict[int, Pipeline] = {}
         self._fields: dict[str, dict[int, CustomField]] = {"leads": {}, "companies": {}}
         self._entities: dict[str, dict[int, Entity]] = {
@@ -159,8 +162,12 @@ class AccountStore:
         user_id: int | None = None,
         is_admin: bool = False,
         is_active: bool = True,
+        group_id: int | None = None,
     ) -> int:
+        """A user; ``group_id`` names one of :meth:`add_user_group`'s groups (None: none)."""
         with self._lock:
+            if group_id is not None and group_id not in self._user_groups:
+                raise KeyError(group_id)
             new_id = self._claim_id("user", user_id)
             self._users[new_id] = {
                 "id": new_id,
@@ -190,12 +197,20 @@ class AccountStore:
                     "is_admin": is_admin,
                     "is_free": False,
                     "is_active": is_active,
-                    "group_id": None,
+                    "group_id": group_id,
                     "role_id": None,
                 },
             }
             self._touch()
             return new_id
+
+    def add_user_group(self, name: str) -> int:
+        """A group of users («отдел»), listed by ``GET /api/v4/account?with=users_groups``."""
+        with self._lock:
+            group_id = self._new_id("group")
+            self._user_groups[group_id] = name
+            self._touch()
+            return group_id
 
     def company_leads(self, company_id: int) -> list[int]:
         """The leads linked to a company, by id."""

@@ -262,7 +262,7 @@ def _add_contact_replies(
         events,
         tracked,
         pipeline_id=sources.setup.pipeline_id,
-        reaction_types=sources.policy.reaction_event_types,
+        reaction_types=sources.policy.conversation_event_types,
         talk_lead=functools.cache(sources.client.talk_lead_id),
     ):
         known = {event.event_id for event in histories.get(reply.entity_id, ())}
@@ -273,7 +273,7 @@ def _add_contact_replies(
 def event_types(policy: Policy, options: LedgerOptions) -> list[str]:
     """The event types the cycle reads (the cache holds no others)."""
     ledger = LEDGER_EVENTS if options.packages else frozenset()
-    return sorted(policy.reaction_event_types | STRUCTURAL_EVENTS | ledger)
+    return sorted(policy.conversation_event_types | STRUCTURAL_EVENTS | ledger)
 
 
 def lead_histories(

@@ -24,6 +24,7 @@ from pygal.style import Style
 
 from sla.words import days_text, duration_text
 from worker.sla_report.figures import Figures, MetCounts, MetRow, Rate, Waiting
+from worker.sla_report.next_response import has_next_response, wait_counts
 
 Cell = str | int | Decimal | None
 Shown = str | int | Decimal | Rate | None
@@ -244,6 +245,8 @@ def tables(figures: Figures) -> list[Table]:
         times_table(figures),
         breaches_table(figures),
     ]
+    if has_next_response(figures):
+        found.append(next_response_table(figures))
     if figures.hours is not None:
         found.append(hours_table(figures))
     if figures.quotas is not None:
@@ -480,6 +483,32 @@ def _waiting_shown(item: Waiting, row: tuple[Cell, ...]) -> tuple[Shown, ...]:
     else:
         text = f"осталось {business_time(span_minutes(item.left))}"
     return (row[0], f"{row[2]} (#{row[1]})", row[3], row[4], row[5], row[6], row[7], text)
+
+
+def next_response_table(figures: Figures) -> Table:
+    """Waiting periods for the next answer (spec §4.1) by tariff, responsible and company."""
+    found = wait_counts(figures)
+    return Table(
+        "next_response",
+        "Следующий ответ клиенту",
+        ("Разрез", "Группа", "Ожиданий", "В срок", "Нарушено", "% в срок", "p90, мин"),
+        tuple((c.kind, c.label, c.periods, c.met, c.breached, c.met_percent, c.p90) for c in found),
+        note="Ожидание — от первого неотвеченного сообщения клиента после реакции до ответа "
+        "сотрудника (или закрытия); в срок и нарушено — по цели тарифа в рабочих часах; "
+        "p90 — по завершённым ожиданиям. В CSV — рабочие минуты.",
+        numeric_from=2,
+        shown_headers=("Разрез", "Группа", "Ожиданий", "В срок", "p90"),
+        shown=tuple(
+            (
+                c.kind,
+                c.label,
+                c.periods,
+                Rate(c.met, c.met + c.breached),
+                business_time(c.p90),
+            )
+            for c in found
+        ),
+    )
 
 
 def hours_table(figures: Figures) -> Table:
