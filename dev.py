@@ -89,9 +89,13 @@ CALLED_BY_FRAMEWORKS = [
     "_split_commas",
     "_empty_params",
     "handle_request",  # httpx transports
+    "handle_RCPT",  # aiosmtpd's handler hooks
+    "handle_DATA",
     "log_message",  # http.server
     "do_*",
     "page_rows",  # the report's template
+    "page_headers",
+    "page_urls",
     "teardown",  # hypothesis' state machines
 ]
 FRAMEWORK_DECORATORS = [

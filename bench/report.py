@@ -1,17 +1,18 @@
-"""The SLA report for a month of 10,000 requests from the fake amoCRM.
+"""The SLA report for a month of 10,000 requests from the fake amoCRM, with the month before.
 
 The fake holds October 2025's support requests (both CRMBP tariffs, some non-standard,
-most answered and closed, some on hold, a few left unanswered), 60 companies, a third of
-them with an hour package, time notes on a fifth of the requests, and a sales pipeline.
+most answered and closed, some on hold, a few left unanswered), as many in September (the
+period the report compares with, read in the same pass), 60 companies, a third of them
+with an hour package, time notes on a fifth of the requests, and a sales pipeline.
 The report runs through the real client, whose 7 req/s limiter sleeps on a virtual
 clock: nothing waits for real, and the fake sees the same spacing as amoCRM would.
 
 Two runs of ``report`` for October, on 10 November:
 
 * cold: no state directory, so every request's history is read by id (ten a request);
-* warm: after the worker's cycle has kept the month's requests in its cache (a
-  history horizon of 45 days and a long retention for closed requests), whose histories
-  then need no per-lead request at all.
+* warm: after the worker's cycle has kept both months' requests in its cache (a history
+  horizon of 75 days and a long retention for closed requests), whose histories then need
+  no per-lead request at all.
 
 Prints the requests of each by kind, the time amoCRM's 7 req/s would take, the compute
 time (the wall time less the time spent inside the fake), and the report's peak memory,
@@ -70,6 +71,7 @@ from worker.tasks import TaskOptions
 MOSCOW = ZoneInfo("Europe/Moscow")
 NOW = datetime(2025, 11, 10, 10, 0, tzinfo=MOSCOW)
 OCTOBER = Period(date(2025, 10, 1), date(2025, 10, 31), MOSCOW)
+SEPTEMBER = OCTOBER.previous()
 PIPELINE = "Техподдержка"
 STAGES = ("Новое обращение", "В работе", "Ждём клиента", "Проверка клиентом")
 SEED = 20_251_110
@@ -104,6 +106,7 @@ class Measured:
     cached_asked: int = 0
     page: Path = field(default_factory=Path)
     peak_mb: float = 0.0
+    counts: tuple[int, int] = (0, 0)  # requests of the period and of the one before
 
     @property
     def compute(self) -> float:
@@ -135,9 +138,10 @@ def seed(fake: FakeAmoCRM, count: int) -> None:
             )
         )
     in_work, waiting = support.status(STAGES[1]), support.status(STAGES[2])
-    start, end = OCTOBER.start.timestamp(), OCTOBER.end.timestamp()
-    for number in range(count):
-        created = rng.uniform(start, end)
+    start = OCTOBER.start.timestamp()
+    months = [(SEPTEMBER.start.timestamp(), start), (start, OCTOBER.end.timestamp())]
+    for number in range(2 * count):
+        created = rng.uniform(*months[number % 2])
         tags = [rng.choice(["Приоритет", "По факту"])]
         if rng.random() < 0.15:
             tags.append(rng.choice(["Нестандартное", "Доработка"]))
@@ -198,7 +202,7 @@ def stages() -> StageOptions:
 
 def make_report(
     client: AmoClient, base_url: str, out: Path, cache: Path | None
-) -> tuple[ReadStats, Path]:
+) -> tuple[ReadStats, Path, tuple[int, int]]:
     """October's report through ``client``, written to ``out``: its read stats and page."""
     setup = resolve_setup(
         stages(),
@@ -215,7 +219,8 @@ def make_report(
         lead_url=f"{base_url}/leads/detail/{{id}}",
     )
     figures, stats = collect(sources, OCTOBER, NOW)
-    return stats, write_report(figures, out).page
+    counts = (len(figures.requests), len(figures.previous_requests))
+    return stats, write_report(figures, out).page, counts
 
 
 def run_report(
@@ -240,7 +245,7 @@ def run_report(
     if trace:
         tracemalloc.start()
     began = time.perf_counter()
-    stats, page = make_report(client, fake.base_url, out, cache)
+    stats, page, counts = make_report(client, fake.base_url, out, cache)
     wall = time.perf_counter() - began
     peak = 0.0
     if trace:
@@ -271,6 +276,7 @@ def run_report(
         cached_asked=len(asked & cached),
         page=page,
         peak_mb=peak,
+        counts=counts,
     )
 
 
@@ -292,8 +298,8 @@ def fill_cache(fake: FakeAmoCRM, clock: VirtualClock, state: Path) -> None:
         CycleOptions(
             stages=stages(),
             tasks=TaskOptions(reaction_text="{lead_name}", resolution_text="{lead_name}"),
-            history_horizon=timedelta(days=45),
-            closed_retention=timedelta(days=60),
+            history_horizon=timedelta(days=75),
+            closed_retention=timedelta(days=90),
             ledgers=LedgerOptions(packages=True, zone=MOSCOW),
         ),
         wall_clock=clock.now,
@@ -309,7 +315,7 @@ def memory_worker(count: int) -> dict[str, float]:
         client = served.client()
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with tempfile.TemporaryDirectory(prefix="amo-sla-bench-report-") as scratch:
-            stats, _ = make_report(client, served.base_url, Path(scratch) / "rss", None)
+            stats, _, _ = make_report(client, served.base_url, Path(scratch) / "rss", None)
         client.close()
         return {
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -322,6 +328,7 @@ def memory_worker(count: int) -> dict[str, float]:
 def print_run(run: Measured) -> None:
     stats = run.stats
     print(f"\n{run.label}:")
+    print(f"  requests of October: {run.counts[0]}, of September (the comparison): {run.counts[1]}")
     print(f"  requests spent: {run.requests} (at {RATE} req/s: {run.requests / RATE:.0f} s)")
     for kind, count in sorted(run.kinds.items()):
         print(f"    {kind:32} {count:6}")
@@ -367,7 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_account(fake, client, args.count)
     client.close()
     print(
-        f"bench.report: October 2025, {args.count} support requests in the fake amoCRM "
+        f"bench.report: October 2025, {args.count} support requests in the fake amoCRM and as "
+        "many in September "
         f"(seeded in {time.perf_counter() - began:.1f} s); report made on {NOW:%d.%m.%Y %H:%M}"
     )
     with tempfile.TemporaryDirectory(prefix="amo-sla-bench-report-") as scratch:

@@ -26,10 +26,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 NameOrIdList = Annotated[tuple[str, ...], NoDecode]
 TagList = Annotated[tuple[str, ...], NoDecode]
+AddressList = Annotated[tuple[str, ...], NoDecode]
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{24,256}")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+SMTP_SCHEMES = {"smtp": 587, "smtps": 465, "smtp+plain": 25}
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 WEBHOOK_PATH = "/amocrm/webhook/"
 
 
@@ -56,6 +59,56 @@ def parse_past_breach_tasks(value: str) -> timedelta | None:
     if match := _AGE.fullmatch(text):
         return timedelta(**{_AGE_UNITS[match[2]]: int(match[1])})
     raise ValueError("expected `none`, `all`, or an age such as `90m`, `24h` or `7d`")
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+def cron_fields(expression: str) -> dict[str, str]:
+    """A five-field cron expression (minute hour day month weekday) as APScheduler's
+    ``CronTrigger`` fields, the weekday read as cron reads it (0 and 7 Sunday, 1 Monday;
+    APScheduler alone would take 0 for Monday). ValueError when it is no such expression."""
+    parts = expression.split()
+    if len(parts) != 5:
+        raise ValueError(f"expected five fields (minute hour day month weekday), got {len(parts)}")
+    fields = dict(zip(_CRON_FIELDS, parts, strict=True))
+    if fields["day_of_week"] != "*":
+        days = sorted(_cron_weekdays(fields["day_of_week"]))
+        fields["day_of_week"] = ",".join(_WEEKDAYS[day] for day in days)
+    return fields
+
+
+def _cron_weekday(text: str) -> int:
+    word = text.strip().lower()
+    if word[:3] in _WEEKDAYS and len(word) >= 3:
+        return _WEEKDAYS.index(word[:3])
+    if word.isdigit() and 0 <= int(word) <= 7:
+        return int(word) % 7
+    raise ValueError(f"{text!r} is not a weekday (0-7 or sun-sat)")
+
+
+def _cron_weekdays(field: str) -> set[int]:
+    days: set[int] = set()
+    for item in field.split(","):
+        span, _, step_text = item.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else 0
+        if step_text and not step:
+            raise ValueError(f"{item!r}: a step is a whole number above 0")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            low, high = span.split("-", 1)
+            first, last = _cron_weekday(low), _cron_weekday(high)
+            last = 7 if high.strip() == "7" else last
+        else:
+            first = last = _cron_weekday(span)
+            if step:
+                last = 6
+        if last < first:
+            raise ValueError(f"{item!r}: a range runs from the first day to the last")
+        days |= {day % 7 for day in range(first, last + 1, step or 1)}
+    return days
 
 
 class AmoDomain(StrEnum):
@@ -346,6 +399,57 @@ class Settings(BaseSettings):
         "with or without webhooks.",
     )
 
+    # --- the report, the customer statements and their delivery by mail ------------------------
+    sla_provider_name: str | None = Field(
+        None,
+        description="The provider's name on the customer statements (the party that signs "
+        "them), e.g. `ИП Иванов Иван Иванович`.",
+    )
+    sla_chromium: str | None = Field(
+        None,
+        description="Chromium that prints the statements to PDF: a path or a command. "
+        "Default: `chromium`, `chromium-browser` or `google-chrome` on the PATH; without one "
+        "the statements are written (and mailed) as HTML.",
+    )
+    sla_smtp_url: SecretStr | None = Field(
+        None,
+        description="The mail server for `report --mail-to` and the scheduled report: "
+        "`smtp://USER:PASSWORD@HOST:587` (STARTTLS, required), `smtps://USER:PASSWORD@HOST:465` "
+        "(TLS from the start) or `smtp+plain://HOST:25` (no TLS, for a relay on the same "
+        "network); user and password percent-encoded. Never logged: the log names the host.",
+    )
+    sla_smtp_from: str | None = Field(
+        None,
+        description="The sender of the report mail, e.g. `sla@example.com`; required with "
+        "SLA_SMTP_URL.",
+    )
+    sla_report_schedule: str | None = Field(
+        None,
+        description="When `run` mails the report: a cron expression (minute hour day month "
+        "weekday) in the policy's time zone, at most once a day, e.g. `0 9 1 * *` (the 1st at "
+        "09:00: the previous month). Each report covers the whole days since the previous "
+        "time; each is sent once per recipient, across restarts.",
+    )
+    sla_report_to: AddressList = Field(
+        (),
+        description="Comma-separated addresses the scheduled report goes to (report.html "
+        "attached and the CSV tables zipped).",
+    )
+    sla_statement_email_field: str | None = Field(
+        None,
+        description="A company field (ID, name or code, e.g. `EMAIL`) with the address each "
+        "customer's statement of hours goes to with the scheduled report (packages on); "
+        "unset, statements are not mailed.",
+    )
+    sla_report_retry_minutes: int = Field(
+        60,
+        ge=1,
+        le=1440,
+        description="A scheduled mail the server did not take (unreachable, a recipient "
+        "refused, too large) is tried again this many minutes later, until the next report "
+        "is due.",
+    )
+
     # --- validation ----------------------------------------------------------------------------
     @field_validator(
         "sla_hold_stages",
@@ -354,6 +458,7 @@ class Settings(BaseSettings):
         "sla_typical_tags",
         "sla_non_standard_tags",
         "sla_emergency_tags",
+        "sla_report_to",
         mode="before",
     )
     @classmethod
@@ -443,6 +548,57 @@ class Settings(BaseSettings):
             raise ValueError("expected an address without a query or a fragment")
         return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
+    @field_validator("sla_smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value().strip() == "":
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in SMTP_SCHEMES or not parts.hostname or port == -1:
+            # The value holds a password: it is never echoed, only its shape is described.
+            raise ValueError(
+                "expected smtp://USER:PASSWORD@HOST:587, smtps://USER:PASSWORD@HOST:465 or "
+                "smtp+plain://HOST:25"
+            )
+        return value
+
+    @field_validator("sla_smtp_from")
+    @classmethod
+    def _check_smtp_from(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not _ADDRESS.match(value.strip()):
+            raise ValueError("expected an address like sla@example.com")
+        return value.strip()
+
+    @field_validator("sla_report_to")
+    @classmethod
+    def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not _ADDRESS.match(address):
+                raise ValueError(f"{address!r} is not an address like boss@example.com")
+        return value
+
+    @field_validator("sla_report_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - only when set
+
+        try:
+            CronTrigger(**cron_fields(value), timezone="UTC")
+        except ValueError as error:
+            raise ValueError(
+                f"expected a cron expression such as `0 9 1 * *` (minute hour day month "
+                f"weekday): {error}"
+            ) from None
+        return " ".join(value.split())
+
     @field_validator("sla_log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -481,6 +637,16 @@ class Settings(BaseSettings):
             )
         if self.account_configured and not self.sla_pipeline:
             raise ValueError("SLA_PIPELINE: required when an account is configured")
+        if self.sla_smtp_url is not None and self.sla_smtp_from is None:
+            raise ValueError("SLA_SMTP_FROM: required with SLA_SMTP_URL (the sender's address)")
+        if self.sla_report_schedule is not None:
+            if self.sla_smtp_url is None:
+                raise ValueError("SLA_SMTP_URL: required with SLA_REPORT_SCHEDULE")
+            if not self.sla_report_to and self.sla_statement_email_field is None:
+                raise ValueError(
+                    "SLA_REPORT_TO: SLA_REPORT_SCHEDULE sends the report to these addresses "
+                    "(or statements to SLA_STATEMENT_EMAIL_FIELD's); set one"
+                )
         return self
 
     # --- derived values --------------------------------------------------------------------------

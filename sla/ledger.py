@@ -2,7 +2,8 @@
 
 * A **time entry** is a note whose first line starts with a marker (``Время:``) and a
   duration: ``Время: 1 ч 30 мин — настройка воронки`` (:func:`parse_time_note`). Each
-  entry counts rounded up on its own to whole 5-minute units (seed 004 §5.2).
+  entry counts rounded up on its own to whole units of account: 5 minutes by default
+  (seed 004 §5.2), the policy's ``[time_entries] unit`` otherwise.
 * An **hour package** is valid from the start of its payment day to the end of the same
   date of the next month, or of that month's last day when it has no such date (one
   calendar month, seed 004 §3.3). Entries inside the validity count against it
@@ -21,7 +22,7 @@ import re
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 DEFAULT_MARKER = "Время:"
-UNIT_SECONDS = 300  # seed 004 §5.2: the smallest unit of account is 5 minutes
+UNIT_SECONDS = 300  # seed 004 §5.2: the smallest unit of account is 5 minutes (the default)
 MAX_ENTRY_SECONDS = 24 * 3600
 # A package holds at least one unit of account and at most this many hours (about sixty
 # people's working month): more is a typing slip, not a package.
@@ -70,11 +71,18 @@ def _require_aware(moment: datetime, name: str) -> None:
         raise ValueError(f"{name} must be an aware datetime, got {moment!r}")
 
 
-def rounded_minutes(seconds: int) -> int:
-    """Whole minutes of ``seconds`` rounded up to 5-minute units: 1 s -> 5, 301 s -> 10."""
+def rounded_minutes(seconds: int, unit: int = UNIT_SECONDS) -> int:
+    """Whole minutes of ``seconds`` rounded up to whole units of ``unit`` seconds (whole
+    minutes): with 5-minute units 1 s -> 5, 301 s -> 10."""
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {seconds} s")
-    return -(-seconds // UNIT_SECONDS) * UNIT_SECONDS // 60
+    _check_unit(unit)
+    return -(-seconds // unit) * unit // 60
+
+
+def _check_unit(unit: int) -> None:
+    if unit < 60 or unit % 60:
+        raise ValueError(f"a unit of account is whole minutes, at least one, not {unit} s")
 
 
 # ---------------------------------------------------------------------------
@@ -208,7 +216,8 @@ def _marker_misspelled(line: str, marker: str) -> Unreadable | None:
 
 @dataclass(frozen=True, slots=True)
 class TimeEntry:
-    """One time entry: a note on a request (``lead_id``) of a company, made at ``at``."""
+    """One time entry: a note on a request (``lead_id``) of a company, made at ``at``,
+    counted in units of ``unit`` seconds (the policy's)."""
 
     note_id: int
     lead_id: int
@@ -217,16 +226,18 @@ class TimeEntry:
     author_id: int
     seconds: int
     what: str = ""
+    unit: int = UNIT_SECONDS
 
     def __post_init__(self) -> None:
         _require_aware(self.at, "TimeEntry.at")
         if self.seconds < 0:
             raise ValueError(f"a time entry cannot be negative, got {self.seconds} s")
+        _check_unit(self.unit)
 
     @property
     def minutes(self) -> int:
-        """Rounded up to whole 5-minute units."""
-        return rounded_minutes(self.seconds)
+        """Rounded up to whole units."""
+        return rounded_minutes(self.seconds, self.unit)
 
 
 # ---------------------------------------------------------------------------
@@ -244,15 +255,18 @@ def _add_months(day: date, months: int) -> date:
 
 @dataclass(frozen=True)
 class Package:
-    """A prepaid package of ``hours`` paid on ``paid_on`` (account time zone)."""
+    """A prepaid package of ``hours`` paid on ``paid_on`` (account time zone); it holds at
+    least one unit of account (``unit`` seconds)."""
 
     hours: Decimal
     paid_on: date
+    unit: int = field(default=UNIT_SECONDS, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.hours.is_finite() or self.hours * 3600 < UNIT_SECONDS:
+        _check_unit(self.unit)
+        if not self.hours.is_finite() or self.hours * 3600 < self.unit:
             raise ValueError(
-                f"a package holds at least one {UNIT_SECONDS // 60}-minute unit, not {self.hours} h"
+                f"a package holds at least one {self.unit // 60}-minute unit, not {self.hours} h"
             )
         if self.hours > MAX_PACKAGE_HOURS:
             raise ValueError(

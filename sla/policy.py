@@ -60,6 +60,20 @@ value is a :class:`PolicyError` that names the key)::
     "2" = 3500
     "5" = 3000
 
+    [goals]                               # optional: the met % the report compares with:
+    reaction = 95                         # met / (met + breached) clocks, in percent (0-100],
+    resolution = 90                       # for every tariff
+    [goals.tariffs."Приоритет"]           # optional: a tariff's own goals, by tariff name
+    reaction = 98
+
+    [time_entries]                        # optional: how logged time counts (spec §7.1)
+    unit = "5m"                           # each entry rounds up to whole units (default 5m,
+                                          # seed 004 §5.2); whole minutes, at least one
+    unit_clause = "п. 5.2 оферты"         # optional: the contract's clause on the unit, cited
+                                          # by the customer statement after its rounding rule
+    contract = "Публичная оферта на оказание услуг технической поддержки"
+                                          # optional: the contract the statement names
+
     [next_response]                       # optional (spec §4.1); without it: off
     customer_events = ["incoming_chat_message", "incoming_mail", "incoming_call"]
     [next_response.targets]               # business time a customer waits for the next answer
@@ -105,6 +119,7 @@ __all__ = [
     "DEFAULT_REACTION_EVENT_TYPES",
     "Assignee",
     "AssigneeKind",
+    "Goals",
     "Ladder",
     "LadderClock",
     "LadderStep",
@@ -115,6 +130,7 @@ __all__ = [
     "RequestClass",
     "Targets",
     "Tariff",
+    "TimeTerms",
     "default_policy",
     "load_policy",
     "normalize_tag",
@@ -215,6 +231,72 @@ class Quota:
         return hash((self.name, self.tag, tuple(sorted(self.limits.items())), self.months))
 
 
+# ---------------------------------------------------------------------------
+# Report goals and time terms: what the SLA report compares with, and how logged time
+# counts and is cited in the customer statement.
+
+GOAL_CLOCKS = ("reaction", "resolution")
+
+
+@dataclass(frozen=True)
+class Goals:
+    """The met % (met / (met + breached) clocks) the report compares with, per clock
+    (:data:`GOAL_CLOCKS`): ``every`` for all tariffs, ``tariffs`` a tariff's own by name."""
+
+    every: Mapping[str, Decimal] = field(default_factory=dict)
+    tariffs: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "every", MappingProxyType(dict(self.every)))
+        object.__setattr__(
+            self,
+            "tariffs",
+            MappingProxyType({name: MappingProxyType(dict(g)) for name, g in self.tariffs.items()}),
+        )
+        for path, goals in (
+            ("goals", self.every),
+            *((f"goals.tariffs.{_key(name)}", g) for name, g in self.tariffs.items()),
+        ):
+            for clock, percent in goals.items():
+                if clock not in GOAL_CLOCKS:
+                    raise PolicyError(
+                        f"{path}.{clock}", f"no such clock ({', '.join(GOAL_CLOCKS)})"
+                    )
+                if not 0 < percent <= 100:
+                    raise PolicyError(
+                        f"{path}.{clock}", f"a goal is more than 0 and at most 100 %, not {percent}"
+                    )
+
+    def target(self, clock: str, tariff: str | None = None) -> Decimal | None:
+        """The goal of ``clock`` for ``tariff`` (its own, else every tariff's); None: none set.
+        Without a tariff: every tariff's goal."""
+        own = self.tariffs.get(tariff, {}) if tariff is not None else {}
+        return own.get(clock, self.every.get(clock))
+
+
+@dataclass(frozen=True)
+class TimeTerms:
+    """How logged time counts (spec §7.1) and what the customer statement cites for it.
+
+    ``unit_minutes``: each time entry is rounded up to whole units of this many minutes
+    (seed 004 §5.2: 5). ``unit_clause``: the contract's clause that sets the unit (``п. 5.2
+    оферты``); ``contract``: the contract the statement names. Empty: not cited."""
+
+    unit_minutes: int = 5
+    unit_clause: str = ""
+    contract: str = ""
+
+    def __post_init__(self) -> None:
+        if self.unit_minutes < 1:
+            raise PolicyError(
+                "time_entries.unit", f"must be at least one minute, not {self.unit_minutes}"
+            )
+
+    @property
+    def unit_seconds(self) -> int:
+        return self.unit_minutes * 60
+
+
 @dataclass(frozen=True)
 class Policy:
     tariffs: tuple[Tariff, ...]  # order = precedence when a lead carries several tariff tags
@@ -238,6 +320,9 @@ class Policy:
     # (recorded as a robot's), a robot's outgoing message counts as a reaction; other
     # robot actions still do not.
     robot_replies: bool = False
+    # The report's goals, and the time entries' unit and the statement's citations.
+    goals: Goals = field(default_factory=Goals)
+    time_terms: TimeTerms = field(default_factory=TimeTerms)
     # Spec §4.1 (beyond the seeds): the next-response clock (None: off) and the escalation
     # ladder; see the section at the end of the module.
     next_response: NextResponse | None = None
@@ -269,6 +354,7 @@ class Policy:
             )
         _check_tag_owners(self)
         _check_quotas(self)
+        _check_goals(self)
         _check_next_response(self)
         for hours, rate in self.extra_hour_rates.items():
             if not hours > 0 or not rate > 0:
@@ -322,6 +408,15 @@ def _check_tag_owners(policy: Policy) -> None:
             claim(tag, f"class {kind.value}", f"classes.{kind.value}[{index}]")
     for index, tag in enumerate(policy.emergency_tags):
         claim(tag, "the emergency tags", f"emergency.tags[{index}]")
+
+
+def _check_goals(policy: Policy) -> None:
+    for tariff in policy.goals.tariffs:
+        if tariff not in policy.tariff_names:
+            raise PolicyError(
+                f"goals.tariffs.{_key(tariff)}",
+                f"no tariff is named {tariff!r} ({_listing(policy.tariff_names)})",
+            )
 
 
 def _check_quotas(policy: Policy) -> None:
@@ -396,6 +491,8 @@ _ROOT_KEYS = (
     "tariffs",
     "quotas",
     "extra_hour_rates",
+    "goals",
+    "time_entries",
     "next_response",
     "escalation",
 )
@@ -620,6 +717,8 @@ def load_policy(text: str) -> Policy:
     default_tariff = root.get("default_tariff", _name, "") or None
     quotas = _read_quotas(root.table("quotas", None))
     extra_hour_rates = _read_rates(root.table("extra_hour_rates", None))
+    goals = _read_goals(root.table("goals", _GOALS_KEYS))
+    time_terms = _read_time_terms(root.table("time_entries", _TIME_TERMS_KEYS))
     next_response = _read_next_response(root.table("next_response", _NEXT_RESPONSE_KEYS))
     ladder = _read_ladder(root.table("escalation", _ESCALATION_KEYS))
     return Policy(
@@ -637,6 +736,8 @@ def load_policy(text: str) -> Policy:
         calendars=calendars,
         quotas=quotas,
         extra_hour_rates=extra_hour_rates,
+        goals=goals,
+        time_terms=time_terms,
         next_response=next_response,
         ladder=ladder,
     )
@@ -761,6 +862,49 @@ def _read_rates(table: _Table | None) -> dict[Decimal, Decimal]:
             raise PolicyError(path, f"a package of {hours} h already has a rate")
         rates[hours] = _amount(rate, path)
     return rates
+
+
+# --- report goals and time terms ------------------------------------------------------------
+
+_GOALS_KEYS = (*GOAL_CLOCKS, "tariffs")
+_TIME_TERMS_KEYS = ("unit", "unit_clause", "contract")
+
+
+def _percent(value: object, path: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(path, f"expected a percentage like 95, got {_describe(value)}")
+    if not 0 < value <= 100:
+        raise PolicyError(path, f"a goal is more than 0 and at most 100 %, got {value}")
+    return Decimal(str(value))
+
+
+def _clock_goals(table: _Table) -> dict[str, Decimal]:
+    return {clock: table.need(clock, _percent) for clock in GOAL_CLOCKS if clock in table.data}
+
+
+def _read_goals(table: _Table | None) -> Goals:
+    if table is None:
+        return Goals()
+    tariffs: dict[str, dict[str, Decimal]] = {}
+    by_tariff = table.table("tariffs", None)
+    if by_tariff is not None:
+        for name in by_tariff.data:
+            own = by_tariff.sub(name, GOAL_CLOCKS)
+            tariffs[_name(name, own.path)] = _clock_goals(own)
+    return Goals(every=_clock_goals(table), tariffs=tariffs)
+
+
+def _read_time_terms(table: _Table | None) -> TimeTerms:
+    if table is None:
+        return TimeTerms()
+    unit = table.get("unit", _duration, timedelta(minutes=5))
+    if unit.total_seconds() % 60:
+        raise PolicyError(table.at("unit"), f'expected whole minutes like "5m", got {unit}')
+    return TimeTerms(
+        unit_minutes=int(unit.total_seconds() // 60),
+        unit_clause=table.get("unit_clause", _text, "").strip(),
+        contract=table.get("contract", _text, "").strip(),
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Durations as people read them: «2 ч 15 мин», «45 мин», «3 ч»."""
+"""Durations as people read them: «2 ч 15 мин», «45 мин», «3 ч», «121 дн 15 ч»."""
 
 from __future__ import annotations
 
@@ -13,6 +13,20 @@ def duration_text(minutes: int) -> str:
     if rest or not hours:
         parts.append(f"{rest} мин")
     return sign + " ".join(parts)
+
+
+def days_text(minutes: int) -> str:
+    """Whole minutes of wall-clock time: under a day as :func:`duration_text`, from a day
+    on in days and hours (the minutes left out): ``2 ч 15 мин``, ``1 дн``, ``121 дн 15 ч``.
+
+    Only for calendar time: a business day is shorter than 24 hours, so business minutes
+    are read in hours (:func:`duration_text`)."""
+    sign = "-" if minutes < 0 else ""
+    whole = abs(minutes)
+    if whole < 24 * 60:
+        return duration_text(minutes)
+    days, rest = divmod(whole // 60, 24)
+    return sign + f"{days} дн" + (f" {rest} ч" if rest else "")
 
 
 def span_text(span: timedelta) -> str:

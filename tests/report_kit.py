@@ -18,8 +18,21 @@ November was a working day).
 | r7 | Анна | Ромашка | no tariff | Mon 13.10 10:00 | — | — |
 | r8 | Олег | Вектор | Приоритет, typ. | moved in Tue 14.10 10:00 | 10:45 (45) | won 13:00 (180) |
 
-Not in the report: a request created on 30.09, a sales lead of October. r1's card says
-«Просрочено» with its reaction breached: a stale value the report must not believe.
+Not in the report: a sales lead of October. r1's card says «Просрочено» with its reaction
+breached: a stale value the report must not believe.
+
+The previous period, September, for the trend:
+
+| request | agent | company | tariff | registered | reaction | resolution |
+|---|---|---|---|---|---|---|
+| s1 | Анна | Ромашка | Приоритет | Mon 15.09 10:00 | 10:30 (30) | won 12:00 (120) |
+| s2 | Олег | Вектор | По факту | Tue 16.09 10:00 | 17.09 10:00 (480) | won 18.09 10:00 (960) |
+| september | Анна | Ромашка | Приоритет | Tue 30.09 10:00 | never: breached | open: breached |
+
+Open now besides: r9 (Олег, Ромашка, Приоритет), registered Wed 05.11 11:10, unanswered:
+50 of its 60 minutes used at 12:00, so at risk (80 %).
+
+Goals: every tariff 90 % reaction and 80 % resolution; «Приоритет» 95 % reaction.
 
 Time notes: r1 25 min, r2 1 h 7 min (70 counted), r6 40 min, r7 1:02 (65) for Ромашка,
 whose 2-hour package was paid on 01.10; r3 30 min for Вектор, which has no package; and
@@ -34,7 +47,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sla.policy import default_policy
+from sla.policy import Goals, default_policy
 from tests.cycle_kit import HOLD, MOSCOW, STAGES, WON, World, at, build_world
 from worker.admin import provision
 from worker.fields import Ledger
@@ -46,6 +59,10 @@ from worker.sla_report.figures import Figures
 
 OCTOBER = Period(date(2025, 10, 1), date(2025, 10, 31), MOSCOW)
 RATES = {Decimal(2): Decimal(3500), Decimal(5): Decimal(3000), Decimal(10): Decimal(2000)}
+GOALS = Goals(
+    every={"reaction": Decimal(90), "resolution": Decimal(80)},
+    tariffs={"Приоритет": {"reaction": Decimal(95)}},
+)
 
 
 @dataclass
@@ -70,7 +87,7 @@ def stages(*, packages: bool = True) -> StageOptions:
 
 def build_report_world() -> ReportWorld:
     world = build_world(seed=False)
-    world.policy = dataclasses.replace(default_policy(), extra_hour_rates=RATES)
+    world.policy = dataclasses.replace(default_policy(), extra_hour_rates=RATES, goals=GOALS)
     provision(
         world.client, dry_run=False, say=lambda line: None, ledgers=frozenset({Ledger.PACKAGES})
     )
@@ -135,8 +152,15 @@ def build_report_world() -> ReportWorld:
     fake.add_event(r8, "outgoing_call", created_by=oleg, at=oct_(14, 10, 45))
     fake.move_lead(r8, WON, by_user=oleg, at=oct_(14, 13))
 
-    # Outside the report: registered in September; a sales lead.
+    # The previous period, September; open now; outside the report: a sales lead.
+    s1 = lead("s1", ["Приоритет"], at(15, 10, month=9), anna, romashka)
+    fake.add_event(s1, "outgoing_chat_message", created_by=anna, at=at(15, 10, 30, month=9))
+    fake.move_lead(s1, WON, by_user=anna, at=at(15, 12, month=9))
+    s2 = lead("s2", ["По факту"], at(16, 10, month=9), oleg, vector)
+    fake.add_event(s2, "outgoing_call", created_by=oleg, at=at(17, 10, month=9))
+    fake.move_lead(s2, WON, by_user=oleg, at=at(18, 10, month=9))
     lead("september", ["Приоритет"], at(30, 10, month=9), anna, romashka)
+    lead("r9", ["Приоритет"], at(5, 11, 10), oleg, romashka)
     fake.add_lead("sales", pipeline_id=world.other.id, tags=["Приоритет"], created_at=oct_(15, 10))
 
     for lead_id, text, by, moment in (
@@ -175,7 +199,7 @@ def make_report(
         world.client,
         setup,
         world.policy,
-        LedgerOptions(packages=packages, zone=MOSCOW),
+        LedgerOptions(packages=packages, zone=MOSCOW, unit=world.policy.time_terms.unit_seconds),
         cache=cache,
         lead_url=lead_url(world.fake.base_url),
     )

@@ -11,6 +11,7 @@ from config.reference import markdown_table, readme_section
 from config.settings import (
     ConfigError,
     Settings,
+    cron_fields,
     load_settings,
     task_template_problem,
     unknown_variables,
@@ -240,6 +241,72 @@ def test_a_misspelled_variable_is_named_with_the_nearest_known_one(tmp_path: Pat
         "AMO_COLOUR is not a variable the worker reads; the README lists every variable"
     ]
     assert unknown_variables({name.upper(): "" for name in Settings.model_fields}, None) == []
+
+
+SMTP_PASSWORD = "hunter2-very-secret"
+
+
+@pytest.mark.parametrize(
+    ("values", "name", "says"),
+    [
+        ({"SLA_SMTP_URL": f"mail://bob:{SMTP_PASSWORD}@smtp.example.com"}, "SLA_SMTP_URL",
+         "expected smtp://USER:PASSWORD@HOST:587"),
+        ({"SLA_SMTP_URL": f"smtp://bob:{SMTP_PASSWORD}@smtp.example.com:99999"}, "SLA_SMTP_URL",
+         "smtps://USER:PASSWORD@HOST:465"),
+        ({"SLA_SMTP_URL": f"smtp://bob:{SMTP_PASSWORD}@smtp.example.com"}, "SLA_SMTP_FROM",
+         "required with SLA_SMTP_URL"),
+        ({"SLA_SMTP_FROM": "not an address"}, "SLA_SMTP_FROM", "like sla@example.com"),
+        ({"SLA_REPORT_TO": "boss@example.com, nobody"}, "SLA_REPORT_TO", "'nobody'"),
+        ({"SLA_REPORT_SCHEDULE": "at nine"}, "SLA_REPORT_SCHEDULE", "cron expression"),
+        ({"SLA_REPORT_SCHEDULE": "0 9 1 * *", "SLA_REPORT_TO": "boss@example.com"},
+         "SLA_SMTP_URL", "required with SLA_REPORT_SCHEDULE"),
+        ({"SLA_REPORT_SCHEDULE": "0 9 1 * *", "SLA_SMTP_URL": "smtp+plain://relay",
+          "SLA_SMTP_FROM": "sla@example.com"}, "SLA_REPORT_TO", "set one"),
+        ({"SLA_REPORT_RETRY_MINUTES": "0"}, "SLA_REPORT_RETRY_MINUTES", "greater than or equal"),
+    ],
+)  # fmt: skip
+def test_bad_mail_settings_are_named_and_the_password_never_echoed(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], name: str, says: str
+) -> None:
+    configure(monkeypatch, **values)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    (problem,) = [line for line in raised.value.problems if line.startswith(name)]
+    assert says in problem
+    assert SMTP_PASSWORD not in str(raised.value)
+
+
+def test_mail_settings_read_as_an_admin_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(
+        monkeypatch,
+        SLA_SMTP_URL=f"smtps://bob%40example.com:{SMTP_PASSWORD}@smtp.example.com",
+        SLA_SMTP_FROM=" sla@example.com ",
+        SLA_REPORT_SCHEDULE="0  9 1 * *",
+        SLA_REPORT_TO="boss@example.com, head@example.com",
+        SLA_PROVIDER_NAME="ИП Иванов Иван Иванович",
+    )
+    settings = load_settings()
+    assert settings.sla_report_schedule == "0 9 1 * *"
+    assert settings.sla_report_to == ("boss@example.com", "head@example.com")
+    assert settings.sla_smtp_from == "sla@example.com"
+    assert settings.sla_provider_name == "ИП Иванов Иван Иванович"
+    assert SMTP_PASSWORD not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("weekday", "days"),
+    [("1", "mon"), ("0", "sun"), ("7", "sun"), ("1-5", "mon,tue,wed,thu,fri"),
+     ("*/2", "sun,tue,thu,sat"), ("Mon,fri", "mon,fri"), ("5-7", "sun,fri,sat"), ("*", "*")],
+)  # fmt: skip
+def test_a_schedules_weekdays_read_as_cron_reads_them(weekday: str, days: str) -> None:
+    # APScheduler's own reading would take 1 for Tuesday and refuse 7.
+    assert cron_fields(f"0 9 * * {weekday}")["day_of_week"] == days
+
+
+@pytest.mark.parametrize("expression", ["0 9 * *", "0 9 * * 8", "0 9 * * 5-1", "0 9 * * */0"])
+def test_a_schedule_that_is_no_cron_expression_is_refused(expression: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each says what is wrong in its own words
+        cron_fields(expression)
 
 
 def test_a_misspelled_line_holding_the_token_does_not_put_the_token_in_a_warning(

@@ -46,7 +46,9 @@ def ledger_world(*ledgers: Ledger) -> World:
     return world
 
 
-def ledger_cycle(world: World, state_dir: Path, *ledgers: Ledger) -> SyncCycle:
+def ledger_cycle(
+    world: World, state_dir: Path, *ledgers: Ledger, unit_minutes: int = 5
+) -> SyncCycle:
     stages = StageOptions(
         pipeline="Техподдержка",
         hold_stages=(STAGES[2],),
@@ -60,6 +62,7 @@ def ledger_cycle(world: World, state_dir: Path, *ledgers: Ledger) -> SyncCycle:
             packages=Ledger.PACKAGES in ledgers,
             quotas=world.policy.quotas if Ledger.QUOTAS in ledgers else (),
             zone=MOSCOW,
+            unit=unit_minutes * 60,
         ),
     )
     return make_cycle(world, state_dir, options=options)
@@ -138,6 +141,31 @@ def test_time_notes_fill_the_package_until_it_runs_out(tmp_path: Path) -> None:
     tasks = package_tasks(world, company)
     assert len(tasks) == 1
     assert "израсходовано 2 ч 5 мин из 2 ч" in tasks[0]
+
+
+def test_the_policys_unit_rounds_every_entry_and_a_restart_counts_in_the_unit_of_now(
+    tmp_path: Path,
+) -> None:
+    world = ledger_world(Ledger.PACKAGES)
+    company = package_company(world, 2, PAID)
+    lead_id = request(world, company, "Приоритет", created=at(5, 10, 0))
+    log_time(world, lead_id, "Время: 1 ч 30 мин", at(5, 10, 30))  # 90: whole units of 15
+    log_time(world, lead_id, "Время: 21", at(5, 11, 0))  # 30 in 15-minute units
+    log_time(world, lead_id, "Время: 1", at(5, 11, 5))  # 15
+    cycle = ledger_cycle(world, tmp_path, Ledger.PACKAGES, unit_minutes=15)
+    run_at(cycle, world, at(5, 12, 0))
+
+    fields = company_fields(world, company)
+    assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (135, -15)
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 135
+    cycle.store.close()
+
+    # The policy changes to 1-minute units: the entries the state kept count in the new unit.
+    again = ledger_cycle(world, tmp_path, Ledger.PACKAGES, unit_minutes=1)
+    run_at(again, world, at(5, 12, 5))
+    fields = company_fields(world, company)
+    assert (fields["Пакет: израсходовано, мин"], fields["Пакет: остаток, мин"]) == (112, 8)
+    assert lead_fields(world, lead_id)["SLA: затрачено, мин"] == 112
 
 
 def test_an_edited_note_changes_its_entry_and_a_deleted_one_removes_it(tmp_path: Path) -> None:

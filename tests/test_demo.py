@@ -213,6 +213,14 @@ def test_the_demo_ends_with_the_report_of_its_day(output: str) -> None:
     hours = (page.parent / "hours.csv").read_text(encoding="utf-8-sig").splitlines()
     romashka = next(line for line in hours if line.startswith("ООО Ромашка"))
     assert romashka.split(",")[-3:] == ["45", "3500", "2625"]
+    # and its statement says the same: 45 minutes over, not «0 left»
+    pages = [
+        " ".join(path.read_text(encoding="utf-8").replace("\u00a0", " ").split())
+        for path in sorted((page.parent / "statements").glob("statement-*.html"))
+    ]
+    (text,) = [text for text in pages if '<dd id="customer">ООО Ромашка</dd>' in text]
+    assert "(-45 мин) — работы сверх пакета" in text
+    assert 'К оплате сверх пакета</dt><dd class="due">2 625 ₽' in text
 
 
 def test_the_demo_fits_120_columns_and_logs_in_the_storys_time(tmp_path: Path) -> None:

@@ -147,6 +147,33 @@ def test_every_time_entry_shows_its_note_its_minutes_and_its_package(
     assert packages.gets_only()
 
 
+def test_entries_round_up_to_the_policys_unit(
+    packages: Served,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    policy = tmp_path / "policy.toml"
+    crmbp = (PRIME_GATE.parent / "crmbp.toml").read_text(encoding="utf-8")
+    policy.write_text(crmbp + '\n[time_entries]\nunit = "15m"\n', encoding="utf-8")
+    monkeypatch.setenv("SLA_POLICY_FILE", str(policy))
+    world = packages.world
+    company = package_company(world, 2, PAID)
+    funnel = request(world, company, "Приоритет", created=at(5, 10, 0), name="Настроить воронку")
+    world.fake.add_note(funnel, "Время: 21 — звонок", created_by=world.agents[0], at=at(5, 10, 30))
+    world.fake.add_note(funnel, "Время: 1 ч", created_by=world.agents[0], at=at(5, 11, 0))
+
+    out = explain_company(company, capsys)
+
+    assert "each rounded up to whole 15-minute units" in out
+    assert cells(line_with(out, "Время: 21 — звонок"))[-3:] == [
+        "21 мин",
+        "30",
+        "package of 03.11.2025",
+    ]
+    assert "used 1 ч 30 мин of 2 ч in 2 entries, left 30 мин" in out
+
+
 def test_each_quota_lists_the_requests_it_counted_and_the_one_over_it(
     quotas: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -163,6 +163,34 @@ def test_parsed_entries_round_up_on_their_own(text: str, rounded: int) -> None:
     assert found.minutes == rounded
 
 
+@pytest.mark.parametrize(
+    ("seconds", "unit", "rounded"),
+    [(1, 60, 1), (61, 60, 2), (1, 900, 15), (900, 900, 15), (901, 900, 30), (7 * 60, 3600, 60),
+     (0, 900, 0)],
+)  # fmt: skip
+def test_rounding_to_any_whole_minute_unit(seconds: int, unit: int, rounded: int) -> None:
+    assert rounded_minutes(seconds, unit) == rounded
+    if seconds:
+        entry_ = TimeEntry(1, 10, 7, moscow(2025, 1, 15), 99, seconds, unit=unit)
+        assert entry_.minutes == rounded
+
+
+@pytest.mark.parametrize("unit", [0, 30, 90, -60])
+def test_a_unit_is_whole_minutes(unit: int) -> None:
+    with pytest.raises(ValueError, match="whole minutes"):
+        rounded_minutes(60, unit)
+    with pytest.raises(ValueError, match="whole minutes"):
+        TimeEntry(1, 10, 7, moscow(2025, 1, 15), 99, 60, unit=unit)
+
+
+def test_a_package_holds_one_unit_of_the_policy() -> None:
+    assert Package(Decimal("0.25"), date(2025, 1, 1), unit=900).minutes == 15
+    with pytest.raises(ValueError, match="at least one 60-minute unit"):
+        Package(Decimal("0.5"), date(2025, 1, 1), unit=3600)
+    # the unit is how entries count, not part of the package's identity
+    assert Package(Decimal(2), date(2025, 1, 1), unit=900) == Package(Decimal(2), date(2025, 1, 1))
+
+
 def test_rounding_by_the_second() -> None:
     assert [rounded_minutes(s) for s in (0, 1, 299, 300, 301, 600, 601)] == [0, 5, 5, 5, 10, 10, 15]
     with pytest.raises(ValueError, match="negative"):

@@ -12,12 +12,14 @@ import pytest
 from sla.calendar import BusinessCalendar, DayKind, OpenHours
 from sla.policy import (
     DEFAULT_REACTION_EVENT_TYPES,
+    Goals,
     Policy,
     PolicyError,
     Quota,
     RequestClass,
     Targets,
     Tariff,
+    TimeTerms,
     default_policy,
     load_policy,
     normalize_tag,
@@ -267,6 +269,87 @@ months = 6
     assert policy.extra_hour_rates == {Decimal("2.5"): Decimal("3500.5")}
 
 
+def test_goals_are_read_per_clock_and_per_tariff() -> None:
+    policy = load_policy(
+        MINIMAL
+        + """
+[goals]
+reaction = 95
+resolution = 90.5
+[goals.tariffs."Приоритет"]
+reaction = 98
+"""
+    )
+    goals = policy.goals
+    assert goals.target("reaction") == Decimal(95)
+    assert goals.target("reaction", "Приоритет") == Decimal(98)
+    # a tariff without its own goal of a clock takes every tariff's
+    assert goals.target("resolution", "Приоритет") == Decimal("90.5")
+    assert goals.target("resolution", "Нет такого") == Decimal("90.5")
+
+
+def test_without_goals_there_is_no_target() -> None:
+    assert default_policy().goals.target("reaction") is None
+    assert (
+        load_policy(MINIMAL + '[goals.tariffs."Приоритет"]\nreaction = 99\n').goals.target(
+            "resolution", "Приоритет"
+        )
+        is None
+    )
+
+
+def test_time_terms_default_to_seed_004s_five_minutes_and_cite_nothing() -> None:
+    terms = default_policy().time_terms
+    assert (terms.unit_minutes, terms.unit_seconds, terms.unit_clause, terms.contract) == (
+        5,
+        300,
+        "",
+        "",
+    )
+
+
+def test_time_terms_take_any_whole_minute_unit_and_the_contract_citations() -> None:
+    terms = load_policy(
+        MINIMAL
+        + """
+[time_entries]
+unit = "1h"
+unit_clause = " п. 5.2 оферты "
+contract = "Договор № 7"
+"""
+    ).time_terms
+    assert (terms.unit_minutes, terms.unit_clause, terms.contract) == (
+        60,
+        "п. 5.2 оферты",
+        "Договор № 7",
+    )
+    assert load_policy(MINIMAL + '[time_entries]\nunit = "1m"\n').time_terms.unit_minutes == 1
+
+
+def test_the_hour_package_preset_cites_the_offer_for_its_unit() -> None:
+    terms = preset("hour_packages.toml").time_terms
+    assert terms.unit_minutes == 5
+    assert terms.unit_clause == "п. 5.2 оферты"
+    assert "оферт" in terms.contract.casefold()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"every": {"reaction": Decimal(0)}}, "goals.reaction"),
+     ({"tariffs": {"X": {"speed": Decimal(50)}}}, "goals.tariffs.X.speed")],
+)  # fmt: skip
+def test_goals_built_in_code_are_checked(kwargs: dict[str, object], key: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        Goals(**kwargs)  # type: ignore[arg-type]
+    assert caught.value.key == key
+
+
+def test_a_unit_built_in_code_is_checked() -> None:
+    with pytest.raises(PolicyError) as caught:
+        TimeTerms(unit_minutes=0)
+    assert caught.value.key == "time_entries.unit"
+
+
 def test_a_quota_months_default_to_twelve_and_it_hashes() -> None:
     quota = Quota("Настройки", "Настройка", {"Приоритет": 2})
     assert quota.months == 12
@@ -456,6 +539,30 @@ BAD_POLICIES = [
                  "expected a number", id="rate-text"),
     pytest.param(MINIMAL + '[extra_hour_rates]\n"2" = 3500\n"2.0" = 3000\n',
                  'extra_hour_rates."2.0"', "already has a rate", id="rate-twice"),
+    pytest.param(MINIMAL + "[goals]\nreaction = 0\n", "goals.reaction", "more than 0",
+                 id="goal-zero"),
+    pytest.param(MINIMAL + "[goals]\nresolution = 101\n", "goals.resolution", "at most 100",
+                 id="goal-over-100"),
+    pytest.param(MINIMAL + '[goals]\nreaction = "95 %"\n', "goals.reaction",
+                 "expected a percentage like 95", id="goal-text"),
+    pytest.param(MINIMAL + "[goals]\nreaction = true\n", "goals.reaction",
+                 "expected a percentage", id="goal-bool"),
+    pytest.param(MINIMAL + "[goals]\nrespond = 95\n", "goals.respond",
+                 "unknown key (expected one of: reaction, resolution, tariffs)", id="goal-clock"),
+    pytest.param(MINIMAL + '[goals.tariffs."Золото"]\nreaction = 95\n',
+                 'goals.tariffs."Золото"', "no tariff is named 'Золото'", id="goal-tariff"),
+    pytest.param(MINIMAL + '[goals.tariffs."Приоритет"]\nreacton = 95\n',
+                 'goals.tariffs."Приоритет".reacton', "unknown key", id="goal-tariff-key"),
+    pytest.param(MINIMAL + '[time_entries]\nunit = "0m"\n', "time_entries.unit",
+                 "more than zero", id="unit-zero"),
+    pytest.param(MINIMAL + '[time_entries]\nunit = "90s"\n', "time_entries.unit",
+                 "whole minutes", id="unit-seconds"),
+    pytest.param(MINIMAL + "[time_entries]\nunit = 5\n", "time_entries.unit",
+                 DURATION_HINT, id="unit-number"),
+    pytest.param(MINIMAL + "[time_entries]\nunit_clause = 5\n", "time_entries.unit_clause",
+                 "expected a text", id="clause-number"),
+    pytest.param(MINIMAL + '[time_entries]\nround = "5m"\n', "time_entries.round",
+                 "unknown key (expected one of: unit, unit_clause, contract)", id="terms-key"),
 ]  # fmt: skip
 
 

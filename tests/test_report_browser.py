@@ -1,9 +1,12 @@
-"""report.html in a real browser: headless Chromium (Debian's ``chromium``) opens it from disk.
+"""report.html and a customer statement in a real browser: headless Chromium (Debian's
+``chromium``) opens them from disk.
 
-The page is judged by its own loads (``tests/browser_kit.py``): a page that asks for a
+The pages are judged by their own loads (``tests/browser_kit.py``): a page that asks for a
 script, a font or an image from anywhere fails, whatever the browser does for itself. The
-page has no script, so any console or log entry is a refused load or an error. The
-screenshot is kept next to the report (and copied to ``$SLA_REPORT_SCREENSHOT`` when set).
+pages have no script, so any console or log entry is a refused load or an error. The
+screenshots are kept next to the report (and copied to ``$SLA_REPORT_SCREENSHOT`` and
+``$SLA_STATEMENT_SCREENSHOT`` when set). The statement's PDF is the worker's own
+(:mod:`worker.pdf`), read back with ``pdftotext`` and ``pdfinfo`` (poppler-utils).
 
 Without Chromium the tests are skipped on a developer's machine and fail in CI (CI=true):
 ``.ci/run`` installs it.
@@ -11,20 +14,36 @@ Without Chromium the tests are skipped on a developer's machine and fail in CI (
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser_kit import Browser, chromium
+from sla.policy import TimeTerms
+from tests.browser_kit import Browser, chromium, find_browser
+from tests.cycle_kit import START
 from tests.report_kit import build_report_world, make_report
+from worker.sla_report import StatementFiles, write_report
 
 CHARTS = ("daily", "tariff", "agent", "hours")
-TABLES = ("daily", "by_tariff_class", "by_agent", "by_company", "times", "breaches", "hours")
+TABLES = (
+    "now_by_agent",
+    "now",
+    "daily",
+    "by_tariff_class",
+    "by_agent",
+    "by_company",
+    "times",
+    "breaches",
+    "hours",
+)
+PROVIDER = "ИП Дудкин Антон Александрович"
 OUTSIDE_IMAGE = "http://images.example.test/logo.png"
 REPORT_POLICY = (
     '<meta http-equiv="Content-Security-Policy" '
@@ -39,10 +58,35 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[StatementFiles, ...]]:
     out = tmp_path_factory.mktemp("report")
-    make_report(build_report_world().world, out)
-    return out / "report.html"
+    world = build_report_world().world
+    # The hour-package offer's citations, as sla/presets/hour_packages.toml carries them.
+    world.policy = dataclasses.replace(
+        world.policy,
+        time_terms=TimeTerms(5, "п. 5.2 оферты", "Публичная оферта на оказание услуг поддержки"),
+    )
+    figures, _ = make_report(world, None, now=START)
+    done = write_report(
+        figures,
+        out,
+        with_statements=True,
+        provider=PROVIDER,
+        pdf=True,
+        chromium=find_browser(),
+    )
+    assert done.pdf_problem == ""
+    return done.page, done.statements
+
+
+@pytest.fixture(scope="module")
+def report(written: tuple[Path, tuple[StatementFiles, ...]]) -> Path:
+    return written[0]
+
+
+@pytest.fixture(scope="module")
+def romashka(written: tuple[Path, tuple[StatementFiles, ...]]) -> StatementFiles:
+    return next(s for s in written[1] if s.customer == "ООО Ромашка")
 
 
 def leaky_page(folder: Path, *, policy: str = "") -> str:
@@ -71,7 +115,64 @@ def test_the_page_opens_offline_with_every_chart_and_table(browser: Browser, rep
         assert len(section) == 2, table
         assert "<table>" in section[1].split("</section>", 1)[0], table
     assert html.count('class="card ') == 4
-    assert 'data-table="statement-' in html
+    cards = html.split('id="cards"', 1)[1].split('class="charts"', 1)[0]
+    # goals, n of N and the trend on the cards
+    assert "ниже цели 90 %" in cards
+    assert "6 из 7" in cards
+    assert "▲ +19 п.п." in cards
+    now = html.split('data-table="now"', 1)[1].split("</section>", 1)[0]
+    assert "просрочено на 267 ч" in now
+    assert "осталось 10 мин" in now
+
+
+def test_the_statement_opens_offline_and_its_pdf_is_a4_with_the_totals(
+    browser: Browser, romashka: StatementFiles
+) -> None:
+    tab = browser.open_tab()
+    visit = tab.visit(romashka.page.as_uri())
+
+    assert visit.loads == [], f"the statement loaded something: {visit.loads}"
+    assert visit.console == []
+    html = tab.html()
+    assert "ООО Ромашка" in html
+    assert PROVIDER in html
+    shot = tab.screenshot(width=900, height=1200)
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    (romashka.page.parent / "statement.png").write_bytes(shot)
+    if target := os.environ.get("SLA_STATEMENT_SCREENSHOT"):
+        shutil.copyfile(romashka.page.parent / "statement.png", target)
+
+    assert romashka.pdf is not None
+    pdf = romashka.pdf.read_bytes()
+    assert pdf[:5] == b"%PDF-"
+    pdftotext, pdfinfo = shutil.which("pdftotext"), shutil.which("pdfinfo")
+    if pdftotext is None or pdfinfo is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdftotext is missing in CI: .ci/run installs poppler-utils")
+        pytest.skip("no pdftotext here (apt-get install poppler-utils); CI runs this test")
+    info = subprocess.run(
+        [pdfinfo, "-f", "1", "-l", "99", str(romashka.pdf)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sizes = re.findall(r"Page\s+\d+ size:\s+(.+)", info)
+    assert sizes, info
+    assert all(size.endswith("pts (A4)") for size in sizes), sizes  # every page A4
+    text = subprocess.run(
+        [pdftotext, "-layout", str(romashka.pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    flat = " ".join(text.replace("\u00a0", " ").split())
+    for figure in (
+        "Учтено 3 ч 20 мин (200 мин)",
+        "Остаток пакета -1 ч 20 мин (-80 мин)",
+        "Сверх пакета за период 1 ч 20 мин (80 мин)",
+        "К оплате сверх пакета 4 667 ₽",
+        "до целых 5 мин (п. 5.2 оферты)",
+        "ООО Ромашка",
+        PROVIDER,
+    ):
+        assert figure in flat, figure
 
 
 def test_the_page_prints_on_a4_and_screenshots_with_its_charts(

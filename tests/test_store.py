@@ -10,6 +10,7 @@ import pytest
 from worker.errors import is_fatal
 from worker.store import (
     SCHEMA_VERSION,
+    MailMark,
     StateStore,
     StateVersionError,
     StoredEvent,
@@ -119,6 +120,31 @@ def test_a_rejected_task_can_be_claimed_again_but_a_created_one_stays(tmp_path: 
     entry = store.ledger_entry(5, "reaction")
     assert entry is not None
     assert (entry.mark, entry.task_id) == (TaskMark.CREATED, 7)
+
+
+def test_a_mail_is_claimed_once_until_it_fails_and_never_after_it_went(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite3")
+    key = "report:2025-10-01:2025-10-31"
+    assert store.mail_entry(key, "boss@example.com") is None
+    assert store.claim_mail(key, "boss@example.com", "<1@x>", 100)
+    assert not store.claim_mail(key, "boss@example.com", "<2@x>", 101)  # being sent
+    store.mark_mail(key, "boss@example.com", MailMark.FAILED, 102, "550 No such mailbox")
+    failed = store.mail_entry(key, "boss@example.com")
+    assert failed is not None
+    assert (failed.mark, failed.message_id, failed.problem) == (
+        MailMark.FAILED,
+        "<1@x>",
+        "550 No such mailbox",
+    )
+    assert store.claim_mail(key, "boss@example.com", "<3@x>", 103)  # tried again
+    store.mark_mail(key, "boss@example.com", MailMark.SENT, 104)
+    assert not store.claim_mail(key, "boss@example.com", "<4@x>", 105)
+    store.close()
+    reopened = StateStore(tmp_path / "s.sqlite3")  # the record outlives the process
+    (entry,) = reopened.mail_records("report:")
+    assert (entry.mark, entry.message_id, entry.problem) == (MailMark.SENT, "<3@x>", "")
+    assert reopened.mail_records("statement:") == []
+    reopened.close()
 
 
 def test_a_state_file_of_a_newer_version_is_refused_and_that_is_fatal(tmp_path: Path) -> None:
@@ -272,6 +298,7 @@ def test_a_table_the_file_predates_reads_as_empty(tmp_path: Path) -> None:
     assert reader.load_rows("time_notes") == {}
     assert reader.first_start() is None
     assert reader.ledger() == []
+    assert reader.mail_records() == []
     reader.close()
     assert path.read_bytes() == before
 

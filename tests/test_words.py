@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sla.words import duration_text, span_text
+from sla.words import days_text, duration_text, span_text
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,19 @@ def test_the_text_gives_the_minutes_back(minutes: int) -> None:
     hours = int(words[0]) if words[1] == "ч" else 0
     rest = int(words[-2]) if words[-1] == "мин" else 0
     assert hours * 60 + rest == minutes
+
+
+@pytest.mark.parametrize(
+    ("minutes", "text"),
+    [
+        (135, "2 ч 15 мин"),
+        (1439, "23 ч 59 мин"),
+        (1440, "1 дн"),
+        (1441, "1 дн"),
+        (1500, "1 дн 1 ч"),
+        (175_140, "121 дн 15 ч"),
+        (-3000, "-2 дн 2 ч"),
+    ],
+)
+def test_long_wall_clock_spans_read_in_days(minutes: int, text: str) -> None:
+    assert days_text(minutes) == text

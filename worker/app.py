@@ -204,6 +204,7 @@ def ledger_options(settings: Settings, policy: Policy) -> LedgerOptions:
         call_time=settings.sla_call_time,
         zone=policy.zone,
         at_risk=policy.at_risk_fraction,
+        unit=policy.time_terms.unit_seconds,
         package_text=settings.sla_package_task_text,
         quota_text=settings.sla_quota_task_text,
     )

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from dotenv import dotenv_values
@@ -37,6 +37,10 @@ from worker.ledgers import statement
 from worker.logs import configure_logging, register_secret, renders_json
 from worker.setup import AccountSetup, resolve_setup
 from worker.store import StateStore
+
+if TYPE_CHECKING:
+    from worker.delivery import ReportSchedule
+    from worker.sla_report import Figures, Written
 
 Command = Callable[[argparse.Namespace], int]
 EXIT_CONFIG = 2
@@ -222,6 +226,7 @@ def _run_service(settings: Settings) -> int:
             metrics=metrics,
             on_write=echoes.record if echoes is not None else None,
         ) as account:
+            schedule = _report_schedule(settings, account)
             cycle = app.build_cycle(settings, account.client, account.policy)
             service = SyncService(
                 cycle,
@@ -245,10 +250,87 @@ def _run_service(settings: Settings) -> int:
                         echoes=echoes,
                     )
                 )
+            if schedule is not None:
+                service.add_companion(schedule)
             app.raise_open_file_limit()
-            return service.run()
+            try:
+                return service.run()
+            finally:
+                if schedule is not None:
+                    schedule.close()
     except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)
+
+
+def _report_schedule(settings: Settings, account: Account) -> ReportSchedule | None:
+    """The scheduled report mail (SLA_REPORT_SCHEDULE), a companion of the service; None
+    when no schedule is set. ConfigError when the schedule comes more than once a day."""
+    if settings.sla_report_schedule is None or settings.sla_smtp_url is None:
+        return None
+    from worker import delivery, sla_report  # noqa: PLC0415 - the report's libraries on demand
+    from worker.mail import SmtpServer  # noqa: PLC0415
+
+    policy, client = account.policy, account.client
+    schedule = delivery.Schedule(settings.sla_report_schedule, policy.zone)
+    try:
+        schedule.check(datetime.now(UTC))
+    except ValueError as error:
+        raise ConfigError([str(error)]) from None
+    store = StateStore(settings.sla_state_dir / app.STORE_FILE)
+    postman = delivery.Postman(
+        store,
+        SmtpServer.from_url(settings.sla_smtp_url.get_secret_value()),
+        settings.sla_smtp_from or "",
+    )
+    field = settings.sla_statement_email_field if settings.sla_packages else None
+    options = app.ledger_options(settings, policy)
+
+    def make(period: sla_report.Period, out: Path) -> tuple[sla_report.Figures, sla_report.Written]:
+        sources = sla_report.Sources(
+            client,
+            account.setup(),
+            policy,
+            options,
+            cache=settings.sla_state_dir / app.STORE_FILE,
+            lead_url=sla_report.lead_url(settings.base_url),
+        )
+        figures, _ = sla_report.collect(sources, period, datetime.now(UTC))
+        written = sla_report.write_report(
+            figures,
+            out,
+            with_statements=field is not None,
+            provider=settings.sla_provider_name or "",
+            pdf=True,
+            chromium=settings.sla_chromium,
+        )
+        return figures, written
+
+    def first_start() -> datetime | None:
+        if settings.sla_first_start is not None:
+            return settings.sla_first_start
+        recorded = store.first_start()
+        return None if recorded is None else datetime.fromtimestamp(recorded, UTC)
+
+    job = delivery.ScheduledReport(
+        schedule=schedule,
+        postman=postman,
+        make=make,
+        folder=settings.sla_state_dir / "reports",
+        report_to=settings.sla_report_to,
+        first_start=first_start,
+        addresses=(
+            (lambda ids: delivery.company_addresses(client, field, ids))
+            if field is not None
+            else None
+        ),
+        provider=settings.sla_provider_name or "",
+    )
+    return delivery.ReportSchedule(
+        schedule,
+        job.tick,
+        retry=timedelta(minutes=settings.sla_report_retry_minutes),
+        on_close=store.close,
+    )
 
 
 # --- once -----------------------------------------------------------------------------------------
@@ -813,8 +895,12 @@ def add_report(commands: Any) -> None:
         description=(
             "Recompute every support request registered in the period from its history in "
             "amoCRM and write report.html (one self-contained page) and one CSV per table "
-            "into --out. Without dates: the last full calendar month. With --company: that "
-            "company's statement of hours alone."
+            "into --out, with the previous period of the same length for the trend and the "
+            "open requests at risk or breached now. Without dates: the last full calendar "
+            "month. With --company: that company's statement for the customer alone (HTML, "
+            "PDF when Chromium is there, CSV); --statements: every company's. --mail-to sends "
+            "what was written over SLA_SMTP_URL, by hand (the schedule's record is not "
+            "consulted: what it left unknown can be sent again this way)."
         ),
     )
     parser.add_argument("--from", dest="first", type=_day, metavar="DATE", help="first day")
@@ -823,7 +909,29 @@ def add_report(commands: Any) -> None:
         "--out", type=Path, help="the directory (default: sla-report-FROM-TO in the current one)"
     )
     parser.add_argument(
-        "--company", type=int, metavar="ID", help="write this company's statement of hours alone"
+        "--company",
+        type=int,
+        metavar="ID",
+        help="write this company's statement for the customer alone (HTML, PDF, CSV)",
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="also write the statement of every company with time in the period into "
+        "OUT/statements",
+    )
+    parser.add_argument(
+        "--mail-to",
+        nargs="+",
+        default=[],
+        metavar="ADDR",
+        help="mail the report (report.html, the CSV tables zipped) to these addresses over "
+        "SLA_SMTP_URL; with --company, the statement",
+    )
+    parser.add_argument(
+        "--mail-statements",
+        action="store_true",
+        help="mail each statement to its company's address (SLA_STATEMENT_EMAIL_FIELD)",
     )
     parser.set_defaults(run=run_report)
 
@@ -834,6 +942,10 @@ def run_report(args: argparse.Namespace) -> int:
     settings = _live_settings()
     if settings is None:
         return EXIT_CONFIG
+    mailing = bool(args.mail_to) or args.mail_statements
+    problems = _mail_problems(settings, args) if mailing else []
+    if problems:
+        return _fail(ConfigError(problems))
     now = datetime.now(UTC)
     try:
         _refuse_a_newer_state(settings)
@@ -859,19 +971,118 @@ def run_report(args: argparse.Namespace) -> int:
             )
             period = sla_report.Period(first, last, policy.zone)
             figures, stats = sla_report.collect(sources, period, now)
-        written = sla_report.write_report(figures, out, company_id=args.company)
+            written = sla_report.write_report(
+                figures,
+                out,
+                company_id=args.company,
+                with_statements=args.statements or args.mail_statements,
+                provider=settings.sla_provider_name or "",
+                pdf=True,
+                chromium=settings.sla_chromium,
+            )
+            failed = 0
+            if mailing and settings.sla_smtp_url is not None:
+                url = settings.sla_smtp_url.get_secret_value()
+                failed = _mail_report(
+                    settings, url, args, client=account.client, figures=figures, written=written
+                )
     except (*COMMAND_ERRORS, FatalError) as error:
         return _fail(error)
     log.info(
         "report_written",
         path=str(written.page),
         requests=len(figures.requests),
+        statements=len(written.statements),
         amo_requests=stats.requests,
         histories_cached=stats.from_cache,
         histories_read=stats.read_by_id,
     )
     print(written.page)
-    return 0
+    for files in written.statements if args.company is None else ():
+        print(files.pdf or files.page)
+    if written.pdf_problem:
+        _tell(f"warning: no PDF: {written.pdf_problem}")
+    return 1 if failed else 0
+
+
+def _mail_problems(settings: Settings, args: argparse.Namespace) -> list[str]:
+    problems = []
+    if settings.sla_smtp_url is None:
+        problems.append("SLA_SMTP_URL: not set; --mail-to and --mail-statements send through it")
+    if args.mail_statements:
+        if settings.sla_statement_email_field is None:
+            problems.append(
+                "SLA_STATEMENT_EMAIL_FIELD: not set; --mail-statements takes each company's "
+                "address from it"
+            )
+        if not settings.sla_packages:
+            problems.append("SLA_PACKAGES: statements are of hour packages; set it to true")
+    return problems
+
+
+def _mail_report(
+    settings: Settings,
+    url: str,
+    args: argparse.Namespace,
+    *,
+    client: AmoClient,
+    figures: Figures,
+    written: Written,
+) -> int:
+    """Mail what ``report`` wrote, by hand: no record, so a mail the schedule left unknown
+    can be sent again. Returns how many mails the server did not take."""
+    from worker import delivery  # noqa: PLC0415
+    from worker.mail import MailError, SmtpServer, message, new_message_id, send  # noqa: PLC0415
+
+    server = SmtpServer.from_url(url)
+    sender = settings.sla_smtp_from or ""
+    provider = settings.sla_provider_name or ""
+    outgoing: list[delivery.Outgoing] = []
+    for address in args.mail_to:
+        if args.company is not None:
+            outgoing.append(
+                delivery.statement_mail(figures, written.statements[0], address, provider=provider)
+            )
+        else:
+            outgoing.append(delivery.report_mail(figures, written, address))
+    if args.mail_statements and settings.sla_statement_email_field is not None:
+        addresses = delivery.company_addresses(
+            client,
+            settings.sla_statement_email_field,
+            [files.company_id for files in written.statements],
+        )
+        for files in written.statements:
+            found = addresses.get(files.company_id, ())
+            if not found:
+                log.warning("statement_without_address", company_id=files.company_id,
+                            company=files.customer)  # fmt: skip
+            outgoing += [
+                delivery.statement_mail(figures, files, address, provider=provider)
+                for address in found
+            ]
+    failed = 0
+    for item in outgoing:
+        message_id = new_message_id(sender)
+        mail = message(
+            sender=sender,
+            recipient=item.recipient,
+            subject=item.subject,
+            text=item.text,
+            attachments=item.attachments,
+            message_id=message_id,
+            date=datetime.now(UTC),
+        )
+        try:
+            send(server, mail)
+        except MailError as error:
+            failed += 1
+            log.error("report_mail_failed", recipient=item.recipient, server=server.shown(),
+                      problem=error.problem)  # fmt: skip
+            _tell(f"error: {item.recipient}: {error.problem}")
+            continue
+        log.info("report_mail_sent", recipient=item.recipient, message_id=message_id)
+        print(f"mailed to {item.recipient}")
+    return failed
 
 
 def add_backfill(commands: Any) -> None:

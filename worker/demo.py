@@ -499,6 +499,7 @@ def _play(
         quotas=policy.quotas if Ledger.QUOTAS in act.ledgers else (),
         zone=policy.zone,
         at_risk=policy.at_risk_fraction,
+        unit=policy.time_terms.unit_seconds,
     )
     cycle = SyncCycle(
         client,
@@ -605,14 +606,20 @@ def _write_report(
     figures, _ = sla_report.collect(
         sources, sla_report.Period(day, day, act.policy.zone), clock.aware()
     )
-    written = sla_report.write_report(figures, out_dir)
-    print(f"\n$ python -m worker report --from {day} --to {day} --out {out_dir}", file=out)
+    written = sla_report.write_report(figures, out_dir, with_statements=True)
+    print(
+        f"\n$ python -m worker report --from {day} --to {day} --out {out_dir} --statements",
+        file=out,
+    )
     print(
         f"  {len(figures.requests)} requests of the day recomputed from their histories; "
-        f"the report and its {len(written.csv)} CSV tables:",
+        f"the report and its {len(written.csv)} CSV tables, and each customer's statement "
+        "(HTML; a PDF too where Chromium is installed):",
         file=out,
     )
     print(f"  {written.page}", file=out)
+    for files in written.statements:
+        print(f"  {files.page}", file=out)
 
 
 def _happen(pending: list[Happening], until: datetime, clock: SimulatedClock, out: TextIO) -> None:

@@ -9,11 +9,13 @@ they age out of the buffer, so a lead that comes back (reopened, restored) finds
 its whole history, and one whose history the buffer no longer covers is read again
 from amoCRM.
 
-**The record** (the task ledger, and the instant of the worker's first start on the
-account) says which breach tasks the worker created. amoCRM
+**The record** (the task ledger, the mail record, and the instant of the worker's first
+start on the account) says which breach tasks the worker created and which report mail it
+sent. amoCRM
 holds the tasks, so the worker can find its own again by their marker when the record
 is lost, with one exception it cannot see: a task an agent *deleted* in amoCRM leaves
-no trace, and without the record it is created once more.
+no trace, and without the record it is created once more. Mail leaves no trace the worker
+can read back: without the record the latest scheduled report is sent once more.
 
 Every write is a transaction, so a crash leaves either the old or the new state,
 never half of one. A file written by another schema version is refused (newer) or has
@@ -57,6 +59,13 @@ _RECORD_TABLES = {
         "state TEXT NOT NULL, task_id INTEGER, claimed_at INTEGER NOT NULL, "
         "PRIMARY KEY (entity, entity_id, clock)"
     ),
+    # One row per mail (a report or a statement of a period) and recipient; a file of an
+    # earlier worker gains it when opened (CREATE TABLE IF NOT EXISTS), no migration.
+    "mail_record": (
+        "key TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL, "
+        "message_id TEXT NOT NULL, at INTEGER NOT NULL, problem TEXT NOT NULL DEFAULT '', "
+        "PRIMARY KEY (key, recipient)"
+    ),
 }
 
 
@@ -98,6 +107,25 @@ class TaskMark(StrEnum):
     CLAIMED = "claimed"  # about to be created; a crash here means "ask amoCRM first"
     CREATED = "created"  # amoCRM answered with the task's id
     REJECTED = "rejected"  # amoCRM refused it (a bad user or task type); tried again later
+
+
+class MailMark(StrEnum):
+    """Where one mail to one recipient stands in the record."""
+
+    SENDING = "sending"  # claimed, its Message-ID kept, before the server was asked
+    SENT = "sent"  # the server took it
+    FAILED = "failed"  # the server did not take it (unreachable, refused): sent again later
+    UNKNOWN = "unknown"  # the worker stopped during the send: never sent again (at most once)
+
+
+@dataclass(frozen=True)
+class MailEntry:
+    key: str
+    recipient: str
+    mark: MailMark
+    message_id: str
+    at: int  # unix seconds of the last mark
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -416,5 +444,52 @@ class StateStore:
             for row in self._db.execute(
                 "SELECT entity, entity_id, clock, state, task_id, claimed_at FROM task_record "
                 "ORDER BY entity, entity_id, clock"
+            )
+        ]
+
+    # --- the record: report mail -------------------------------------------------------------
+    # A mail is known by its key (``report:2025-10-01:2025-10-31``, a statement's with the
+    # company) and its recipient. It is claimed durably before it goes out, with the
+    # Message-ID it will carry, and marked when the server has answered.
+    def mail_entry(self, key: str, recipient: str) -> MailEntry | None:
+        row = self._db.execute(
+            "SELECT state, message_id, at, problem FROM mail_record "
+            "WHERE key = ? AND recipient = ?",
+            (key, recipient),
+        ).fetchone()
+        if row is None:
+            return None
+        return MailEntry(key, recipient, MailMark(row[0]), str(row[1]), int(row[2]), str(row[3]))
+
+    def claim_mail(self, key: str, recipient: str, message_id: str, at: int) -> bool:
+        """Record, durably, that this mail is about to go out; False when it may not (it was
+        sent, is being sent, or its outcome is unknown): only a new or failed mail is claimed."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT INTO mail_record (key, recipient, state, message_id, at, problem) "
+                "VALUES (?, ?, ?, ?, ?, '') ON CONFLICT (key, recipient) DO UPDATE SET "
+                "state = excluded.state, message_id = excluded.message_id, at = excluded.at, "
+                "problem = '' WHERE mail_record.state = ?",
+                (key, recipient, MailMark.SENDING.value, message_id, at, MailMark.FAILED.value),
+            )
+        return cursor.rowcount == 1
+
+    def mark_mail(
+        self, key: str, recipient: str, mark: MailMark, at: int, problem: str = ""
+    ) -> None:
+        with self.transaction():
+            self._db.execute(
+                "UPDATE mail_record SET state = ?, at = ?, problem = ? "
+                "WHERE key = ? AND recipient = ?",
+                (mark.value, at, problem, key, recipient),
+            )
+
+    def mail_records(self, prefix: str = "") -> list[MailEntry]:
+        return [
+            MailEntry(str(r[0]), str(r[1]), MailMark(r[2]), str(r[3]), int(r[4]), str(r[5]))
+            for r in self._db.execute(
+                "SELECT key, recipient, state, message_id, at, problem FROM mail_record "
+                "WHERE substr(key, 1, ?) = ? ORDER BY key, recipient",
+                (len(prefix), prefix),
             )
         ]

@@ -15,6 +15,7 @@ from amo_client.models import (
     SelectValue,
 )
 from sla.ledger import (
+    UNIT_SECONDS,
     TimeEntry,
 )
 from worker.ledgers.company import CompanyWrite
@@ -104,14 +105,16 @@ COMPANIES_CURSOR = "companies_cursor"
 LEFT_COMPANIES = "left_companies"
 
 
-def load_ledger_cache(store: StateStore) -> LedgerCache:
+def load_ledger_cache(store: StateStore, *, unit: int = UNIT_SECONDS) -> LedgerCache:
+    """The cache as stored, its time entries counted in units of ``unit`` seconds (the
+    policy's now, whatever it was when they were stored)."""
     return LedgerCache(
         requests={
             lead_id: RequestFacts.from_json(data)
             for lead_id, data in store.load_rows("requests").items()
         },
         entries={
-            note_id: _entry_from_json(data)
+            note_id: _entry_from_json(data, unit)
             for note_id, data in store.load_rows("time_notes").items()
         },
         companies=_packed_companies(store.load_rows("companies")),
@@ -169,12 +172,14 @@ def save_companies(store: StateStore, companies: Mapping[int, Company]) -> None:
 def _entry_to_json(entry: TimeEntry) -> str:
     raw = asdict(entry)
     raw["at"] = int(entry.at.timestamp())
+    del raw["unit"]  # the policy's, given again when the cache is loaded
     return json.dumps(raw, ensure_ascii=False)
 
 
-def _entry_from_json(text: str) -> TimeEntry:
+def _entry_from_json(text: str, unit: int) -> TimeEntry:
     raw = json.loads(text)
-    return TimeEntry(**{**raw, "at": datetime.fromtimestamp(raw["at"], UTC)})
+    raw.pop("unit", None)
+    return TimeEntry(**{**raw, "at": datetime.fromtimestamp(raw["at"], UTC), "unit": unit})
 
 
 def remember_written(cache: LedgerCache, written: Iterable[CompanyWrite]) -> dict[int, Company]:

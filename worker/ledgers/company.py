@@ -16,6 +16,7 @@ from amo_client.models import (
     SelectValue,
 )
 from sla.ledger import (
+    UNIT_SECONDS,
     Package,
 )
 from worker.fields import CompanyField, CompanyFieldMap
@@ -27,8 +28,11 @@ class CompanyWrite:
     values: Mapping[int, OutgoingValue]
 
 
-def package_of(company: Company, fields: CompanyFieldMap, zone: ZoneInfo) -> Package | str | None:
-    """The company's package, None when it has none, or what is wrong with its fields."""
+def package_of(
+    company: Company, fields: CompanyFieldMap, zone: ZoneInfo, unit: int = UNIT_SECONDS
+) -> Package | str | None:
+    """The company's package, None when it has none, or what is wrong with its fields (a
+    package must hold one unit of account, ``unit`` seconds)."""
     hours_raw = _first(company.field(fields.id_of(CompanyField.PACKAGE_HOURS) or 0))
     paid_raw = _first(company.field(fields.id_of(CompanyField.PACKAGE_PAID) or 0))
     if hours_raw in (None, "") and paid_raw in (None, ""):
@@ -42,7 +46,7 @@ def package_of(company: Company, fields: CompanyFieldMap, zone: ZoneInfo) -> Pac
             "are not a number of hours and a date; the package is not tracked"
         )
     try:
-        return Package(hours=hours, paid_on=paid_on)
+        return Package(hours=hours, paid_on=paid_on, unit=unit)
     except ValueError as error:
         return f"package field «Пакет: часов» = {hours_raw!r}: {error}; the package is not tracked"
 

@@ -107,10 +107,19 @@ def entry_of(note: Note, options: LedgerOptions) -> TimeEntry | Unreadable | Non
         seconds = note.duration or 0
         if not options.call_time or seconds <= 0:
             return None
-        return TimeEntry(note.id, note.entity_id, None, at, note.created_by, seconds, "звонок")
+        return TimeEntry(
+            note.id, note.entity_id, None, at, note.created_by, seconds, "звонок", options.unit
+        )
     parsed = parse_time_note(note.text or "", marker=options.marker)
     if parsed is None or isinstance(parsed, Unreadable):
         return parsed
     return TimeEntry(
-        note.id, note.entity_id, None, at, note.created_by, parsed.seconds, parsed.what
+        note.id,
+        note.entity_id,
+        None,
+        at,
+        note.created_by,
+        parsed.seconds,
+        parsed.what,
+        options.unit,
     )

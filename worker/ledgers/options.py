@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sla.ledger import (
     DEFAULT_MARKER,
+    UNIT_SECONDS,
     Quota,
 )
 from worker.events import NOTE_DELETED
@@ -26,6 +27,7 @@ class LedgerOptions:
     call_time: bool = False
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
     at_risk: float = 0.8
+    unit: int = UNIT_SECONDS  # seconds each time entry rounds up to (the policy's time_entries)
     package_text: str = (
         "Пакет часов компании «{company_name}» исчерпан: израсходовано {used} из {limit}. "
         "Работы приостановлены до согласования с клиентом."

@@ -83,7 +83,7 @@ def plan_ledgers(
     for company_id, company in sorted(companies.items()):
         wanted: dict[CompanyField, OutgoingValue] = {}
         if options.packages:
-            package = package_of(company, fields, options.zone)
+            package = package_of(company, fields, options.zone, options.unit)
             if isinstance(package, str):
                 company_problems[company_id] = (package,)
             else:
@@ -455,7 +455,9 @@ class LedgerPlanner:
         options: LedgerOptions,
         now: datetime,
     ) -> datetime | None:
-        package = package_of(company, fields, options.zone) if options.packages else None
+        package = (
+            package_of(company, fields, options.zone, options.unit) if options.packages else None
+        )
         return ledger_change_at(
             package if isinstance(package, Package) else None,
             options.quotas,

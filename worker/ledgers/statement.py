@@ -128,7 +128,9 @@ def company_ledger(
         company=company,
         requests=requests,
         notes=tuple(time_notes),
-        package=package_of(company, fields, options.zone) if options.packages else None,
+        package=(
+            package_of(company, fields, options.zone, options.unit) if options.packages else None
+        ),
         plan=plan,
         figures=figures,
         fields=fields,
@@ -308,7 +310,10 @@ def _entry_lines(ledger: CompanyLedger, width: int | None) -> list[str]:
             ]
         )
     headers = ["when", "request", "author", "note", "logged", "counted, мин", "against"]
-    title = f"time entries (notes starting «{marker}», each rounded up to 5 minutes):"
+    unit = ledger.options.unit // 60
+    title = (
+        f"time entries (notes starting «{marker}», each rounded up to whole {unit}-minute units):"
+    )
     return [title, *_indented(headers, rows, width)]
 
 

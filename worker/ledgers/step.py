@@ -68,7 +68,7 @@ class LedgerStep:
     @property
     def cache(self) -> LedgerCache:
         if self._cache is None:
-            self._cache = load_ledger_cache(self.store)
+            self._cache = load_ledger_cache(self.store, unit=self.options.unit)
         return self._cache
 
     @property
@@ -160,7 +160,8 @@ class LedgerStep:
             if i is not None and i in cache.companies
         ]
         packages = [
-            package_of(company, setup.company_fields, self.options.zone) for company in linked
+            package_of(company, setup.company_fields, self.options.zone, self.options.unit)
+            for company in linked
         ]
         with_package = sum(1 for package in packages if isinstance(package, Package))
         broken = sum(1 for package in packages if isinstance(package, str))

@@ -8,8 +8,9 @@ or a changed policy does not show in the report.
 Requests it spends (amoCRM allows 7 a second):
 
 * the users, the account setup (pipelines, fields);
-* the support pipeline's leads changed since the period began (250 a page): a request
-  registered in the period was changed then;
+* the support pipeline's leads changed since the previous period (of the same length, for
+  the trend) began (250 a page): a request registered in either was changed then; and the
+  pipeline's open leads, for what is at risk or breached now, whenever registered;
 * each request's history: none for a lead whose history the worker's cache holds (the
   account-wide feed since the cache's cursor brings those up to date, one request when
   quiet), ten leads a request for the others;
@@ -39,9 +40,9 @@ from worker.cache import TrackedLead, load_tracked, slim
 from worker.cycle import EVENTS_CURSOR
 from worker.events import STRUCTURAL_EVENTS
 from worker.fields import SlaField
-from worker.ledgers.company import package_of
 from worker.ledgers.facts import RequestFacts, entry_of, facts_of
 from worker.ledgers.options import LEDGER_EVENTS, LedgerOptions
+from worker.ledgers.plan import plan_ledgers
 from worker.mapping import lead_events, lead_facts
 from worker.replies import CONTACT_LINKS, FILED_ON, contact_replies
 from worker.setup import AccountSetup
@@ -92,17 +93,28 @@ def lead_url(base_url: str | None) -> str:
 
 
 def collect(sources: Sources, period: Period, now: datetime) -> tuple[Figures, ReadStats]:
-    """The report's figures for the requests registered in ``period``, computed at ``now``."""
+    """The report's figures for the requests registered in ``period``, computed at ``now``,
+    with the previous period's for the trend and the open requests for what waits now."""
     client, setup, policy, options = sources.client, sources.setup, sources.policy, sources.ledgers
     stats = ReadStats()
     before = client.requests_sent
     users = {user.id: user.name for user in client.iter_users()}
-    leads = _support_leads(client, setup, since=period.start)
+    previous = period.previous()
+    leads = _support_leads(client, setup, since=previous.start)
+    sources.progress(f"{len(leads)} support leads changed since {previous.start:%d.%m.%Y}")
+    # Open now, however long ago last changed: what is at risk or breached right now.
+    open_ids = _open_lead_ids(client, setup)
+    missing_open = sorted(open_ids - leads.keys())
+    if missing_open:
+        leads.update(_support_leads(client, setup, since=previous.start, ids=missing_open))
     stats.leads = len(leads)
-    candidates = [lead for lead in leads.values() if lead.created_at < period.end]
-    sources.progress(f"{len(leads)} support leads changed since {period.start:%d.%m.%Y}")
+    candidates = [
+        lead for lead in leads.values() if lead.created_at < period.end or lead.id in open_ids
+    ]
     histories = lead_histories(sources, candidates, now, stats)
     requests: list[Request] = []
+    earlier: list[Request] = []
+    waiting: list[Request] = []
     states: dict[int, SlaState] = {}
     done_stages = setup.roles.done | {WON, LOST}
     for lead in candidates:
@@ -113,24 +125,30 @@ def collect(sources: Sources, period: Period, now: datetime) -> tuple[Figures, R
             continue
         stats.computed += 1
         states[lead.id] = state
+        request = Request(
+            lead_id=lead.id,
+            name=lead.name or f"#{lead.id}",
+            company_id=lead.company_id,
+            responsible_user_id=lead.responsible_user_id,
+            state=state,
+            done=lead.status_id in done_stages,
+        )
         if period.holds(state.registered_at):
-            requests.append(
-                Request(
-                    lead_id=lead.id,
-                    name=lead.name or f"#{lead.id}",
-                    company_id=lead.company_id,
-                    responsible_user_id=lead.responsible_user_id,
-                    state=state,
-                    done=lead.status_id in done_stages,
-                )
-            )
-    requests.sort(key=lambda r: (r.state.registered_at, r.lead_id))
-    sources.progress(f"{len(requests)} requests registered in the period")
+            requests.append(request)
+        elif previous.holds(state.registered_at):
+            earlier.append(request)
+        if lead.id in open_ids and not request.done:
+            waiting.append(request)
+    for found in (requests, earlier, waiting):
+        found.sort(key=lambda r: (r.state.registered_at, r.lead_id))
+    sources.progress(
+        f"{len(requests)} requests registered in the period, {len(earlier)} in the one before"
+    )
 
     entries: list[TimeEntry] = []
     if options.packages:
         entries = _entries(client, setup, options=options, leads=leads, period=period, now=now)
-    company_ids = {r.company_id for r in requests if r.company_id is not None}
+    company_ids = {r.company_id for r in (*requests, *earlier) if r.company_id is not None}
     company_ids |= {e.company_id for e in entries if e.company_id is not None}
     companies = (
         {c.id: c for c in client.iter_companies(ids=sorted(company_ids))} if company_ids else {}
@@ -140,6 +158,7 @@ def collect(sources: Sources, period: Period, now: datetime) -> tuple[Figures, R
         hours = _hours(
             companies,
             entries,
+            leads,
             setup=setup,
             options=options,
             policy=policy,
@@ -170,8 +189,28 @@ def collect(sources: Sources, period: Period, now: datetime) -> tuple[Figures, R
         tariffs=policy.tariff_names,
         problems=tuple(stats.skipped),
         lead_names={i: lead.name or f"#{i}" for i, lead in leads.items()},
+        goals=policy.goals,
+        time_terms=policy.time_terms,
+        previous=previous,
+        previous_requests=tuple(earlier),
+        open_now=tuple(waiting),
     )
     return figures, stats
+
+
+def _open_lead_ids(client: AmoClient, setup: AccountSetup) -> set[int]:
+    """The support pipeline's leads in an open stage now (250 a page)."""
+    if not setup.open_status_ids:
+        return set()
+    return {
+        lead.id
+        for lead in client.iter_leads(
+            pipeline_id=setup.pipeline_id, status_ids=setup.open_status_ids
+        )
+        if lead.pipeline_id == setup.pipeline_id
+        and lead.status_id in setup.open_status_ids
+        and not lead.is_deleted
+    }
 
 
 def _support_leads(
@@ -352,6 +391,7 @@ def _entries(
 def _hours(
     companies: Mapping[int, Company],
     entries: Sequence[TimeEntry],
+    leads: Mapping[int, Lead],
     *,
     setup: AccountSetup,
     options: LedgerOptions,
@@ -359,22 +399,43 @@ def _hours(
     period: Period,
     now: datetime,
 ) -> tuple[CompanyHours, ...]:
-    by_company: dict[int, list[TimeEntry]] = {}
-    for entry in entries:
-        if entry.company_id is not None:
-            by_company.setdefault(entry.company_id, []).append(entry)
+    """Each company's hours as of the period's end (or now, when sooner), planned by the
+    ledgers exactly as the cycle plans the company's fields (one source for the hours table
+    and the statements)."""
+    requests = {
+        lead.id: RequestFacts(
+            lead_id=lead.id,
+            name=lead.name or f"#{lead.id}",
+            company_id=lead.company_id,
+            tariff=None,  # packages need the company alone
+            tags=(),
+            registered_at=int(lead.created_at.timestamp()),
+            status_id=lead.status_id,
+            responsible_user_id=lead.responsible_user_id,
+        )
+        for lead in leads.values()
+    }
+    plan, planned = plan_ledgers(
+        requests=requests,
+        entries=entries,
+        companies=companies,
+        tracked=(),
+        fields=setup.company_fields,
+        options=replace(options, quotas=()),
+        now=min(now, period.end),
+    )
     rows = []
     for company_id, company in sorted(companies.items(), key=lambda c: (c[1].name, c[0])):
+        problems = plan.company_problems.get(company_id, ())
         rows.append(
             company_hours(
                 company_id,
                 company.name or f"#{company_id}",
-                package_of(company, setup.company_fields, options.zone),
-                by_company.get(company_id, ()),
+                planned.balances.get(company_id),
+                planned.entries.get(company_id, ()),
                 period=period,
                 rates=policy.extra_hour_rates,
-                now=min(now, period.end),
-                at_risk=options.at_risk,
+                problem=problems[0] if problems else None,
             )
         )
     return tuple(row for row in rows if row.package is not None or row.entries or row.problem)

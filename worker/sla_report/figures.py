@@ -21,6 +21,16 @@ How each number is counted:
 * A **breach** is one breached clock: a request late on both reaction and resolution
   gives two rows. How far past: the business time used beyond the target, or for an
   agreed date the wall time from the date to the resolution (or to now).
+* **Goals** are the policy's (``[goals]``): a tariff's own, else every tariff's; a group
+  of several tariffs (an agent, a company, the whole period) is held to every tariff's.
+* **Trend**: the same figures for the previous period of the same length (the same
+  number of calendar months when the period is whole months, else of days), computed at
+  the same instant from the same reads; the change is in percentage points.
+* **Now**: the open requests whose status is «Под угрозой» or «Просрочено» at the
+  instant the report is computed, whenever they were registered, by responsible user.
+* **Hours** come from :func:`worker.ledgers.plan.plan_ledgers`, the planning the cycle
+  writes the company fields from: the hours table and the customer statement read the
+  same :class:`CompanyHours`.
 """
 
 from __future__ import annotations
@@ -41,9 +51,8 @@ from sla.ledger import (
     QuotaUse,
     TimeEntry,
     minutes_over,
-    package_balance,
 )
-from sla.policy import RequestClass
+from sla.policy import Goals, RequestClass, TimeTerms
 from sla.state import ClockState, SlaState, SlaStatus
 
 NO_TARIFF = "Нет тарифа"
@@ -90,6 +99,35 @@ class Period:
 
     def days(self) -> list[date]:
         return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+    def previous(self) -> Period:
+        """The period of the same length just before: as many calendar months when the
+        period is whole months (October's is September), else as many days."""
+        months = _whole_months(self.first, self.last)
+        if months:
+            first = _month_start(self.first, -months)
+            return Period(first, self.first - timedelta(days=1), self.zone)
+        length = (self.last - self.first).days + 1
+        return Period(
+            self.first - timedelta(days=length), self.first - timedelta(days=1), self.zone
+        )
+
+    def text(self) -> str:
+        return f"{self.first:%d.%m.%Y} — {self.last:%d.%m.%Y}"
+
+
+def _month_start(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _whole_months(first: date, last: date) -> int:
+    """How many calendar months ``first``..``last`` spans exactly; 0 when it is not whole
+    months (it starts on another day than the 1st, or ends before a month's last day)."""
+    after = last + timedelta(days=1)
+    if first.day != 1 or after.day != 1:
+        return 0
+    return (after.year - first.year) * 12 + after.month - first.month
 
 
 # --- one clock ---------------------------------------------------------------------------------
@@ -191,6 +229,74 @@ def grouped(
 
 
 @dataclass(frozen=True)
+class Rate:
+    """A clock's met share in a group: ``met`` of ``settled`` (met + breached) clocks, the
+    goal it is held to, and the previous period's share."""
+
+    met: int
+    settled: int
+    goal: Decimal | None = None
+    before: Decimal | None = None  # the previous period's %; None: none settled then
+    compared: bool = False  # a previous period was read
+
+    @property
+    def percent(self) -> Decimal | None:
+        return percent(self.met, self.settled)
+
+    @property
+    def change(self) -> Decimal | None:
+        """Percentage points since the previous period; None when either has no share."""
+        if self.percent is None or self.before is None:
+            return None
+        return self.percent - self.before
+
+    @property
+    def below_goal(self) -> bool:
+        return self.percent is not None and self.goal is not None and self.percent < self.goal
+
+
+@dataclass(frozen=True)
+class MetRow:
+    """A group's requests and its two clocks' rates, against goals and the previous period."""
+
+    label: tuple[str, ...]
+    requests: int
+    before_requests: int | None  # None: no previous period was read
+    reaction: Rate
+    resolution: Rate
+
+
+def met_row(
+    counts: MetCounts,
+    before: MetCounts | None,
+    goals: Goals,
+    *,
+    tariff: str | None = None,
+    compared: bool = False,
+) -> MetRow:
+    """``counts`` against ``tariff``'s goals (every tariff's when None) and ``before``."""
+    return MetRow(
+        label=counts.label,
+        requests=counts.requests,
+        before_requests=(before.requests if before is not None else 0) if compared else None,
+        reaction=Rate(
+            counts.reaction_met,
+            counts.reaction_met + counts.reaction_breached,
+            goals.target("reaction", tariff),
+            before.reaction_percent if before is not None else None,
+            compared,
+        ),
+        resolution=Rate(
+            counts.resolution_met,
+            counts.resolution_met + counts.resolution_breached,
+            goals.target("resolution", tariff),
+            before.resolution_percent if before is not None else None,
+            compared,
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Day:
     day: date
     requests: int
@@ -280,6 +386,47 @@ def breaches(requests: Sequence[Request], now: datetime) -> list[Breach]:
     )
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """An open request at risk or breached now, and the clock that puts it there."""
+
+    request: Request
+    clock: str  # «реакция» or «решение»
+    due: datetime | None
+    breached: bool
+    left: timedelta | None  # at risk: business time left of the clock
+    over: timedelta  # breached: how far past (business time, or wall time to an agreed date)
+    business: bool
+
+
+def waiting(request: Request, now: datetime) -> Waiting | None:
+    """Why ``request`` is at risk or breached now; None when it is neither, or closed."""
+    state = request.state
+    if request.done or state.tariff is None:
+        return None
+    clocks = (("реакция", state.reaction), ("решение", state.resolution))
+    if state.status is SlaStatus.BREACHED:
+        name, clock = next(((n, c) for n, c in clocks if c.breached), clocks[-1])
+        if clock.target is not None:
+            over, business = max(clock.used - clock.target, timedelta(0)), True
+        else:
+            end = clock.finished_at or now
+            over = max(end - clock.due, timedelta(0)) if clock.due else timedelta(0)
+            business = False
+        return Waiting(request, name, clock.due, True, None, over, business)
+    if state.status is SlaStatus.AT_RISK:
+        name, clock = clocks[0] if state.reaction.finished_at is None else clocks[1]
+        return Waiting(request, name, clock.due, False, clock.remaining, timedelta(0), True)
+    return None
+
+
+@dataclass(frozen=True)
+class AgentNow:
+    agent: str
+    at_risk: int
+    breached: int
+
+
 # --- hours ---------------------------------------------------------------------------------------
 
 
@@ -306,22 +453,19 @@ class CompanyHours:
 def company_hours(
     company_id: int,
     name: str,
-    package: Package | str | None,
+    balance: PackageBalance | None,
     entries: Sequence[TimeEntry],
     *,
     period: Period,
     rates: Mapping[Decimal, Decimal],
-    now: datetime,
-    at_risk: float = 0.8,
+    problem: str | None = None,
 ) -> CompanyHours:
-    """``entries``: the company's entries since before its package began (for the balance);
-    the statement and the work outside a package are those made in the period."""
+    """The company's hours of ``period`` from its package's ``balance`` as the ledgers
+    planned it (None: no package, or ``problem`` with its fields) and its ``entries`` since
+    before the package began; the statement and the work outside a package are the
+    period's."""
     in_period = tuple(sorted((e for e in entries if period.holds(e.at)), key=_entry_order))
-    problem = package if isinstance(package, str) else None
-    real = package if isinstance(package, Package) else None
-    balance = None
-    if real is not None:
-        balance = package_balance(real, entries, zone=period.zone, now=now, at_risk=at_risk)
+    real = balance.package if balance is not None else None
     counted = {entry.note_id for entry in balance.counted} if balance else set()
     outside = sum(e.minutes for e in in_period if e.note_id not in counted)
     # The overage of the period: what its own entries took beyond the package, so that a
@@ -366,28 +510,93 @@ class Figures:
     tariffs: tuple[str, ...] = ()  # the policy's order
     problems: tuple[str, ...] = ()
     lead_names: Mapping[int, str] = field(default_factory=dict)  # every lead read, by id
+    goals: Goals = field(default_factory=Goals)
+    time_terms: TimeTerms = field(default_factory=TimeTerms)
+    previous: Period | None = None  # the period compared with; None: none was read
+    previous_requests: tuple[Request, ...] = ()
+    open_now: tuple[Request, ...] = ()  # every open request computed at ``now``
 
     @property
     def total(self) -> MetCounts:
         return met_counts(("Всего",), self.requests)
 
     @property
-    def open_breaches(self) -> int:
-        return sum(r.state.status is SlaStatus.BREACHED and not r.done for r in self.requests)
+    def compared(self) -> bool:
+        return self.previous is not None
+
+    def total_row(self) -> MetRow:
+        before = met_counts(("Всего",), self.previous_requests) if self.compared else None
+        return met_row(self.total, before, self.goals, compared=self.compared)
+
+    def tariff_class_rows(self) -> list[MetRow]:
+        return self._rows(self.by_tariff_class(), self._tariff_class_key, tariff_goals=True)
+
+    def agent_rows(self) -> list[MetRow]:
+        return self._rows(self.by_agent(), self._agent_key)
+
+    def company_rows(self) -> list[MetRow]:
+        return self._rows(self.by_company(), self._company_key)
+
+    def _rows(
+        self,
+        rows: Sequence[MetCounts],
+        key: Callable[[Request], tuple[str, ...]],
+        *,
+        tariff_goals: bool = False,
+    ) -> list[MetRow]:
+        before = {c.label: c for c in grouped(self.previous_requests, key)}
+        return [
+            met_row(
+                row,
+                before.get(row.label),
+                # A request without a tariff has no deadline, so no goal either.
+                Goals() if tariff_goals and row.label[0] == NO_TARIFF else self.goals,
+                tariff=row.label[0] if tariff_goals else None,
+                compared=self.compared,
+            )
+            for row in rows
+        ]
+
+    @staticmethod
+    def _tariff_class_key(request: Request) -> tuple[str, ...]:
+        return request.state.tariff or NO_TARIFF, CLASS_NAMES[request.state.request_class]
+
+    def _agent_key(self, request: Request) -> tuple[str, ...]:
+        return (self.user(request.responsible_user_id),)
+
+    def _company_key(self, request: Request) -> tuple[str, ...]:
+        return (self.company(request.company_id),)
+
+    def waiting_now(self) -> list[Waiting]:
+        """The open requests at risk or breached now: by agent, breached first, by due."""
+        found = [w for r in self.open_now if (w := waiting(r, self.now)) is not None]
+        latest = datetime.max.replace(tzinfo=UTC)
+        return sorted(
+            found,
+            key=lambda w: (
+                self.user(w.request.responsible_user_id),
+                not w.breached,
+                w.due.astimezone(UTC) if w.due else latest,
+                w.request.lead_id,
+            ),
+        )
+
+    def now_by_agent(self) -> list[AgentNow]:
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for item in self.waiting_now():
+            counts[self.user(item.request.responsible_user_id)][item.breached] += 1
+        return [AgentNow(agent, risk, late) for agent, (risk, late) in sorted(counts.items())]
 
     def by_tariff_class(self) -> list[MetCounts]:
-        rows = grouped(
-            self.requests,
-            lambda r: (r.state.tariff or NO_TARIFF, CLASS_NAMES[r.state.request_class]),
-        )
+        rows = grouped(self.requests, self._tariff_class_key)
         order = {name: index for index, name in enumerate((*self.tariffs, NO_TARIFF))}
         return sorted(rows, key=lambda row: (order.get(row.label[0], len(order)), row.label))
 
     def by_agent(self) -> list[MetCounts]:
-        return grouped(self.requests, lambda r: (self.user(r.responsible_user_id),))
+        return grouped(self.requests, self._agent_key)
 
     def by_company(self) -> list[MetCounts]:
-        return grouped(self.requests, lambda r: (self.company(r.company_id),))
+        return grouped(self.requests, self._company_key)
 
     def daily(self) -> list[Day]:
         return daily(self.requests, self.period)
