@@ -91,6 +91,7 @@ CALLED_BY_FRAMEWORKS = [
     "handle_request",  # httpx transports
     "handle_RCPT",  # aiosmtpd's handler hooks
     "handle_DATA",
+    "handle_QUIT",
     "log_message",  # http.server
     "do_*",
     "page_rows",  # the report's template
