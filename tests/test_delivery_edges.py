@@ -58,12 +58,6 @@ def at_most(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/mail.py:126-167: sendmail succeeded, but an error answer to QUIT (smtplib's "
-    "__exit__ raises SMTPResponseException) becomes MailError, the mail is marked failed "
-    "and sent again at the next retry",
-)
 def test_a_mail_the_server_took_is_not_sent_again_when_the_server_errs_on_quit(
     tmp_path: Path,
 ) -> None:
@@ -79,13 +73,6 @@ def test_a_mail_the_server_took_is_not_sent_again_when_the_server_errs_on_quit(
     assert entry.mark is MailMark.SENT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/mail.py:124 and worker/delivery.py:181: mail.as_bytes() is outside send()'s "
-    "try and smtplib raises UnicodeEncodeError for a non-ASCII address, so the exception "
-    "leaves deliver() with the claim still «sending»; the next tick marks it unknown (logged "
-    "as a worker stopped mid-send) and never sends it, though nothing was sent",
-)
 @pytest.mark.parametrize(
     "recipient",
     [
@@ -109,35 +96,17 @@ def test_an_address_the_mail_cannot_carry_is_a_failed_send_not_an_unknown_one(
     assert [e["recipient"] for e in logs if e["event"] == "report_mail_failed"] == [recipient]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/delivery.py:69 (config/settings.py:68 cron_fields): APScheduler's "
-    "CronTrigger ANDs day and day_of_week, cron ORs them when both are restricted, so "
-    "`0 9 1 * 1` runs only on a 1st that is a Monday",
-)
 def test_a_day_of_month_with_a_weekday_comes_on_either_as_in_cron() -> None:
     schedule = Schedule("0 9 1 * 1", MOSCOW)  # cron: on the 1st and on every Monday
     after = datetime(2025, 11, 5, 12, 0, tzinfo=MOSCOW)  # a Wednesday
     assert schedule.next_after(after) == datetime(2025, 11, 10, 9, 0, tzinfo=MOSCOW)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/delivery.py:87-91: next_after() returns the repeated 02:30 CET of 26.10.2025 "
-    "again instead of the day after, so check() finds it twice and refuses a daily "
-    "schedule for the 12 days before the autumn change (the worker does not start)",
-)
 def test_a_daily_time_in_the_repeated_autumn_hour_is_allowed_before_the_change() -> None:
     schedule = Schedule("30 2 * * *", BERLIN)
     schedule.check(datetime(2025, 10, 20, 12, 0, tzinfo=UTC))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/delivery.py:100: latest() loops while next_after() returns the same "
-    "repeated 02:30 CET of 26.10.2025, forever: the report thread hangs and no report is "
-    "ever mailed again",
-)
 def test_the_latest_time_after_the_autumn_change_is_found() -> None:
     schedule = Schedule("30 2 * * *", BERLIN)
     with at_most(3):

@@ -66,7 +66,25 @@ class Schedule:
     def __init__(self, cron: str, zone: ZoneInfo) -> None:
         self.cron = cron
         self.zone = zone
-        self.trigger = CronTrigger(**cron_fields(cron), timezone=zone)
+        fields = cron_fields(cron)
+        if fields["day"] != "*" and fields["day_of_week"] != "*":
+            # cron fires when either the day of the month or the weekday matches;
+            # APScheduler's trigger would want both: one trigger for each.
+            self.triggers = [
+                CronTrigger(**{**fields, "day_of_week": "*"}, timezone=zone),
+                CronTrigger(**{**fields, "day": "*"}, timezone=zone),
+            ]
+        else:
+            self.triggers = [CronTrigger(**fields, timezone=zone)]
+
+    def _first_from(self, start: datetime) -> datetime | None:
+        """The earliest time at or after ``start``."""
+        found = [
+            moment
+            for trigger in self.triggers
+            if (moment := trigger.get_next_fire_time(None, start)) is not None
+        ]
+        return min(found, key=lambda moment: moment.astimezone(UTC), default=None)
 
     def check(self, now: datetime) -> None:
         """ValueError unless the schedule comes at most once a day (a report covers days)."""
@@ -85,18 +103,26 @@ class Schedule:
             )
 
     def next_after(self, moment: datetime) -> datetime | None:
-        found: datetime | None = self.trigger.get_next_fire_time(
-            moment, moment + timedelta(seconds=1)
-        )
-        return found
+        """The first time after ``moment``. A wall time that repeats (the hour an autumn
+        clock change repeats) is one time, not two."""
+        start = moment + timedelta(seconds=1)
+        for _ in range(4):
+            found = self._first_from(start)
+            if found is None or found.astimezone(UTC) > moment.astimezone(UTC):
+                if found is not None and found.replace(tzinfo=None) == moment.astimezone(
+                    self.zone
+                ).replace(tzinfo=None):
+                    start = found + timedelta(hours=1)  # the same wall time, once more
+                    continue
+                return found
+            start = found + timedelta(hours=1)
+        return None
 
     def latest(self, now: datetime) -> datetime | None:
         """The last time at or before ``now``."""
         for days in (2, 40, 400, 3000):
             found: datetime | None = None
-            moment: datetime | None = self.trigger.get_next_fire_time(
-                None, now - timedelta(days=days)
-            )
+            moment = self._first_from(now - timedelta(days=days))
             while moment is not None and moment <= now:
                 found = moment
                 moment = self.next_after(moment)
@@ -420,7 +446,8 @@ class ReportSchedule:
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        scheduler.add_job(self._run, trigger=self.schedule.trigger, id="report-schedule")
+        for index, trigger in enumerate(self.schedule.triggers):
+            scheduler.add_job(self._run, trigger=trigger, id=f"report-schedule-{index}")
         scheduler.add_job(
             self._run,
             trigger=IntervalTrigger(seconds=self._retry.total_seconds(), timezone=UTC),

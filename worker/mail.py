@@ -12,6 +12,7 @@ server takes (its ``SIZE``, checked before the message goes).
 
 from __future__ import annotations
 
+import email.errors
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -121,9 +122,10 @@ def send(server: SmtpServer, mail: Message, *, timeout: float = TIMEOUT_SECONDS)
     """Hand ``mail`` to ``server`` for its one recipient; :class:`MailError` when it is not
     taken."""
     recipient = str(mail["To"])
-    data = mail.as_bytes(policy=WIRE)
+    data = _wire(mail, recipient)
     try:
-        with _connect(server, timeout) as smtp:
+        smtp = _connect(server, timeout)
+        try:
             if server.user:
                 smtp.login(server.user, server.password)
             limit = smtp.esmtp_features.get("size", "")
@@ -133,6 +135,8 @@ def send(server: SmtpServer, mail: Message, *, timeout: float = TIMEOUT_SECONDS)
                     f"server {server.shown()} takes"
                 )
             smtp.sendmail(str(mail["From"]), [recipient], data)
+        finally:
+            _close(smtp)
     except MailError:
         raise
     except smtplib.SMTPRecipientsRefused as error:
@@ -166,6 +170,26 @@ def send(server: SmtpServer, mail: Message, *, timeout: float = TIMEOUT_SECONDS)
         raise MailError(f"TLS with {server.shown()} failed: {error.reason or error}") from None
     except (smtplib.SMTPException, OSError) as error:
         raise MailError(f"cannot reach the mail server {server.shown()}: {error}") from None
+
+
+def _wire(mail: Message, recipient: str) -> bytes:
+    """The mail's bytes; :class:`MailError` for an address the mail cannot carry (non-ASCII,
+    a line break): nothing goes out."""
+    try:
+        for address in (recipient, str(mail["From"])):
+            address.encode("ascii")  # SMTP's envelope takes ASCII addresses only
+        return mail.as_bytes(policy=WIRE)
+    except (ValueError, UnicodeError, email.errors.MessageError) as error:
+        raise MailError(f"the mail to {recipient!r} cannot be written: {error}") from None
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    """End the session; once the server took the mail, its answer to QUIT changes nothing
+    (an error there must not send the mail again)."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
 
 def _connect(server: SmtpServer, timeout: float) -> smtplib.SMTP:
