@@ -1,4 +1,4 @@
-"""Headless Chromium (Debian's ``chromium``) driven over the DevTools protocol through a pipe.
+"""Headless Chromium (Debian's ``chromium``) over the DevTools pipe of :mod:`worker.devtools`.
 
 The browser is started the way a test harness starts it: a fresh profile and none of its own
 background services. It is driven through ``--remote-debugging-pipe`` (NUL-separated JSON on
@@ -17,14 +17,8 @@ and a load it refuses shows in the console.
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import os
-import select
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from worker.devtools import DevTools, DevToolsError
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
@@ -78,18 +74,6 @@ def find_browser() -> str:
     return found
 
 
-def unused_loopback_port() -> int:
-    """A loopback port nothing listens on (bound, then released): connections are refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-class DevToolsError(RuntimeError):
-    """Chromium answered a DevTools call with an error, went silent, or exited."""
-
-
 @dataclass
 class Visit:
     """What one page did while it was open: its own requests and its console."""
@@ -104,107 +88,22 @@ class Visit:
         return [url for url in self.requests if url != self.url and not url.startswith("data:")]
 
 
-class Browser:
-    """One headless Chromium process and its DevTools pipe."""
+class Browser(DevTools):
+    """One headless Chromium process and its DevTools pipe, started as a harness starts it."""
 
     def __init__(self, binary: str, profile: Path) -> None:
-        commands_read, self._commands = os.pipe()
-        self._answers, answers_write = os.pipe()
-
-        def wire_pipes() -> None:  # in the child: fd 3 reads commands, fd 4 writes answers
-            commands, answers = os.dup(commands_read), os.dup(answers_write)
-            os.dup2(commands, 3)
-            os.dup2(answers, 4)
-
-        self._process = subprocess.Popen(
-            [
-                binary,
-                *HARNESS_FLAGS,
-                "--remote-debugging-pipe",
-                f"--user-data-dir={profile}",
-                f"--proxy-server=http://127.0.0.1:{unused_loopback_port()}",
-                "--proxy-bypass-list=<-loopback>",
-                "about:blank",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            close_fds=False,  # Python's own descriptors are non-inheritable; 3 and 4 are not
-            start_new_session=True,  # its renderers and helpers share one group to end
-            preexec_fn=wire_pipes,  # noqa: PLW1509 - only dup2 runs between fork and exec
-        )
-        os.close(commands_read)
-        os.close(answers_write)
-        self._buffer = b""
-        self._next_id = 0
-        self._deadline = DEADLINE
-        self.events: list[dict[str, Any]] = []
-
-    def close(self) -> None:
-        """Ask Chromium to quit, then end whatever of its process group is left."""
-        try:
-            with contextlib.suppress(DevToolsError, json.JSONDecodeError):
-                self._deadline = 10.0  # it may close before it answers
-                self.call("Browser.close")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait(timeout=30)
-        finally:
-            for descriptor in (self._commands, self._answers):
-                with contextlib.suppress(OSError):
-                    os.close(descriptor)
-
-    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
-        """Send one command and return its result; events that arrive meanwhile are kept."""
-        self._next_id += 1
-        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
-        if session is not None:
-            message["sessionId"] = session
-        try:
-            os.write(self._commands, json.dumps(message).encode() + b"\0")
-        except OSError as error:
-            raise DevToolsError(f"{method}: Chromium is gone ({error})") from error
-        deadline = time.monotonic() + self._deadline
-        while True:
-            answer = self._receive(deadline)
-            if answer is None:
-                raise DevToolsError(f"{method}: no answer within {self._deadline:.0f} s")
-            if answer.get("id") == self._next_id:
-                if "error" in answer:
-                    raise DevToolsError(f"{method}: {answer['error']}")
-                result: dict[str, Any] = answer.get("result", {})
-                return result
-            if "method" in answer:
-                self.events.append(answer)
+        super().__init__(binary, HARNESS_FLAGS, str(profile))
 
     def pump(self, seconds: float, sessions: set[str] | None = None) -> int:
         """Keep the events that arrive within ``seconds``; return how many came (of
         ``sessions`` alone, when given)."""
         deadline = time.monotonic() + seconds
         count = 0
-        while (event := self._receive(deadline)) is not None:
+        while (event := self.receive(deadline)) is not None:
             if "method" in event:
                 self.events.append(event)
                 count += sessions is None or event.get("sessionId") in sessions
         return count
-
-    def _receive(self, deadline: float) -> dict[str, Any] | None:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self._answers], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(self._answers, 1 << 16)
-            if not chunk:
-                raise DevToolsError(f"Chromium exited (code {self._process.poll()})")
-            self._buffer += chunk
-        message, _, self._buffer = self._buffer.partition(b"\0")
-        parsed: dict[str, Any] = json.loads(message)
-        return parsed
 
     def open_tab(self) -> Tab:
         """A new page target, attached and watched: network, console and log, child frames."""
